@@ -1,0 +1,127 @@
+#pragma once
+// Plain records the store keeps. Times are TimePoint; the backends choose how
+// to encode them. Free-form documents (a revision's manifest, an operation's
+// request, a member's spec) are JSON text so the store never needs to know
+// their shape.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+
+namespace tranche {
+
+struct ApplicationRecord {
+  std::string name;
+  int64_t current_revision = 0;
+  bool deployed = true;
+  // Bumped by every batch that puts this record; the compare-and-swap handle.
+  int64_t version = 0;
+  // Last operation sequence number handed out for this application.
+  int64_t operation_seq = 0;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+};
+
+struct RevisionRecord {
+  std::string app;
+  int64_t number = 0;
+  std::string manifest_json;  // the normalized manifest, defaults filled in
+  std::string author;         // token name
+  std::string summary;        // one-line diff against the previous revision
+  TimePoint created_at{};
+};
+
+enum class Setting { kAutoscaling, kAutohealing, kMaintenance };
+
+// An explicit operational value on one node. `path` is relative to the
+// application: "" for the application itself, "backend/db" for a cluster,
+// "backend/db/3" for a member.
+struct OperationalValueRecord {
+  std::string app;
+  std::string path;
+  Setting setting = Setting::kAutoscaling;
+  std::string value;  // "on"/"off" or "off"/"restart"/"replace"
+  // Time-boxed values: when it ends and what the explicit value was before
+  // (nullopt: the node inherited).
+  std::optional<TimePoint> expires_at;
+  std::optional<std::string> previous_value;
+  std::string set_by;
+  TimePoint set_at{};
+};
+
+struct MemberRecord {
+  std::string id;       // "web/3": cluster path + "/" + ordinal
+  std::string app;
+  std::string cluster;  // cluster path within the app, e.g. "backend/db"
+  int64_t ordinal = 0;
+  std::string host;     // empty until placed
+  std::string state;    // MemberState name (model.md)
+  int64_t revision = 0;
+  std::string version;
+  std::optional<int64_t> pid;
+  std::map<std::string, int> ports;
+  std::optional<TimePoint> healing_delayed_since;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+};
+
+struct HostRecord {
+  std::string id;
+  std::string hostname;
+  std::string state;  // Ready | Unreachable | Draining | Left
+  std::map<std::string, std::string> labels;
+  int64_t slots = 64;
+  std::string token_hash;
+  TimePoint registered_at{};
+  TimePoint updated_at{};
+};
+
+struct OperationRecord {
+  std::string id;
+  std::string app;
+  int64_t seq = 0;      // per application, in acceptance order
+  std::string kind;     // "apply", "operational-state", "delete", ...
+  std::string request_json;
+  std::string status;   // Pending | Running | Succeeded | Failed | Cancelled
+  std::string message;
+  std::string actor;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+};
+
+enum class Role { kViewer, kOperator, kAdmin };
+
+struct TokenRecord {
+  std::string id;           // public part of the token, used to look it up
+  std::string name;
+  std::string secret_hash;  // sha256 of the secret part
+  Role role = Role::kViewer;
+  std::optional<std::string> app;  // scope: only this application
+  TimePoint created_at{};
+};
+
+struct AuditRecord {
+  int64_t id = 0;  // assigned by the store
+  TimePoint time{};
+  std::string actor;
+  std::string action;  // "POST /api/v1/applications"
+  std::string target;  // "shop"
+  std::string result;  // "201" or "422 clusters[0].name: ..."
+};
+
+struct EventRecord {
+  uint64_t seq = 0;  // assigned by the store at commit
+  TimePoint time{};
+  std::string app;
+  std::string path;
+  std::string member;
+  std::string type;
+  std::string from_json = "null";  // JSON values
+  std::string to_json = "null";
+  std::string message;
+};
+
+}  // namespace tranche

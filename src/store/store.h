@@ -1,0 +1,125 @@
+#pragma once
+// The controller's durable state. See README.md for the design.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/error.h"
+#include "store/records.h"
+
+namespace tranche {
+
+// Preconditions of a batch. The batch fails with kConflict, writing nothing,
+// when one does not hold.
+struct ExpectApplicationVersion {
+  std::string app;
+  int64_t version = 0;  // 0: the application must not exist
+};
+
+struct PutApplication { ApplicationRecord record; };  // sets record.version = old + 1
+struct PutRevision { RevisionRecord record; };
+struct DeleteRevision { std::string app; int64_t number = 0; };
+struct PutOperationalValue { OperationalValueRecord record; };
+struct DeleteOperationalValue { std::string app; std::string path; Setting setting; };
+struct PutMember { MemberRecord record; };
+struct PutHost { HostRecord record; };
+struct PutOperation { OperationRecord record; };
+struct PutToken { TokenRecord record; };
+struct AppendAudit { AuditRecord record; };
+struct AppendEvent { EventRecord record; };  // seq assigned at commit
+
+using Mutation = std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue,
+                              DeleteOperationalValue, PutMember, PutHost, PutOperation, PutToken, AppendAudit,
+                              AppendEvent>;
+
+struct WriteBatch {
+  std::vector<ExpectApplicationVersion> preconditions;
+  std::vector<Mutation> mutations;  // applied in order
+};
+
+struct CommitResult {
+  // Seqs given to the batch's AppendEvents, in order; empty if it had none.
+  std::vector<uint64_t> event_seqs;
+};
+
+struct EventQuery {
+  uint64_t after_seq = 0;  // events with seq > after_seq
+  std::optional<std::string> app;
+  size_t limit = 1000;
+};
+
+struct MemberQuery {
+  std::optional<std::string> app;
+  std::optional<std::string> cluster;
+  std::optional<std::string> state;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual int schema_version() const = 0;
+
+  // Atomic and durable when it returns success. Errors: kConflict for a
+  // failed precondition, kUnavailable when the medium refuses the write.
+  virtual Result<CommitResult> commit(const WriteBatch& batch) = 0;
+
+  virtual Result<std::optional<ApplicationRecord>> get_application(const std::string& name) = 0;
+  virtual Result<std::vector<ApplicationRecord>> list_applications() = 0;
+
+  virtual Result<std::optional<RevisionRecord>> get_revision(const std::string& app, int64_t number) = 0;
+  // Newest first.
+  virtual Result<std::vector<RevisionRecord>> list_revisions(const std::string& app) = 0;
+
+  virtual Result<std::vector<OperationalValueRecord>> list_operational_values(const std::string& app) = 0;
+  // Time-boxed values of every application that expire at or before `t`.
+  virtual Result<std::vector<OperationalValueRecord>> list_expiring_values(TimePoint t) = 0;
+
+  virtual Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) = 0;
+  virtual Result<std::vector<MemberRecord>> list_members(const MemberQuery& query) = 0;
+
+  virtual Result<std::optional<HostRecord>> get_host(const std::string& id) = 0;
+  virtual Result<std::vector<HostRecord>> list_hosts() = 0;
+
+  virtual Result<std::optional<OperationRecord>> get_operation(const std::string& id) = 0;
+
+  virtual Result<std::optional<TokenRecord>> get_token(const std::string& id) = 0;
+  virtual Result<bool> has_admin_token() = 0;
+
+  // Newest last.
+  virtual Result<std::vector<AuditRecord>> list_audit(size_t limit) = 0;
+
+  virtual Result<std::vector<EventRecord>> list_events(const EventQuery& query) = 0;
+  virtual Result<uint64_t> last_event_seq() = 0;
+
+  // Called after every commit that appended events, with the newest seq, on
+  // the committing thread. Subscribers must not block or call commit().
+  // Returns an id for unwatch().
+  using WatchCallback = std::function<void(uint64_t last_seq)>;
+  virtual uint64_t watch(WatchCallback callback) = 0;
+  virtual void unwatch(uint64_t id) = 0;
+};
+
+struct SqliteStoreOptions {
+  std::string path;  // file; ":memory:" for tests
+};
+
+// Opens (creating if needed) and migrates to the current schema in one
+// transaction. Refuses a store newer than this binary (kUnavailable, with
+// both versions in the message).
+Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteStoreOptions& options);
+
+// The schema version this binary writes.
+int current_schema_version();
+
+std::string_view to_string(Setting setting);
+std::optional<Setting> setting_from_string(std::string_view name);
+std::string_view to_string(Role role);
+std::optional<Role> role_from_string(std::string_view name);
+
+}  // namespace tranche
