@@ -1,6 +1,7 @@
 #pragma once
 // The controller's durable state. See README.md for the design.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -103,6 +104,21 @@ class Store {
   using WatchCallback = std::function<void(uint64_t last_seq)>;
   virtual uint64_t watch(WatchCallback callback) = 0;
   virtual void unwatch(uint64_t id) = 0;
+
+  // Told the latency and outcome of every commit (for metrics). Set once,
+  // before the store is shared between threads.
+  using CommitObserver = std::function<void(std::chrono::nanoseconds latency, bool ok)>;
+  void observe_commits(CommitObserver observer) { commit_observer_ = std::move(observer); }
+
+ protected:
+  void report_commit(std::chrono::nanoseconds latency, bool ok) const {
+    if (commit_observer_) {
+      commit_observer_(latency, ok);
+    }
+  }
+
+ private:
+  CommitObserver commit_observer_;
 };
 
 struct SqliteStoreOptions {

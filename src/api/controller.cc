@@ -1,0 +1,227 @@
+#include <utility>  // before Asio: coroutine support needs it on g++ 12
+
+#include "api/controller.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include "api/controller_api.h"
+#include "api/http_server.h"
+#include "api/metrics.h"
+#include "common/clock.h"
+#include "engine/access.h"
+#include "engine/application_service.h"
+#include "store/store.h"
+
+namespace tranche::api {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
+
+// Writes `content` to `path` atomically with `mode`: temp file, fsync, rename.
+Status write_file_atomically(const fs::path& path, const std::string& content, mode_t mode) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return fail(ErrorCode::kUnavailable, "cannot write " + tmp.string() + ": " + std::strerror(errno));
+  }
+  const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
+                       ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return fail(ErrorCode::kUnavailable, "cannot write " + path.string() + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+Status read_config(ControllerOptions& options, const std::vector<std::string>& flags_given) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(options.config_file);
+  } catch (const YAML::Exception& e) {
+    return fail(ErrorCode::kInvalid, options.config_file + ": " + e.what());
+  }
+  if (!root.IsMap()) {
+    return fail(ErrorCode::kInvalid, options.config_file + ": expected a mapping of settings");
+  }
+  auto given = [&](const char* flag) {
+    return std::find(flags_given.begin(), flags_given.end(), flag) != flags_given.end();
+  };
+  for (const auto& item : root) {
+    const std::string key = item.first.as<std::string>();
+    const YAML::Node& value = item.second;
+    try {
+      if (key == "listen") {
+        if (!given("listen")) options.listen = value.as<std::string>();
+      } else if (key == "dataDir") {
+        if (!given("data-dir")) options.data_dir = value.as<std::string>();
+      } else if (key == "store") {
+        const std::string store = value.as<std::string>();
+        if (!store.starts_with("sqlite:")) {
+          return fail(ErrorCode::kInvalid, "only sqlite:PATH stores are supported by this version", "store");
+        }
+        if (store.substr(7) != (fs::path(options.data_dir) / "tranche.db").string()) {
+          return fail(ErrorCode::kInvalid, "the SQLite store lives at DATA_DIR/tranche.db; set dataDir instead",
+                      "store");
+        }
+      } else if (key == "bodyLimitBytes") {
+        options.body_limit = value.as<size_t>();
+      } else if (key == "apiThreads") {
+        options.threads = std::clamp(value.as<int>(), 1, 64);
+      } else {
+        return fail(ErrorCode::kInvalid, "unknown setting '" + key + "'", key);
+      }
+    } catch (const YAML::Exception&) {
+      return fail(ErrorCode::kInvalid, "bad value", key);
+    }
+  }
+  return {};
+}
+
+Result<std::pair<std::string, unsigned short>> parse_listen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return fail(ErrorCode::kInvalid, "expected ADDR:PORT, got '" + listen + "'", "listen");
+  }
+  const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) || std::stoi(port) > 65535) {
+    return fail(ErrorCode::kInvalid, "bad port in '" + listen + "'", "listen");
+  }
+  return std::pair{listen.substr(0, colon), static_cast<unsigned short>(std::stoi(port))};
+}
+
+// The first start of a data dir issues an admin token and leaves it in
+// admin.token (0600); later starts leave the file alone.
+Status bootstrap_admin_token(AccessControl& access, const fs::path& data_dir) {
+  const fs::path file = data_dir / "admin.token";
+  if (fs::exists(file)) {
+    return {};
+  }
+  auto issued = access.create_token(Role::kAdmin, std::nullopt, "bootstrap-admin",
+                                     Caller{"tranche", "bootstrap admin token"});
+  if (!issued) {
+    return std::unexpected(issued.error());
+  }
+  spdlog::info("wrote a new admin token to {}", file.string());
+  return write_file_atomically(file, issued->secret_token + "\n", 0600);
+}
+
+}  // namespace
+
+int run_controller(ControllerOptions options, const std::vector<std::string>& flags_given) {
+  if (!options.config_file.empty()) {
+    if (auto ok = read_config(options, flags_given); !ok) {
+      spdlog::error("config: {}", ok.error().describe());
+      return 2;
+    }
+  }
+  auto listen = parse_listen(options.listen);
+  if (!listen) {
+    spdlog::error("{}", listen.error().describe());
+    return 2;
+  }
+  const fs::path data_dir = options.data_dir;
+  std::error_code fs_error;
+  fs::create_directories(data_dir, fs_error);
+  if (fs_error) {
+    spdlog::error("cannot create data dir {}: {}", data_dir.string(), fs_error.message());
+    return 1;
+  }
+  fs::permissions(data_dir, fs::perms::owner_all, fs_error);
+
+  Metrics metrics;
+  auto store = open_sqlite_store(SqliteStoreOptions{(data_dir / "tranche.db").string()});
+  if (!store) {
+    spdlog::error("store: {}", store.error().describe());
+    return 1;
+  }
+  (*store)->observe_commits(
+      [&metrics](std::chrono::nanoseconds latency, bool ok) { metrics.record_commit(latency, ok); });
+  auto last_seq = (*store)->last_event_seq();
+  if (!last_seq) {
+    spdlog::error("store: {}", last_seq.error().describe());
+    return 1;
+  }
+  (*store)->watch([&metrics, seen = *last_seq](uint64_t seq) mutable {
+    // Commits are serialized, so seq only grows between calls.
+    metrics.record_events_published(seq - seen);
+    seen = seq;
+  });
+
+  SystemClock clock;
+  AccessControl access(**store, clock);
+  ApplicationService apps(**store, clock);
+  ControllerApi api(apps, access, **store, metrics);
+  if (auto ok = bootstrap_admin_token(access, data_dir); !ok) {
+    spdlog::error("{}", ok.error().describe());
+    return 1;
+  }
+
+  asio::io_context io;
+  HttpServer server(io, api, **store, metrics, HttpServerOptions{listen->first, listen->second, options.body_limit});
+  unsigned short port = 0;
+  try {
+    port = server.start();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot listen on {}: {}", options.listen, e.what());
+    return 1;
+  }
+  const std::string url = "http://" + listen->first + ":" + std::to_string(port);
+  if (auto ok = write_file_atomically(data_dir / "controller.url", url + "\n", 0644); !ok) {
+    spdlog::error("{}", ok.error().describe());
+    return 1;
+  }
+  spdlog::info("tranche controller {} serving {} (store schema {}, data {}{})", build_version(), url,
+               (*store)->schema_version(), data_dir.string(), options.dev ? ", dev mode" : "");
+
+  // Time-boxed settings end by themselves; check a few times a second.
+  asio::steady_timer expiry(io);
+  std::function<void()> schedule_expiry = [&] {
+    expiry.expires_after(kExpiryInterval);
+    expiry.async_wait([&](boost::system::error_code ec) {
+      if (ec) {
+        return;
+      }
+      if (auto n = apps.expire_operational_values(); !n) {
+        spdlog::error("expiring operational values: {}", n.error().describe());
+      }
+      schedule_expiry();
+    });
+  };
+  schedule_expiry();
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](boost::system::error_code ec, int signal) {
+    if (ec) {
+      return;
+    }
+    spdlog::info("signal {}: draining (no new connections, finishing in-flight requests)", signal);
+    api.set_ready(false);
+    expiry.cancel();
+    server.drain();
+  });
+
+  std::vector<std::jthread> pool;
+  for (int i = 1; i < options.threads; ++i) {
+    pool.emplace_back([&io] { io.run(); });
+  }
+  io.run();
+  pool.clear();
+  spdlog::info("controller stopped");
+  return 0;
+}
+
+}  // namespace tranche::api

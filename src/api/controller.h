@@ -1,0 +1,23 @@
+#pragma once
+// `tranche controller`: opens the store, bootstraps the admin token, serves
+// the API until SIGTERM/SIGINT, then drains and returns 0.
+
+#include <string>
+#include <vector>
+
+namespace tranche::api {
+
+struct ControllerOptions {
+  bool dev = false;
+  std::string listen = "127.0.0.1:7468";
+  std::string data_dir = "./tranche-data";
+  std::string config_file;  // YAML; flags given on the command line win
+  size_t body_limit = 1024 * 1024;
+  int threads = 4;
+};
+
+// Reads `options.config_file` into the fields not set on the command line
+// (`flags_given` names them: "listen", "data-dir"). Errors name the key.
+int run_controller(ControllerOptions options, const std::vector<std::string>& flags_given);
+
+}  // namespace tranche::api

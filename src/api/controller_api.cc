@@ -1,0 +1,376 @@
+#include "api/controller_api.h"
+
+#include <charconv>
+
+#include <nlohmann/json.hpp>
+
+#include "common/names.h"
+#include "common/time_format.h"
+
+#ifndef TRANCHE_VERSION
+#define TRANCHE_VERSION "0.0.0-dev"
+#endif
+
+namespace tranche::api {
+
+namespace {
+
+using nlohmann::json;
+
+Response json_response(int status, const json& body) { return Response{status, "application/json", body.dump()}; }
+
+Response error_response(const Error& e) {
+  json err = {{"code", to_string(e.code)}, {"message", e.message}};
+  if (!e.field.empty()) {
+    err["field"] = e.field;
+  }
+  return json_response(http_status(e.code), json{{"error", err}});
+}
+
+// Splits "/a/b/c" into {"a","b","c"}.
+std::vector<std::string_view> segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') {
+      ++i;
+    }
+    const size_t start = i;
+    while (i < path.size() && path[i] != '/') {
+      ++i;
+    }
+    if (i > start) {
+      out.push_back(path.substr(start, i - start));
+    }
+  }
+  return out;
+}
+
+bool match(std::string_view pattern, std::string_view path, std::map<std::string, std::string>& params) {
+  const auto p = segments(pattern);
+  const auto s = segments(path);
+  if (p.size() != s.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i].starts_with('{')) {
+      params[std::string(p[i].substr(1, p[i].size() - 2))] = std::string(s[i]);
+    } else if (p[i] != s[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool is_mutating(const std::string& method) { return method != "GET" && method != "HEAD"; }
+
+std::optional<std::string> query_param(const Request& r, const std::string& key) {
+  auto it = r.query.find(key);
+  if (it == r.query.end() || it->second.empty()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+Result<uint64_t> parse_uint(const std::string& text, const std::string& field) {
+  uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size()) {
+    return fail(ErrorCode::kInvalid, "expected a non-negative integer, got '" + text + "'", field);
+  }
+  return v;
+}
+
+bool truthy(const std::optional<std::string>& v) { return v && (*v == "1" || *v == "true" || *v == "yes"); }
+
+ManifestFormat manifest_format(const Request& r) {
+  const std::string& ct = r.content_type;
+  if (ct.find("json") != std::string::npos) {
+    return ManifestFormat::kJson;
+  }
+  if (ct.find("yaml") != std::string::npos) {
+    return ManifestFormat::kYaml;
+  }
+  const auto first = r.body.find_first_not_of(" \t\r\n");
+  return first != std::string::npos && r.body[first] == '{' ? ManifestFormat::kJson : ManifestFormat::kYaml;
+}
+
+// Wraps an engine call returning JSON into a response.
+Result<Response> ok(Result<json> body, int status = 200) {
+  if (!body) {
+    return std::unexpected(body.error());
+  }
+  return json_response(status, *body);
+}
+
+}  // namespace
+
+std::string build_version() { return TRANCHE_VERSION; }
+
+json event_json(const EventRecord& e) {
+  json j = {{"seq", e.seq}, {"time", format_rfc3339(e.time)}, {"app", e.app}, {"path", e.path},
+            {"type", e.type}, {"message", e.message}};
+  if (!e.member.empty()) {
+    j["member"] = e.member;
+  }
+  j["from"] = json::parse(e.from_json, nullptr, false);
+  j["to"] = json::parse(e.to_json, nullptr, false);
+  return j;
+}
+
+ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Store& store, Metrics& metrics)
+    : apps_(apps), access_(access), store_(store), metrics_(metrics) {
+  const std::string v1 = "/api/v1";
+
+  add("POST", v1 + "/applications", Role::kOperator, [this](const Params& p) -> Result<Response> {
+    const bool dry_run = truthy(query_param(p.request, "dryRun"));
+    auto outcome = apps_.apply(p.request.body, manifest_format(p.request), dry_run,
+                               Caller{p.principal.name, "POST /api/v1/applications"}, p.principal.app);
+    if (!outcome) {
+      return std::unexpected(outcome.error());
+    }
+    const auto& o = *outcome;
+    json body = {{"application", o.app}, {"revision", o.revision}, {"created", o.created},
+                 {"changed", o.changed}, {"dryRun", o.dry_run},    {"summary", o.summary},
+                 {"message", o.message}};
+    if (!o.operation_id.empty()) {
+      body["operation"] = o.operation_id;
+    }
+    return json_response(o.created && !o.dry_run ? 201 : 200, body);
+  });
+  add("GET", v1 + "/applications", Role::kViewer,
+      [this](const Params& p) { return ok(apps_.list_applications(p.principal.app)); });
+  add("GET", v1 + "/applications/{app}", Role::kViewer,
+      [this](const Params& p) { return ok(apps_.describe_application(p.path.at("app"))); });
+  add("DELETE", v1 + "/applications/{app}", Role::kOperator, [this](const Params& p) {
+    return ok(apps_.undeploy(p.path.at("app"), Caller{p.principal.name, "DELETE " + p.request.path}));
+  });
+  add("GET", v1 + "/applications/{app}/revisions", Role::kViewer,
+      [this](const Params& p) { return ok(apps_.list_revisions(p.path.at("app"))); });
+  add("GET", v1 + "/applications/{app}/revisions/{n}", Role::kViewer, [this](const Params& p) -> Result<Response> {
+    auto n = parse_uint(p.path.at("n"), "revision");
+    if (!n) {
+      return std::unexpected(n.error());
+    }
+    return ok(apps_.get_revision(p.path.at("app"), static_cast<int64_t>(*n)));
+  });
+  add("PUT", v1 + "/applications/{app}/operational-state", Role::kOperator,
+      [this](const Params& p) -> Result<Response> {
+        const json body = json::parse(p.request.body, nullptr, false);
+        if (body.is_discarded()) {
+          return fail(ErrorCode::kInvalid, "body is not valid JSON");
+        }
+        auto change = parse_operational_change(body);
+        if (!change) {
+          return std::unexpected(change.error());
+        }
+        return ok(apps_.set_operational_state(p.path.at("app"), *change,
+                                              Caller{p.principal.name, "PUT " + p.request.path}));
+      });
+  add("GET", v1 + "/applications/{app}/operational-state", Role::kViewer, [this](const Params& p) {
+    return ok(apps_.operational_state(p.path.at("app"), query_param(p.request, "path")));
+  });
+  add("GET", v1 + "/events", Role::kViewer, [this](const Params& p) -> Result<Response> {
+    uint64_t since = 0;
+    if (auto s = query_param(p.request, "since")) {
+      auto v = parse_uint(*s, "since");
+      if (!v) {
+        return std::unexpected(v.error());
+      }
+      since = *v;
+    }
+    size_t limit = 1000;
+    if (auto l = query_param(p.request, "limit")) {
+      auto v = parse_uint(*l, "limit");
+      if (!v) {
+        return std::unexpected(v.error());
+      }
+      limit = static_cast<size_t>(std::clamp<uint64_t>(*v, 1, 10000));
+    }
+    auto app = p.principal.app ? p.principal.app : query_param(p.request, "app");
+    auto events = store_.list_events(EventQuery{since, app, limit});
+    if (!events) {
+      return std::unexpected(events.error());
+    }
+    json items = json::array();
+    for (const auto& e : *events) {
+      items.push_back(event_json(e));
+    }
+    return json_response(200, json{{"items", items}, {"last", events->empty() ? since : events->back().seq}});
+  });
+  add("POST", v1 + "/tokens", Role::kAdmin, [this](const Params& p) -> Result<Response> {
+    const json body = json::parse(p.request.body.empty() ? "{}" : p.request.body, nullptr, false);
+    if (!body.is_object()) {
+      return fail(ErrorCode::kInvalid, "body must be a JSON object");
+    }
+    for (const auto& [key, _] : body.items()) {
+      if (key != "role" && key != "app" && key != "name") {
+        return fail(ErrorCode::kInvalid, "unknown field '" + key + "'", key);
+      }
+    }
+    if (!body.contains("role") || !body["role"].is_string()) {
+      return fail(ErrorCode::kInvalid, "role is required: admin, operator or viewer", "role");
+    }
+    auto role = role_from_string(body["role"].get<std::string>());
+    if (!role) {
+      return fail(ErrorCode::kInvalid, "role must be admin, operator or viewer", "role");
+    }
+    std::optional<std::string> app;
+    if (body.contains("app")) {
+      if (!body["app"].is_string()) {
+        return fail(ErrorCode::kInvalid, "expected a string", "app");
+      }
+      app = body["app"].get<std::string>();
+    }
+    std::string name;
+    if (body.contains("name")) {
+      if (!body["name"].is_string() || !is_valid_name(body["name"].get<std::string>())) {
+        return fail(ErrorCode::kInvalid, "a token name is a lower-case name like 'ci-deployer'", "name");
+      }
+      name = body["name"].get<std::string>();
+    }
+    auto issued = access_.create_token(*role, app, name, Caller{p.principal.name, "POST /api/v1/tokens"});
+    if (!issued) {
+      return std::unexpected(issued.error());
+    }
+    json out = {{"id", issued->record.id},
+                {"name", issued->record.name},
+                {"role", to_string(issued->record.role)},
+                {"token", issued->secret_token}};
+    out["app"] = app ? json(*app) : json(nullptr);
+    return json_response(201, out);
+  });
+  add("GET", v1 + "/operations/{id}", Role::kViewer, [this](const Params& p) -> Result<Response> {
+    auto op = apps_.get_operation(p.path.at("id"));
+    if (!op) {
+      return std::unexpected(op.error());
+    }
+    if (!p.principal.can_see((*op)["application"].get<std::string>())) {
+      return fail(ErrorCode::kNotFound, "operation '" + p.path.at("id") + "' not found");
+    }
+    return json_response(200, *op);
+  });
+}
+
+void ControllerApi::add(std::string method, std::string pattern, Role role, Handler handler) {
+  routes_.push_back(Route{std::move(method), std::move(pattern), role, std::move(handler)});
+}
+
+void ControllerApi::audit_refusal(const Request& request, const std::string& actor, const Error& error) {
+  WriteBatch batch;
+  batch.mutations.push_back(AppendAudit{{0, std::chrono::system_clock::now(), actor,
+                                         request.method + " " + request.path, "",
+                                         std::to_string(http_status(error.code)) + " " + error.describe()}});
+  // An audit write that fails must not mask the answer the caller is owed;
+  // the failure is visible in the store commit-failure metric.
+  (void)store_.commit(batch);
+}
+
+RouteResult ControllerApi::handle(const Request& request) {
+  RouteResult result;
+  const std::string& path = request.path;
+
+  // Unauthenticated endpoints.
+  if (request.method == "GET" && path == "/healthz") {
+    result.route = path;
+    result.response = Response{200, "text/plain", "ok\n"};
+    return result;
+  }
+  if (request.method == "GET" && path == "/readyz") {
+    result.route = path;
+    auto seq = store_.last_event_seq();
+    const bool ready = ready_ && seq.has_value();
+    result.response = Response{ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n"};
+    return result;
+  }
+  if (request.method == "GET" && path == "/metrics") {
+    result.route = path;
+    result.response = Response{200, "text/plain; version=0.0.4", metrics_.render()};
+    return result;
+  }
+
+  const Route* route = nullptr;
+  std::map<std::string, std::string> params;
+  bool path_known = false;
+  for (const auto& r : routes_) {
+    std::map<std::string, std::string> candidate;
+    if (match(r.pattern, path, candidate)) {
+      path_known = true;
+      if (r.method == request.method) {
+        route = &r;
+        params = std::move(candidate);
+        break;
+      }
+    }
+  }
+  const bool version_route = request.method == "GET" && (path == "/version" || path == "/api/v1/version");
+  result.route = route ? route->pattern : version_route ? "/version" : "unmatched";
+
+  auto fail_with = [&](const Error& e, const std::string& actor) {
+    if (is_mutating(request.method)) {
+      audit_refusal(request, actor, e);
+    }
+    result.response = error_response(e);
+    return result;
+  };
+
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!request.authorization.starts_with(kBearer)) {
+    return fail_with(Error{ErrorCode::kUnauthenticated, "missing bearer token (Authorization: Bearer TOKEN)", ""},
+                     "anonymous");
+  }
+  auto principal = access_.authenticate(std::string_view(request.authorization).substr(kBearer.size()));
+  if (!principal) {
+    return fail_with(principal.error(), "anonymous");
+  }
+
+  if (version_route) {
+    result.response = json_response(200, json{{"version", build_version()},
+                                              {"protocol", kProtocolVersion},
+                                              {"schema", store_.schema_version()}});
+    return result;
+  }
+  if (!route) {
+    return fail_with(path_known ? Error{ErrorCode::kInvalid, request.method + " is not allowed on " + path, ""}
+                                : Error{ErrorCode::kNotFound, "no such endpoint: " + path, ""},
+                     principal->name);
+  }
+  if (auto it = params.find("app"); it != params.end() && !principal->can_see(it->second)) {
+    return fail_with(Error{ErrorCode::kNotFound, "application '" + it->second + "' not found", ""}, principal->name);
+  }
+  if (!principal->has_role(route->role)) {
+    return fail_with(Error{ErrorCode::kForbidden,
+                           "token '" + principal->name + "' has role " + std::string(to_string(principal->role)) +
+                               "; this needs " + std::string(to_string(route->role)),
+                           ""},
+                     principal->name);
+  }
+
+  if (route->pattern == "/api/v1/events" && truthy(query_param(request, "follow"))) {
+    uint64_t since = 0;
+    if (auto s = query_param(request, "since")) {
+      auto v = parse_uint(*s, "since");
+      if (!v) {
+        return fail_with(v.error(), principal->name);
+      }
+      since = *v;
+    }
+    result.stream = EventStreamRequest{since, principal->app ? principal->app : query_param(request, "app")};
+    return result;
+  }
+
+  Result<Response> response = [&]() -> Result<Response> {
+    try {
+      return route->handler(Params{params, request, *principal});
+    } catch (const std::exception& e) {
+      return fail(ErrorCode::kInternal, std::string("internal error: ") + e.what());
+    }
+  }();
+  if (!response) {
+    return fail_with(response.error(), principal->name);
+  }
+  result.response = std::move(*response);
+  return result;
+}
+
+}  // namespace tranche::api

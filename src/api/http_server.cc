@@ -1,0 +1,292 @@
+#include <utility>  // before Asio: coroutine support needs it on g++ 12
+
+#include "api/http_server.h"
+
+#include <atomic>
+#include <mutex>
+#include <set>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "api/controller_api.h"
+#include "api/metrics.h"
+#include "store/store.h"
+
+namespace tranche::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+namespace {
+constexpr auto kIdleTimeout = std::chrono::seconds(60);
+constexpr auto kStreamKeepalive = std::chrono::seconds(15);
+constexpr size_t kStreamBatch = 500;
+
+// Wakes one event-stream connection when new events are committed. It lives
+// on the connection's strand, so a wake-up between "nothing new" and "wait"
+// is never lost.
+class StreamWaker {
+ public:
+  explicit StreamWaker(Strand strand) : strand_(strand), timer_(strand) {}
+  void wake() {
+    asio::post(strand_, [this] {
+      pending_ = true;
+      timer_.cancel();
+    });
+  }
+  // True when woken, false when the keepalive interval passed quietly.
+  asio::awaitable<bool> wait() {
+    if (!pending_) {
+      timer_.expires_after(kStreamKeepalive);
+      error_code ec;
+      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    const bool woken = pending_;
+    pending_ = false;
+    co_return woken;
+  }
+
+ private:
+  Strand strand_;
+  asio::steady_timer timer_;
+  bool pending_ = false;
+};
+}  // namespace
+
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+  State(asio::io_context& io, ControllerApi& api, Store& store, Metrics& metrics, HttpServerOptions options)
+      : io(io), api(api), store(store), metrics(metrics), options(std::move(options)), acceptor(io) {}
+
+  asio::io_context& io;
+  ControllerApi& api;
+  Store& store;
+  Metrics& metrics;
+  HttpServerOptions options;
+  tcp::acceptor acceptor;
+  std::atomic<bool> draining{false};
+
+  // Open connections, so drain() can end idle ones and event streams.
+  struct Connection {
+    Strand strand;
+    beast::tcp_stream* stream = nullptr;
+    bool busy = false;  // a request is being handled
+    StreamWaker* waker = nullptr;
+  };
+  std::mutex connections_mutex;
+  std::set<std::shared_ptr<Connection>> connections;
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(tcp::socket socket, std::shared_ptr<Connection> conn);
+  asio::awaitable<void> stream_events(beast::tcp_stream& stream, const EventStreamRequest& request,
+                                      std::shared_ptr<Connection> conn);
+  void close_idle(const std::shared_ptr<Connection>& conn);
+};
+
+namespace {
+
+Request to_request(const http::request<http::string_body>& req) {
+  Request r;
+  r.method = std::string(req.method_string());
+  const std::string_view target(req.target().data(), req.target().size());
+  const size_t q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) {
+    r.query = parse_query(target.substr(q + 1));
+  }
+  r.authorization = std::string(req[http::field::authorization]);
+  r.content_type = std::string(req[http::field::content_type]);
+  r.body = req.body();
+  return r;
+}
+
+http::response<http::string_body> to_beast(const Response& response, unsigned version, bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(response.status), version};
+  res.set(http::field::server, "tranche");
+  res.set(http::field::content_type, response.content_type);
+  res.keep_alive(keep_alive);
+  res.body() = response.body;
+  res.prepare_payload();
+  return res;
+}
+
+std::string sse_frame(const EventRecord& e) {
+  return "id: " + std::to_string(e.seq) + "\nevent: " + e.type + "\ndata: " + event_json(e).dump() + "\n\n";
+}
+
+}  // namespace
+
+asio::awaitable<void> HttpServer::State::accept_loop() {
+  auto self = shared_from_this();
+  while (!draining) {
+    error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (draining || ec == asio::error::operation_aborted) {
+        break;
+      }
+      spdlog::warn("accept failed: {}", ec.message());
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(Connection{asio::make_strand(io)});
+    {
+      std::lock_guard lock(connections_mutex);
+      connections.insert(conn);
+    }
+    asio::co_spawn(conn->strand, serve(std::move(socket), conn), asio::detached);
+  }
+}
+
+asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_ptr<Connection> conn) {
+  auto self = shared_from_this();
+  beast::tcp_stream stream(std::move(socket));
+  conn->stream = &stream;
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(options.body_limit);
+    stream.expires_after(kIdleTimeout);
+    error_code ec;
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::body_limit) {
+      const auto started = std::chrono::steady_clock::now();
+      Response too_large{413, "application/json",
+                         nlohmann::json{{"error",
+                                         {{"code", "too_large"},
+                                          {"message", "request body exceeds the limit of " +
+                                                          std::to_string(options.body_limit) + " bytes"}}}}
+                             .dump()};
+      auto res = to_beast(too_large, 11, false);
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      metrics.record_request(std::string(parser.get().method_string()), "oversized", 413,
+                             std::chrono::steady_clock::now() - started);
+      break;
+    }
+    if (ec) {
+      break;  // closed by the peer, idle timeout, or drain
+    }
+    conn->busy = true;
+    const auto started = std::chrono::steady_clock::now();
+    const auto& req = parser.get();
+    RouteResult result = api.handle(to_request(req));
+    if (result.stream) {
+      metrics.record_request(std::string(req.method_string()), result.route, 200,
+                             std::chrono::steady_clock::now() - started);
+      co_await stream_events(stream, *result.stream, conn);
+      break;
+    }
+    const bool keep_alive = req.keep_alive() && !draining;
+    auto res = to_beast(result.response, req.version(), keep_alive);
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    metrics.record_request(std::string(req.method_string()), result.route, result.response.status,
+                           std::chrono::steady_clock::now() - started);
+    conn->busy = false;
+    if (ec || !keep_alive) {
+      break;
+    }
+  }
+  error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  conn->stream = nullptr;
+  std::lock_guard lock(connections_mutex);
+  connections.erase(conn);
+}
+
+asio::awaitable<void> HttpServer::State::stream_events(beast::tcp_stream& stream, const EventStreamRequest& request,
+                                                       std::shared_ptr<Connection> conn) {
+  // Headers by hand: the body is an open-ended stream delimited by close.
+  static const std::string kHeaders =
+      "HTTP/1.1 200 OK\r\nServer: tranche\r\nContent-Type: text/event-stream\r\n"
+      "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+  stream.expires_never();
+  error_code ec;
+  co_await asio::async_write(stream, asio::buffer(kHeaders), asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return;
+  }
+  StreamWaker waker(conn->strand);
+  conn->waker = &waker;
+  const uint64_t watch_id = store.watch([&waker](uint64_t) { waker.wake(); });
+  uint64_t after = request.since;
+  // The store is the single source: every pass reads what was committed
+  // after the last seq sent, so nothing is skipped or sent twice.
+  while (!draining) {
+    auto events = store.list_events(EventQuery{after, request.app, kStreamBatch});
+    if (!events) {
+      spdlog::error("event stream: {}", events.error().describe());
+      break;
+    }
+    std::string frames;
+    if (events->empty()) {
+      const bool woken = co_await waker.wait();
+      if (draining) {
+        break;
+      }
+      if (woken) {
+        continue;
+      }
+      frames = ": keepalive\n\n";
+    }
+    for (const auto& e : *events) {
+      frames += sse_frame(e);
+      after = e.seq;
+    }
+    co_await asio::async_write(stream, asio::buffer(frames), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      break;
+    }
+  }
+  store.unwatch(watch_id);
+  conn->waker = nullptr;
+}
+
+void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
+  asio::post(conn->strand, [conn] {
+    if (conn->waker) {
+      conn->waker->wake();
+    } else if (conn->stream && !conn->busy) {
+      conn->stream->cancel();
+    }
+  });
+}
+
+HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, Metrics& metrics,
+                       HttpServerOptions options)
+    : state_(std::make_shared<State>(io, api, store, metrics, std::move(options))) {}
+
+HttpServer::~HttpServer() = default;
+
+unsigned short HttpServer::start() {
+  auto& s = *state_;
+  tcp::endpoint endpoint(asio::ip::make_address(s.options.host), s.options.port);
+  s.acceptor.open(endpoint.protocol());
+  s.acceptor.set_option(asio::socket_base::reuse_address(true));
+  s.acceptor.bind(endpoint);
+  s.acceptor.listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(s.io, s.accept_loop(), asio::detached);
+  return s.acceptor.local_endpoint().port();
+}
+
+void HttpServer::drain() {
+  auto state = state_;
+  asio::post(state->io, [state] {
+    if (state->draining.exchange(true)) {
+      return;
+    }
+    error_code ignored;
+    state->acceptor.close(ignored);
+    std::lock_guard lock(state->connections_mutex);
+    for (const auto& conn : state->connections) {
+      state->close_idle(conn);
+    }
+  });
+}
+
+}  // namespace tranche::api

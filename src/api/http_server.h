@@ -1,0 +1,46 @@
+#pragma once
+// The HTTP/1.1 server: accepts on one endpoint, reads each request with a
+// body limit (413 beyond it), hands it to ControllerApi on the connection's
+// strand, and streams the event log as Server-Sent Events. drain() refuses
+// new connections, lets in-flight requests finish and ends streams; the
+// io_context then runs out of work.
+
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace tranche {
+class Store;
+}
+
+namespace tranche::api {
+
+class ControllerApi;
+class Metrics;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  unsigned short port = 7468;  // 0: any free port
+  size_t body_limit = 1024 * 1024;
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, ControllerApi& api, Store& store, Metrics& metrics,
+             HttpServerOptions options);
+  ~HttpServer();
+
+  // Binds and starts accepting; returns the bound port. Throws on bind failure.
+  unsigned short start();
+  // Thread-safe; idempotent.
+  void drain();
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace tranche::api

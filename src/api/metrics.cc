@@ -1,0 +1,75 @@
+#include "api/metrics.h"
+
+#include <fmt/format.h>
+
+namespace tranche::api {
+
+void Histogram::observe(double seconds) {
+  for (size_t i = 0; i < kBounds.size(); ++i) {
+    if (seconds <= kBounds[i]) {
+      ++buckets_[i];
+    }
+  }
+  ++count_;
+  sum_ += seconds;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
+  const std::string sep = labels.empty() ? "" : ",";
+  for (size_t i = 0; i < kBounds.size(); ++i) {
+    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, kBounds[i], buckets_[i]);
+  }
+  out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, count_);
+  const std::string braces = labels.empty() ? "" : "{" + labels + "}";
+  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, sum_, name, braces, count_);
+}
+
+void Metrics::record_request(const std::string& method, const std::string& route, int status,
+                             std::chrono::nanoseconds latency) {
+  std::lock_guard lock(mutex_);
+  ++requests_[{method, route, status}];
+  request_latency_[{method, route}].observe(std::chrono::duration<double>(latency).count());
+}
+
+void Metrics::record_commit(std::chrono::nanoseconds latency, bool ok) {
+  std::lock_guard lock(mutex_);
+  commit_latency_.observe(std::chrono::duration<double>(latency).count());
+  if (!ok) {
+    ++commit_failures_;
+  }
+}
+
+void Metrics::record_events_published(uint64_t count) {
+  std::lock_guard lock(mutex_);
+  events_published_ += count;
+}
+
+std::string Metrics::render() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  out += "# HELP tranche_http_requests_total API requests by route and status code.\n";
+  out += "# TYPE tranche_http_requests_total counter\n";
+  for (const auto& [key, n] : requests_) {
+    const auto& [method, route, code] = key;
+    out += fmt::format("tranche_http_requests_total{{method=\"{}\",route=\"{}\",code=\"{}\"}} {}\n", method, route,
+                       code, n);
+  }
+  out += "# HELP tranche_http_request_duration_seconds API request latency by route.\n";
+  out += "# TYPE tranche_http_request_duration_seconds histogram\n";
+  for (const auto& [key, h] : request_latency_) {
+    h.render(out, "tranche_http_request_duration_seconds",
+             fmt::format("method=\"{}\",route=\"{}\"", key.first, key.second));
+  }
+  out += "# HELP tranche_store_commit_duration_seconds Store commit latency (durable on return).\n";
+  out += "# TYPE tranche_store_commit_duration_seconds histogram\n";
+  commit_latency_.render(out, "tranche_store_commit_duration_seconds", "");
+  out += "# HELP tranche_store_commit_failures_total Store commits that failed.\n";
+  out += "# TYPE tranche_store_commit_failures_total counter\n";
+  out += fmt::format("tranche_store_commit_failures_total {}\n", commit_failures_);
+  out += "# HELP tranche_events_published_total Events appended to the event log since start.\n";
+  out += "# TYPE tranche_events_published_total counter\n";
+  out += fmt::format("tranche_events_published_total {}\n", events_published_);
+  return out;
+}
+
+}  // namespace tranche::api

@@ -1,0 +1,485 @@
+#include "cli/commands.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
+#include "cli/output.h"
+#include "common/names.h"
+#include "common/time_format.h"
+
+#ifndef TRANCHE_VERSION
+#define TRANCHE_VERSION "0.0.0-dev"
+#endif
+
+namespace tranche::cli {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kDefaultServer = "http://127.0.0.1:7468";
+constexpr const char* kDefaultTokenFile = "./tranche-data/admin.token";
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string url_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += {'%', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
+}
+
+// Everything a command needs: the client, the output format, error printing.
+class Session {
+ public:
+  explicit Session(const ClientOptions& options) : format_(parse_format(options.output)) {
+    std::string server = options.server.empty() ? env_or("TRANCHE_SERVER", kDefaultServer) : options.server;
+    std::string token = options.token.empty() ? env_or("TRANCHE_TOKEN", "") : options.token;
+    if (token.empty()) {
+      std::ifstream file(env_or("TRANCHE_TOKEN_FILE", kDefaultTokenFile));
+      std::getline(file, token);
+    }
+    client_ = std::make_unique<ApiClient>(std::move(server), std::move(token));
+  }
+
+  OutputFormat format() const { return format_; }
+  const ApiClient& client() const { return *client_; }
+
+  // The JSON answer of a 2xx reply; anything else becomes an Error that names
+  // the field the server complained about.
+  Result<json> call(const std::string& method, const std::string& target, const std::string& body = {},
+                    const std::string& content_type = "application/json") const {
+    auto reply = client_->send(method, target, body, content_type);
+    if (!reply) {
+      return std::unexpected(reply.error());
+    }
+    json doc = json::parse(reply->body, nullptr, false);
+    if (reply->status >= 200 && reply->status < 300) {
+      if (doc.is_discarded()) {
+        return fail(ErrorCode::kInternal, "server sent a non-JSON answer to " + target);
+      }
+      return doc;
+    }
+    Error e{error_code_from_http_status(reply->status), "server answered " + std::to_string(reply->status), ""};
+    if (!doc.is_discarded() && doc.contains("error")) {
+      const json& err = doc["error"];
+      e.message = err.value("message", e.message);
+      e.field = err.value("field", "");
+    }
+    return std::unexpected(e);
+  }
+
+  // Prints a document for -o json|yaml; false when the table form is wanted.
+  bool print_structured(const json& doc) const {
+    if (format_ == OutputFormat::kTable) {
+      return false;
+    }
+    print_document(std::cout, doc, format_);
+    return true;
+  }
+
+ private:
+  static OutputFormat parse_format(const std::string& name) {
+    if (name == "json") return OutputFormat::kJson;
+    if (name == "yaml") return OutputFormat::kYaml;
+    return OutputFormat::kTable;
+  }
+
+  OutputFormat format_;
+  std::unique_ptr<ApiClient> client_;
+};
+
+int report(const Error& e) {
+  std::cerr << "error: " << e.describe() << '\n';
+  return 1;
+}
+
+// "shop/backend/db" -> {"shop", "backend/db"}.
+std::pair<std::string, std::string> split_app(const std::string& path) {
+  const auto parts = split_path(path);
+  std::string rest;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    rest += (rest.empty() ? "" : "/") + parts[i];
+  }
+  return {parts.empty() ? std::string() : parts[0], rest};
+}
+
+std::string time_left(const std::string& expires_at) {
+  auto t = parse_rfc3339(expires_at);
+  if (!t) {
+    return expires_at;
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*t - std::chrono::system_clock::now());
+  return left.count() > 0 ? format_duration(std::chrono::duration_cast<std::chrono::seconds>(left)) + " left"
+                          : "expiring";
+}
+
+// "off (explicit, 4m left)", "off (from backend)", "on (default)".
+std::string setting_cell(const json& s) {
+  std::string out = s.value("effective", "?");
+  if (!s["explicit"].is_null()) {
+    out += s.contains("expiresAt") ? " (explicit, " + time_left(s["expiresAt"]) + ")" : " (explicit)";
+  } else if (s["source"] == "default") {
+    out += " (default)";
+  } else {
+    const std::string source = s["source"];
+    out += " (from " + (source.empty() ? std::string("app") : source) + ")";
+  }
+  return out;
+}
+
+std::string event_line(const json& e) {
+  std::ostringstream line;
+  line << e.value("seq", 0) << "  " << e.value("time", "") << "  " << e.value("type", "") << "  "
+       << e.value("path", "") << "  " << e.value("message", "");
+  return line.str();
+}
+
+int cmd_apply(const Session& s, const std::string& file, bool dry_run) {
+  std::ifstream in(file);
+  if (!in) {
+    return report(Error{ErrorCode::kInvalid, "cannot read " + file, "-f"});
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const bool is_json = file.ends_with(".json");
+  auto reply = s.call("POST", std::string("/api/v1/applications") + (dry_run ? "?dryRun=1" : ""), text.str(),
+                      is_json ? "application/json" : "application/yaml");
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (!s.print_structured(*reply)) {
+    std::cout << reply->value("message", "") << '\n';
+  }
+  return 0;
+}
+
+int cmd_get_apps(const Session& s, const std::string& name) {
+  auto reply = s.call("GET", "/api/v1/applications");
+  if (!reply) {
+    return report(reply.error());
+  }
+  json items = json::array();
+  for (const auto& a : (*reply)["items"]) {
+    if (name.empty() || a["name"] == name) {
+      items.push_back(a);
+    }
+  }
+  if (!name.empty() && items.empty()) {
+    return report(Error{ErrorCode::kNotFound, "application '" + name + "' not found", ""});
+  }
+  if (s.print_structured(json{{"items", items}})) {
+    return 0;
+  }
+  std::vector<Row> rows;
+  for (const auto& a : items) {
+    rows.push_back({cell(a["name"]), cell(a["revision"]), cell(a["deployed"]), cell(a["clusters"]),
+                    cell(a["desired"]), cell(a["active"]), cell(a["updatedAt"])});
+  }
+  print_table(std::cout, {"NAME", "REVISION", "DEPLOYED", "CLUSTERS", "DESIRED", "ACTIVE", "UPDATED"}, rows);
+  return 0;
+}
+
+int cmd_describe(const Session& s, const std::string& path) {
+  const auto [app, node] = split_app(path);
+  if (app.empty()) {
+    return report(Error{ErrorCode::kInvalid, "give an application or a node path like shop/web", "PATH"});
+  }
+  auto reply = s.call("GET", "/api/v1/applications/" + url_encode(app));
+  if (!reply) {
+    return report(reply.error());
+  }
+  json& doc = *reply;
+  json tree = json::array();
+  for (const auto& n : doc["tree"]) {
+    const std::string p = n["path"];
+    if (node.empty() || p == node || p.starts_with(node + "/")) {
+      tree.push_back(n);
+    }
+  }
+  if (tree.empty()) {
+    return report(Error{ErrorCode::kNotFound, "'" + node + "' is not a node of application " + app, "PATH"});
+  }
+  if (!node.empty()) {
+    doc["tree"] = tree;
+  }
+  if (s.print_structured(doc)) {
+    return 0;
+  }
+  std::cout << "Application:  " << cell(doc["name"]) << "\n"
+            << "Description:  " << cell(doc["description"]) << "\n"
+            << "Revision:     " << cell(doc["revision"]) << "\n"
+            << "Deployed:     " << cell(doc["deployed"]) << "\n"
+            << "Updated:      " << cell(doc["updatedAt"]) << "\n\n";
+  std::vector<Row> rows;
+  for (const auto& n : tree) {
+    const std::string p = n["path"];
+    std::string counts = "-";
+    if (n.contains("members")) {
+      const json& m = n["members"];
+      counts = std::to_string(m["items"].size()) + " of " + cell(m["desired"]) + " (" + cell(m["min"]) + ".." +
+               cell(m["max"]) + ")";
+    }
+    rows.push_back({p.empty() ? app : app + "/" + p, cell(n["kind"]), setting_cell(n["autoscaling"]),
+                    setting_cell(n["autohealing"]), setting_cell(n["maintenance"]), counts});
+  }
+  print_table(std::cout, {"NODE", "KIND", "AUTOSCALING", "AUTOHEALING", "MAINTENANCE", "MEMBERS"}, rows);
+  std::cout << "\nRecent events:\n";
+  if (doc["recentEvents"].empty()) {
+    std::cout << "  (none)\n";
+  }
+  for (const auto& e : doc["recentEvents"]) {
+    std::cout << "  " << event_line(e) << '\n';
+  }
+  return 0;
+}
+
+int cmd_delete(const Session& s, const std::string& app) {
+  auto reply = s.call("DELETE", "/api/v1/applications/" + url_encode(app));
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (!s.print_structured(*reply)) {
+    std::cout << reply->value("message", "") << '\n';
+  }
+  return 0;
+}
+
+struct SetArgs {
+  std::string value;
+  std::string path;
+  bool recursive = false;
+  bool all_at_once = false;
+  std::string duration;
+};
+
+int cmd_set(const Session& s, const std::string& setting, const SetArgs& a) {
+  const auto [app, node] = split_app(a.path);
+  if (app.empty()) {
+    return report(Error{ErrorCode::kInvalid, "give an application or a node path like shop/web", "PATH"});
+  }
+  json body = {{"path", node}, {setting, a.value}, {"propagate", a.recursive}};
+  if (a.all_at_once) {
+    body["allAtOnce"] = true;
+  }
+  if (!a.duration.empty()) {
+    body["for"] = a.duration;
+  }
+  auto reply = s.call("PUT", "/api/v1/applications/" + url_encode(app) + "/operational-state", body.dump());
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (s.print_structured(*reply)) {
+    return 0;
+  }
+  for (const auto& c : (*reply)["changes"]) {
+    const std::string p = c["path"];
+    std::cout << cell(c["setting"]) << " on " << (p.empty() ? app : app + "/" + p) << ": "
+              << (c["from"].is_null() ? "inherited" : cell(c["from"])) << " -> "
+              << (c["to"].is_null() ? "inherited" : cell(c["to"]));
+    if (c.contains("note")) {
+      std::cout << " (" << cell(c["note"]) << ")";
+    }
+    std::cout << '\n';
+  }
+  std::cout << "operation " << cell((*reply)["operation"]) << " (#" << cell((*reply)["seq"]) << ")\n";
+  return 0;
+}
+
+int cmd_rollout_history(const Session& s, const std::string& app) {
+  auto reply = s.call("GET", "/api/v1/applications/" + url_encode(app) + "/revisions");
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (s.print_structured(*reply)) {
+    return 0;
+  }
+  std::vector<Row> rows;
+  for (const auto& r : (*reply)["items"]) {
+    rows.push_back({cell(r["revision"]) + (r.value("current", false) ? "*" : ""), cell(r["createdAt"]),
+                    cell(r["author"]), cell(r["summary"])});
+  }
+  print_table(std::cout, {"REVISION", "CREATED", "AUTHOR", "SUMMARY"}, rows);
+  return 0;
+}
+
+int cmd_events(const Session& s, const std::string& app, uint64_t since, bool follow) {
+  std::string query = "?since=" + std::to_string(since);
+  if (!app.empty()) {
+    query += "&app=" + url_encode(app);
+  }
+  auto print_event = [&](const json& e) {
+    if (s.format() == OutputFormat::kTable) {
+      std::cout << event_line(e) << '\n';
+    } else {
+      std::cout << e.dump() << '\n';  // one JSON object a line, for tools
+    }
+    std::cout.flush();
+  };
+  if (follow) {
+    auto done = s.client().stream("/api/v1/events" + query + "&follow=1", [&](const std::string& data) {
+      const json e = json::parse(data, nullptr, false);
+      if (!e.is_discarded()) {
+        print_event(e);
+      }
+      return static_cast<bool>(std::cout);
+    });
+    return done ? 0 : report(done.error());
+  }
+  for (;;) {
+    auto reply = s.call("GET", "/api/v1/events" + query);
+    if (!reply) {
+      return report(reply.error());
+    }
+    for (const auto& e : (*reply)["items"]) {
+      print_event(e);
+    }
+    if ((*reply)["items"].size() < 1000) {
+      return 0;
+    }
+    query = "?since=" + std::to_string((*reply)["last"].get<uint64_t>()) + (app.empty() ? "" : "&app=" + url_encode(app));
+  }
+}
+
+int cmd_token_create(const Session& s, const std::string& role, const std::string& app, const std::string& name) {
+  json body = {{"role", role}};
+  if (!app.empty()) {
+    body["app"] = app;
+  }
+  if (!name.empty()) {
+    body["name"] = name;
+  }
+  auto reply = s.call("POST", "/api/v1/tokens", body.dump());
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (!s.print_structured(*reply)) {
+    std::cout << cell((*reply)["token"]) << '\n';
+  }
+  return 0;
+}
+
+int cmd_version(const Session& s) {
+  json out = {{"client", {{"version", TRANCHE_VERSION}}}};
+  auto reply = s.call("GET", "/version");
+  if (reply) {
+    out["server"] = *reply;
+  }
+  if (!s.print_structured(out)) {
+    std::cout << "client: " << TRANCHE_VERSION << '\n';
+    if (reply) {
+      std::cout << "server: " << cell((*reply)["version"]) << " (protocol " << cell((*reply)["protocol"])
+                << ", schema " << cell((*reply)["schema"]) << ")\n";
+    }
+  }
+  return reply ? 0 : report(reply.error());
+}
+
+}  // namespace
+
+void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) {
+  // The options are global so that they may come before or after the command.
+  app.add_option("--server", options.server, "controller URL (default $TRANCHE_SERVER or http://127.0.0.1:7468)");
+  app.add_option("--token", options.token, "API token (default $TRANCHE_TOKEN or the file $TRANCHE_TOKEN_FILE)");
+  app.add_option("-o,--output", options.output, "output format")
+      ->check(CLI::IsMember({"table", "json", "yaml"}));
+  // Values the parser fills in; shared by the callbacks, which outlive this call.
+  struct Args {
+    std::string apply_file;
+    bool apply_dry = false;
+    std::string get_apps_name;
+    std::string describe_path;
+    std::string del_app;
+    SetArgs set[3];
+    std::string history_app;
+    std::string events_app;
+    uint64_t events_since = 0;
+    bool events_follow = false;
+    std::string token_role;
+    std::string token_app;
+    std::string token_name;
+  };
+  auto args = std::make_shared<Args>();
+  size_t setting_index = 0;
+  auto run = [&options, &exit_code](auto command) {
+    return [&options, &exit_code, command] { exit_code = command(Session(options)); };
+  };
+
+  auto* apply = app.add_subcommand("apply", "create or update an application (a new revision)");
+  apply->add_option("-f,--filename", args->apply_file, "manifest, YAML or JSON")->required();
+  apply->add_flag("--dry-run", args->apply_dry, "validate and show the change without storing it");
+  apply->callback(run([=](const Session& s) { return cmd_apply(s, args->apply_file, args->apply_dry); }));
+
+  auto* get = app.add_subcommand("get", "list resources")->require_subcommand(1);
+  auto* get_apps = get->add_subcommand("apps", "applications");
+  get_apps->add_option("NAME", args->get_apps_name, "only this application");
+  get_apps->callback(run([=](const Session& s) { return cmd_get_apps(s, args->get_apps_name); }));
+
+  auto* describe = app.add_subcommand("describe", "one node: spec, operational state, members, recent events");
+  describe->add_option("PATH", args->describe_path, "APP or APP/GROUP/.../CLUSTER")->required();
+  describe->callback(run([=](const Session& s) { return cmd_describe(s, args->describe_path); }));
+
+  auto* del = app.add_subcommand("delete", "undeploy an application, keeping its history");
+  del->add_option("APP", args->del_app, "application")->required();
+  del->callback(run([=](const Session& s) { return cmd_delete(s, args->del_app); }));
+
+  auto* set = app.add_subcommand("set", "operational state of a node")->require_subcommand(1);
+  for (const char* setting : {"autoscaling", "autohealing", "maintenance"}) {
+    const bool maintenance = std::string(setting) == "maintenance";
+    auto* sub = set->add_subcommand(setting, maintenance ? "off | restart | replace" : "on | off");
+    SetArgs* a = &args->set[setting_index++];
+    sub->add_option("VALUE", a->value)
+        ->required()
+        ->check(maintenance ? CLI::IsMember({"off", "restart", "replace"}) : CLI::IsMember({"on", "off"}));
+    sub->add_option("PATH", a->path, "APP or APP/GROUP/.../CLUSTER or a member")->required();
+    sub->add_flag("--recursive", a->recursive, "also clear explicit values below, so the subtree follows");
+    sub->add_option("--for", a->duration, "revert by itself after this long (30s, 2h, 1h30m)");
+    if (maintenance) {
+      sub->add_flag("--all-at-once", a->all_at_once, "ignore maxUnavailable");
+    }
+    sub->callback(run([=](const Session& s) { return cmd_set(s, setting, *a); }));
+  }
+
+  auto* rollout = app.add_subcommand("rollout", "rollouts and revisions")->require_subcommand(1);
+  auto* history = rollout->add_subcommand("history", "revisions with time, author and change");
+  history->add_option("APP", args->history_app, "application")->required();
+  history->callback(run([=](const Session& s) { return cmd_rollout_history(s, args->history_app); }));
+
+  auto* events = app.add_subcommand("events", "the event log");
+  events->add_option("--app", args->events_app, "only this application");
+  events->add_option("--since", args->events_since, "only events after this seq");
+  events->add_flag("-f,--follow", args->events_follow, "keep streaming new events");
+  events->callback(
+      run([=](const Session& s) { return cmd_events(s, args->events_app, args->events_since, args->events_follow); }));
+
+  auto* token = app.add_subcommand("token", "API tokens")->require_subcommand(1);
+  auto* token_create = token->add_subcommand("create", "issue a token (printed once)");
+  token_create->add_option("--role", args->token_role, "admin | operator | viewer")
+      ->required()
+      ->check(CLI::IsMember({"admin", "operator", "viewer"}));
+  token_create->add_option("--app", args->token_app, "limit the token to one application");
+  token_create->add_option("--name", args->token_name, "a name for audit records");
+  token_create->callback(
+      run([=](const Session& s) { return cmd_token_create(s, args->token_role, args->token_app, args->token_name); }));
+
+  app.add_subcommand("version", "versions of client and server")->callback(run([](const Session& s) {
+    return cmd_version(s);
+  }));
+}
+
+}  // namespace tranche::cli

@@ -1,0 +1,21 @@
+#pragma once
+// Registers the client subcommands on the `tranche` command line.
+
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace tranche::cli {
+
+struct ClientOptions {
+  std::string server;  // empty: TRANCHE_SERVER or http://127.0.0.1:7468
+  std::string token;   // empty: TRANCHE_TOKEN or the file TRANCHE_TOKEN_FILE
+  std::string output = "table";
+};
+
+// Each command stores its exit status (0, 1) in `exit_code` when it runs.
+void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code);
+
+}  // namespace tranche::cli

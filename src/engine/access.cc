@@ -1,0 +1,75 @@
+#include "engine/access.h"
+
+#include "common/names.h"
+#include "common/secrets.h"
+
+namespace tranche {
+
+namespace {
+constexpr std::string_view kPrefix = "tt_";
+constexpr size_t kIdBytes = 8;
+constexpr size_t kSecretBytes = 32;  // 256 bits
+
+int rank(Role r) {
+  switch (r) {
+    case Role::kViewer: return 0;
+    case Role::kOperator: return 1;
+    case Role::kAdmin: return 2;
+  }
+  return 0;
+}
+}  // namespace
+
+bool Principal::has_role(Role needed) const { return rank(role) >= rank(needed); }
+
+bool Principal::can_see(std::string_view app_name) const { return !app || *app == app_name; }
+
+Result<Principal> AccessControl::authenticate(std::string_view bearer_token) const {
+  auto unauthenticated = [] { return fail(ErrorCode::kUnauthenticated, "missing or invalid bearer token"); };
+  if (!bearer_token.starts_with(kPrefix)) {
+    return unauthenticated();
+  }
+  const std::string_view rest = bearer_token.substr(kPrefix.size());
+  const size_t sep = rest.find('_');
+  if (sep == std::string_view::npos) {
+    return unauthenticated();
+  }
+  auto record = store_.get_token(std::string(rest.substr(0, sep)));
+  if (!record) {
+    return std::unexpected(record.error());
+  }
+  if (!*record) {
+    return unauthenticated();
+  }
+  const std::string presented_hash = sha256_hex(rest.substr(sep + 1));
+  if (!constant_time_equals(presented_hash, (*record)->secret_hash)) {
+    return unauthenticated();
+  }
+  const TokenRecord& t = **record;
+  return Principal{t.id, t.name, t.role, t.app};
+}
+
+Result<IssuedToken> AccessControl::create_token(Role role, std::optional<std::string> app, std::string name,
+                                                const Caller& caller) {
+  if (app) {
+    if (auto ok = check_name(*app, "app"); !ok) {
+      return std::unexpected(ok.error());
+    }
+  }
+  const std::string id = random_hex(kIdBytes);
+  const std::string secret = random_hex(kSecretBytes);
+  if (name.empty()) {
+    name = std::string(to_string(role)) + "-" + id;
+  }
+  TokenRecord record{id, name, sha256_hex(secret), role, std::move(app), clock_.now()};
+  WriteBatch batch;
+  batch.mutations.push_back(PutToken{record});
+  batch.mutations.push_back(AppendAudit{AuditRecord{0, clock_.now(), caller.actor, caller.action, "token " + id,
+                                                    "created " + std::string(to_string(role)) + " token " + name}});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  return IssuedToken{std::move(record), std::string(kPrefix) + id + "_" + secret};
+}
+
+}  // namespace tranche

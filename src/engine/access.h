@@ -1,0 +1,51 @@
+#pragma once
+// API tokens: issuing, authenticating, and what each role may do
+// (quality.md, "Security"). A token reads "tt_<id>_<secret>": the id finds
+// the record, the secret is compared by hash in constant time.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "store/store.h"
+
+namespace tranche {
+
+// Who is calling and what they asked, for audit records.
+struct Caller {
+  std::string actor;   // token name
+  std::string action;  // "PUT /api/v1/applications/shop/operational-state"
+};
+
+struct Principal {
+  std::string token_id;
+  std::string name;
+  Role role = Role::kViewer;
+  std::optional<std::string> app;  // scope
+
+  // viewer < operator < admin.
+  bool has_role(Role needed) const;
+  // A scoped token sees only its application; everything else is hidden.
+  bool can_see(std::string_view app_name) const;
+};
+
+struct IssuedToken {
+  TokenRecord record;
+  std::string secret_token;  // shown once, never stored
+};
+
+class AccessControl {
+ public:
+  AccessControl(Store& store, const Clock& clock) : store_(store), clock_(clock) {}
+
+  Result<Principal> authenticate(std::string_view bearer_token) const;
+  Result<IssuedToken> create_token(Role role, std::optional<std::string> app, std::string name, const Caller& caller);
+
+ private:
+  Store& store_;
+  const Clock& clock_;
+};
+
+}  // namespace tranche

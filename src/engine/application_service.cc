@@ -1,0 +1,665 @@
+#include "engine/application_service.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/names.h"
+#include "common/secrets.h"
+#include "common/time_format.h"
+#include "engine/operational_state.h"
+
+namespace tranche {
+
+namespace {
+
+using nlohmann::json;
+
+std::string full_path(const std::string& app, const std::string& path) {
+  return path.empty() ? app : app + "/" + path;
+}
+
+EventRecord make_event(TimePoint now, std::string app, std::string path, std::string type, json from, json to,
+                       std::string message) {
+  EventRecord e;
+  e.time = now;
+  e.path = full_path(app, path);
+  e.app = std::move(app);
+  e.type = std::move(type);
+  e.from_json = from.dump();
+  e.to_json = to.dump();
+  e.message = std::move(message);
+  return e;
+}
+
+json optional_json(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+
+const OperationalValueRecord* find_value(const std::vector<OperationalValueRecord>& values, const std::string& path,
+                                         Setting setting) {
+  auto it = std::find_if(values.begin(), values.end(),
+                         [&](const auto& v) { return v.path == path && v.setting == setting; });
+  return it == values.end() ? nullptr : &*it;
+}
+
+bool is_at_or_below(const std::string& path, const std::string& node) {
+  return path == node || is_below(path, node);
+}
+
+std::vector<NodeRef> node_refs(const ApplicationSpec& spec, const std::vector<MemberRecord>& members) {
+  std::vector<NodeRef> nodes;
+  for (const auto& n : flatten(spec)) {
+    nodes.push_back({n.path, std::string(to_string(n.kind))});
+  }
+  for (const auto& m : members) {
+    nodes.push_back({m.id, "member"});
+  }
+  return nodes;
+}
+
+json member_json(const MemberRecord& m) {
+  json j = {{"id", m.id},          {"app", m.app},           {"cluster", m.cluster}, {"host", m.host},
+            {"state", m.state},    {"revision", m.revision}, {"version", m.version}, {"ports", m.ports},
+            {"updatedAt", format_rfc3339(m.updated_at)}};
+  j["pid"] = m.pid ? json(*m.pid) : json(nullptr);
+  j["healingDelayedSince"] =
+      m.healing_delayed_since ? json(format_rfc3339(*m.healing_delayed_since)) : json(nullptr);
+  return j;
+}
+
+}  // namespace
+
+Result<OperationalChange> parse_operational_change(const json& body) {
+  if (!body.is_object()) {
+    return fail(ErrorCode::kInvalid, "body must be a JSON object");
+  }
+  OperationalChange change;
+  for (const auto& [key, value] : body.items()) {
+    auto expect_string = [&]() -> Result<std::string> {
+      if (!value.is_string()) {
+        return fail(ErrorCode::kInvalid, "expected a string", key);
+      }
+      return value.get<std::string>();
+    };
+    auto expect_bool = [&]() -> Result<bool> {
+      if (!value.is_boolean()) {
+        return fail(ErrorCode::kInvalid, "expected true or false", key);
+      }
+      return value.get<bool>();
+    };
+    if (key == "path") {
+      auto s = expect_string();
+      if (!s) {
+        return std::unexpected(s.error());
+      }
+      change.path = *s;
+      for (const auto& part : split_path(change.path)) {
+        if (!is_valid_name(part) && !std::all_of(part.begin(), part.end(), ::isdigit)) {
+          return fail(ErrorCode::kInvalid, "'" + part + "' is not a valid node name", "path");
+        }
+      }
+      // Normalize "a//b/" to "a/b".
+      std::string normalized;
+      for (const auto& part : split_path(change.path)) {
+        normalized += (normalized.empty() ? "" : "/") + part;
+      }
+      change.path = normalized;
+    } else if (auto setting = setting_from_string(key)) {
+      auto s = expect_string();
+      if (!s) {
+        return std::unexpected(s.error());
+      }
+      if (!is_allowed_value(*setting, *s)) {
+        return fail(ErrorCode::kInvalid,
+                    "'" + *s + "' is not a value of " + key +
+                        (*setting == Setting::kMaintenance ? " (off, restart, replace)" : " (on, off)"),
+                    key);
+      }
+      (*setting == Setting::kAutoscaling   ? change.autoscaling
+       : *setting == Setting::kAutohealing ? change.autohealing
+                                           : change.maintenance) = *s;
+    } else if (key == "propagate" || key == "allAtOnce") {
+      auto b = expect_bool();
+      if (!b) {
+        return std::unexpected(b.error());
+      }
+      (key == "propagate" ? change.propagate : change.all_at_once) = *b;
+    } else if (key == "for") {
+      auto s = expect_string();
+      if (!s) {
+        return std::unexpected(s.error());
+      }
+      auto d = parse_duration(*s);
+      if (!d) {
+        return fail(ErrorCode::kInvalid, d.error().message, "for");
+      }
+      change.duration = *d;
+    } else {
+      return fail(ErrorCode::kInvalid, "unknown field '" + key + "'", key);
+    }
+  }
+  if (!change.autoscaling && !change.autohealing && !change.maintenance) {
+    return fail(ErrorCode::kInvalid, "give at least one of autoscaling, autohealing, maintenance");
+  }
+  return change;
+}
+
+Result<ApplicationService::Current> ApplicationService::load(const std::string& app) const {
+  auto record = store_.get_application(app);
+  if (!record) {
+    return std::unexpected(record.error());
+  }
+  if (!*record) {
+    return fail(ErrorCode::kNotFound, "application '" + app + "' not found");
+  }
+  auto revision = store_.get_revision(app, (*record)->current_revision);
+  if (!revision) {
+    return std::unexpected(revision.error());
+  }
+  if (!*revision) {
+    return fail(ErrorCode::kInternal, "application '" + app + "' has lost its current revision");
+  }
+  auto spec = parse_manifest((*revision)->manifest_json, ManifestFormat::kJson);
+  if (!spec) {
+    return fail(ErrorCode::kInternal, "stored revision of '" + app + "' does not parse: " + spec.error().describe());
+  }
+  return Current{**record, std::move(*spec)};
+}
+
+OperationRecord ApplicationService::next_operation(ApplicationRecord& record, std::string kind, json request,
+                                                   const Caller& caller) const {
+  record.operation_seq += 1;
+  record.updated_at = clock_.now();
+  OperationRecord op;
+  op.id = "op-" + random_hex(8);
+  op.app = record.name;
+  op.seq = record.operation_seq;
+  op.kind = std::move(kind);
+  op.request_json = request.dump();
+  op.status = "Succeeded";
+  op.actor = caller.actor;
+  op.created_at = op.updated_at = clock_.now();
+  return op;
+}
+
+Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, ManifestFormat format, bool dry_run,
+                                               const Caller& caller, const std::optional<std::string>& scope) {
+  auto parsed = parse_manifest(manifest, format);
+  if (!parsed) {
+    return std::unexpected(parsed.error());
+  }
+  ApplicationSpec& spec = *parsed;
+  if (scope && spec.name != *scope) {
+    return fail(ErrorCode::kNotFound, "application '" + spec.name + "' not found");
+  }
+  std::lock_guard lock(commands_);
+  const TimePoint now = clock_.now();
+
+  auto existing = store_.get_application(spec.name);
+  if (!existing) {
+    return std::unexpected(existing.error());
+  }
+  std::optional<Current> current;
+  if (*existing) {
+    auto loaded = load(spec.name);
+    if (!loaded) {
+      return std::unexpected(loaded.error());
+    }
+    current = std::move(*loaded);
+  }
+
+  ApplyOutcome outcome;
+  outcome.app = spec.name;
+  outcome.dry_run = dry_run;
+  outcome.created = !current;
+  outcome.summary = diff_summary(current ? &current->spec : nullptr, spec);
+  outcome.changed = outcome.created || !outcome.summary.empty();
+  outcome.revision = current ? current->app.current_revision + (outcome.changed ? 1 : 0) : 1;
+  const bool redeploy = current && !current->app.deployed;
+
+  if (!outcome.changed && !redeploy) {
+    outcome.message = spec.name + " unchanged (revision " + std::to_string(outcome.revision) + ")";
+    return outcome;
+  }
+  if (dry_run) {
+    outcome.message = outcome.changed ? "dry run: would " +
+                                            std::string(outcome.created ? "create " : "store revision ") +
+                                            (outcome.created ? spec.name + " revision 1" : std::to_string(outcome.revision)) +
+                                            ": " + outcome.summary
+                                      : "dry run: would redeploy " + spec.name;
+    return outcome;
+  }
+
+  ApplicationRecord app = current ? current->app : ApplicationRecord{spec.name, 0, true, 0, 0, now, now};
+  WriteBatch batch;
+  batch.preconditions.push_back({spec.name, app.version});
+  const json request = {{"revision", outcome.revision}, {"summary", outcome.summary}};
+  OperationRecord op = next_operation(app, "apply", request, caller);
+  app.current_revision = outcome.revision;
+  app.deployed = true;
+
+  if (outcome.changed) {
+    batch.mutations.push_back(
+        PutRevision{{spec.name, outcome.revision, to_json(spec).dump(), caller.actor, outcome.summary, now}});
+    batch.mutations.push_back(AppendEvent{make_event(
+        now, spec.name, "", "RevisionCreated", current ? json(current->app.current_revision) : json(nullptr),
+        outcome.revision, "revision " + std::to_string(outcome.revision) + ": " + outcome.summary)});
+    outcome.message = spec.name + (outcome.created ? " created" : " changed") + " (revision " +
+                      std::to_string(outcome.revision) + "): " + outcome.summary;
+  } else {
+    outcome.message = spec.name + " redeployed (revision " + std::to_string(outcome.revision) + ")";
+  }
+  if (redeploy) {
+    batch.mutations.push_back(AppendEvent{make_event(now, spec.name, "", "ApplicationDeployed", false, true,
+                                                     spec.name + " deployed again")});
+  }
+
+  // Operational values: drop those of removed nodes, seed new nodes with the
+  // manifest's initial values (an operator's later choice is never overwritten).
+  auto values = store_.list_operational_values(spec.name);
+  if (!values) {
+    return std::unexpected(values.error());
+  }
+  std::set<std::string> old_paths;
+  if (current) {
+    for (const auto& n : flatten(current->spec)) {
+      old_paths.insert(n.path);
+    }
+  }
+  const auto nodes = flatten(spec);
+  for (const auto& v : *values) {
+    // A value belongs to a node of the new tree, or to a member of one of its clusters.
+    const bool kept = std::any_of(nodes.begin(), nodes.end(), [&](const NodeView& n) {
+      return v.path == n.path || (n.cluster && is_below(v.path, n.path));
+    });
+    if (!kept) {
+      batch.mutations.push_back(DeleteOperationalValue{spec.name, v.path, v.setting});
+    }
+  }
+  for (const auto& node : nodes) {
+    if (old_paths.contains(node.path) || node.operational == nullptr) {
+      continue;
+    }
+    for (auto [setting, value] : {std::pair{Setting::kAutoscaling, &node.operational->autoscaling},
+                                  std::pair{Setting::kAutohealing, &node.operational->autohealing}}) {
+      if (value->empty() || find_value(*values, node.path, setting)) {
+        continue;
+      }
+      batch.mutations.push_back(PutOperationalValue{{spec.name, node.path, setting, *value, std::nullopt,
+                                                     std::nullopt, caller.actor, now}});
+      batch.mutations.push_back(AppendEvent{make_event(
+          now, spec.name, node.path, "OperationalStateChanged", nullptr, *value,
+          std::string(to_string(setting)) + " " + *value + " from the manifest on " + full_path(spec.name, node.path))});
+    }
+  }
+
+  // Keep the newest revisionHistoryLimit revisions.
+  if (current) {
+    auto revisions = store_.list_revisions(spec.name);
+    if (!revisions) {
+      return std::unexpected(revisions.error());
+    }
+    const size_t keep = static_cast<size_t>(std::max(spec.revision_history_limit - (outcome.changed ? 1 : 0), 1));
+    for (size_t i = keep; i < revisions->size(); ++i) {
+      if ((*revisions)[i].number != app.current_revision) {
+        batch.mutations.push_back(DeleteRevision{spec.name, (*revisions)[i].number});
+      }
+    }
+  }
+
+  op.message = outcome.message;
+  outcome.operation_id = op.id;
+  batch.mutations.push_back(PutApplication{app});
+  batch.mutations.push_back(PutOperation{op});
+  batch.mutations.push_back(AppendAudit{{0, now, caller.actor, caller.action, spec.name, outcome.message}});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  return outcome;
+}
+
+Result<json> ApplicationService::undeploy(const std::string& app_name, const Caller& caller) {
+  std::lock_guard lock(commands_);
+  auto current = load(app_name);
+  if (!current) {
+    return std::unexpected(current.error());
+  }
+  ApplicationRecord app = current->app;
+  if (!app.deployed) {
+    return json{{"application", app_name}, {"deployed", false}, {"message", app_name + " is already undeployed"}};
+  }
+  const TimePoint now = clock_.now();
+  WriteBatch batch;
+  batch.preconditions.push_back({app_name, app.version});
+  OperationRecord op = next_operation(app, "delete", json::object(), caller);
+  app.deployed = false;
+  const std::string message = app_name + " undeployed; its history and settings are kept";
+  op.message = message;
+  batch.mutations.push_back(PutApplication{app});
+  batch.mutations.push_back(PutOperation{op});
+  batch.mutations.push_back(AppendEvent{make_event(now, app_name, "", "ApplicationUndeployed", true, false, message)});
+  batch.mutations.push_back(AppendAudit{{0, now, caller.actor, caller.action, app_name, message}});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  return json{{"application", app_name}, {"deployed", false}, {"operation", op.id}, {"message", message}};
+}
+
+Result<json> ApplicationService::set_operational_state(const std::string& app_name, const OperationalChange& change,
+                                                       const Caller& caller) {
+  std::lock_guard lock(commands_);
+  auto current = load(app_name);
+  if (!current) {
+    return std::unexpected(current.error());
+  }
+  auto members = store_.list_members(MemberQuery{app_name, std::nullopt, std::nullopt});
+  if (!members) {
+    return std::unexpected(members.error());
+  }
+  const auto nodes = node_refs(current->spec, *members);
+  if (std::none_of(nodes.begin(), nodes.end(), [&](const NodeRef& n) { return n.path == change.path; })) {
+    return fail(ErrorCode::kNotFound, "'" + change.path + "' is not a node of application " + app_name, "path");
+  }
+  auto values = store_.list_operational_values(app_name);
+  if (!values) {
+    return std::unexpected(values.error());
+  }
+
+  const TimePoint now = clock_.now();
+  const std::string where = full_path(app_name, change.path);
+  ApplicationRecord app = current->app;
+  WriteBatch batch;
+  batch.preconditions.push_back({app_name, app.version});
+  json request = {{"path", change.path}, {"propagate", change.propagate}, {"allAtOnce", change.all_at_once}};
+  if (change.duration) {
+    request["for"] = format_duration(*change.duration);
+  }
+  json changes = json::array();
+  std::vector<std::string> notes;
+
+  for (Setting setting : kAllSettings) {
+    const std::optional<std::string>& wanted = setting == Setting::kAutoscaling   ? change.autoscaling
+                                               : setting == Setting::kAutohealing ? change.autohealing
+                                                                                  : change.maintenance;
+    if (!wanted) {
+      continue;
+    }
+    const std::string name(to_string(setting));
+    request[name] = *wanted;
+    const bool maintenance_run = setting == Setting::kMaintenance && *wanted != "off";
+    const bool has_members = std::any_of(members->begin(), members->end(), [&](const MemberRecord& m) {
+      return is_at_or_below(m.id, change.path);
+    });
+    if (maintenance_run && !has_members) {
+      // model.md: maintenance acts on the members that exist now; with none,
+      // it completes at once and says so.
+      const std::string note = "maintenance " + *wanted + " on " + where + " completed at once: no members";
+      notes.push_back(note);
+      batch.mutations.push_back(AppendEvent{make_event(now, app_name, change.path, "OperationalStateChanged",
+                                                       "off", "off", note)});
+      changes.push_back({{"path", change.path}, {"setting", name}, {"from", "off"}, {"to", "off"}, {"note", note}});
+      continue;
+    }
+
+    const OperationalValueRecord* old = find_value(*values, change.path, setting);
+    OperationalValueRecord record{app_name, change.path, setting, *wanted, std::nullopt, std::nullopt, caller.actor, now};
+    std::string until;
+    if (change.duration) {
+      record.expires_at = now + *change.duration;
+      // A time box on top of a time box still reverts to the last permanent value.
+      record.previous_value = old ? (old->expires_at ? old->previous_value : std::optional(old->value)) : std::nullopt;
+      until = " for " + format_duration(*change.duration) + ", until " + format_rfc3339(*record.expires_at);
+    }
+    batch.mutations.push_back(PutOperationalValue{record});
+    const json from = old ? json(old->value) : json(nullptr);
+    batch.mutations.push_back(AppendEvent{make_event(now, app_name, change.path, "OperationalStateChanged", from,
+                                                     *wanted, name + " " + *wanted + " on " + where + until)});
+    changes.push_back({{"path", change.path}, {"setting", name}, {"from", from}, {"to", *wanted}});
+
+    if (change.propagate) {
+      for (const auto& v : *values) {
+        if (v.setting != setting || !is_below(v.path, change.path)) {
+          continue;
+        }
+        batch.mutations.push_back(DeleteOperationalValue{app_name, v.path, setting});
+        batch.mutations.push_back(AppendEvent{make_event(
+            now, app_name, v.path, "OperationalStateChanged", v.value, nullptr,
+            name + " on " + full_path(app_name, v.path) + " now inherits " + *wanted + " from " + where)});
+        changes.push_back({{"path", v.path}, {"setting", name}, {"from", v.value}, {"to", nullptr}});
+      }
+    }
+  }
+
+  OperationRecord op = next_operation(app, "operational-state", request, caller);
+  op.message = notes.empty() ? "operational state of " + where + " changed" : notes.front();
+  batch.mutations.push_back(PutApplication{app});
+  batch.mutations.push_back(PutOperation{op});
+  batch.mutations.push_back(AppendAudit{{0, now, caller.actor, caller.action, where, request.dump()}});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  json out = {{"application", app_name}, {"operation", op.id}, {"seq", op.seq}, {"changes", changes},
+              {"message", op.message}};
+  return out;
+}
+
+Result<int> ApplicationService::expire_operational_values() {
+  std::lock_guard lock(commands_);
+  const TimePoint now = clock_.now();
+  auto due = store_.list_expiring_values(now);
+  if (!due) {
+    return std::unexpected(due.error());
+  }
+  if (due->empty()) {
+    return 0;
+  }
+  WriteBatch batch;
+  for (const auto& v : *due) {
+    const std::string name(to_string(v.setting));
+    if (v.previous_value) {
+      batch.mutations.push_back(PutOperationalValue{
+          {v.app, v.path, v.setting, *v.previous_value, std::nullopt, std::nullopt, "expiry", now}});
+    } else {
+      batch.mutations.push_back(DeleteOperationalValue{v.app, v.path, v.setting});
+    }
+    const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(*v.expires_at - v.set_at);
+    const std::string back = v.previous_value ? *v.previous_value + " (explicit)" : "the inherited value";
+    batch.mutations.push_back(AppendEvent{make_event(
+        now, v.app, v.path, "OperationalStateExpired", v.value, optional_json(v.previous_value),
+        name + " " + v.value + " on " + full_path(v.app, v.path) + " expired after " + format_duration(lasted) +
+            "; back to " + back)});
+  }
+  batch.mutations.push_back(
+      AppendAudit{{0, now, "tranche", "expire operational values", "", std::to_string(due->size()) + " expired"}});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  return static_cast<int>(due->size());
+}
+
+Result<json> ApplicationService::list_applications(const std::optional<std::string>& visible) const {
+  auto apps = store_.list_applications();
+  if (!apps) {
+    return std::unexpected(apps.error());
+  }
+  json items = json::array();
+  for (const auto& record : *apps) {
+    if (visible && record.name != *visible) {
+      continue;
+    }
+    auto current = load(record.name);
+    if (!current) {
+      return std::unexpected(current.error());
+    }
+    auto members = store_.list_members(MemberQuery{record.name, std::nullopt, std::nullopt});
+    if (!members) {
+      return std::unexpected(members.error());
+    }
+    int clusters = 0;
+    int desired = 0;
+    for (const auto& n : flatten(current->spec)) {
+      if (n.cluster) {
+        ++clusters;
+        desired += n.cluster->members.desired;
+      }
+    }
+    const auto active = std::count_if(members->begin(), members->end(),
+                                      [](const MemberRecord& m) { return m.state == "Active"; });
+    items.push_back({{"name", record.name},
+                     {"description", current->spec.description},
+                     {"revision", record.current_revision},
+                     {"deployed", record.deployed},
+                     {"clusters", clusters},
+                     {"desired", desired},
+                     {"active", active},
+                     {"updatedAt", format_rfc3339(record.updated_at)}});
+  }
+  return json{{"items", items}};
+}
+
+Result<json> ApplicationService::describe_application(const std::string& app_name) const {
+  auto current = load(app_name);
+  if (!current) {
+    return std::unexpected(current.error());
+  }
+  auto members = store_.list_members(MemberQuery{app_name, std::nullopt, std::nullopt});
+  if (!members) {
+    return std::unexpected(members.error());
+  }
+  auto values = store_.list_operational_values(app_name);
+  if (!values) {
+    return std::unexpected(values.error());
+  }
+  json tree = json::array();
+  for (const auto& node : flatten(current->spec)) {
+    json j = to_json(resolve_all(*values, {{node.path, std::string(to_string(node.kind))}}).front());
+    j["name"] = node.path.empty() ? app_name : split_path(node.path).back();
+    if (node.group) {
+      j["dependsOn"] = node.group->depends_on;
+    }
+    if (node.cluster) {
+      const auto& c = *node.cluster;
+      json list = json::array();
+      for (const auto& m : *members) {
+        if (m.cluster == node.path) {
+          json mj = member_json(m);
+          mj["operational"] = to_json(resolve_all(*values, {{m.id, "member"}}).front());
+          list.push_back(std::move(mj));
+        }
+      }
+      j["dependsOn"] = c.depends_on;
+      j["version"] = c.artifact.version;
+      j["members"] = {{"min", c.members.min}, {"max", c.members.max}, {"desired", c.members.desired},
+                      {"items", list}};
+    }
+    tree.push_back(std::move(j));
+  }
+  json recent = json::array();
+  if (auto last = store_.last_event_seq(); last) {
+    auto events = store_.list_events(EventQuery{*last > 500 ? *last - 500 : 0, app_name, 1000});
+    if (!events) {
+      return std::unexpected(events.error());
+    }
+    const size_t from = events->size() > 10 ? events->size() - 10 : 0;
+    for (size_t i = from; i < events->size(); ++i) {
+      const auto& e = (*events)[i];
+      recent.push_back({{"seq", e.seq}, {"time", format_rfc3339(e.time)}, {"type", e.type}, {"path", e.path},
+                        {"message", e.message}});
+    }
+  }
+  return json{{"name", app_name},
+              {"description", current->spec.description},
+              {"revision", current->app.current_revision},
+              {"deployed", current->app.deployed},
+              {"createdAt", format_rfc3339(current->app.created_at)},
+              {"updatedAt", format_rfc3339(current->app.updated_at)},
+              {"tree", tree},
+              {"recentEvents", recent},
+              {"spec", to_json(current->spec)}};
+}
+
+Result<json> ApplicationService::list_revisions(const std::string& app_name) const {
+  auto current = load(app_name);
+  if (!current) {
+    return std::unexpected(current.error());
+  }
+  auto revisions = store_.list_revisions(app_name);
+  if (!revisions) {
+    return std::unexpected(revisions.error());
+  }
+  json items = json::array();
+  for (const auto& r : *revisions) {
+    items.push_back({{"revision", r.number},
+                     {"createdAt", format_rfc3339(r.created_at)},
+                     {"author", r.author},
+                     {"summary", r.summary},
+                     {"current", r.number == current->app.current_revision}});
+  }
+  return json{{"application", app_name}, {"items", items}};
+}
+
+Result<json> ApplicationService::get_revision(const std::string& app_name, int64_t number) const {
+  auto revision = store_.get_revision(app_name, number);
+  if (!revision) {
+    return std::unexpected(revision.error());
+  }
+  if (!*revision) {
+    return fail(ErrorCode::kNotFound, "application '" + app_name + "' has no revision " + std::to_string(number));
+  }
+  const auto& r = **revision;
+  return json{{"application", app_name},
+              {"revision", r.number},
+              {"createdAt", format_rfc3339(r.created_at)},
+              {"author", r.author},
+              {"summary", r.summary},
+              {"manifest", json::parse(r.manifest_json)}};
+}
+
+Result<json> ApplicationService::operational_state(const std::string& app_name,
+                                                   const std::optional<std::string>& path) const {
+  auto current = load(app_name);
+  if (!current) {
+    return std::unexpected(current.error());
+  }
+  auto members = store_.list_members(MemberQuery{app_name, std::nullopt, std::nullopt});
+  if (!members) {
+    return std::unexpected(members.error());
+  }
+  auto values = store_.list_operational_values(app_name);
+  if (!values) {
+    return std::unexpected(values.error());
+  }
+  auto nodes = node_refs(current->spec, *members);
+  if (path) {
+    if (std::none_of(nodes.begin(), nodes.end(), [&](const NodeRef& n) { return n.path == *path; })) {
+      return fail(ErrorCode::kNotFound, "'" + *path + "' is not a node of application " + app_name, "path");
+    }
+    std::erase_if(nodes, [&](const NodeRef& n) { return !is_at_or_below(n.path, *path); });
+  }
+  json out = json::array();
+  for (const auto& view : resolve_all(*values, nodes)) {
+    out.push_back(to_json(view));
+  }
+  return json{{"application", app_name}, {"nodes", out}};
+}
+
+Result<json> ApplicationService::get_operation(const std::string& id) const {
+  auto op = store_.get_operation(id);
+  if (!op) {
+    return std::unexpected(op.error());
+  }
+  if (!*op) {
+    return fail(ErrorCode::kNotFound, "operation '" + id + "' not found");
+  }
+  const auto& o = **op;
+  return json{{"id", o.id},
+              {"application", o.app},
+              {"seq", o.seq},
+              {"kind", o.kind},
+              {"request", json::parse(o.request_json)},
+              {"status", o.status},
+              {"message", o.message},
+              {"actor", o.actor},
+              {"createdAt", format_rfc3339(o.created_at)},
+              {"updatedAt", format_rfc3339(o.updated_at)}};
+}
+
+}  // namespace tranche

@@ -1,0 +1,84 @@
+#pragma once
+// The controller's commands on applications: apply (revisions), undeploy,
+// operational state, and their read views. Commands on applications are
+// serialized in the order they are accepted; each gets an operation record
+// with a per-application sequence number, and every change is one store
+// batch carrying its events and audit record.
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "engine/access.h"
+#include "model/manifest.h"
+#include "store/store.h"
+
+namespace tranche {
+
+struct ApplyOutcome {
+  std::string app;
+  int64_t revision = 0;
+  bool created = false;  // a new application
+  bool changed = false;  // a new revision (or would be, for a dry run)
+  bool dry_run = false;
+  std::string summary;
+  std::string operation_id;  // empty for a dry run or a no-op
+  std::string message;
+};
+
+struct OperationalChange {
+  std::string path;  // relative to the application; "" is the application
+  std::optional<std::string> autoscaling;
+  std::optional<std::string> autohealing;
+  std::optional<std::string> maintenance;
+  bool propagate = false;
+  bool all_at_once = false;
+  std::optional<std::chrono::milliseconds> duration;  // time-boxed
+};
+
+// Parses a PUT /operational-state body; errors name the field.
+Result<OperationalChange> parse_operational_change(const nlohmann::json& body);
+
+class ApplicationService {
+ public:
+  ApplicationService(Store& store, const Clock& clock) : store_(store), clock_(clock) {}
+
+  // `scope`: the only application the caller may see (a scoped token).
+  Result<ApplyOutcome> apply(std::string_view manifest, ManifestFormat format, bool dry_run, const Caller& caller,
+                             const std::optional<std::string>& scope = std::nullopt);
+  Result<nlohmann::json> undeploy(const std::string& app, const Caller& caller);
+  Result<nlohmann::json> set_operational_state(const std::string& app, const OperationalChange& change,
+                                               const Caller& caller);
+  // Reverts time-boxed values that have expired; returns how many.
+  Result<int> expire_operational_values();
+
+  // Views. `visible` limits listings to one application (a scoped token).
+  Result<nlohmann::json> list_applications(const std::optional<std::string>& visible) const;
+  Result<nlohmann::json> describe_application(const std::string& app) const;
+  Result<nlohmann::json> list_revisions(const std::string& app) const;
+  Result<nlohmann::json> get_revision(const std::string& app, int64_t number) const;
+  Result<nlohmann::json> operational_state(const std::string& app, const std::optional<std::string>& path) const;
+  Result<nlohmann::json> get_operation(const std::string& id) const;
+
+ private:
+  struct Current {
+    ApplicationRecord app;
+    ApplicationSpec spec;
+  };
+  Result<Current> load(const std::string& app) const;
+  // The next operation of `app`: bumps its sequence in `record`.
+  OperationRecord next_operation(ApplicationRecord& record, std::string kind, nlohmann::json request,
+                                 const Caller& caller) const;
+
+  Store& store_;
+  const Clock& clock_;
+  std::mutex commands_;  // serializes commands; reads need no lock
+};
+
+}  // namespace tranche

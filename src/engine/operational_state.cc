@@ -1,0 +1,117 @@
+#include "engine/operational_state.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/time_format.h"
+#include "store/store.h"
+
+namespace tranche {
+
+std::string_view default_value(Setting setting) {
+  switch (setting) {
+    case Setting::kAutoscaling:
+    case Setting::kAutohealing:
+      return "on";
+    case Setting::kMaintenance:
+      return "off";
+  }
+  return "off";
+}
+
+bool is_allowed_value(Setting setting, std::string_view value) {
+  switch (setting) {
+    case Setting::kAutoscaling:
+    case Setting::kAutohealing:
+      return value == "on" || value == "off";
+    case Setting::kMaintenance:
+      return value == "off" || value == "restart" || value == "replace";
+  }
+  return false;
+}
+
+const SettingView& NodeOperationalView::get(Setting s) const {
+  switch (s) {
+    case Setting::kAutoscaling: return autoscaling;
+    case Setting::kAutohealing: return autohealing;
+    case Setting::kMaintenance: return maintenance;
+  }
+  return autoscaling;
+}
+
+std::optional<std::string> parent_path(const std::string& path) {
+  if (path.empty()) {
+    return std::nullopt;
+  }
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) {
+    return std::string();
+  }
+  return path.substr(0, slash);
+}
+
+bool is_below(const std::string& path, const std::string& ancestor) {
+  if (ancestor.empty()) {
+    return !path.empty();
+  }
+  return path.size() > ancestor.size() && path.starts_with(ancestor) && path[ancestor.size()] == '/';
+}
+
+namespace {
+const OperationalValueRecord* find_explicit(const std::vector<OperationalValueRecord>& values,
+                                            const std::string& path, Setting setting) {
+  for (const auto& v : values) {
+    if (v.setting == setting && v.path == path) {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+}  // namespace
+
+SettingView resolve(const std::vector<OperationalValueRecord>& values, const std::string& path, Setting setting) {
+  SettingView view;
+  if (const auto* own = find_explicit(values, path, setting)) {
+    view.explicit_value = own->value;
+    view.expires_at = own->expires_at;
+  }
+  std::optional<std::string> at = path;
+  while (at) {
+    if (const auto* v = find_explicit(values, *at, setting)) {
+      view.effective = v->value;
+      view.source = *at;
+      return view;
+    }
+    at = parent_path(*at);
+  }
+  view.effective = std::string(default_value(setting));
+  return view;
+}
+
+std::vector<NodeOperationalView> resolve_all(const std::vector<OperationalValueRecord>& values,
+                                             const std::vector<NodeRef>& nodes) {
+  std::vector<NodeOperationalView> out;
+  out.reserve(nodes.size());
+  for (const auto& node : nodes) {
+    out.push_back(NodeOperationalView{node.path, node.kind, resolve(values, node.path, Setting::kAutoscaling),
+                                      resolve(values, node.path, Setting::kAutohealing),
+                                      resolve(values, node.path, Setting::kMaintenance)});
+  }
+  return out;
+}
+
+nlohmann::json to_json(const NodeOperationalView& view) {
+  nlohmann::json out = {{"path", view.path}, {"kind", view.kind}};
+  for (Setting s : kAllSettings) {
+    const SettingView& v = view.get(s);
+    nlohmann::json j = {{"effective", v.effective}};
+    j["explicit"] = v.explicit_value ? nlohmann::json(*v.explicit_value) : nlohmann::json(nullptr);
+    j["source"] = v.source ? nlohmann::json(*v.source) : nlohmann::json("default");
+    if (v.expires_at) {
+      j["expiresAt"] = format_rfc3339(*v.expires_at);
+    }
+    out[std::string(to_string(s))] = std::move(j);
+  }
+  return out;
+}
+
+}  // namespace tranche

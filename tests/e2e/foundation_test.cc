@@ -1,0 +1,317 @@
+// End-to-end: the real controller on a free loopback port, driven by the
+// real CLI (issue "Foundation").
+
+#include <signal.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
+#include "harness.h"
+
+namespace tranche::e2e {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kShopV1 = R"(application: shop
+description: e2e shop
+groups:
+  - name: backend
+    clusters:
+      - name: db
+        members: {min: 1, max: 1, desired: 1}
+        artifact: {version: "15.4", command: ["tranche-hello", "--port", "${PORT_MAIN}"]}
+        ports: [main]
+clusters:
+  - name: web
+    dependsOn: [backend]
+    members: {min: 2, max: 10, desired: 4}
+    artifact: {version: "1.0.0", command: ["tranche-hello", "--port", "${PORT_HTTP}"]}
+    ports: [http]
+    health:
+      http: {port: http, path: /healthz}
+)";
+
+std::string shop_with_version(const std::string& version) {
+  std::string text = kShopV1;
+  text.replace(text.find("\"1.0.0\""), 7, "\"" + version + "\"");
+  return text;
+}
+
+class Foundation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    controller_ = std::make_unique<Controller>(dir_.path() / "data");
+    controller_->start();
+  }
+
+  fs::path manifest(const std::string& name, const std::string& text) {
+    const fs::path path = dir_.path() / name;
+    write_file(path, text);
+    return path;
+  }
+
+  json get_json(const std::vector<std::string>& args) {
+    auto r = controller_->cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out);
+  }
+
+  std::vector<json> events_after(uint64_t since) {
+    auto r = controller_->cli({"events", "--since", std::to_string(since), "-o", "json"});
+    std::vector<json> events;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      events.push_back(json::parse(line));
+    }
+    return events;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST_F(Foundation, ApplyReapplyAndChange) {
+  const auto v1 = manifest("shop.yaml", kShopV1);
+  auto first = controller_->cli({"apply", "-f", v1.string()});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("created (revision 1)"), std::string::npos) << first.out;
+
+  auto again = controller_->cli({"apply", "-f", v1.string()});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("unchanged (revision 1)"), std::string::npos) << again.out;
+
+  const auto v2 = manifest("shop-v2.yaml", shop_with_version("1.1.0"));
+  auto dry = controller_->cli({"apply", "-f", v2.string(), "--dry-run"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("dry run"), std::string::npos) << dry.out;
+  EXPECT_EQ(get_json({"get", "apps", "-o", "json"})["items"][0]["revision"], 1);
+
+  auto changed = controller_->cli({"apply", "-f", v2.string()});
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_NE(changed.out.find("revision 2"), std::string::npos) << changed.out;
+  EXPECT_NE(changed.out.find("web: artifact.version 1.0.0 -> 1.1.0"), std::string::npos) << changed.out;
+
+  const json history = get_json({"rollout", "history", "shop", "-o", "json"});
+  ASSERT_EQ(history["items"].size(), 2u);
+  EXPECT_EQ(history["items"][0]["revision"], 2);
+  EXPECT_EQ(history["items"][0]["current"], true);
+  EXPECT_EQ(history["items"][0]["author"], "bootstrap-admin");
+
+  auto table = controller_->cli({"get", "apps"});
+  EXPECT_NE(table.out.find("shop"), std::string::npos);
+  EXPECT_NE(table.out.find("REVISION"), std::string::npos);
+}
+
+TEST_F(Foundation, InvalidManifestsAreRejectedAndNothingIsStored) {
+  struct Case {
+    std::string name;
+    std::string from;
+    std::string to;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"unknown field", "    ports: [http]\n    health", "    ports: [http]\n    replicas: 3\n    health",
+       "clusters[0].replicas"},
+      {"bad name", "  - name: web", "  - name: Web_1", "clusters[0].name"},
+      {"min > max", "{min: 2, max: 10, desired: 4}", "{min: 12, max: 10, desired: 4}", "clusters[0].members.min"},
+      {"desired outside", "{min: 2, max: 10, desired: 4}", "{min: 2, max: 10, desired: 11}",
+       "clusters[0].members.desired"},
+      {"dependsOn no sibling", "dependsOn: [backend]", "dependsOn: [frontend]", "clusters[0].dependsOn"},
+      {"undeclared port", "http: {port: http, path: /healthz}", "http: {port: admin, path: /healthz}",
+       "clusters[0].health.http.port"},
+  };
+  for (const auto& c : cases) {
+    std::string text = kShopV1;
+    text.replace(text.find(c.from), c.from.size(), c.to);
+    text.replace(text.find("application: shop"), 17, "application: broken");
+    auto r = controller_->cli({"apply", "-f", manifest("broken.yaml", text).string()});
+    EXPECT_EQ(r.exit_code, 1) << c.name;
+    EXPECT_NE(r.err.find(c.field), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  }
+  // A dependency cycle between siblings.
+  std::string cycle = kShopV1;
+  cycle.replace(cycle.find("  - name: backend\n"), 18, "  - name: backend\n    dependsOn: [web]\n");
+  cycle.replace(cycle.find("application: shop"), 17, "application: broken");
+  auto r = controller_->cli({"apply", "-f", manifest("cycle.yaml", cycle).string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cycle"), std::string::npos) << r.err;
+
+  EXPECT_TRUE(get_json({"get", "apps", "-o", "json"})["items"].empty());
+  EXPECT_TRUE(events_after(0).empty());
+}
+
+TEST_F(Foundation, OperationalStateInheritsAndPropagates) {
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  ASSERT_EQ(controller_->cli({"set", "autoscaling", "on", "shop/backend/db"}).exit_code, 0);
+  auto off = controller_->cli({"set", "autoscaling", "off", "shop"});
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+
+  auto node = [](const json& doc, const std::string& path) {
+    for (const auto& n : doc["tree"]) {
+      if (n["path"] == path) {
+        return n;
+      }
+    }
+    return json();
+  };
+  auto state = [&] { return get_json({"describe", "shop", "-o", "json"}); };
+  json s = state();
+  EXPECT_EQ(node(s, "web")["autoscaling"]["effective"], "off");
+  EXPECT_EQ(node(s, "web")["autoscaling"]["source"], "");
+  EXPECT_EQ(node(s, "backend/db")["autoscaling"]["effective"], "on") << "explicit value below is kept";
+  EXPECT_EQ(node(s, "backend/db")["autoscaling"]["explicit"], "on");
+
+  auto recursive = controller_->cli({"set", "autoscaling", "off", "shop", "--recursive"});
+  ASSERT_EQ(recursive.exit_code, 0) << recursive.err;
+  s = state();
+  EXPECT_EQ(node(s, "backend/db")["autoscaling"]["effective"], "off");
+  EXPECT_TRUE(node(s, "backend/db")["autoscaling"]["explicit"].is_null());
+
+  // The same through the API's own view.
+  cli::ApiClient api(controller_->url(), controller_->admin_token());
+  auto reply = api.send("GET", "/api/v1/applications/shop/operational-state?path=backend");
+  ASSERT_TRUE(reply.has_value());
+  ASSERT_EQ(reply->status, 200);
+  const json view = json::parse(reply->body);
+  EXPECT_EQ(view["nodes"].size(), 2u);  // backend and backend/db
+
+  auto bad = controller_->cli({"set", "autohealing", "off", "shop/nope"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("path"), std::string::npos) << bad.err;
+  auto usage = controller_->cli({"set", "autohealing", "maybe", "shop"});
+  EXPECT_EQ(usage.exit_code, 2);
+}
+
+TEST_F(Foundation, AuthenticationScopesAndLimits) {
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  std::string other = kShopV1;
+  other.replace(other.find("application: shop"), 17, "application: other");
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("other.yaml", other).string()}).exit_code, 0);
+
+  cli::ApiClient anonymous(controller_->url(), "");
+  EXPECT_EQ(anonymous.send("GET", "/api/v1/applications")->status, 401);
+  EXPECT_EQ(cli::ApiClient(controller_->url(), "tt_0000_bad").send("GET", "/api/v1/applications")->status, 401);
+  EXPECT_EQ(anonymous.send("GET", "/healthz")->status, 200);
+  auto unauth = controller_->cli({"get", "apps"}, "");
+  EXPECT_EQ(unauth.exit_code, 1);
+  EXPECT_NE(unauth.err.find("bearer token"), std::string::npos) << unauth.err;
+
+  auto scoped = controller_->cli({"token", "create", "--role", "operator", "--app", "shop"});
+  ASSERT_EQ(scoped.exit_code, 0) << scoped.err;
+  const std::string scoped_token = scoped.out.substr(0, scoped.out.find('\n'));
+  cli::ApiClient shop_only(controller_->url(), scoped_token);
+  EXPECT_EQ(shop_only.send("GET", "/api/v1/applications/shop")->status, 200);
+  EXPECT_EQ(shop_only.send("GET", "/api/v1/applications/other")->status, 404);
+  EXPECT_EQ(shop_only.send("PUT", "/api/v1/applications/other/operational-state", R"({"autoscaling":"off"})")->status,
+            404);
+  const json listed = json::parse(shop_only.send("GET", "/api/v1/applications")->body);
+  ASSERT_EQ(listed["items"].size(), 1u);
+  EXPECT_EQ(listed["items"][0]["name"], "shop");
+  EXPECT_EQ(shop_only.send("POST", "/api/v1/tokens", R"({"role":"viewer"})")->status, 403);
+
+  auto viewer = controller_->cli({"token", "create", "--role", "viewer"});
+  const std::string viewer_token = viewer.out.substr(0, viewer.out.find('\n'));
+  EXPECT_EQ(cli::ApiClient(controller_->url(), viewer_token)
+                .send("PUT", "/api/v1/applications/shop/operational-state", R"({"autoscaling":"off"})")
+                ->status,
+            403);
+
+  cli::ApiClient admin(controller_->url(), controller_->admin_token());
+  const std::string two_mib(2 * 1024 * 1024, 'x');
+  auto too_large = admin.send("POST", "/api/v1/applications", two_mib, "application/yaml");
+  ASSERT_TRUE(too_large.has_value()) << too_large.error().describe();
+  EXPECT_EQ(too_large->status, 413);
+  EXPECT_EQ(admin.send("GET", "/api/v1/applications")->status, 200) << "still serving after a 413";
+}
+
+TEST_F(Foundation, EventsFollowDeliversInOrder) {
+  Process follower({tranche_binary(), "events", "--follow", "-o", "json", "--server", controller_->url(), "--token",
+                    controller_->admin_token()},
+                   dir_.path(), "follow");
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  for (const char* v : {"on", "off", "on", "off"}) {
+    ASSERT_EQ(controller_->cli({"set", "autohealing", v, "shop/web"}).exit_code, 0);
+  }
+  const size_t expected = events_after(0).size();
+  ASSERT_GE(expected, 5u);
+  std::vector<json> seen;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        seen.clear();
+        std::istringstream lines(follower.out());
+        for (std::string line; std::getline(lines, line);) {
+          seen.push_back(json::parse(line));
+        }
+        return seen.size() >= expected;
+      },
+      10s))
+      << follower.out() << follower.err();
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i]["seq"], i + 1) << "gap-free and in order";
+  }
+}
+
+TEST_F(Foundation, SigkillLosesNothingAndSigtermDrains) {
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("v2.yaml", shop_with_version("2.0.0")).string()}).exit_code, 0);
+  ASSERT_EQ(controller_->cli({"set", "autohealing", "off", "shop/web"}).exit_code, 0);
+  const auto before = events_after(0);
+  const json apps_before = get_json({"get", "apps", "-o", "json"});
+
+  controller_->kill_hard();
+  controller_->start();
+  EXPECT_EQ(get_json({"get", "apps", "-o", "json"}), apps_before);
+  EXPECT_EQ(events_after(0).size(), before.size());
+  const json web = get_json({"describe", "shop/web", "-o", "json"})["tree"][0];
+  EXPECT_EQ(web["autohealing"]["explicit"], "off");
+  ASSERT_EQ(controller_->cli({"set", "autohealing", "on", "shop/web"}).exit_code, 0);
+  EXPECT_EQ(events_after(0).back()["seq"], before.size() + 1) << "seq continues without a gap";
+
+  // An open event stream must not hold up a graceful stop.
+  Process follower({tranche_binary(), "events", "--follow", "--server", controller_->url(), "--token",
+                    controller_->admin_token()},
+                   dir_.path(), "follow");
+  ASSERT_TRUE(wait_until([&] { return !follower.out().empty(); }, 10s));
+  EXPECT_EQ(controller_->stop(), 0);
+  EXPECT_EQ(follower.wait(10s), 0);
+}
+
+TEST_F(Foundation, TimeBoxedSettingRevertsAcrossARestart) {
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  auto set = controller_->cli({"set", "autoscaling", "off", "shop", "--for", "3s"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  controller_->kill_hard();
+  controller_->start();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& e : events_after(0)) {
+          if (e["type"] == "OperationalStateExpired") {
+            return true;
+          }
+        }
+        return false;
+      },
+      15s));
+  const json app = get_json({"describe", "shop", "-o", "json"})["tree"][0];
+  EXPECT_TRUE(app["autoscaling"]["explicit"].is_null());
+  EXPECT_EQ(app["autoscaling"]["effective"], "on");
+}
+
+TEST_F(Foundation, UndeployKeepsHistoryAndSettings) {
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  auto del = controller_->cli({"delete", "shop"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(get_json({"get", "apps", "-o", "json"})["items"][0]["deployed"], false);
+  // Configured but not deployed: settings still apply.
+  ASSERT_EQ(controller_->cli({"set", "autoscaling", "off", "shop"}).exit_code, 0);
+  auto redeploy = controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()});
+  EXPECT_NE(redeploy.out.find("redeployed"), std::string::npos) << redeploy.out;
+  EXPECT_EQ(get_json({"describe", "shop", "-o", "json"})["tree"][0]["autoscaling"]["effective"], "off");
+  EXPECT_EQ(controller_->cli({"delete", "nope"}).exit_code, 1);
+}
+
+}  // namespace
+}  // namespace tranche::e2e
