@@ -23,6 +23,8 @@ struct ApplicationRecord {
   int64_t operation_seq = 0;
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  bool operator==(const ApplicationRecord&) const = default;
 };
 
 struct RevisionRecord {
@@ -32,6 +34,8 @@ struct RevisionRecord {
   std::string author;         // token name
   std::string summary;        // one-line diff against the previous revision
   TimePoint created_at{};
+
+  bool operator==(const RevisionRecord&) const = default;
 };
 
 enum class Setting { kAutoscaling, kAutohealing, kMaintenance };
@@ -50,6 +54,8 @@ struct OperationalValueRecord {
   std::optional<std::string> previous_value;
   std::string set_by;
   TimePoint set_at{};
+
+  bool operator==(const OperationalValueRecord&) const = default;
 };
 
 struct MemberRecord {
@@ -66,6 +72,8 @@ struct MemberRecord {
   std::optional<TimePoint> healing_delayed_since;
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  bool operator==(const MemberRecord&) const = default;
 };
 
 struct HostRecord {
@@ -77,6 +85,8 @@ struct HostRecord {
   std::string token_hash;
   TimePoint registered_at{};
   TimePoint updated_at{};
+
+  bool operator==(const HostRecord&) const = default;
 };
 
 struct OperationRecord {
@@ -90,6 +100,8 @@ struct OperationRecord {
   std::string actor;
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  bool operator==(const OperationRecord&) const = default;
 };
 
 enum class Role { kViewer, kOperator, kAdmin };
@@ -101,6 +113,8 @@ struct TokenRecord {
   Role role = Role::kViewer;
   std::optional<std::string> app;  // scope: only this application
   TimePoint created_at{};
+
+  bool operator==(const TokenRecord&) const = default;
 };
 
 struct AuditRecord {
@@ -110,6 +124,8 @@ struct AuditRecord {
   std::string action;  // "POST /api/v1/applications"
   std::string target;  // "shop"
   std::string result;  // "201" or "422 clusters[0].name: ..."
+
+  bool operator==(const AuditRecord&) const = default;
 };
 
 struct EventRecord {
@@ -122,6 +138,8 @@ struct EventRecord {
   std::string from_json = "null";  // JSON values
   std::string to_json = "null";
   std::string message;
+
+  bool operator==(const EventRecord&) const = default;
 };
 
 }  // namespace tranche

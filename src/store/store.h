@@ -90,6 +90,7 @@ class Store {
   virtual Result<std::optional<OperationRecord>> get_operation(const std::string& id) = 0;
 
   virtual Result<std::optional<TokenRecord>> get_token(const std::string& id) = 0;
+  // Whether an admin token without an application scope exists (bootstrap).
   virtual Result<bool> has_admin_token() = 0;
 
   // Newest last.
@@ -99,7 +100,10 @@ class Store {
   virtual Result<uint64_t> last_event_seq() = 0;
 
   // Called after every commit that appended events, with the newest seq, on
-  // the committing thread. Subscribers must not block or call commit().
+  // the committing thread. Calls are serialized and each callback sees
+  // non-decreasing seqs. Subscribers must not block or call commit(); they
+  // may read, and may watch()/unwatch() (unwatch() waits for a call in
+  // progress on another thread).
   // Returns an id for unwatch().
   using WatchCallback = std::function<void(uint64_t last_seq)>;
   virtual uint64_t watch(WatchCallback callback) = 0;
