@@ -6,14 +6,15 @@ namespace tranche {
 namespace {
 
 TEST(Names, AcceptsDnsLabels) {
-  for (const char* good : {"a", "web", "db-1", "0abc", std::string(63, 'a').c_str()}) {
+  const std::string longest(63, 'a');
+  for (const std::string& good : {std::string("a"), std::string("web"), std::string("db-1"), std::string("0abc"), longest}) {
     EXPECT_TRUE(is_valid_name(good)) << good;
   }
 }
 
 TEST(Names, RejectsEverythingElse) {
   const std::string too_long(64, 'a');
-  for (const std::string bad : {std::string(), std::string("Web"), std::string("-a"), std::string("a-"),
+  for (const std::string& bad : {std::string(), std::string("Web"), std::string("-a"), std::string("a-"),
                                 std::string("a_b"), std::string("a.b"), too_long}) {
     EXPECT_FALSE(is_valid_name(bad)) << bad;
   }

@@ -1,0 +1,154 @@
+#include "api/controller_api.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace tranche::api {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kManifest = R"({"application": "shop", "clusters": [{"name": "web",
+  "artifact": {"version": "1", "command": ["web"]}}]})";
+
+class ControllerApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(open_sqlite_store({":memory:"}).value());
+    access_ = std::make_unique<AccessControl>(*store_, clock_);
+    apps_ = std::make_unique<ApplicationService>(*store_, clock_);
+    api_ = std::make_unique<ControllerApi>(*apps_, *access_, *store_, metrics_);
+    admin_ = token(Role::kAdmin, std::nullopt);
+  }
+
+  std::string token(Role role, std::optional<std::string> app) {
+    return access_->create_token(role, std::move(app), "", {"test", "test"}).value().secret_token;
+  }
+
+  Response call(const std::string& method, const std::string& target, const std::string& bearer,
+                const std::string& body = {}) {
+    Request r;
+    r.method = method;
+    const size_t q = target.find('?');
+    r.path = target.substr(0, q);
+    if (q != std::string::npos) {
+      r.query = parse_query(target.substr(q + 1));
+    }
+    if (!bearer.empty()) {
+      r.authorization = "Bearer " + bearer;
+    }
+    r.content_type = "application/json";
+    r.body = body;
+    return api_->handle(r).response;
+  }
+
+  ManualClock clock_;
+  Metrics metrics_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<AccessControl> access_;
+  std::unique_ptr<ApplicationService> apps_;
+  std::unique_ptr<ControllerApi> api_;
+  std::string admin_;
+};
+
+TEST_F(ControllerApiTest, HealthNeedsNoToken) {
+  EXPECT_EQ(call("GET", "/healthz", "").status, 200);
+  EXPECT_EQ(call("GET", "/readyz", "").status, 200);
+  api_->set_ready(false);
+  EXPECT_EQ(call("GET", "/readyz", "").status, 503);
+  EXPECT_EQ(call("GET", "/metrics", "").status, 200);
+}
+
+TEST_F(ControllerApiTest, EverythingElseNeedsAValidToken) {
+  const Response r = call("GET", "/api/v1/applications", "");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], "unauthenticated");
+  EXPECT_EQ(call("GET", "/version", "tt_x_y").status, 401);
+  const json version = json::parse(call("GET", "/version", admin_).body);
+  EXPECT_EQ(version["protocol"], kProtocolVersion);
+  EXPECT_EQ(version["schema"], current_schema_version());
+}
+
+TEST_F(ControllerApiTest, ApplyAnswersCreatedThenOk) {
+  EXPECT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  const Response again = call("POST", "/api/v1/applications", admin_, kManifest);
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(json::parse(again.body)["changed"], false);
+}
+
+TEST_F(ControllerApiTest, InvalidManifestIs422WithField) {
+  const Response r = call("POST", "/api/v1/applications", admin_, R"({"application": "shop", "clusters": 3})");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_EQ(json::parse(r.body)["error"]["field"], "clusters");
+  const Response broken = call("POST", "/api/v1/applications", admin_, "{not json");
+  EXPECT_EQ(broken.status, 400);
+  // Refused mutating calls are audited too.
+  EXPECT_NE(store_->list_audit(1).value().back().result.find("400"), std::string::npos);
+}
+
+TEST_F(ControllerApiTest, RolesAreEnforced) {
+  const std::string viewer = token(Role::kViewer, std::nullopt);
+  EXPECT_EQ(call("POST", "/api/v1/applications", viewer, kManifest).status, 403);
+  EXPECT_EQ(call("GET", "/api/v1/applications", viewer).status, 200);
+  const std::string op = token(Role::kOperator, std::nullopt);
+  EXPECT_EQ(call("POST", "/api/v1/applications", op, kManifest).status, 201);
+  EXPECT_EQ(call("POST", "/api/v1/tokens", op, R"({"role": "viewer"})").status, 403);
+  EXPECT_EQ(call("POST", "/api/v1/tokens", admin_, R"({"role": "viewer"})").status, 201);
+  EXPECT_EQ(call("POST", "/api/v1/tokens", admin_, R"({"role": "root"})").status, 400);
+}
+
+TEST_F(ControllerApiTest, ScopedTokensSeeOnlyTheirApplication) {
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  const std::string other = token(Role::kAdmin, std::string("other"));
+  EXPECT_EQ(call("GET", "/api/v1/applications/shop", other).status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/applications/shop/revisions", other).status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/applications", other, kManifest).status, 404);
+  EXPECT_TRUE(json::parse(call("GET", "/api/v1/applications", other).body)["items"].empty());
+  EXPECT_TRUE(json::parse(call("GET", "/api/v1/events", other).body)["items"].empty());
+  const std::string mine = token(Role::kViewer, std::string("shop"));
+  EXPECT_EQ(call("GET", "/api/v1/applications/shop", mine).status, 200);
+  EXPECT_FALSE(json::parse(call("GET", "/api/v1/events", mine).body)["items"].empty());
+}
+
+TEST_F(ControllerApiTest, UnknownPathsAndMethods) {
+  EXPECT_EQ(call("GET", "/api/v1/nothing", admin_).status, 404);
+  EXPECT_EQ(call("PATCH", "/api/v1/applications", admin_).status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/applications/shop/revisions/x", admin_).status, 400);
+}
+
+TEST_F(ControllerApiTest, EventsPageBySeq) {
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  ASSERT_EQ(call("PUT", "/api/v1/applications/shop/operational-state", admin_, R"({"autoscaling": "off"})").status,
+            200);
+  const json all = json::parse(call("GET", "/api/v1/events", admin_).body);
+  ASSERT_EQ(all["items"].size(), 2u);
+  const json after = json::parse(call("GET", "/api/v1/events?since=1", admin_).body);
+  ASSERT_EQ(after["items"].size(), 1u);
+  EXPECT_EQ(after["items"][0]["seq"], 2);
+  EXPECT_EQ(after["items"][0]["type"], "OperationalStateChanged");
+  EXPECT_EQ(after["items"][0]["to"], "off");
+  EXPECT_EQ(call("GET", "/api/v1/events?since=-1", admin_).status, 400);
+}
+
+TEST_F(ControllerApiTest, FollowTurnsIntoAStream) {
+  Request r;
+  r.method = "GET";
+  r.path = "/api/v1/events";
+  r.query = parse_query("follow=1&since=7&app=shop");
+  r.authorization = "Bearer " + admin_;
+  const RouteResult result = api_->handle(r);
+  ASSERT_TRUE(result.stream.has_value());
+  EXPECT_EQ(result.stream->since, 7u);
+  EXPECT_EQ(result.stream->app, "shop");
+}
+
+TEST(Query, DecodesPairs) {
+  auto q = parse_query("a=1&b=x%20y&c=&d+e=f+g");
+  EXPECT_EQ(q["a"], "1");
+  EXPECT_EQ(q["b"], "x y");
+  EXPECT_EQ(q["c"], "");
+  EXPECT_EQ(q["d e"], "f g");
+}
+
+}  // namespace
+}  // namespace tranche::api

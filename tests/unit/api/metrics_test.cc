@@ -1,0 +1,46 @@
+#include "api/metrics.h"
+
+#include <gtest/gtest.h>
+
+namespace tranche::api {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Metrics, RendersPrometheusText) {
+  Metrics m;
+  m.record_request("GET", "/api/v1/applications/{app}", 200, 3ms);
+  m.record_request("GET", "/api/v1/applications/{app}", 200, 30ms);
+  m.record_request("GET", "/api/v1/applications/{app}", 404, 1ms);
+  m.record_commit(2ms, true);
+  m.record_commit(2ms, false);
+  m.record_events_published(3);
+  const std::string text = m.render();
+  EXPECT_NE(text.find("tranche_http_requests_total{method=\"GET\",route=\"/api/v1/applications/{app}\",code=\"200\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("code=\"404\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("tranche_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/applications/"
+                      "{app}\",le=\"0.005\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tranche_store_commit_duration_seconds_count 2"), std::string::npos);
+  EXPECT_NE(text.find("tranche_store_commit_failures_total 1"), std::string::npos);
+  EXPECT_NE(text.find("tranche_events_published_total 3"), std::string::npos);
+}
+
+TEST(Histogram, BucketsAreCumulative) {
+  Histogram h;
+  h.observe(0.0001);
+  h.observe(0.2);
+  h.observe(10);
+  std::string out;
+  h.render(out, "x", "");
+  EXPECT_NE(out.find("x_bucket{le=\"0.0005\"} 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("x_bucket{le=\"0.25\"} 2"), std::string::npos) << out;
+  EXPECT_NE(out.find("x_bucket{le=\"+Inf\"} 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("x_count 3"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace tranche::api

@@ -1,0 +1,56 @@
+#include "engine/access.h"
+
+#include <gtest/gtest.h>
+
+namespace tranche {
+namespace {
+
+class AccessTest : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = std::move(open_sqlite_store({":memory:"}).value()); }
+  ManualClock clock_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(AccessTest, IssuedTokenAuthenticatesAndIsStoredHashed) {
+  AccessControl access(*store_, clock_);
+  auto issued = access.create_token(Role::kOperator, std::string("shop"), "deployer", {"admin", "test"});
+  ASSERT_TRUE(issued.has_value());
+  EXPECT_GE(issued->secret_token.size(), 3 + 16 + 1 + 64u) << "at least 128 random bits";
+  const auto stored = store_->get_token(issued->record.id).value();
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(issued->secret_token.find(stored->secret_hash), std::string::npos) << "only the hash is stored";
+
+  auto principal = access.authenticate(issued->secret_token);
+  ASSERT_TRUE(principal.has_value());
+  EXPECT_EQ(principal->name, "deployer");
+  EXPECT_EQ(principal->role, Role::kOperator);
+  EXPECT_TRUE(principal->can_see("shop"));
+  EXPECT_FALSE(principal->can_see("other"));
+  EXPECT_TRUE(principal->has_role(Role::kViewer));
+  EXPECT_TRUE(principal->has_role(Role::kOperator));
+  EXPECT_FALSE(principal->has_role(Role::kAdmin));
+  EXPECT_EQ(store_->list_audit(10).value().back().actor, "admin");
+}
+
+TEST_F(AccessTest, WrongOrMalformedTokensAreRefused) {
+  AccessControl access(*store_, clock_);
+  auto issued = access.create_token(Role::kAdmin, std::nullopt, "", {"t", "t"});
+  ASSERT_TRUE(issued.has_value());
+  std::string tampered = issued->secret_token;
+  tampered.back() = tampered.back() == 'a' ? 'b' : 'a';
+  for (const std::string& bad : {tampered, std::string(""), std::string("tt_"), std::string("garbage"),
+                                 std::string("tt_unknown_secret")}) {
+    auto p = access.authenticate(bad);
+    ASSERT_FALSE(p.has_value()) << bad;
+    EXPECT_EQ(p.error().code, ErrorCode::kUnauthenticated);
+  }
+}
+
+TEST_F(AccessTest, ScopeMustBeAName) {
+  AccessControl access(*store_, clock_);
+  EXPECT_FALSE(access.create_token(Role::kViewer, std::string("Bad App"), "", {"t", "t"}).has_value());
+}
+
+}  // namespace
+}  // namespace tranche
