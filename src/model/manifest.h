@@ -13,6 +13,9 @@
 
 namespace tranche {
 
+// In a manifest, absent counts follow from the given ones: min defaults to 1
+// (or less, when desired or max is less), desired to min, max to the larger of
+// min and desired. So `{desired: 4}` is 1..4 and `{min: 2, max: 10}` starts at 2.
 struct MemberCounts {
   int min = 1;
   int max = 1;
@@ -151,8 +154,10 @@ struct NodeView {
 };
 std::vector<NodeView> flatten(const ApplicationSpec& spec);
 
-// "web: artifact.version 1.4.2 -> 1.4.3; +cluster api; -group old"; empty when
-// equal. For `from` == nullptr (first revision): "created with N clusters".
+// "web: artifact.version 1.4.2 -> 1.4.3; +cluster api; -group old"; empty
+// exactly when both give the same to_json. For `from` == nullptr (first
+// revision): "created with N clusters in M groups". At most about 200
+// characters: the rest is counted, "; … (N more)".
 std::string diff_summary(const ApplicationSpec* from, const ApplicationSpec& to);
 
 std::string_view to_string(NodeView::Kind kind);
