@@ -2,11 +2,14 @@
 // commands. Exit status: 0 success, 1 refused or failed, 2 usage error.
 
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 
+#include "agent/agent.h"
 #include "api/controller.h"
 #include "cli/commands.h"
+#include "common/time_format.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tranche: roll software updates through live applications, a tranche at a time"};
@@ -20,11 +23,52 @@ int main(int argc, char** argv) {
   auto* listen = ctl->add_option("--listen", controller.listen, "ADDR:PORT to serve the API on (port 0: any)");
   auto* data_dir = ctl->add_option("--data-dir", controller.data_dir, "store, tokens and state");
   ctl->add_option("--config", controller.config_file, "YAML settings; flags win")->check(CLI::ExistingFile);
+  std::string heartbeat_interval;
+  std::string heartbeat_timeout;
+  ctl->add_option("--heartbeat-interval", heartbeat_interval, "how often agents report (default 2s)");
+  ctl->add_option("--heartbeat-timeout", heartbeat_timeout, "silence after which a host is Unreachable (default 6s)");
   ctl->callback([&] {
+    for (auto [text, target] : {std::pair{&heartbeat_interval, &controller.heartbeat_interval},
+                                std::pair{&heartbeat_timeout, &controller.heartbeat_timeout}}) {
+      if (text->empty()) {
+        continue;
+      }
+      auto d = tranche::parse_duration(*text);
+      if (!d) {
+        std::cerr << "error: " << d.error().message << '\n';
+        exit_code = 2;
+        return;
+      }
+      *target = *d;
+    }
     std::vector<std::string> given;
     if (listen->count() > 0) given.push_back("listen");
     if (data_dir->count() > 0) given.push_back("data-dir");
     exit_code = tranche::api::run_controller(controller, given);
+  });
+
+  tranche::agent::AgentOptions agent;
+  std::string labels;
+  auto* agt = app.add_subcommand("agent", "run an agent on this host");
+  agt->add_option("--server", agent.server, "controller URL, http://HOST:PORT");
+  agt->add_option("--server-file", agent.server_file, "a file holding the controller URL, re-read on reconnect");
+  agt->add_option("--join-token", agent.join_token, "token for the first join");
+  agt->add_option("--join-token-file", agent.join_token_file, "a file holding the join token");
+  agt->add_option("--labels", labels, "k=v,k=v: host labels for placement");
+  agt->add_option("--slots", agent.slots, "capacity units for members (default 64)")->check(CLI::PositiveNumber);
+  agt->add_option("--state-dir", agent.state_dir, "journal and member logs (default ./tranche-agent)");
+  agt->callback([&] {
+    std::stringstream list(labels);
+    for (std::string pair; std::getline(list, pair, ',');) {
+      const size_t eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "error: --labels: expected k=v, got '" << pair << "'\n";
+        exit_code = 2;
+        return;
+      }
+      agent.labels[pair.substr(0, eq)] = pair.substr(eq + 1);
+    }
+    exit_code = tranche::agent::run_agent(agent);
   });
 
   tranche::cli::ClientOptions client;

@@ -3,11 +3,15 @@
 #include "api/controller.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <boost/asio.hpp>
@@ -18,8 +22,10 @@
 #include "api/http_server.h"
 #include "api/metrics.h"
 #include "common/clock.h"
+#include "common/secrets.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
+#include "engine/fleet.h"
 #include "store/store.h"
 
 namespace tranche::api {
@@ -30,6 +36,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
+// Reconcile passes: often enough that a failure is acted on well within
+// one heartbeat interval.
+constexpr auto kTickInterval = std::chrono::milliseconds(100);
 
 // Writes `content` to `path` atomically with `mode`: temp file, fsync, rename.
 Status write_file_atomically(const fs::path& path, const std::string& content, mode_t mode) {
@@ -79,6 +88,10 @@ Status read_config(ControllerOptions& options, const std::vector<std::string>& f
         }
       } else if (key == "bodyLimitBytes") {
         options.body_limit = value.as<size_t>();
+      } else if (key == "heartbeatIntervalSeconds") {
+        options.heartbeat_interval = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
+      } else if (key == "heartbeatTimeoutSeconds") {
+        options.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
       } else if (key == "apiThreads") {
         options.threads = std::clamp(value.as<int>(), 1, 64);
       } else {
@@ -117,6 +130,71 @@ Status bootstrap_admin_token(AccessControl& access, const fs::path& data_dir) {
   }
   spdlog::info("wrote a new admin token to {}", file.string());
   return write_file_atomically(file, issued->secret_token + "\n", 0600);
+}
+
+// The secret agents join with: join.token in the data dir, made on first start.
+Result<std::string> join_token(const fs::path& data_dir) {
+  const fs::path file = data_dir / "join.token";
+  std::ifstream in(file);
+  std::string token;
+  if (std::getline(in, token) && !token.empty()) {
+    return token;
+  }
+  token = "jt_" + random_hex(32);
+  if (auto ok = write_file_atomically(file, token + "\n", 0600); !ok) {
+    return std::unexpected(ok.error());
+  }
+  return token;
+}
+
+// --dev: one local agent in its own session, so that it and its members
+// outlive a controller crash. It holds agent/agent.lock while it runs; a
+// restarted controller that finds the lock taken reuses it.
+Status ensure_local_agent(const fs::path& data_dir) {
+  const fs::path dir = data_dir / "agent";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const int fd = ::open((dir / "agent.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return fail(ErrorCode::kUnavailable, "cannot open " + (dir / "agent.lock").string() + ": " + std::strerror(errno));
+  }
+  const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);
+  if (!free) {
+    std::ifstream pid(dir / "agent.pid");
+    std::string text;
+    std::getline(pid, text);
+    spdlog::info("reusing the local agent already running (pid {})", text);
+    return {};
+  }
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  const std::string log = (dir / "agent.log").string();
+  const pid_t child = ::fork();
+  if (child < 0) {
+    return fail(ErrorCode::kUnavailable, std::string("fork: ") + std::strerror(errno));
+  }
+  if (child == 0) {
+    // Detach twice: the agent is neither our child nor in our session.
+    ::setsid();
+    if (::fork() != 0) {
+      ::_exit(0);
+    }
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    const std::string server_file = (data_dir / "controller.url").string();
+    const std::string token_file = (data_dir / "join.token").string();
+    const std::string state_dir = dir.string();
+    ::execl(self.c_str(), self.c_str(), "agent", "--server-file", server_file.c_str(), "--join-token-file",
+            token_file.c_str(), "--state-dir", state_dir.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  spdlog::info("started the local agent (state in {}, log in {})", dir.string(), log);
+  return {};
 }
 
 }  // namespace
@@ -161,17 +239,29 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     seen = seq;
   });
 
+  auto join = join_token(data_dir);
+  if (!join) {
+    spdlog::error("{}", join.error().describe());
+    return 1;
+  }
   SystemClock clock;
   AccessControl access(**store, clock);
   ApplicationService apps(**store, clock);
-  ControllerApi api(apps, access, **store, metrics);
+  Fleet fleet(**store, clock,
+              FleetOptions{options.heartbeat_interval, options.heartbeat_timeout, std::chrono::seconds(10), *join});
+  if (auto loaded = fleet.load(); !loaded) {
+    spdlog::error("fleet: {}", loaded.error().describe());
+    return 1;
+  }
+  ControllerApi api(apps, access, fleet, **store, metrics);
   if (auto ok = bootstrap_admin_token(access, data_dir); !ok) {
     spdlog::error("{}", ok.error().describe());
     return 1;
   }
 
   asio::io_context io;
-  HttpServer server(io, api, **store, metrics, HttpServerOptions{listen->first, listen->second, options.body_limit});
+  HttpServer server(io, api, **store, fleet, metrics,
+                    HttpServerOptions{listen->first, listen->second, options.body_limit});
   unsigned short port = 0;
   try {
     port = server.start();
@@ -203,6 +293,26 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   };
   schedule_expiry();
 
+  asio::steady_timer reconcile(io);
+  std::function<void()> schedule_reconcile = [&] {
+    reconcile.expires_after(kTickInterval);
+    reconcile.async_wait([&](boost::system::error_code ec) {
+      if (ec) {
+        return;
+      }
+      fleet.tick();
+      schedule_reconcile();
+    });
+  };
+  schedule_reconcile();
+
+  if (options.dev) {
+    if (auto ok = ensure_local_agent(data_dir); !ok) {
+      spdlog::error("local agent: {}", ok.error().describe());
+      return 1;
+    }
+  }
+
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](boost::system::error_code ec, int signal) {
     if (ec) {
@@ -211,6 +321,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     spdlog::info("signal {}: draining (no new connections, finishing in-flight requests)", signal);
     api.set_ready(false);
     expiry.cancel();
+    reconcile.cancel();
     server.drain();
   });
 

@@ -2,6 +2,7 @@
 // `tranche controller`: opens the store, bootstraps the admin token, serves
 // the API until SIGTERM/SIGINT, then drains and returns 0.
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@ struct ControllerOptions {
   std::string config_file;  // YAML; flags given on the command line win
   size_t body_limit = 1024 * 1024;
   int threads = 4;
+  std::chrono::milliseconds heartbeat_interval{2000};
+  std::chrono::milliseconds heartbeat_timeout{6000};
 };
 
 // Reads `options.config_file` into the fields not set on the command line

@@ -46,20 +46,31 @@ std::vector<std::string_view> segments(std::string_view path) {
   return out;
 }
 
+// "{name}" matches one segment, "{name+}" one or more (member ids have slashes).
 bool match(std::string_view pattern, std::string_view path, std::map<std::string, std::string>& params) {
   const auto p = segments(pattern);
   const auto s = segments(path);
-  if (p.size() != s.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < p.size(); ++i) {
-    if (p[i].starts_with('{')) {
-      params[std::string(p[i].substr(1, p[i].size() - 2))] = std::string(s[i]);
-    } else if (p[i] != s[i]) {
+  size_t si = 0;
+  for (size_t pi = 0; pi < p.size(); ++pi) {
+    if (p[pi].ends_with("+}")) {
+      const size_t rest = p.size() - pi - 1;  // fixed segments after the greedy one
+      if (s.size() < si + 1 + rest) {
+        return false;
+      }
+      std::string joined;
+      for (; si < s.size() - rest; ++si) {
+        joined += (joined.empty() ? "" : "/") + std::string(s[si]);
+      }
+      params[std::string(p[pi].substr(1, p[pi].size() - 3))] = joined;
+    } else if (si >= s.size()) {
+      return false;
+    } else if (p[pi].starts_with('{')) {
+      params[std::string(p[pi].substr(1, p[pi].size() - 2))] = std::string(s[si++]);
+    } else if (p[pi] != s[si++]) {
       return false;
     }
   }
-  return true;
+  return si == s.size();
 }
 
 bool is_mutating(const std::string& method) { return method != "GET" && method != "HEAD"; }
@@ -118,9 +129,28 @@ json event_json(const EventRecord& e) {
   return j;
 }
 
-ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Store& store, Metrics& metrics)
-    : apps_(apps), access_(access), store_(store), metrics_(metrics) {
+ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fleet& fleet, Store& store,
+                             Metrics& metrics)
+    : apps_(apps), access_(access), fleet_(fleet), store_(store), metrics_(metrics) {
   const std::string v1 = "/api/v1";
+
+  add("GET", v1 + "/hosts", Role::kViewer, [this](const Params&) { return ok(fleet_.hosts_json()); });
+  for (const char* action : {"drain", "undrain"}) {
+    add("POST", v1 + "/hosts/{id}/" + action, Role::kAdmin, [this, action](const Params& p) {
+      return ok(fleet_.set_host_draining(p.path.at("id"), std::string(action) == "drain",
+                                         Caller{p.principal.name, "POST " + p.request.path}));
+    });
+  }
+  add("GET", v1 + "/members", Role::kViewer, [this](const Params& p) {
+    return ok(fleet_.members_json(
+        MemberQuery{query_param(p.request, "app"), query_param(p.request, "cluster"), query_param(p.request, "state")},
+        p.principal.app));
+  });
+  add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) {
+    return ok(fleet_.logs(p.path.at("id"), p.principal.app, std::chrono::seconds(5)));
+  });
+  add("GET", v1 + "/members/{id+}", Role::kViewer,
+      [this](const Params& p) { return ok(fleet_.member_json(p.path.at("id"), p.principal.app)); });
 
   add("POST", v1 + "/applications", Role::kOperator, [this](const Params& p) -> Result<Response> {
     const bool dry_run = truthy(query_param(p.request, "dryRun"));

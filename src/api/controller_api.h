@@ -14,6 +14,7 @@
 #include "api/metrics.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
+#include "engine/fleet.h"
 #include "store/store.h"
 
 namespace tranche::api {
@@ -25,7 +26,7 @@ nlohmann::json event_json(const EventRecord& e);
 
 class ControllerApi {
  public:
-  ControllerApi(ApplicationService& apps, AccessControl& access, Store& store, Metrics& metrics);
+  ControllerApi(ApplicationService& apps, AccessControl& access, Fleet& fleet, Store& store, Metrics& metrics);
 
   // Routes, authenticates, runs the handler, records failures of mutating
   // calls in the audit log. Never throws.
@@ -53,6 +54,7 @@ class ControllerApi {
 
   ApplicationService& apps_;
   AccessControl& access_;
+  Fleet& fleet_;
   Store& store_;
   Metrics& metrics_;
   std::vector<Route> routes_;

@@ -9,11 +9,15 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "api/controller_api.h"
 #include "api/metrics.h"
+#include "engine/fleet.h"
+#include "protocol/messages.h"
 #include "store/store.h"
 
 namespace tranche::api {
@@ -21,6 +25,7 @@ namespace tranche::api {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Strand = asio::strand<asio::io_context::executor_type>;
@@ -29,6 +34,60 @@ namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kStreamKeepalive = std::chrono::seconds(15);
 constexpr size_t kStreamBatch = 500;
+constexpr size_t kAgentMessageLimit = 16 * 1024 * 1024;
+constexpr const char* kAgentPath = "/agent/v1/connect";
+
+// One agent's WebSocket, usable from any thread: send() and close() post to
+// the connection's strand, where writes go out one at a time in order.
+class WebSocketAgentLink final : public AgentLink, public std::enable_shared_from_this<WebSocketAgentLink> {
+ public:
+  WebSocketAgentLink(Strand strand, beast::tcp_stream&& stream) : strand_(strand), ws_(std::move(stream)) {}
+
+  websocket::stream<beast::tcp_stream>& ws() { return ws_; }
+
+  void send(std::string message) override {
+    asio::post(strand_, [self = shared_from_this(), m = std::move(message)]() mutable {
+      self->queue_.push_back(std::move(m));
+      self->pump();
+    });
+  }
+
+  void close(std::string reason) override {
+    asio::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
+      if (self->closed_) {
+        return;
+      }
+      self->closed_ = true;
+      spdlog::info("closing agent connection: {}", reason);
+      self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),
+                            [self](error_code) {});
+    });
+  }
+
+ private:
+  void pump() {
+    if (writing_ || closed_ || queue_.empty()) {
+      return;
+    }
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(asio::buffer(queue_.front()), [self = shared_from_this()](error_code ec, size_t) {
+      self->writing_ = false;
+      self->queue_.pop_front();
+      if (ec) {
+        self->closed_ = true;
+        return;
+      }
+      self->pump();
+    });
+  }
+
+  Strand strand_;
+  websocket::stream<beast::tcp_stream> ws_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool closed_ = false;
+};
 
 // Wakes one event-stream connection when new events are committed. It lives
 // on the connection's strand, so a wake-up between "nothing new" and "wait"
@@ -62,12 +121,14 @@ class StreamWaker {
 }  // namespace
 
 struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
-  State(asio::io_context& io, ControllerApi& api, Store& store, Metrics& metrics, HttpServerOptions options)
-      : io(io), api(api), store(store), metrics(metrics), options(std::move(options)), acceptor(io) {}
+  State(asio::io_context& io, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
+        HttpServerOptions options)
+      : io(io), api(api), store(store), fleet(fleet), metrics(metrics), options(std::move(options)), acceptor(io) {}
 
   asio::io_context& io;
   ControllerApi& api;
   Store& store;
+  Fleet& fleet;
   Metrics& metrics;
   HttpServerOptions options;
   tcp::acceptor acceptor;
@@ -79,6 +140,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     beast::tcp_stream* stream = nullptr;
     bool busy = false;  // a request is being handled
     StreamWaker* waker = nullptr;
+    std::weak_ptr<WebSocketAgentLink> agent;
   };
   std::mutex connections_mutex;
   std::set<std::shared_ptr<Connection>> connections;
@@ -87,6 +149,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   asio::awaitable<void> serve(tcp::socket socket, std::shared_ptr<Connection> conn);
   asio::awaitable<void> stream_events(beast::tcp_stream& stream, const EventStreamRequest& request,
                                       std::shared_ptr<Connection> conn);
+  asio::awaitable<void> serve_agent(beast::tcp_stream stream, http::request<http::string_body> request,
+                                    std::shared_ptr<Connection> conn);
   void close_idle(const std::shared_ptr<Connection>& conn);
 };
 
@@ -172,6 +236,13 @@ asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_p
     if (ec) {
       break;  // closed by the peer, idle timeout, or drain
     }
+    if (websocket::is_upgrade(parser.get()) && parser.get().target() == kAgentPath) {
+      conn->stream = nullptr;
+      co_await serve_agent(std::move(stream), parser.release(), conn);
+      std::lock_guard lock(connections_mutex);
+      connections.erase(conn);
+      co_return;
+    }
     conn->busy = true;
     const auto started = std::chrono::steady_clock::now();
     const auto& req = parser.get();
@@ -247,7 +318,63 @@ asio::awaitable<void> HttpServer::State::stream_events(beast::tcp_stream& stream
   conn->waker = nullptr;
 }
 
+asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream,
+                                                    http::request<http::string_body> request,
+                                                    std::shared_ptr<Connection> conn) {
+  auto self = shared_from_this();
+  stream.expires_never();
+  auto link = std::make_shared<WebSocketAgentLink>(conn->strand, std::move(stream));
+  conn->agent = link;
+  auto& ws = link->ws();
+  ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws.read_message_max(kAgentMessageLimit);
+  error_code ec;
+  co_await ws.async_accept(request, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return;
+  }
+  beast::flat_buffer buffer;
+  co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    co_return;
+  }
+  auto refuse = [&](const Error& e) {
+    spdlog::warn("agent refused: {}", e.describe());
+    link->send(protocol::to_json(protocol::ErrorMessage{e.describe()}).dump());
+    link->close(e.message);
+  };
+  auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
+  if (!envelope || envelope->first != "hello") {
+    refuse(envelope ? Error{ErrorCode::kInvalid, "the first message must be hello", "type"} : envelope.error());
+    co_return;
+  }
+  auto hello = protocol::parse_hello(envelope->second);
+  auto host_id = hello ? fleet.connect(*hello, link) : Result<std::string>(std::unexpected(hello.error()));
+  if (!host_id) {
+    refuse(host_id.error());
+    co_return;
+  }
+  while (!draining) {
+    buffer.clear();
+    co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      break;
+    }
+    auto message = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
+    if (!message) {
+      spdlog::warn("host {}: {}", *host_id, message.error().describe());
+      continue;
+    }
+    fleet.receive(*host_id, message->first, message->second);
+  }
+  fleet.disconnect(*host_id, link.get());
+}
+
 void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
+  if (auto agent = conn->agent.lock()) {
+    agent->close("controller shutting down");
+    return;
+  }
   asio::post(conn->strand, [conn] {
     if (conn->waker) {
       conn->waker->wake();
@@ -257,9 +384,9 @@ void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
   });
 }
 
-HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, Metrics& metrics,
+HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
                        HttpServerOptions options)
-    : state_(std::make_shared<State>(io, api, store, metrics, std::move(options))) {}
+    : state_(std::make_shared<State>(io, api, store, fleet, metrics, std::move(options))) {}
 
 HttpServer::~HttpServer() = default;
 

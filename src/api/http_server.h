@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP/1.1 server: accepts on one endpoint, reads each request with a
 // body limit (413 beyond it), hands it to ControllerApi on the connection's
-// strand, and streams the event log as Server-Sent Events. drain() refuses
+// strand, streams the event log as Server-Sent Events, and upgrades
+// /agent/v1/connect to the agent protocol's WebSocket. drain() refuses
 // new connections, lets in-flight requests finish and ends streams; the
 // io_context then runs out of work.
 
@@ -13,6 +14,7 @@ class io_context;
 }
 
 namespace tranche {
+class Fleet;
 class Store;
 }
 
@@ -29,7 +31,8 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, ControllerApi& api, Store& store, Metrics& metrics,
+  // Agents connect to `fleet` through the WebSocket /agent/v1/connect.
+  HttpServer(boost::asio::io_context& io, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
              HttpServerOptions options);
   ~HttpServer();
 

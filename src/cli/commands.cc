@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -193,6 +194,101 @@ int cmd_get_apps(const Session& s, const std::string& name) {
   }
   print_table(std::cout, {"NAME", "REVISION", "DEPLOYED", "CLUSTERS", "DESIRED", "ACTIVE", "UPDATED"}, rows);
   return 0;
+}
+
+int cmd_get_hosts(const Session& s) {
+  auto reply = s.call("GET", "/api/v1/hosts");
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (s.print_structured(*reply)) {
+    return 0;
+  }
+  std::vector<Row> rows;
+  for (const auto& h : (*reply)["items"]) {
+    std::string labels;
+    for (const auto& [k, v] : h["labels"].items()) {
+      labels += (labels.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+    }
+    rows.push_back({cell(h["id"]), cell(h["hostname"]), cell(h["state"]), cell(h["connected"]), cell(h["members"]),
+                    cell(h["slots"]), labels.empty() ? "-" : labels, cell(h["lastSeen"])});
+  }
+  print_table(std::cout, {"ID", "HOSTNAME", "STATE", "CONNECTED", "MEMBERS", "SLOTS", "LABELS", "LAST SEEN"}, rows);
+  return 0;
+}
+
+int cmd_get_members(const Session& s, const std::string& path, const std::string& state) {
+  const auto [app, cluster] = split_app(path);
+  std::string query;
+  auto add = [&](const std::string& key, const std::string& value) {
+    if (!value.empty()) {
+      query += (query.empty() ? "?" : "&") + key + "=" + url_encode(value);
+    }
+  };
+  add("app", app);
+  add("cluster", cluster);
+  add("state", state);
+  auto reply = s.call("GET", "/api/v1/members" + query);
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (s.print_structured(*reply)) {
+    return 0;
+  }
+  std::vector<Row> rows;
+  for (const auto& m : (*reply)["items"]) {
+    std::string ports;
+    for (const auto& [k, v] : m["ports"].items()) {
+      ports += (ports.empty() ? "" : ",") + k + ":" + v.dump();
+    }
+    std::string marks;
+    if (m.contains("maintenance") && m["maintenance"].is_string() && m["maintenance"] != "off") {
+      marks += "maintenance=" + m["maintenance"].get<std::string>();
+    }
+    if (!m["healingDelayedSince"].is_null()) {
+      marks += (marks.empty() ? "" : " ") + std::string("healing-delayed-since=") + cell(m["healingDelayedSince"]);
+    }
+    rows.push_back({cell(m["id"]), cell(m["state"]), cell(m["host"]), cell(m["revision"]), cell(m["version"]),
+                    cell(m["healthy"]), cell(m["pid"]), ports.empty() ? "-" : ports, marks.empty() ? "-" : marks});
+  }
+  print_table(std::cout, {"ID", "STATE", "HOST", "REVISION", "VERSION", "HEALTHY", "PID", "PORTS", "MARKS"}, rows);
+  return 0;
+}
+
+int cmd_host(const Session& s, const std::string& action, const std::string& host) {
+  auto reply = s.call("POST", "/api/v1/hosts/" + url_encode(host) + "/" + action);
+  if (!reply) {
+    return report(reply.error());
+  }
+  if (!s.print_structured(*reply)) {
+    std::cout << cell((*reply)["message"]) << '\n';
+  }
+  return 0;
+}
+
+// Prints a member's output; with --follow, asks again every second and
+// prints what is new (the agent returns the last 64 KiB).
+int cmd_logs(const Session& s, const std::string& member, bool follow) {
+  std::string printed;
+  for (;;) {
+    auto reply = s.call("GET", "/api/v1/members/" + url_encode(member) + "/logs");
+    if (!reply) {
+      return report(reply.error());
+    }
+    const std::string text = (*reply)["stdout"].get<std::string>() + (*reply)["stderr"].get<std::string>();
+    size_t from = 0;
+    if (!printed.empty()) {
+      const std::string anchor = printed.substr(printed.size() - std::min<size_t>(printed.size(), 256));
+      const size_t at = text.rfind(anchor);
+      from = at == std::string::npos ? 0 : at + anchor.size();
+    }
+    std::cout << text.substr(std::min(from, text.size())) << std::flush;
+    printed = text;
+    if (!follow) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // the polling interval of --follow
+  }
 }
 
 int cmd_describe(const Session& s, const std::string& path) {
@@ -404,6 +500,12 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
     bool apply_dry = false;
     std::string get_apps_name;
     std::string describe_path;
+    std::string members_path;
+    std::string members_state;
+    std::string logs_member;
+    bool logs_follow = false;
+    std::string drain_host;
+    std::string undrain_host;
     std::string del_app;
     SetArgs set[3];
     std::string history_app;
@@ -429,6 +531,28 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
   auto* get_apps = get->add_subcommand("apps", "applications");
   get_apps->add_option("NAME", args->get_apps_name, "only this application");
   get_apps->callback(run([=](const Session& s) { return cmd_get_apps(s, args->get_apps_name); }));
+
+  auto* get_hosts = get->add_subcommand("hosts", "hosts and their agents");
+  get_hosts->callback(run([](const Session& s) { return cmd_get_hosts(s); }));
+  auto* get_members = get->add_subcommand("members", "members, optionally of one application or cluster");
+  get_members->add_option("PATH", args->members_path, "APP or APP/GROUP/.../CLUSTER");
+  get_members->add_option("--state", args->members_state, "only members in this state (Terminated: history)");
+  get_members->callback(
+      run([=](const Session& s) { return cmd_get_members(s, args->members_path, args->members_state); }));
+
+  auto* logs = app.add_subcommand("logs", "a member's output");
+  logs->add_option("MEMBER", args->logs_member, "member id, e.g. shop/web/3")->required();
+  logs->add_flag("-f,--follow", args->logs_follow, "keep printing new output");
+  logs->callback(run([=](const Session& s) { return cmd_logs(s, args->logs_member, args->logs_follow); }));
+
+  auto* host = app.add_subcommand("host", "hosts")->require_subcommand(1);
+  for (const char* action : {"drain", "undrain"}) {
+    auto* sub = host->add_subcommand(action, std::string(action) == "drain" ? "cordon: no new members"
+                                                                           : "take new members again");
+    auto* target = std::string(action) == "drain" ? &args->drain_host : &args->undrain_host;
+    sub->add_option("HOST", *target, "host id")->required();
+    sub->callback(run([=](const Session& s) { return cmd_host(s, action, *target); }));
+  }
 
   auto* describe = app.add_subcommand("describe", "one node: spec, operational state, members, recent events");
   describe->add_option("PATH", args->describe_path, "APP or APP/GROUP/.../CLUSTER")->required();

@@ -44,13 +44,16 @@ bool is_at_or_below(const std::string& path, const std::string& node) {
   return path == node || is_below(path, node);
 }
 
+// A member's node path within its application: "shop/web/3" -> "web/3".
+std::string member_path(const MemberRecord& m) { return m.id.substr(m.app.size() + 1); }
+
 std::vector<NodeRef> node_refs(const ApplicationSpec& spec, const std::vector<MemberRecord>& members) {
   std::vector<NodeRef> nodes;
   for (const auto& n : flatten(spec)) {
     nodes.push_back({n.path, std::string(to_string(n.kind))});
   }
   for (const auto& m : members) {
-    nodes.push_back({m.id, "member"});
+    nodes.push_back({member_path(m), "member"});
   }
   return nodes;
 }
@@ -140,6 +143,14 @@ Result<OperationalChange> parse_operational_change(const json& body) {
     return fail(ErrorCode::kInvalid, "give at least one of autoscaling, autohealing, maintenance");
   }
   return change;
+}
+
+Result<std::vector<MemberRecord>> ApplicationService::current_members(const std::string& app) const {
+  auto members = store_.list_members(MemberQuery{app, std::nullopt, std::nullopt});
+  if (members) {
+    std::erase_if(*members, [](const MemberRecord& m) { return m.state == "Terminated"; });
+  }
+  return members;
 }
 
 Result<ApplicationService::Current> ApplicationService::load(const std::string& app) const {
@@ -350,7 +361,7 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   if (!current) {
     return std::unexpected(current.error());
   }
-  auto members = store_.list_members(MemberQuery{app_name, std::nullopt, std::nullopt});
+  auto members = current_members(app_name);
   if (!members) {
     return std::unexpected(members.error());
   }
@@ -386,7 +397,7 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
     request[name] = *wanted;
     const bool maintenance_run = setting == Setting::kMaintenance && *wanted != "off";
     const bool has_members = std::any_of(members->begin(), members->end(), [&](const MemberRecord& m) {
-      return is_at_or_below(m.id, change.path);
+      return is_at_or_below(member_path(m), change.path);
     });
     if (maintenance_run && !has_members) {
       // model.md: maintenance acts on the members that exist now; with none,
@@ -489,7 +500,7 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
     if (!current) {
       return std::unexpected(current.error());
     }
-    auto members = store_.list_members(MemberQuery{record.name, std::nullopt, std::nullopt});
+    auto members = current_members(record.name);
     if (!members) {
       return std::unexpected(members.error());
     }
@@ -520,7 +531,7 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
   if (!current) {
     return std::unexpected(current.error());
   }
-  auto members = store_.list_members(MemberQuery{app_name, std::nullopt, std::nullopt});
+  auto members = current_members(app_name);
   if (!members) {
     return std::unexpected(members.error());
   }
@@ -541,7 +552,7 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
       for (const auto& m : *members) {
         if (m.cluster == node.path) {
           json mj = member_json(m);
-          mj["operational"] = to_json(resolve_all(*values, {{m.id, "member"}}).front());
+          mj["operational"] = to_json(resolve_all(*values, {{member_path(m), "member"}}).front());
           list.push_back(std::move(mj));
         }
       }
@@ -619,7 +630,7 @@ Result<json> ApplicationService::operational_state(const std::string& app_name,
   if (!current) {
     return std::unexpected(current.error());
   }
-  auto members = store_.list_members(MemberQuery{app_name, std::nullopt, std::nullopt});
+  auto members = current_members(app_name);
   if (!members) {
     return std::unexpected(members.error());
   }

@@ -72,6 +72,8 @@ class ApplicationService {
     ApplicationSpec spec;
   };
   Result<Current> load(const std::string& app) const;
+  // Members that exist now; Terminated ones are history.
+  Result<std::vector<MemberRecord>> current_members(const std::string& app) const;
   // The next operation of `app`: bumps its sequence in `record`.
   OperationRecord next_operation(ApplicationRecord& record, std::string kind, nlohmann::json request,
                                  const Caller& caller) const;

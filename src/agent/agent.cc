@@ -1,0 +1,683 @@
+#include <utility>  // before Asio: coroutine support needs it on g++ 12
+
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <deque>
+#include <fstream>
+#include <sstream>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <spdlog/spdlog.h>
+
+#include "agent/driver.h"
+#include "agent/health.h"
+#include "agent/journal.h"
+#include "protocol/messages.h"
+
+namespace tranche::agent {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace fs = std::filesystem;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kPollInterval = 100ms;
+constexpr auto kMaxBackoff = 5s;
+constexpr size_t kLogTailBytes = 64 * 1024;
+
+std::string read_first_line(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string tail(const fs::path& path, size_t bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) {
+    return {};
+  }
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = size > static_cast<std::streamoff>(bytes) ? size - static_cast<std::streamoff>(bytes) : 0;
+  in.seekg(start);
+  std::string out(static_cast<size_t>(size - start), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  return out;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// What the agent knows of one member's health between heartbeats.
+struct Health {
+  bool healthy = false;
+  int failures = 0;
+  bool probing = false;
+  std::chrono::steady_clock::time_point next_probe{};
+  std::optional<protocol::MemberStats> stats;
+};
+
+Result<LaunchSpec> launch_spec(const protocol::Command& c) {
+  const json& s = c.spec;
+  try {
+    LaunchSpec spec;
+    spec.member = c.member;
+    spec.app = s.at("app").get<std::string>();
+    spec.cluster = s.at("cluster").get<std::string>();
+    spec.revision = s.at("revision").get<int64_t>();
+    spec.version = s.at("version").get<std::string>();
+    spec.command = s.at("command").get<std::vector<std::string>>();
+    spec.env = s.value("env", std::map<std::string, std::string>{});
+    spec.workdir = s.value("workdir", "");
+    spec.ports = s.value("ports", std::vector<std::string>{});
+    return spec;
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInvalid, std::string("bad start spec: ") + e.what(), "spec");
+  }
+}
+
+}  // namespace
+
+class Agent {
+ public:
+  Agent(asio::io_context& io, AgentOptions options)
+      : io_(io), options_(std::move(options)), journal_(options_.state_dir), driver_(make_process_driver()),
+        poll_timer_(io), heartbeat_timer_(io) {}
+
+  Status start() {
+    auto loaded = journal_.load();
+    if (!loaded) {
+      return std::unexpected(loaded.error());
+    }
+    state_ = std::move(*loaded);
+    // Members outlive the agent: take back the ones still running.
+    for (auto& [id, m] : state_.members) {
+      if (m.process && m.state != "Exited" && driver_->poll(*m.process).state == ProcessState::kExited) {
+        m.state = "Exited";
+        spdlog::info("member {} exited while the agent was down", id);
+      } else if (m.process) {
+        spdlog::info("re-adopted member {} (pid {})", id, m.process->pid);
+      }
+    }
+    if (auto saved = save(); !saved) {
+      return saved;
+    }
+    asio::co_spawn(io_, poll_loop(), asio::detached);
+    asio::co_spawn(io_, heartbeat_loop(), asio::detached);
+    asio::co_spawn(io_, connection_loop(), asio::detached);
+    return {};
+  }
+
+  void stop() {
+    stopping_ = true;
+    poll_timer_.cancel();
+    heartbeat_timer_.cancel();
+    if (ws_) {
+      error_code ignored;
+      beast::get_lowest_layer(*ws_).socket().close(ignored);
+    }
+    if (backoff_timer_) {
+      backoff_timer_->cancel();
+    }
+  }
+
+ private:
+  Status save() {
+    auto done = journal_.save(state_);
+    if (!done) {
+      spdlog::error("journal: {}", done.error().describe());
+    }
+    return done;
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  std::string server() const {
+    return options_.server_file.empty() ? options_.server : read_first_line(options_.server_file);
+  }
+
+  std::string join_token() const {
+    return options_.join_token_file.empty() ? options_.join_token : read_first_line(options_.join_token_file);
+  }
+
+  asio::awaitable<void> connection_loop() {
+    auto backoff = 100ms;
+    while (!stopping_) {
+      const bool welcomed = co_await session();
+      if (stopping_) {
+        break;
+      }
+      backoff = welcomed ? 100ms : std::min<std::chrono::milliseconds>(backoff * 2, kMaxBackoff);
+      backoff_timer_.emplace(io_);
+      backoff_timer_->expires_after(backoff);
+      error_code ec;
+      co_await backoff_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  // One connection, from handshake to loss. True when it got as far as welcome.
+  asio::awaitable<bool> session() {
+    const std::string url = server();
+    const std::string scheme = "http://";
+    if (!url.starts_with(scheme)) {
+      spdlog::error("server must be http://HOST:PORT, got '{}'", url);
+      co_return false;
+    }
+    const std::string hostport = url.substr(scheme.size());
+    const size_t colon = hostport.rfind(':');
+    const std::string host = hostport.substr(0, colon);
+    const std::string port = colon == std::string::npos ? "80" : hostport.substr(colon + 1);
+    error_code ec;
+    tcp::resolver resolver(io_);
+    auto endpoints = co_await resolver.async_resolve(host, port, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      spdlog::warn("resolve {}: {}", url, ec.message());
+      co_return false;
+    }
+    ws_ = std::make_unique<websocket::stream<beast::tcp_stream>>(io_);
+    beast::get_lowest_layer(*ws_).expires_after(5s);
+    co_await beast::get_lowest_layer(*ws_).async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      beast::get_lowest_layer(*ws_).expires_never();
+      ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+      ws_->read_message_max(16 * 1024 * 1024);
+      co_await ws_->async_handshake(hostport, "/agent/v1/connect", asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec) {
+      spdlog::warn("cannot connect to {}: {}", url, ec.message());
+      ws_.reset();
+      co_return false;
+    }
+    co_await write(protocol::to_json(hello()).dump());
+    beast::flat_buffer buffer;
+    co_await ws_->async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+    bool welcomed = false;
+    if (!ec) {
+      auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
+      if (envelope && envelope->first == "welcome") {
+        welcomed = on_welcome(envelope->second);
+      } else if (envelope && envelope->first == "error") {
+        spdlog::error("controller refused this agent: {}", envelope->second.value("message", ""));
+      }
+    }
+    if (welcomed) {
+      connected_ = true;
+      replay_results();
+      co_await read_loop();
+    }
+    connected_ = false;
+    ws_.reset();
+    outbox_.clear();
+    writing_ = false;
+    co_return welcomed;
+  }
+
+  protocol::Hello hello() const {
+    protocol::Hello h;
+    h.host_id = state_.host_id;
+    if (state_.host_token.empty()) {
+      h.join_token = join_token();
+    } else {
+      h.host_token = state_.host_token;
+    }
+    h.hostname = hostname();
+    h.labels = options_.labels;
+    h.slots = options_.slots;
+    for (const auto& [id, m] : state_.members) {
+      h.members.push_back({id, m.spec.revision, m.state,
+                           m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt});
+    }
+    return h;
+  }
+
+  bool on_welcome(const json& message) {
+    auto welcome = protocol::parse_welcome(message);
+    if (!welcome) {
+      spdlog::error("bad welcome: {}", welcome.error().describe());
+      return false;
+    }
+    heartbeat_interval_ = std::chrono::milliseconds(static_cast<int64_t>(welcome->heartbeat_interval_seconds * 1000));
+    if (state_.host_id != welcome->host_id || state_.host_token != welcome->host_token) {
+      state_.host_id = welcome->host_id;
+      state_.host_token = welcome->host_token;
+      if (!save()) {
+        return false;
+      }
+    }
+    spdlog::info("connected as host {} (heartbeat every {} ms)", state_.host_id, heartbeat_interval_.count());
+    heartbeat_timer_.cancel();  // send the first heartbeat now
+    return true;
+  }
+
+  asio::awaitable<void> read_loop() {
+    beast::flat_buffer buffer;
+    while (!stopping_) {
+      buffer.clear();
+      error_code ec;
+      co_await ws_->async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        spdlog::warn("connection lost: {}", ec.message());
+        co_return;
+      }
+      auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
+      if (!envelope) {
+        continue;
+      }
+      const auto& [type, body] = *envelope;
+      if (type == "command") {
+        if (auto command = protocol::parse_command(body)) {
+          on_command(*command);
+        } else {
+          spdlog::warn("bad command: {}", command.error().describe());
+        }
+      } else if (type == "ack") {
+        on_result_acked(body.value("id", ""));
+      } else if (type == "error") {
+        spdlog::error("controller: {}", body.value("message", ""));
+      }
+    }
+  }
+
+  // Messages leave one at a time, in order; while disconnected they are
+  // dropped (results stay in the journal and are replayed, state is re-sent).
+  void send(const json& message) {
+    if (!connected_) {
+      return;
+    }
+    outbox_.push_back(message.dump());
+    if (!writing_) {
+      asio::co_spawn(io_, drain_outbox(), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> drain_outbox() {
+    writing_ = true;
+    while (!outbox_.empty() && ws_) {
+      const std::string message = std::move(outbox_.front());
+      outbox_.pop_front();
+      if (!co_await write(message)) {
+        break;
+      }
+    }
+    writing_ = false;
+  }
+
+  asio::awaitable<bool> write(const std::string& text) {
+    error_code ec;
+    ws_->text(true);
+    co_await ws_->async_write(asio::buffer(text), asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  // ---- commands -------------------------------------------------------------
+
+  JournalCommand* find_command(const std::string& id) {
+    for (auto& c : state_.commands) {
+      if (c.id == id) {
+        return &c;
+      }
+    }
+    return nullptr;
+  }
+
+  void on_command(const protocol::Command& command) {
+    send(protocol::to_json(protocol::Ack{command.id}));
+    if (JournalCommand* seen = find_command(command.id)) {
+      // A redelivery: the outcome, if there is one yet, goes out again.
+      if (seen->result) {
+        send(*seen->result);
+      }
+      return;
+    }
+    state_.commands.push_back(JournalCommand{command.id, command.type, command.member});
+    if (!save()) {
+      return;  // not journaled, not acted on; the controller will resend
+    }
+    if (command.type == "start") {
+      start_member(command);
+    } else if (command.type == "stop") {
+      stop_member(command);
+    } else if (command.type == "logs") {
+      const fs::path dir = state_.members.contains(command.member) && state_.members[command.member].process
+                               ? state_.members[command.member].process->log_dir
+                               : fs::path();
+      complete(command.id, true, dir.empty() ? "no output" : "ok",
+               json{{"stdout", dir.empty() ? "" : tail(dir / "stdout.log", kLogTailBytes)},
+                    {"stderr", dir.empty() ? "" : tail(dir / "stderr.log", kLogTailBytes)}});
+    } else {
+      complete(command.id, false, "unknown command type '" + command.type + "'");
+    }
+  }
+
+  void complete(const std::string& id, bool ok, const std::string& message, json data = nullptr,
+                std::optional<int> exit_code = std::nullopt) {
+    JournalCommand* c = find_command(id);
+    if (!c) {
+      return;
+    }
+    c->done = true;
+    c->result = protocol::to_json(protocol::CommandResult{id, ok, exit_code, message, std::move(data)});
+    save();
+    send(*c->result);
+  }
+
+  void on_result_acked(const std::string& id) {
+    if (JournalCommand* c = find_command(id); c && c->result && !c->result_acked) {
+      c->result_acked = true;
+      save();
+    }
+  }
+
+  void replay_results() {
+    for (const auto& c : state_.commands) {
+      if (c.result && !c.result_acked) {
+        send(*c.result);
+      }
+    }
+  }
+
+  fs::path member_dir(const std::string& member) const {
+    std::string name = member;
+    std::replace(name.begin(), name.end(), '/', '_');
+    return options_.state_dir / "members" / name;
+  }
+
+  void start_member(const protocol::Command& command) {
+    if (auto it = state_.members.find(command.member); it != state_.members.end() && it->second.process &&
+                                                       it->second.state != "Exited") {
+      complete(command.id, true, "already running",
+               json{{"pid", it->second.process->pid}, {"ports", it->second.process->ports}});
+      return;
+    }
+    auto spec = launch_spec(command);
+    if (!spec) {
+      complete(command.id, false, spec.error().describe());
+      return;
+    }
+    auto process = driver_->start(*spec, member_dir(command.member) / "logs");
+    if (!process) {
+      complete(command.id, false, process.error().describe());
+      return;
+    }
+    JournalMember m{*spec, command.spec.value("health", json()), command.spec.value("stats", json()), *process,
+                    "Running", std::nullopt};
+    state_.members[command.member] = std::move(m);
+    health_[command.member] = Health{};
+    spdlog::info("started member {} (pid {})", command.member, process->pid);
+    complete(command.id, true, "started", json{{"pid", process->pid}, {"ports", process->ports}});
+  }
+
+  void stop_member(const protocol::Command& command) {
+    auto it = state_.members.find(command.member);
+    if (it == state_.members.end() || !it->second.process || it->second.state == "Exited") {
+      state_.members.erase(command.member);
+      health_.erase(command.member);
+      complete(command.id, true, "not running");
+      return;
+    }
+    JournalMember& m = it->second;
+    m.state = "Stopping";
+    pending_stops_[command.member] = command.id;
+    save();
+    const auto grace = std::chrono::milliseconds(command.spec.value("graceMs", 10000));
+    const auto hook = command.spec.value("drainHook", std::vector<std::string>{});
+    const MemberProcess process = *m.process;
+    if (hook.empty()) {
+      driver_->begin_stop(process, grace);
+      return;
+    }
+    // The drain hook may take a while: off the event loop, then stop.
+    asio::post(pool_, [this, hook, process, grace, env = m.spec.env, dir = member_dir(command.member)] {
+      run_hook(hook, env, "", dir / "drain-hook.log", 30s);
+      asio::post(io_, [this, process, grace] { driver_->begin_stop(process, grace); });
+    });
+  }
+
+  // ---- watching members -------------------------------------------------------
+
+  asio::awaitable<void> poll_loop() {
+    auto last_rotation = std::chrono::steady_clock::now();
+    while (!stopping_) {
+      poll_members();
+      if (std::chrono::steady_clock::now() - last_rotation > 10s) {
+        last_rotation = std::chrono::steady_clock::now();
+        for (const auto& [id, m] : state_.members) {
+          if (m.process) {
+            driver_->rotate_logs(*m.process);
+          }
+        }
+      }
+      poll_timer_.expires_after(kPollInterval);
+      error_code ec;
+      co_await poll_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  void poll_members() {
+    std::vector<std::string> stopped;
+    bool changed = false;
+    for (auto& [id, m] : state_.members) {
+      if (!m.process || m.state == "Exited") {
+        continue;
+      }
+      const ProcessStatus status = driver_->poll(*m.process);
+      if (status.state == ProcessState::kRunning) {
+        probe(id, m);
+        continue;
+      }
+      if (m.state == "Stopping") {
+        stopped.push_back(id);
+        continue;
+      }
+      m.state = "Exited";
+      m.exit_code = status.exit_code;
+      changed = true;
+      std::string how = status.exit_code   ? "exit code " + std::to_string(*status.exit_code)
+                        : status.signal    ? "killed by signal " + std::to_string(*status.signal)
+                                           : "exit status unknown";
+      spdlog::warn("member {} exited ({})", id, how);
+      send(protocol::to_json(protocol::AgentEvent{"exited", id, status.exit_code, how}));
+    }
+    for (const auto& id : stopped) {
+      state_.members.erase(id);
+      health_.erase(id);
+      changed = true;
+      spdlog::info("member {} stopped", id);
+      if (auto it = pending_stops_.find(id); it != pending_stops_.end()) {
+        const std::string command = it->second;
+        pending_stops_.erase(it);
+        complete(command, true, "stopped");
+      }
+    }
+    if (changed) {
+      save();
+    }
+    // A stop journaled by an earlier incarnation of the agent is finished here.
+    for (auto& [id, m] : state_.members) {
+      if (m.state == "Stopping" && !pending_stops_.contains(id)) {
+        for (const auto& c : state_.commands) {
+          if (c.type == "stop" && c.member == id && !c.done) {
+            pending_stops_[id] = c.id;
+            driver_->begin_stop(*m.process, 10s);
+          }
+        }
+      }
+    }
+  }
+
+  // Starts a health probe (and a stats read) for a running member when due.
+  void probe(const std::string& id, const JournalMember& m) {
+    Health& h = health_[id];
+    const auto now = std::chrono::steady_clock::now();
+    if (h.probing || now < h.next_probe) {
+      return;
+    }
+    const json& health = m.health;
+    if (!health.is_object()) {
+      h.healthy = true;  // no check declared: running is healthy
+      h.next_probe = now + 1s;
+      if (m.stats.is_object()) {
+        schedule_probe(id, m, nullptr, 1s);
+      }
+      return;
+    }
+    const auto interval = std::chrono::seconds(health.value("intervalSeconds", 1));
+    schedule_probe(id, m, health, interval);
+  }
+
+  void schedule_probe(const std::string& id, const JournalMember& m, const json& health,
+                      std::chrono::milliseconds interval) {
+    Health& h = health_[id];
+    h.probing = true;
+    h.next_probe = std::chrono::steady_clock::now() + interval;
+    const auto ports = m.process->ports;
+    auto port_of = [ports](const json& block) {
+      auto it = ports.find(block.value("port", ""));
+      return it == ports.end() ? 0 : it->second;
+    };
+    asio::post(pool_, [this, id, health, stats = m.stats, port_of] {
+      std::optional<ProbeResult> result;
+      if (health.is_object()) {
+        const auto timeout = std::chrono::seconds(health.value("timeoutSeconds", 1));
+        if (health.contains("http")) {
+          result = probe_http(port_of(health["http"]), health["http"].value("path", "/"), timeout);
+        } else if (health.contains("tcp")) {
+          result = probe_tcp(port_of(health["tcp"]), timeout);
+        } else if (health.contains("exec")) {
+          result = probe_exec(health["exec"].get<std::vector<std::string>>(), timeout);
+        }
+      }
+      std::optional<Stats> figures;
+      if (stats.is_object() && stats.contains("http")) {
+        figures = read_stats(port_of(stats["http"]), stats["http"].value("path", "/"), 1s);
+      }
+      asio::post(io_, [this, id, result, figures, threshold = health.is_object() ? health.value("unhealthyThreshold", 3) : 1] {
+        on_probe(id, result, figures, threshold);
+      });
+    });
+  }
+
+  void on_probe(const std::string& id, const std::optional<ProbeResult>& result, const std::optional<Stats>& figures,
+                int threshold) {
+    auto it = health_.find(id);
+    if (it == health_.end()) {
+      return;  // stopped meanwhile
+    }
+    Health& h = it->second;
+    h.probing = false;
+    if (figures) {
+      h.stats = protocol::MemberStats{figures->load, figures->requests_in_flight};
+    }
+    if (!result) {
+      return;
+    }
+    if (result->ok) {
+      h.failures = 0;
+      if (!h.healthy) {
+        h.healthy = true;
+        send(protocol::to_json(protocol::AgentEvent{"healthy", id, std::nullopt, "health check passing"}));
+      }
+    } else if (++h.failures >= threshold && h.healthy) {
+      h.healthy = false;
+      send(protocol::to_json(protocol::AgentEvent{
+          "unhealthy", id, std::nullopt, result->message + " (" + std::to_string(h.failures) + " checks in a row)"}));
+    }
+  }
+
+  asio::awaitable<void> heartbeat_loop() {
+    while (!stopping_) {
+      if (connected_) {
+        protocol::Heartbeat hb;
+        hb.seq = ++heartbeat_seq_;
+        const double host = host_load();
+        for (const auto& [id, m] : state_.members) {
+          const Health& h = health_[id];
+          protocol::MemberReport r{id, m.state, h.healthy && m.state == "Running",
+                                   h.stats ? h.stats : protocol::MemberStats{host, std::nullopt},
+                                   m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt,
+                                   m.process ? m.process->ports : std::map<std::string, int>{}};
+          hb.members.push_back(std::move(r));
+        }
+        send(protocol::to_json(hb));
+      }
+      heartbeat_timer_.expires_after(heartbeat_interval_);
+      error_code ec;
+      co_await heartbeat_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  asio::io_context& io_;
+  AgentOptions options_;
+  Journal journal_;
+  JournalState state_;
+  std::unique_ptr<Driver> driver_;
+  asio::thread_pool pool_{4};
+  asio::steady_timer poll_timer_;
+  asio::steady_timer heartbeat_timer_;
+  std::optional<asio::steady_timer> backoff_timer_;
+  std::unique_ptr<websocket::stream<beast::tcp_stream>> ws_;
+  std::deque<std::string> outbox_;
+  bool writing_ = false;
+  bool connected_ = false;
+  bool stopping_ = false;
+  uint64_t heartbeat_seq_ = 0;
+  std::chrono::milliseconds heartbeat_interval_{2000};
+  std::map<std::string, Health> health_;
+  std::map<std::string, std::string> pending_stops_;  // member -> stop command id
+};
+
+int run_agent(const AgentOptions& options) {
+  std::error_code fs_error;
+  fs::create_directories(options.state_dir, fs_error);
+  if (fs_error) {
+    spdlog::error("cannot create state dir {}: {}", options.state_dir.string(), fs_error.message());
+    return 1;
+  }
+  // One agent per state dir: the lock lives as long as this process.
+  const fs::path lock_path = options.state_dir / "agent.lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    spdlog::error("another agent is running with state dir {}", options.state_dir.string());
+    return 1;
+  }
+  {
+    std::ofstream pid(options.state_dir / "agent.pid");
+    pid << ::getpid() << '\n';
+  }
+  if (options.server.empty() && options.server_file.empty()) {
+    spdlog::error("give --server or --server-file");
+    return 2;
+  }
+  asio::io_context io;
+  Agent agent(io, options);
+  if (auto started = agent.start(); !started) {
+    spdlog::error("{}", started.error().describe());
+    return 1;
+  }
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](error_code ec, int signal) {
+    if (!ec) {
+      spdlog::info("signal {}: agent stopping; members keep running", signal);
+      agent.stop();
+    }
+  });
+  io.run();
+  return 0;
+}
+
+}  // namespace tranche::agent

@@ -1,0 +1,26 @@
+#pragma once
+// `tranche agent`: connects to the controller, runs the members it is told
+// to run, reports their state and health, and keeps running them (and its
+// journal) across its own restarts and lost connections.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace tranche::agent {
+
+struct AgentOptions {
+  std::string server;       // http://HOST:PORT
+  std::string server_file;  // or: a file holding it, re-read on every reconnect (--dev)
+  std::string join_token;
+  std::string join_token_file;
+  std::map<std::string, std::string> labels;
+  int64_t slots = 64;
+  std::filesystem::path state_dir = "./tranche-agent";
+};
+
+// Runs until SIGTERM/SIGINT (members keep running); returns the exit status.
+int run_agent(const AgentOptions& options);
+
+}  // namespace tranche::agent

@@ -1,0 +1,762 @@
+#include "engine/fleet.h"
+
+#include <algorithm>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "common/names.h"
+#include "common/secrets.h"
+#include "common/time_format.h"
+#include "engine/scheduler.h"
+
+namespace tranche {
+
+namespace {
+
+using nlohmann::json;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+constexpr const char* kHostReady = "Ready";
+constexpr const char* kHostUnreachable = "Unreachable";
+constexpr const char* kHostDraining = "Draining";
+
+EventRecord event(TimePoint now, const std::string& app, const std::string& path, const std::string& member,
+                  const std::string& type, const std::string& from, const std::string& to, std::string message) {
+  EventRecord e;
+  e.time = now;
+  e.app = app;
+  e.path = path;
+  e.member = member;
+  e.type = type;
+  e.from_json = json(from).dump();
+  e.to_json = json(to).dump();
+  e.message = std::move(message);
+  return e;
+}
+
+// "web-01.example" -> "web-01-example": host ids are resource names.
+std::string host_id_for(const std::string& hostname) {
+  std::string id;
+  for (char c : hostname) {
+    const char lower = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    id.push_back((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') ? lower : '-');
+  }
+  while (!id.empty() && id.front() == '-') id.erase(id.begin());
+  if (id.size() > 50) id.resize(50);
+  while (!id.empty() && id.back() == '-') id.pop_back();
+  return (id.empty() ? "host" : id) + "-" + random_hex(2);
+}
+
+bool agent_runs(const std::string& agent_state) {
+  return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping";
+}
+
+}  // namespace
+
+Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
+    : store_(store), clock_(clock), options_(std::move(options)), join_token_hash_(sha256_hex(options_.join_token)) {}
+
+Status Fleet::load() {
+  std::lock_guard lock(mu_);
+  auto hosts = store_.list_hosts();
+  if (!hosts) {
+    return std::unexpected(hosts.error());
+  }
+  const TimePoint now = clock_.now();
+  for (auto& h : *hosts) {
+    hosts_[h.id] = HostEntry{h, nullptr, now, {}};
+  }
+  auto members = store_.list_members(MemberQuery{});
+  if (!members) {
+    return std::unexpected(members.error());
+  }
+  for (auto& m : *members) {
+    const std::string key = m.app + "/" + m.cluster;
+    last_ordinal_[key] = std::max(last_ordinal_[key], m.ordinal);
+    auto state = member_state_from_string(m.state);
+    if (!state) {
+      return fail(ErrorCode::kInternal, "member " + m.id + " has unknown state " + m.state);
+    }
+    if (*state != MemberState::kTerminated) {
+      members_[m.id] = MemberEntry{m, *state};
+    }
+  }
+  spdlog::info("fleet: {} hosts, {} members loaded", hosts_.size(), members_.size());
+  return {};
+}
+
+Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reason) {
+  if (!can_transition(m.state, to)) {
+    return fail(ErrorCode::kInternal, "member " + m.record.id + ": no transition " + std::string(to_string(m.state)) +
+                                          " -> " + std::string(to_string(to)));
+  }
+  const TimePoint now = clock_.now();
+  MemberRecord next = m.record;
+  next.state = std::string(to_string(to));
+  next.updated_at = now;
+  WriteBatch batch;
+  batch.mutations.push_back(PutMember{next});
+  batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
+                                              "MemberStateChanged", m.record.state, next.state, reason)});
+  if (auto done = store_.commit(batch); !done) {
+    spdlog::error("member {}: cannot persist {} -> {}: {}", m.record.id, m.record.state, next.state,
+                  done.error().describe());
+    return std::unexpected(done.error());
+  }
+  spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next.state, reason);
+  m.record = std::move(next);
+  m.state = to;
+  m.command_sent = false;
+  if (to != MemberState::kStarting && to != MemberState::kActive) {
+    m.healthy_since.reset();
+  }
+  return {};
+}
+
+Status Fleet::set_host_state(HostEntry& h, const std::string& to, const std::string& reason) {
+  if (h.record.state == to) {
+    return {};
+  }
+  const TimePoint now = clock_.now();
+  HostRecord next = h.record;
+  next.state = to;
+  next.updated_at = now;
+  WriteBatch batch;
+  batch.mutations.push_back(PutHost{next});
+  batch.mutations.push_back(AppendEvent{event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state,
+                                              to, reason)});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  spdlog::info("host {} {} -> {}: {}", h.record.id, h.record.state, to, reason);
+  h.record = std::move(next);
+  return {};
+}
+
+Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
+  if (hello.protocol != protocol::kVersion && hello.protocol != protocol::kVersion - 1) {
+    return fail(ErrorCode::kInvalid, "protocol " + std::to_string(hello.protocol) + " is not supported (controller " +
+                                         std::to_string(protocol::kVersion) + ")");
+  }
+  std::lock_guard lock(mu_);
+  const TimePoint now = clock_.now();
+  std::string host_token;
+  HostEntry* host = nullptr;
+  if (!hello.host_token.empty()) {
+    auto it = hosts_.find(hello.host_id);
+    if (it == hosts_.end() || !constant_time_equals(sha256_hex(hello.host_token), it->second.record.token_hash)) {
+      return fail(ErrorCode::kUnauthenticated, "unknown host or wrong host token");
+    }
+    host = &it->second;
+    host_token = hello.host_token;
+  } else {
+    if (!constant_time_equals(sha256_hex(hello.join_token), join_token_hash_)) {
+      return fail(ErrorCode::kUnauthenticated, "wrong join token");
+    }
+    host_token = "ht_" + random_hex(32);
+    HostRecord record{host_id_for(hello.hostname), hello.hostname, kHostReady, hello.labels, hello.slots,
+                      sha256_hex(host_token), now, now};
+    WriteBatch batch;
+    batch.mutations.push_back(PutHost{record});
+    batch.mutations.push_back(AppendEvent{event(now, "", "host/" + record.id, "", "HostStateChanged", "", kHostReady,
+                                                "host " + record.id + " (" + hello.hostname + ") joined")});
+    if (auto done = store_.commit(batch); !done) {
+      return std::unexpected(done.error());
+    }
+    host = &(hosts_[record.id] = HostEntry{record, nullptr, now, {}});
+  }
+  if (host->link && host->link.get() != link.get()) {
+    host->link->close("replaced by a newer connection of the same host");
+  }
+  host->link = std::move(link);
+  host->last_seen = now;
+  if (host->record.labels != hello.labels || host->record.slots != hello.slots ||
+      host->record.hostname != hello.hostname) {
+    HostRecord next = host->record;
+    next.labels = hello.labels;
+    next.slots = hello.slots;
+    next.hostname = hello.hostname;
+    WriteBatch batch;
+    batch.mutations.push_back(PutHost{next});
+    if (auto done = store_.commit(batch); done) {
+      host->record = std::move(next);
+    }
+  }
+  if (host->record.state == kHostUnreachable || host->record.state == "Left") {
+    (void)set_host_state(*host, kHostReady, "agent reconnected");
+  }
+  protocol::Welcome welcome{host->record.id, host_token,
+                            static_cast<double>(options_.heartbeat_interval.count()) / 1000.0, protocol::kVersion};
+  host->link->send(protocol::to_json(welcome).dump());
+  for (auto& [id, m] : members_) {
+    if (m.record.host == host->record.id) {
+      m.command_sent = false;  // a new connection: outstanding commands go out again
+    }
+  }
+  reconcile_hello(*host, hello);
+  return host->record.id;
+}
+
+void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
+  std::map<std::string, const protocol::HelloMember*> running;
+  for (const auto& m : hello.members) {
+    running[m.id] = &m;
+  }
+  for (auto& [id, m] : members_) {
+    if (m.record.host != h.record.id) {
+      continue;
+    }
+    auto it = running.find(id);
+    const bool runs = it != running.end() && agent_runs(it->second->state);
+    if (m.state == MemberState::kUnreachable) {
+      if (!runs) {
+        (void)set_state(m, MemberState::kFailed, "host " + h.record.id + " came back without it");
+        continue;
+      }
+      // Replaced meanwhile (the usual case) or still needed.
+      const ClusterSpec* spec = cluster_spec(m);
+      int live = 0;
+      for (const auto& [oid, o] : members_) {
+        live += (o.record.app == m.record.app && o.record.cluster == m.record.cluster && is_live(o.state)) ? 1 : 0;
+      }
+      if (spec == nullptr || live >= spec->members.desired) {
+        (void)set_state(m, MemberState::kStopping, "stale: replaced while host " + h.record.id + " was unreachable");
+      } else {
+        (void)set_state(m, MemberState::kStarting, "host " + h.record.id + " is back and still runs it");
+      }
+    } else if (!runs && (m.state == MemberState::kActive || m.state == MemberState::kUpdating ||
+                         m.state == MemberState::kMaintenance || m.state == MemberState::kDraining)) {
+      (void)set_state(m, MemberState::kFailed, "host " + h.record.id + " no longer runs it");
+    }
+    if (it != running.end()) {
+      running.erase(it);
+    }
+  }
+  // What the agent runs that the controller no longer wants.
+  for (const auto& [id, m] : running) {
+    if (agent_runs(m->state)) {
+      send(h, protocol::Command{"stop:" + id, "stop", id, {{"graceMs", options_.stop_grace.count()}}});
+    }
+  }
+}
+
+void Fleet::disconnect(const std::string& host_id, const AgentLink* link) {
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(host_id);
+  if (it != hosts_.end() && it->second.link.get() == link) {
+    it->second.link.reset();
+    spdlog::info("host {}: agent disconnected", host_id);
+  }
+}
+
+void Fleet::receive(const std::string& host_id, const std::string& type, const json& message) {
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) {
+    return;
+  }
+  HostEntry& h = it->second;
+  h.last_seen = clock_.now();
+  if (type == "heartbeat") {
+    if (auto hb = protocol::parse_heartbeat(message)) {
+      on_heartbeat(h, *hb);
+    } else {
+      spdlog::warn("host {}: bad heartbeat: {}", host_id, hb.error().describe());
+    }
+  } else if (type == "result") {
+    if (auto r = protocol::parse_result(message)) {
+      h.link->send(protocol::to_json(protocol::Ack{r->id}).dump());
+      on_result(h, *r);
+    }
+  } else if (type == "event") {
+    if (auto e = protocol::parse_event(message)) {
+      on_event(h, *e);
+    }
+  } else if (type != "ack") {
+    spdlog::warn("host {}: unexpected message type {}", host_id, type);
+  }
+}
+
+void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
+  h.reports.clear();
+  for (const auto& report : hb.members) {
+    h.reports[report.id] = report;
+    auto it = members_.find(report.id);
+    // A host token only speaks for its own members.
+    if (it != members_.end() && it->second.record.host == h.record.id) {
+      on_report(it->second, report);
+    }
+  }
+}
+
+void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
+  m.stats = report.stats;
+  if (report.state == "Exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
+    (void)set_state(m, MemberState::kFailed, "the process exited");
+    return;
+  }
+  if (report.state != "Running") {
+    return;
+  }
+  m.healthy = report.healthy;
+  if (m.state == MemberState::kStarting) {
+    if (!report.healthy) {
+      m.healthy_since.reset();
+    } else if (!m.healthy_since) {
+      m.healthy_since = clock_.now();
+    }
+  } else if (m.state == MemberState::kActive && !report.healthy) {
+    (void)set_state(m, MemberState::kFailed, "health checks failing beyond the threshold");
+  }
+}
+
+void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
+  if (result.id.starts_with("logs:")) {
+    if (auto it = log_requests_.find(result.id); it != log_requests_.end()) {
+      it->second.result = result;
+      log_results_.notify_all();
+    }
+    return;
+  }
+  const size_t colon = result.id.find(':');
+  const std::string kind = result.id.substr(0, colon);
+  auto it = members_.find(result.id.substr(colon + 1));
+  if (it == members_.end() || it->second.record.host != h.record.id) {
+    return;  // stale or duplicate: harmless
+  }
+  MemberEntry& m = it->second;
+  if (kind == "start" && m.state == MemberState::kStarting) {
+    if (!result.ok) {
+      (void)set_state(m, MemberState::kFailed, "start failed: " + result.message);
+      return;
+    }
+    MemberRecord next = m.record;
+    if (result.data.is_object()) {
+      if (result.data.contains("pid")) next.pid = result.data["pid"].get<int64_t>();
+      if (result.data.contains("ports")) next.ports = result.data["ports"].get<std::map<std::string, int>>();
+    }
+    if (next != m.record) {
+      WriteBatch batch;
+      batch.mutations.push_back(PutMember{next});
+      if (store_.commit(batch)) {
+        m.record = std::move(next);
+      }
+    }
+  } else if (kind == "stop" && m.state == MemberState::kStopping) {
+    (void)set_state(m, MemberState::kTerminated, result.ok ? "stopped" : "stop reported: " + result.message);
+    members_.erase(it);
+  }
+}
+
+void Fleet::on_event(HostEntry& h, const protocol::AgentEvent& e) {
+  auto it = members_.find(e.member);
+  if (it == members_.end() || it->second.record.host != h.record.id) {
+    return;
+  }
+  MemberEntry& m = it->second;
+  if (e.type == "exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
+    const std::string how = e.exit_code ? "exited with code " + std::to_string(*e.exit_code) : "exited";
+    (void)set_state(m, MemberState::kFailed, how + (e.message.empty() ? "" : ": " + e.message));
+  } else if (e.type == "unhealthy" && m.state == MemberState::kActive) {
+    (void)set_state(m, MemberState::kFailed, "unhealthy: " + e.message);
+  } else if (e.type == "healthy" && m.state == MemberState::kStarting && !m.healthy_since) {
+    m.healthy = true;
+    m.healthy_since = clock_.now();
+  }
+}
+
+void Fleet::check_heartbeats() {
+  const TimePoint now = clock_.now();
+  for (auto& [id, h] : hosts_) {
+    if ((h.record.state != kHostReady && h.record.state != kHostDraining) ||
+        now - h.last_seen <= options_.heartbeat_timeout) {
+      continue;
+    }
+    const auto silent = duration_cast<milliseconds>(now - h.last_seen);
+    if (!set_host_state(h, kHostUnreachable, "no heartbeat for " + format_duration(silent))) {
+      continue;
+    }
+    if (h.link) {
+      h.link->close("heartbeat timeout");
+      h.link.reset();
+    }
+    for (auto& [mid, m] : members_) {
+      if (m.record.host == id && can_transition(m.state, MemberState::kUnreachable)) {
+        (void)set_state(m, MemberState::kUnreachable, "host " + id + " is unreachable");
+      }
+    }
+  }
+}
+
+const ApplicationSpec* Fleet::spec_of(const std::string& app, int64_t revision) {
+  const auto key = std::pair{app, revision};
+  if (auto it = specs_.find(key); it != specs_.end()) {
+    return &it->second;
+  }
+  auto record = store_.get_revision(app, revision);
+  if (!record || !*record) {
+    return nullptr;
+  }
+  auto spec = parse_manifest((*record)->manifest_json, ManifestFormat::kJson);
+  if (!spec) {
+    spdlog::error("revision {} of {} does not parse: {}", revision, app, spec.error().describe());
+    return nullptr;
+  }
+  return &(specs_[key] = std::move(*spec));
+}
+
+const ClusterSpec* Fleet::cluster_spec(const MemberEntry& m) {
+  const ApplicationSpec* spec = spec_of(m.record.app, m.record.revision);
+  if (!spec) {
+    return nullptr;
+  }
+  for (const auto& node : flatten(*spec)) {
+    if (node.cluster && node.path == m.record.cluster) {
+      return node.cluster;
+    }
+  }
+  return nullptr;
+}
+
+int64_t Fleet::next_ordinal(const std::string& app, const std::string& cluster) {
+  return ++last_ordinal_[app + "/" + cluster];
+}
+
+void Fleet::report_failure_once(const std::string& key, const std::string& message) {
+  auto& last = reported_failures_[key];
+  if (last != message) {
+    last = message;
+    spdlog::warn("{}: {}", key, message);
+  }
+}
+
+Status Fleet::create_member(const ClusterRef& cluster) {
+  std::vector<HostCapacity> capacity;
+  for (const auto& [id, h] : hosts_) {
+    HostCapacity c{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels, h.record.slots, 0, 0};
+    for (const auto& [mid, m] : members_) {
+      if (m.record.host == id && may_run(m.state)) {
+        const ClusterSpec* spec = cluster_spec(m);
+        c.used_slots += spec ? spec->placement.slots : 1;
+        if (m.record.app == cluster.app->name && m.record.cluster == cluster.path) {
+          ++c.members_of_cluster;
+        }
+      }
+    }
+    capacity.push_back(std::move(c));
+  }
+  const std::string where = cluster.app->name + "/" + cluster.path;
+  PlacementDecision decision = place(capacity, cluster.spec->placement);
+  if (!decision.host) {
+    report_failure_once(where, "cannot place a member: " + decision.reason);
+    return fail(ErrorCode::kUnavailable, decision.reason);
+  }
+  reported_failures_.erase(where);
+  const TimePoint now = clock_.now();
+  MemberRecord record;
+  record.ordinal = next_ordinal(cluster.app->name, cluster.path);
+  record.id = where + "/" + std::to_string(record.ordinal);
+  record.app = cluster.app->name;
+  record.cluster = cluster.path;
+  record.host = *decision.host;
+  record.state = std::string(to_string(MemberState::kCreated));
+  record.revision = cluster.app->current_revision;
+  record.version = cluster.spec->artifact.version;
+  record.created_at = record.updated_at = now;
+  WriteBatch batch;
+  batch.mutations.push_back(PutMember{record});
+  batch.mutations.push_back(AppendEvent{event(now, record.app, where, record.id, "MemberStateChanged", "", "Created",
+                                              "placed on " + record.host)});
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  MemberEntry& m = members_[record.id] = MemberEntry{record, MemberState::kCreated};
+  if (auto started = set_state(m, MemberState::kStarting, "starting on " + record.host); !started) {
+    return started;
+  }
+  send_outstanding(m);
+  return {};
+}
+
+json Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c) const {
+  json health = nullptr;
+  switch (c.health.kind) {
+    case HealthCheck::Kind::kHttp: health = {{"http", {{"port", c.health.port}, {"path", c.health.path}}}}; break;
+    case HealthCheck::Kind::kTcp: health = {{"tcp", {{"port", c.health.port}}}}; break;
+    case HealthCheck::Kind::kExec: health = {{"exec", c.health.exec}}; break;
+    case HealthCheck::Kind::kNone: break;
+  }
+  if (!health.is_null()) {
+    health["intervalSeconds"] = c.health.interval_seconds;
+    health["timeoutSeconds"] = c.health.timeout_seconds;
+    health["unhealthyThreshold"] = c.health.unhealthy_threshold;
+  }
+  json stats = c.stats ? json{{"http", {{"port", c.stats->port}, {"path", c.stats->path}}}} : json(nullptr);
+  return {{"app", m.record.app},
+          {"cluster", m.record.cluster},
+          {"revision", m.record.revision},
+          {"version", c.artifact.version},
+          {"command", c.artifact.command},
+          {"env", c.artifact.env},
+          {"workdir", c.artifact.workdir},
+          {"ports", c.ports},
+          {"health", health},
+          {"stats", stats},
+          {"hooks", {{"drain", c.hooks.drain}}}};
+}
+
+void Fleet::send(HostEntry& h, const protocol::Command& command) {
+  if (h.link) {
+    h.link->send(protocol::to_json(command).dump());
+  }
+}
+
+// The command that the member's current state calls for, once per link.
+void Fleet::send_outstanding(MemberEntry& m) {
+  if (m.command_sent) {
+    return;
+  }
+  auto host = hosts_.find(m.record.host);
+  if (host == hosts_.end() || !host->second.link) {
+    return;
+  }
+  if (m.state == MemberState::kStarting) {
+    const ClusterSpec* spec = cluster_spec(m);
+    if (!spec) {
+      return;
+    }
+    send(host->second, protocol::Command{"start:" + m.record.id, "start", m.record.id, start_spec(m, *spec)});
+  } else if (m.state == MemberState::kStopping) {
+    const ClusterSpec* spec = cluster_spec(m);
+    json stop = {{"graceMs", options_.stop_grace.count()}};
+    if (spec && !spec->hooks.drain.empty()) {
+      stop["drainHook"] = spec->hooks.drain;
+    }
+    send(host->second, protocol::Command{"stop:" + m.record.id, "stop", m.record.id, stop});
+  } else {
+    return;
+  }
+  m.command_sent = true;
+}
+
+// Takes a member out: stop it where it may run, or just mark it gone.
+void Fleet::retire(MemberEntry& m, const std::string& reason) {
+  auto host = hosts_.find(m.record.host);
+  const bool host_gone = host == hosts_.end() || host->second.record.state == "Left";
+  if (m.state == MemberState::kCreated || (m.state == MemberState::kFailed && host_gone)) {
+    (void)set_state(m, MemberState::kTerminated, reason);
+    return;
+  }
+  if (can_transition(m.state, MemberState::kStopping)) {
+    (void)set_state(m, MemberState::kStopping, reason);
+  }
+}
+
+void Fleet::reconcile_cluster(const ClusterRef& cluster) {
+  const TimePoint now = clock_.now();
+  std::vector<MemberEntry*> live;
+  for (auto& [id, m] : members_) {
+    if (m.record.app != cluster.app->name || m.record.cluster != cluster.path) {
+      continue;
+    }
+    if (m.state == MemberState::kStarting && m.healthy_since) {
+      const auto ready_for = now - *m.healthy_since;
+      if (ready_for >= std::chrono::seconds(cluster.spec->update.min_ready_seconds)) {
+        (void)set_state(m, MemberState::kActive,
+                        "healthy for " + format_duration(duration_cast<milliseconds>(ready_for)));
+      }
+    }
+    if (m.state == MemberState::kFailed) {
+      retire(m, "cleaning up a failed member");  // autohealing's basic path: a replacement follows below
+    }
+    if (is_live(m.state)) {
+      live.push_back(&m);
+    }
+  }
+  const int desired = cluster.app->deployed ? cluster.spec->members.desired : 0;
+  if (static_cast<int>(live.size()) > desired) {
+    // Scale down the least useful first: not yet active, then the newest.
+    std::sort(live.begin(), live.end(), [](const MemberEntry* a, const MemberEntry* b) {
+      const bool a_active = a->state == MemberState::kActive;
+      const bool b_active = b->state == MemberState::kActive;
+      return a_active != b_active ? !a_active : a->record.ordinal > b->record.ordinal;
+    });
+    for (size_t i = 0; i < live.size() - static_cast<size_t>(desired); ++i) {
+      retire(*live[i], cluster.app->deployed ? "scaling down to " + std::to_string(desired) : "application deleted");
+    }
+  }
+  for (int missing = desired - static_cast<int>(live.size()); missing > 0; --missing) {
+    if (!create_member(cluster)) {
+      break;
+    }
+  }
+}
+
+void Fleet::tick() {
+  std::lock_guard lock(mu_);
+  check_heartbeats();
+  auto apps = store_.list_applications();
+  if (!apps) {
+    spdlog::error("reconcile: {}", apps.error().describe());
+    return;
+  }
+  std::set<std::pair<std::string, std::string>> wanted;
+  for (const auto& app : *apps) {
+    const ApplicationSpec* spec = spec_of(app.name, app.current_revision);
+    if (!spec) {
+      continue;
+    }
+    for (const auto& node : flatten(*spec)) {
+      if (node.cluster) {
+        wanted.insert({app.name, node.path});
+        reconcile_cluster(ClusterRef{&app, node.path, node.cluster});
+      }
+    }
+  }
+  // Members of clusters that no longer exist in their application.
+  for (auto& [id, m] : members_) {
+    if (!wanted.contains({m.record.app, m.record.cluster}) && (is_live(m.state) || m.state == MemberState::kFailed)) {
+      retire(m, "its cluster was removed from the application");
+    }
+  }
+  for (auto it = members_.begin(); it != members_.end();) {
+    send_outstanding(it->second);
+    it = it->second.state == MemberState::kTerminated ? members_.erase(it) : std::next(it);
+  }
+}
+
+json Fleet::hosts_json() const {
+  std::lock_guard lock(mu_);
+  json items = json::array();
+  for (const auto& [id, h] : hosts_) {
+    int members = 0;
+    for (const auto& [mid, m] : members_) {
+      members += m.record.host == id && may_run(m.state) ? 1 : 0;
+    }
+    items.push_back({{"id", id},
+                     {"hostname", h.record.hostname},
+                     {"state", h.record.state},
+                     {"connected", h.link != nullptr},
+                     {"labels", h.record.labels},
+                     {"slots", h.record.slots},
+                     {"members", members},
+                     {"lastSeen", format_rfc3339(h.last_seen)}});
+  }
+  return json{{"items", items}};
+}
+
+Result<json> Fleet::set_host_draining(const std::string& host_id, bool draining, const Caller& caller) {
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) {
+    return fail(ErrorCode::kNotFound, "host '" + host_id + "' not found");
+  }
+  HostEntry& h = it->second;
+  const std::string from = h.record.state;
+  if (draining && from == kHostReady) {
+    if (auto ok = set_host_state(h, kHostDraining, "cordoned by " + caller.actor); !ok) {
+      return std::unexpected(ok.error());
+    }
+  } else if (!draining && from == kHostDraining) {
+    if (auto ok = set_host_state(h, kHostReady, "uncordoned by " + caller.actor); !ok) {
+      return std::unexpected(ok.error());
+    }
+  } else if (from != (draining ? kHostDraining : kHostReady)) {
+    return fail(ErrorCode::kConflict, "host " + host_id + " is " + from);
+  }
+  WriteBatch audit;
+  audit.mutations.push_back(AppendAudit{{0, clock_.now(), caller.actor, caller.action, "host " + host_id,
+                                         from + " -> " + h.record.state}});
+  (void)store_.commit(audit);
+  return json{{"id", host_id}, {"state", h.record.state}, {"message", "host " + host_id + " is " + h.record.state}};
+}
+
+json Fleet::to_json(const MemberEntry& m) const {
+  json j = {{"id", m.record.id},         {"app", m.record.app},         {"cluster", m.record.cluster},
+            {"host", m.record.host},     {"state", m.record.state},     {"revision", m.record.revision},
+            {"version", m.record.version}, {"ports", m.record.ports},   {"healthy", m.healthy},
+            {"updatedAt", format_rfc3339(m.record.updated_at)}};
+  j["pid"] = m.record.pid ? json(*m.record.pid) : json(nullptr);
+  j["load"] = m.stats ? json(m.stats->load) : json(nullptr);
+  j["healingDelayedSince"] =
+      m.record.healing_delayed_since ? json(format_rfc3339(*m.record.healing_delayed_since)) : json(nullptr);
+  return j;
+}
+
+Result<json> Fleet::members_json(const MemberQuery& query, const std::optional<std::string>& visible_app) {
+  if (visible_app && query.app && *query.app != *visible_app) {
+    return json{{"items", json::array()}};
+  }
+  MemberQuery q = query;
+  if (visible_app) {
+    q.app = visible_app;
+  }
+  // Terminated members are history: only in the store, and only when asked for.
+  const bool history = q.state && *q.state == "Terminated";
+  std::lock_guard lock(mu_);
+  json items = json::array();
+  if (history) {
+    auto records = store_.list_members(q);
+    if (!records) {
+      return std::unexpected(records.error());
+    }
+    for (const auto& r : *records) {
+      items.push_back(to_json(MemberEntry{r, MemberState::kTerminated}));
+    }
+  } else {
+    for (const auto& [id, m] : members_) {
+      if ((!q.app || m.record.app == *q.app) && (!q.cluster || m.record.cluster == *q.cluster) &&
+          (!q.state || m.record.state == *q.state)) {
+        items.push_back(to_json(m));
+      }
+    }
+  }
+  return json{{"items", items}};
+}
+
+Result<json> Fleet::member_json(const std::string& member_id, const std::optional<std::string>& visible_app) {
+  std::lock_guard lock(mu_);
+  auto it = members_.find(member_id);
+  if (it != members_.end() && (!visible_app || it->second.record.app == *visible_app)) {
+    return to_json(it->second);
+  }
+  const std::string app = member_id.substr(0, member_id.find('/'));
+  if (!visible_app || app == *visible_app) {
+    auto record = store_.get_member(app, member_id);
+    if (record && *record) {
+      return to_json(MemberEntry{**record, MemberState::kTerminated});
+    }
+  }
+  return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+}
+
+Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::string>& visible_app,
+                         std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  auto it = members_.find(member_id);
+  if (it == members_.end() || (visible_app && it->second.record.app != *visible_app)) {
+    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found or no longer running");
+  }
+  auto host = hosts_.find(it->second.record.host);
+  if (host == hosts_.end() || !host->second.link) {
+    return fail(ErrorCode::kUnavailable, "the agent of host " + it->second.record.host + " is not connected");
+  }
+  const std::string id = "logs:" + random_hex(8);
+  log_requests_[id] = LogRequest{};
+  send(host->second, protocol::Command{id, "logs", member_id, json::object()});
+  const bool answered = log_results_.wait_for(lock, timeout, [&] { return log_requests_[id].result.has_value(); });
+  auto result = log_requests_[id].result;
+  log_requests_.erase(id);
+  if (!answered) {
+    return fail(ErrorCode::kUnavailable, "the agent did not send the logs within " + format_duration(timeout));
+  }
+  if (!result->ok) {
+    return fail(ErrorCode::kUnavailable, "agent: " + result->message);
+  }
+  return json{{"member", member_id}, {"stdout", result->data.value("stdout", "")},
+              {"stderr", result->data.value("stderr", "")}};
+}
+
+}  // namespace tranche

@@ -1,0 +1,135 @@
+#pragma once
+// The fleet: hosts and their agents, members and their lifecycle, the
+// scheduler and the reconciler that keeps every deployed cluster at
+// `desired` members. Level-triggered: tick() compares what the store wants
+// with what agents report and takes the next safe step; every member state
+// change is persisted (with its MemberStateChanged event) before the
+// command that acts on it is sent, and commands are idempotent by id, so a
+// restart at any instant re-derives and resends what is outstanding.
+//
+// Thread-safety: one mutex guards the whole view; agent connections and API
+// handlers call in from their own threads; nothing here blocks on I/O except
+// store commits and logs() (which waits for an agent, without the lock).
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "engine/access.h"
+#include "engine/member_state.h"
+#include "model/manifest.h"
+#include "protocol/messages.h"
+#include "store/store.h"
+
+namespace tranche {
+
+// How the fleet talks to one connected agent; the API layer implements it
+// over a WebSocket. Never blocks.
+class AgentLink {
+ public:
+  virtual ~AgentLink() = default;
+  virtual void send(std::string message) = 0;
+  virtual void close(std::string reason) = 0;
+};
+
+struct FleetOptions {
+  std::chrono::milliseconds heartbeat_interval{2000};
+  std::chrono::milliseconds heartbeat_timeout{6000};
+  std::chrono::milliseconds stop_grace{10000};
+  std::string join_token;  // the secret agents join with
+};
+
+class Fleet {
+ public:
+  Fleet(Store& store, const Clock& clock, FleetOptions options);
+
+  // Reads hosts and members from the store. Every known host gets a full
+  // heartbeat timeout to reconnect before it is called Unreachable.
+  Status load();
+
+  // An agent said hello: authenticates it, registers or refreshes its host,
+  // sends `welcome`, and reconciles what it runs. Returns the host id.
+  Result<std::string> connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
+  // A message from the agent of `host_id` (not hello).
+  void receive(const std::string& host_id, const std::string& type, const nlohmann::json& message);
+  void disconnect(const std::string& host_id, const AgentLink* link);
+
+  // Heartbeat timeouts, then one reconcile pass over every application.
+  void tick();
+
+  nlohmann::json hosts_json() const;
+  Result<nlohmann::json> set_host_draining(const std::string& host_id, bool draining, const Caller& caller);
+  Result<nlohmann::json> members_json(const MemberQuery& query, const std::optional<std::string>& visible_app);
+  Result<nlohmann::json> member_json(const std::string& member_id, const std::optional<std::string>& visible_app);
+  // A member's output (or a hook's, later), asked of its agent.
+  Result<nlohmann::json> logs(const std::string& member_id, const std::optional<std::string>& visible_app,
+                              std::chrono::milliseconds timeout);
+
+ private:
+  struct HostEntry {
+    HostRecord record;
+    std::shared_ptr<AgentLink> link;
+    TimePoint last_seen{};
+    std::map<std::string, protocol::MemberReport> reports;  // from the latest heartbeat
+  };
+  struct MemberEntry {
+    MemberRecord record;
+    MemberState state = MemberState::kCreated;
+    bool healthy = false;
+    std::optional<TimePoint> healthy_since;
+    std::optional<protocol::MemberStats> stats;
+    bool command_sent = false;  // the command of the current state went out on the current link
+  };
+  struct ClusterRef {
+    const ApplicationRecord* app;
+    std::string path;
+    const ClusterSpec* spec;
+  };
+  struct LogRequest {
+    std::optional<protocol::CommandResult> result;
+  };
+
+  // All of these run with mu_ held.
+  Status set_state(MemberEntry& m, MemberState to, const std::string& reason);
+  Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
+  void check_heartbeats();
+  void reconcile_cluster(const ClusterRef& cluster);
+  void retire(MemberEntry& m, const std::string& reason);
+  Status create_member(const ClusterRef& cluster);
+  void send_outstanding(MemberEntry& m);
+  void send(HostEntry& h, const protocol::Command& command);
+  void on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb);
+  void on_report(MemberEntry& m, const protocol::MemberReport& report);
+  void on_result(HostEntry& h, const protocol::CommandResult& result);
+  void on_event(HostEntry& h, const protocol::AgentEvent& event);
+  void reconcile_hello(HostEntry& h, const protocol::Hello& hello);
+  const ApplicationSpec* spec_of(const std::string& app, int64_t revision);
+  const ClusterSpec* cluster_spec(const MemberEntry& m);
+  int64_t next_ordinal(const std::string& app, const std::string& cluster);
+  nlohmann::json start_spec(const MemberEntry& m, const ClusterSpec& c) const;
+  nlohmann::json to_json(const MemberEntry& m) const;
+  void report_failure_once(const std::string& key, const std::string& message);
+
+  Store& store_;
+  const Clock& clock_;
+  FleetOptions options_;
+  std::string join_token_hash_;
+
+  mutable std::mutex mu_;
+  std::condition_variable log_results_;
+  std::map<std::string, HostEntry> hosts_;
+  std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
+  std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;
+  std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
+  std::map<std::string, std::string> reported_failures_;
+  std::map<std::string, LogRequest> log_requests_;
+};
+
+}  // namespace tranche

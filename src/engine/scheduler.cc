@@ -1,0 +1,45 @@
+#include "engine/scheduler.h"
+
+#include <tuple>
+
+namespace tranche {
+
+PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement& placement) {
+  const HostCapacity* best = nullptr;
+  int ready = 0;
+  int matching = 0;
+  for (const auto& h : hosts) {
+    if (!h.schedulable) {
+      continue;
+    }
+    ++ready;
+    bool labels_match = true;
+    for (const auto& [k, v] : placement.host_labels) {
+      auto it = h.labels.find(k);
+      labels_match = labels_match && it != h.labels.end() && it->second == v;
+    }
+    if (!labels_match) {
+      continue;
+    }
+    ++matching;
+    if (h.slots - h.used_slots < placement.slots) {
+      continue;
+    }
+    auto key = [](const HostCapacity& x) { return std::tuple(x.members_of_cluster, -(x.slots - x.used_slots), x.id); };
+    if (!best || key(h) < key(*best)) {
+      best = &h;
+    }
+  }
+  if (best) {
+    return {best->id, ""};
+  }
+  if (ready == 0) {
+    return {std::nullopt, "no Ready host"};
+  }
+  if (matching == 0) {
+    return {std::nullopt, "no Ready host has the labels the cluster asks for"};
+  }
+  return {std::nullopt, "no Ready host with matching labels has " + std::to_string(placement.slots) + " free slot(s)"};
+}
+
+}  // namespace tranche
