@@ -301,12 +301,12 @@ class Agent {
     }
     outbox_.push_back(message.dump());
     if (!writing_) {
+      writing_ = true;  // before the coroutine starts: it is only posted
       asio::co_spawn(io_, drain_outbox(), asio::detached);
     }
   }
 
   asio::awaitable<void> drain_outbox() {
-    writing_ = true;
     while (!outbox_.empty() && ws_) {
       const std::string message = std::move(outbox_.front());
       outbox_.pop_front();
