@@ -15,6 +15,7 @@
 #include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
+#include "agent/command_book.h"
 #include "agent/driver.h"
 #include "agent/health.h"
 #include "agent/journal.h"
@@ -326,25 +327,18 @@ class Agent {
 
   // ---- commands -------------------------------------------------------------
 
-  JournalCommand* find_command(const std::string& id) {
-    for (auto& c : state_.commands) {
-      if (c.id == id) {
-        return &c;
-      }
-    }
-    return nullptr;
-  }
-
   void on_command(const protocol::Command& command) {
     send(protocol::to_json(protocol::Ack{command.id}));
-    if (JournalCommand* seen = find_command(command.id)) {
-      // A redelivery: the outcome, if there is one yet, goes out again.
-      if (seen->result) {
-        send(*seen->result);
-      }
-      return;
+    CommandBook book(state_.commands);
+    switch (book.admit(command)) {
+      case CommandBook::Admission::kDone:
+        send(*book.find(command.id)->result);  // a redelivery gets the outcome it already had
+        return;
+      case CommandBook::Admission::kRunning:
+        return;
+      case CommandBook::Admission::kNew:
+        break;
     }
-    state_.commands.push_back(JournalCommand{command.id, command.type, command.member});
     if (!save()) {
       return;  // not journaled, not acted on; the controller will resend
     }
@@ -366,28 +360,24 @@ class Agent {
 
   void complete(const std::string& id, bool ok, const std::string& message, json data = nullptr,
                 std::optional<int> exit_code = std::nullopt) {
-    JournalCommand* c = find_command(id);
-    if (!c) {
-      return;
+    auto result = CommandBook(state_.commands)
+                      .complete(protocol::CommandResult{id, ok, exit_code, message, std::move(data)});
+    if (result) {
+      save();
+      send(*result);
     }
-    c->done = true;
-    c->result = protocol::to_json(protocol::CommandResult{id, ok, exit_code, message, std::move(data)});
-    save();
-    send(*c->result);
   }
 
   void on_result_acked(const std::string& id) {
-    if (JournalCommand* c = find_command(id); c && c->result && !c->result_acked) {
-      c->result_acked = true;
+    if (CommandBook(state_.commands).acknowledge(id)) {
+      prune_commands(state_);
       save();
     }
   }
 
   void replay_results() {
-    for (const auto& c : state_.commands) {
-      if (c.result && !c.result_acked) {
-        send(*c.result);
-      }
+    for (const auto& result : CommandBook(state_.commands).unacknowledged()) {
+      send(result);
     }
   }
 
