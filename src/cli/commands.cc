@@ -144,10 +144,15 @@ std::string setting_cell(const json& s) {
   return out;
 }
 
+// "12  TIME  MemberStateChanged  shop/web/3 -> Starting  starting on host-1"
 std::string event_line(const json& e) {
   std::ostringstream line;
   line << e.value("seq", 0) << "  " << e.value("time", "") << "  " << e.value("type", "") << "  "
-       << e.value("path", "") << "  " << e.value("message", "");
+       << e.value("member", e.value("path", ""));
+  if (e.contains("member") && e["to"].is_string()) {
+    line << " -> " << e["to"].get<std::string>();
+  }
+  line << "  " << e.value("message", "");
   return line.str();
 }
 
