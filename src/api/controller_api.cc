@@ -170,8 +170,21 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   });
   add("GET", v1 + "/applications", Role::kViewer,
       [this](const Params& p) { return ok(apps_.list_applications(p.principal.app)); });
-  add("GET", v1 + "/applications/{app}", Role::kViewer,
-      [this](const Params& p) { return ok(apps_.describe_application(p.path.at("app"))); });
+  add("GET", v1 + "/applications/{app}", Role::kViewer, [this](const Params& p) -> Result<Response> {
+    auto doc = apps_.describe_application(p.path.at("app"));
+    if (!doc) {
+      return std::unexpected(doc.error());
+    }
+    // The fleet's live view: load state and the autoscaler's member count.
+    const json loads = fleet_.load_json(p.path.at("app"));
+    for (auto& node : (*doc)["tree"]) {
+      if (node["kind"] == "cluster") {
+        node["load"] = loads.value(node["path"].get<std::string>(), json{{"state", "normal"}, {"average", nullptr},
+                                                                          {"scaledDesired", nullptr}});
+      }
+    }
+    return json_response(200, *doc);
+  });
   add("DELETE", v1 + "/applications/{app}", Role::kOperator, [this](const Params& p) {
     return ok(apps_.undeploy(p.path.at("app"), Caller{p.principal.name, "DELETE " + p.request.path}));
   });

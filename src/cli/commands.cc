@@ -145,6 +145,12 @@ std::string setting_cell(const json& s) {
 }
 
 // "12  TIME  MemberStateChanged  shop/web/3 -> Starting  starting on host-1"
+std::string fmt_load(double load) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", load);
+  return buf;
+}
+
 std::string event_line(const json& e) {
   std::ostringstream line;
   line << e.value("seq", 0) << "  " << e.value("time", "") << "  " << e.value("type", "") << "  "
@@ -331,15 +337,34 @@ int cmd_describe(const Session& s, const std::string& path) {
   for (const auto& n : tree) {
     const std::string p = n["path"];
     std::string counts = "-";
+    std::string load = "-";
     if (n.contains("members")) {
       const json& m = n["members"];
-      counts = std::to_string(m["items"].size()) + " of " + cell(m["desired"]) + " (" + cell(m["min"]) + ".." +
-               cell(m["max"]) + ")";
+      const json scaled = n.contains("load") ? n["load"]["scaledDesired"] : json(nullptr);
+      counts = std::to_string(m["items"].size()) + " of " + (scaled.is_null() ? cell(m["desired"]) : cell(scaled) + " (autoscaled)") +
+               " (" + cell(m["min"]) + ".." + cell(m["max"]) + ")";
+      if (n.contains("load")) {
+        load = cell(n["load"]["state"]);
+        if (n["load"]["average"].is_number()) {
+          load += " (" + fmt_load(n["load"]["average"].get<double>()) + ")";
+        }
+      }
     }
     rows.push_back({p.empty() ? app : app + "/" + p, cell(n["kind"]), setting_cell(n["autoscaling"]),
-                    setting_cell(n["autohealing"]), setting_cell(n["maintenance"]), counts});
+                    setting_cell(n["autohealing"]), setting_cell(n["maintenance"]), counts, load});
   }
-  print_table(std::cout, {"NODE", "KIND", "AUTOSCALING", "AUTOHEALING", "MAINTENANCE", "MEMBERS"}, rows);
+  print_table(std::cout, {"NODE", "KIND", "AUTOSCALING", "AUTOHEALING", "MAINTENANCE", "MEMBERS", "LOAD"}, rows);
+  for (const auto& n : tree) {
+    if (!n.contains("members")) {
+      continue;
+    }
+    for (const auto& m : n["members"]["items"]) {
+      if (!m["healingDelayedSince"].is_null()) {
+        std::cout << "\nHealing of " << cell(m["id"]) << " (" << cell(m["state"]) << ") delayed since "
+                  << cell(m["healingDelayedSince"]) << ": autohealing is off";
+      }
+    }
+  }
   std::cout << "\nRecent events:\n";
   if (doc["recentEvents"].empty()) {
     std::cout << "  (none)\n";

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <set>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/names.h"
 #include "common/secrets.h"
 #include "common/time_format.h"
+#include "engine/operational_state.h"
 #include "engine/scheduler.h"
 
 namespace tranche {
@@ -48,6 +50,9 @@ std::string host_id_for(const std::string& hostname) {
   while (!id.empty() && id.back() == '-') id.pop_back();
   return (id.empty() ? "host" : id) + "-" + random_hex(2);
 }
+
+// A member's node path within its application: "shop/web/3" -> "web/3".
+std::string member_path(const MemberRecord& m) { return m.id.substr(m.app.size() + 1); }
 
 bool agent_runs(const std::string& agent_state) {
   return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping";
@@ -96,6 +101,9 @@ Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reaso
   MemberRecord next = m.record;
   next.state = std::string(to_string(to));
   next.updated_at = now;
+  if (is_live(to)) {
+    next.healing_delayed_since.reset();  // nothing left to heal
+  }
   WriteBatch batch;
   batch.mutations.push_back(PutMember{next});
   batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
@@ -293,6 +301,9 @@ void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
 
 void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
   m.stats = report.stats;
+  if (report.stats && m.state == MemberState::kActive) {
+    loads_[m.record.app + "/" + m.record.cluster].samples.emplace_back(clock_.now(), report.stats->load);
+  }
   if (report.state == "Exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
     (void)set_state(m, MemberState::kFailed, "the process exited");
     return;
@@ -554,9 +565,135 @@ void Fleet::retire(MemberEntry& m, const std::string& reason) {
   }
 }
 
-void Fleet::reconcile_cluster(const ClusterRef& cluster) {
+// model.md, "autohealing off": the fact is recorded and published once, and
+// nothing is started or stopped for the member.
+void Fleet::delay_healing(MemberEntry& m) {
+  if (m.record.healing_delayed_since) {
+    return;
+  }
+  const TimePoint now = clock_.now();
+  MemberRecord next = m.record;
+  next.healing_delayed_since = now;
+  const std::string message = "autohealing is off: " + m.record.id + " (" + m.record.state +
+                              ") is neither restarted nor replaced";
+  WriteBatch batch;
+  batch.mutations.push_back(PutMember{next});
+  batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
+                                              "HealingDelayed", m.record.state, m.record.state, message)});
+  if (store_.commit(batch)) {
+    spdlog::warn("{}", message);
+    m.record = std::move(next);
+  }
+}
+
+// Autohealing is back on for a member that still needs it: say for how long
+// healing waited, then heal as usual.
+void Fleet::resume_healing(MemberEntry& m) {
+  const TimePoint now = clock_.now();
+  const auto waited = duration_cast<milliseconds>(now - *m.record.healing_delayed_since);
+  const std::string message = "autohealing is on again: healing of " + m.record.id + " had been delayed since " +
+                              format_rfc3339(*m.record.healing_delayed_since) + " (" + format_duration(waited) + ")";
+  MemberRecord next = m.record;
+  next.healing_delayed_since.reset();
+  WriteBatch batch;
+  batch.mutations.push_back(PutMember{next});
+  batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
+                                              "HealingResumed", m.record.state, m.record.state, message)});
+  if (store_.commit(batch)) {
+    spdlog::info("{}", message);
+    m.record = std::move(next);
+  }
+}
+
+int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+                     const std::vector<ClusterScaleRecord>& scales) {
+  const TimePoint now = clock_.now();
+  const AutoscalingPolicy& policy = cluster.spec->autoscaling;
+  const MemberCounts& counts = cluster.spec->members;
+  const std::string where = cluster.app->name + "/" + cluster.path;
+  ClusterLoad& load = loads_[where];
+
+  while (!load.samples.empty() && now - load.samples.front().first > std::chrono::seconds(policy.window_seconds)) {
+    load.samples.pop_front();
+  }
+  if (!load.samples.empty()) {
+    double sum = 0;
+    for (const auto& [t, value] : load.samples) {
+      sum += value;
+    }
+    load.average = sum / static_cast<double>(load.samples.size());
+    const std::string state = *load.average > policy.scale_up_above     ? "overload"
+                              : *load.average < policy.scale_down_below ? "underload"
+                                                                        : "normal";
+    if (state != load.state) {
+      const std::string message = fmt::format("average load {:.2f} over {}s (scale up above {}, down below {})",
+                                              *load.average, policy.window_seconds, policy.scale_up_above,
+                                              policy.scale_down_below);
+      WriteBatch batch;
+      batch.mutations.push_back(
+          AppendEvent{event(now, cluster.app->name, where, "", "LoadStateChanged", load.state, state, message)});
+      if (store_.commit(batch)) {
+        spdlog::info("{}: load {} -> {}: {}", where, load.state, state, message);
+        load.state = state;
+      }
+    }
+  }
+
+  // The autoscaler's count holds while the operator's desired is unchanged.
+  int desired = counts.desired;
+  auto scale = std::find_if(scales.begin(), scales.end(),
+                            [&](const ClusterScaleRecord& s) { return s.cluster == cluster.path; });
+  if (scale != scales.end() && scale->base_desired == counts.desired) {
+    desired = static_cast<int>(std::clamp<int64_t>(scale->desired, counts.min, counts.max));
+  }
+  scaled_[where] = desired != counts.desired ? std::optional<int>(desired) : std::nullopt;
+
+  const bool enabled = resolve(values, cluster.path, Setting::kAutoscaling).effective == "on";
+  const bool cooled = !load.last_decision || now - *load.last_decision >= std::chrono::seconds(policy.cooldown_seconds);
+  const int wanted = load.state == "overload" && desired < counts.max    ? desired + 1
+                     : load.state == "underload" && desired > counts.min ? desired - 1
+                                                                         : desired;
+  if (!enabled || !cooled || wanted == desired || !cluster.app->deployed) {
+    return desired;
+  }
+  const std::string reason = load.state + ": " + fmt::format("average load {:.2f}", *load.average);
+  WriteBatch batch;
+  batch.mutations.push_back(
+      PutClusterScale{{cluster.app->name, cluster.path, wanted, counts.desired, reason, now}});
+  batch.mutations.push_back(AppendEvent{event(now, cluster.app->name, where, "", "ClusterScaled",
+                                              std::to_string(desired), std::to_string(wanted),
+                                              "autoscaling " + where + " from " + std::to_string(desired) + " to " +
+                                                  std::to_string(wanted) + " members (" + reason + ")")});
+  if (!store_.commit(batch)) {
+    return desired;
+  }
+  spdlog::info("{}: autoscaling {} -> {} ({})", where, desired, wanted, reason);
+  load.last_decision = now;
+  scaled_[where] = wanted != counts.desired ? std::optional<int>(wanted) : std::nullopt;
+  return wanted;
+}
+
+json Fleet::load_json(const std::string& app) const {
+  std::lock_guard lock(mu_);
+  json out = json::object();
+  const std::string prefix = app + "/";
+  for (const auto& [key, load] : loads_) {
+    if (key.starts_with(prefix)) {
+      json j = {{"state", load.state}};
+      j["average"] = load.average ? json(*load.average) : json(nullptr);
+      auto scaled = scaled_.find(key);
+      j["scaledDesired"] = scaled != scaled_.end() && scaled->second ? json(*scaled->second) : json(nullptr);
+      out[key.substr(prefix.size())] = std::move(j);
+    }
+  }
+  return out;
+}
+
+void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+                              const std::vector<ClusterScaleRecord>& scales) {
   const TimePoint now = clock_.now();
   std::vector<MemberEntry*> live;
+  int held = 0;  // failing members that autohealing off keeps in place
   for (auto& [id, m] : members_) {
     if (m.record.app != cluster.app->name || m.record.cluster != cluster.path) {
       continue;
@@ -568,14 +705,26 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster) {
                         "healthy for " + format_duration(duration_cast<milliseconds>(ready_for)));
       }
     }
-    if (m.state == MemberState::kFailed) {
-      retire(m, "cleaning up a failed member");  // autohealing's basic path: a replacement follows below
+    if (m.state == MemberState::kFailed || m.state == MemberState::kUnreachable) {
+      if (cluster.app->deployed &&
+          resolve(values, member_path(m.record), Setting::kAutohealing).effective == "off") {
+        delay_healing(m);
+        ++held;
+        continue;
+      }
+      if (m.record.healing_delayed_since) {
+        resume_healing(m);
+      }
+      if (m.state == MemberState::kFailed) {
+        retire(m, "cleaning up a failed member");  // a replacement follows below
+      }
     }
     if (is_live(m.state)) {
       live.push_back(&m);
     }
   }
-  const int desired = cluster.app->deployed ? cluster.spec->members.desired : 0;
+  const int scaled = autoscale(cluster, values, scales);
+  const int desired = cluster.app->deployed ? scaled : 0;
   if (static_cast<int>(live.size()) > desired) {
     // Scale down the least useful first: not yet active, then the newest.
     std::sort(live.begin(), live.end(), [](const MemberEntry* a, const MemberEntry* b) {
@@ -587,7 +736,7 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster) {
       retire(*live[i], cluster.app->deployed ? "scaling down to " + std::to_string(desired) : "application deleted");
     }
   }
-  for (int missing = desired - static_cast<int>(live.size()); missing > 0; --missing) {
+  for (int missing = desired - static_cast<int>(live.size()) - held; missing > 0; --missing) {
     if (!create_member(cluster)) {
       break;
     }
@@ -605,13 +754,15 @@ void Fleet::tick() {
   std::set<std::pair<std::string, std::string>> wanted;
   for (const auto& app : *apps) {
     const ApplicationSpec* spec = spec_of(app.name, app.current_revision);
-    if (!spec) {
+    auto values = store_.list_operational_values(app.name);
+    auto scales = store_.list_cluster_scales(app.name);
+    if (!spec || !values || !scales) {
       continue;
     }
     for (const auto& node : flatten(*spec)) {
       if (node.cluster) {
         wanted.insert({app.name, node.path});
-        reconcile_cluster(ClusterRef{&app, node.path, node.cluster});
+        reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, *values, *scales);
       }
     }
   }

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,10 @@ class Fleet {
   Result<nlohmann::json> set_host_draining(const std::string& host_id, bool draining, const Caller& caller);
   Result<nlohmann::json> members_json(const MemberQuery& query, const std::optional<std::string>& visible_app);
   Result<nlohmann::json> member_json(const std::string& member_id, const std::optional<std::string>& visible_app);
+  // Per cluster of `app`: the load state, the average load over the window,
+  // and the member count the autoscaler wants (nullopt: the manifest's).
+  nlohmann::json load_json(const std::string& app) const;
+
   // A member's output (or a hook's, later), asked of its agent.
   Result<nlohmann::json> logs(const std::string& member_id, const std::optional<std::string>& visible_app,
                               std::chrono::milliseconds timeout);
@@ -92,6 +97,13 @@ class Fleet {
     std::string path;
     const ClusterSpec* spec;
   };
+  // The autoscaler's view of one cluster (model.md, "Autoscaling").
+  struct ClusterLoad {
+    std::deque<std::pair<TimePoint, double>> samples;  // one per member report
+    std::string state = "normal";                      // normal | overload | underload
+    std::optional<double> average;
+    std::optional<TimePoint> last_decision;
+  };
   struct LogRequest {
     std::optional<protocol::CommandResult> result;
   };
@@ -100,7 +112,14 @@ class Fleet {
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason);
   Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
-  void reconcile_cluster(const ClusterRef& cluster);
+  void reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+                         const std::vector<ClusterScaleRecord>& scales);
+  // Updates the load state and, with autoscaling on, decides a new member
+  // count; returns the count the cluster should have now.
+  int autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+                const std::vector<ClusterScaleRecord>& scales);
+  void delay_healing(MemberEntry& m);
+  void resume_healing(MemberEntry& m);
   void retire(MemberEntry& m, const std::string& reason);
   Status create_member(const ClusterRef& cluster);
   void send_outstanding(MemberEntry& m);
@@ -130,6 +149,8 @@ class Fleet {
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
   std::map<std::string, LogRequest> log_requests_;
+  std::map<std::string, ClusterLoad> loads_;  // by "app/cluster"
+  std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
 };
 
 }  // namespace tranche

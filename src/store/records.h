@@ -104,6 +104,20 @@ struct OperationRecord {
   bool operator==(const OperationRecord&) const = default;
 };
 
+// The autoscaler's current decision for one cluster: how many members it
+// wants, within the manifest's min..max. It holds while the manifest's
+// `desired` is still `base_desired`; an operator's new desired wins.
+struct ClusterScaleRecord {
+  std::string app;
+  std::string cluster;  // path within the app
+  int64_t desired = 0;
+  int64_t base_desired = 0;
+  std::string reason;
+  TimePoint decided_at{};
+
+  bool operator==(const ClusterScaleRecord&) const = default;
+};
+
 enum class Role { kViewer, kOperator, kAdmin };
 
 struct TokenRecord {

@@ -140,8 +140,23 @@ CREATE INDEX members_app_cluster ON members (app, cluster);
 )sql");
 }
 
+// Version 3: the autoscaler's decisions, one per cluster.
+Status step_2_to_3(sqlite3* db) {
+  return exec(db, R"sql(
+CREATE TABLE cluster_scales (
+  app TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  desired INTEGER NOT NULL,
+  base_desired INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  decided_at INTEGER NOT NULL,
+  PRIMARY KEY (app, cluster)
+);
+)sql");
+}
+
 // kSteps[n] turns version n into n + 1.
-constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2};
+constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3};
 constexpr int kCurrentVersion = static_cast<int>(std::size(kSteps));
 
 Result<int64_t> query_int(sqlite3* db, const char* sql, int64_t if_no_row) {

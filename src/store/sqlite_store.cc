@@ -28,6 +28,7 @@ namespace {
 #define APPLICATION_COLUMNS "name, current_revision, deployed, version, operation_seq, created_at, updated_at"
 #define REVISION_COLUMNS "app, number, manifest_json, author, summary, created_at"
 #define VALUE_COLUMNS "app, path, setting, value, expires_at, previous_value, set_by, set_at"
+#define SCALE_COLUMNS "app, cluster, desired, base_desired, reason, decided_at"
 #define MEMBER_COLUMNS                                                                                              \
   "id, app, cluster, ordinal, host, state, revision, version, pid, ports_json, healing_delayed_since, created_at, " \
   "updated_at"
@@ -156,6 +157,7 @@ RevisionRecord read_revision(Row r) { return {r.text(), r.i64(), r.text(), r.tex
 OperationalValueRecord read_value(Row r) {
   return {r.text(), r.text(), r.setting(), r.text(), r.opt_time(), r.opt_text(), r.text(), r.time()};
 }
+ClusterScaleRecord read_scale(Row r) { return {r.text(), r.text(), r.i64(), r.i64(), r.text(), r.time()}; }
 MemberRecord read_member(Row r) {
   return {r.text(),     r.text(), r.text(), r.i64(),     r.text(),
           r.text(),     r.i64(),  r.text(), r.opt_i64(), r.json<std::map<std::string, int>>(),
@@ -291,6 +293,12 @@ class SqliteStore final : public Store {
                      " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, app, path, setting")
                    .bind(t),
                read_value);
+  }
+
+  Result<std::vector<ClusterScaleRecord>> list_cluster_scales(const std::string& app) override {
+    std::lock_guard lock(mu_);
+    return all(query("SELECT " SCALE_COLUMNS " FROM cluster_scales WHERE app = ? ORDER BY cluster").bind(app),
+               read_scale);
   }
 
   Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) override {
@@ -489,6 +497,17 @@ class SqliteStore final : public Store {
     return query("DELETE FROM operational_values WHERE app = ? AND path = ? AND setting = ?")
         .bind(m.app, m.path, to_string(m.setting))
         .run();
+  }
+
+  Status apply(const PutClusterScale& m, EventCounter&, CommitResult&) {
+    const ClusterScaleRecord& c = m.record;
+    return query("INSERT OR REPLACE INTO cluster_scales (" SCALE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(c.app, c.cluster, c.desired, c.base_desired, c.reason, c.decided_at)
+        .run();
+  }
+
+  Status apply(const DeleteClusterScale& m, EventCounter&, CommitResult&) {
+    return query("DELETE FROM cluster_scales WHERE app = ? AND cluster = ?").bind(m.app, m.cluster).run();
   }
 
   Status apply(const PutMember& m, EventCounter&, CommitResult&) {

@@ -33,10 +33,12 @@ struct PutOperation { OperationRecord record; };
 struct PutToken { TokenRecord record; };
 struct AppendAudit { AuditRecord record; };
 struct AppendEvent { EventRecord record; };  // seq assigned at commit
+struct PutClusterScale { ClusterScaleRecord record; };
+struct DeleteClusterScale { std::string app; std::string cluster; };
 
 using Mutation = std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue,
                               DeleteOperationalValue, PutMember, PutHost, PutOperation, PutToken, AppendAudit,
-                              AppendEvent>;
+                              AppendEvent, PutClusterScale, DeleteClusterScale>;
 
 struct WriteBatch {
   std::vector<ExpectApplicationVersion> preconditions;
@@ -80,6 +82,8 @@ class Store {
   virtual Result<std::vector<OperationalValueRecord>> list_operational_values(const std::string& app) = 0;
   // Time-boxed values of every application that expire at or before `t`.
   virtual Result<std::vector<OperationalValueRecord>> list_expiring_values(TimePoint t) = 0;
+
+  virtual Result<std::vector<ClusterScaleRecord>> list_cluster_scales(const std::string& app) = 0;
 
   virtual Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) = 0;
   virtual Result<std::vector<MemberRecord>> list_members(const MemberQuery& query) = 0;

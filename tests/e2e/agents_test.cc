@@ -3,11 +3,14 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <set>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/client.h"
+#include "common/time_format.h"
 #include "harness.h"
 
 namespace tranche::e2e {
@@ -294,6 +297,114 @@ TEST_F(Fleet, DrainedHostTakesNoNewMembers) {
   }
   EXPECT_EQ(controller_->cli({"host", "undrain", host}).exit_code, 0);
   EXPECT_EQ(controller_->cli({"host", "drain", "nope"}).exit_code, 1);
+}
+
+TEST_F(Fleet, AutohealingOffOnOneClusterDelaysOnlyItsHealing) {
+  apply();
+  ASSERT_EQ(controller_->cli({"set", "autohealing", "off", "shop/web"}).exit_code, 0);
+  const json web_victim = active("shop/web").front();
+  const json db_victim = active("shop/db").front();
+  ASSERT_EQ(::kill(static_cast<pid_t>(web_victim["pid"].get<int64_t>()), SIGKILL), 0);
+  ASSERT_EQ(::kill(static_cast<pid_t>(db_victim["pid"].get<int64_t>()), SIGKILL), 0);
+
+  // The sibling cluster heals: a new db member becomes Active.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto db = active("shop/db");
+        return db.size() == 2 && std::none_of(db.begin(), db.end(), [&](const json& m) { return m["id"] == db_victim["id"]; });
+      },
+      20s));
+  ASSERT_TRUE(wait_until([&] { return !events_of_type("HealingDelayed").empty(); }, 10s));
+  const json delayed = events_of_type("HealingDelayed").front();
+  EXPECT_EQ(delayed["member"], web_victim["id"]);
+  // Healing the sibling took several heartbeat intervals; web got nothing meanwhile.
+  const auto web = members("shop/web");
+  EXPECT_EQ(web.size(), 3u);
+  for (const auto& m : web) {
+    if (m["id"] == web_victim["id"]) {
+      EXPECT_EQ(m["state"], "Failed");
+      EXPECT_FALSE(m["healingDelayedSince"].is_null());
+    }
+  }
+  auto listing = controller_->cli({"get", "members", "shop/web"});
+  EXPECT_NE(listing.out.find("healing-delayed-since="), std::string::npos) << listing.out;
+
+  ASSERT_EQ(controller_->cli({"set", "autohealing", "on", "shop/web"}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return !events_of_type("HealingResumed").empty(); }, 10s));
+  EXPECT_NE(events_of_type("HealingResumed").front()["message"].get<std::string>().find("delayed since"),
+            std::string::npos);
+  ASSERT_TRUE(wait_until([&] { return all_active(); }, 20s));
+}
+
+constexpr const char* kScalable = R"(application: shop
+clusters:
+  - name: api
+    members: {min: 1, max: 3, desired: 1}
+    artifact: {version: "1", command: ["tranche-hello", "--port", "${PORT_HTTP}"]}
+    ports: [http]
+    health: {http: {port: http, path: /healthz}}
+    stats: {http: {port: http, path: /admin/load}}
+    update: {minReadySeconds: 0}
+    autoscaling: {windowSeconds: 2, scaleUpAbove: 0.8, scaleDownBelow: 0.2, cooldownSeconds: 2}
+    operational: {autoscaling: "off"}
+)";
+
+TEST_F(Fleet, AutoscalingFollowsLoadOnlyWhenOn) {
+  write_file(dir_.path() / "scalable.yaml", kScalable);
+  ASSERT_EQ(controller_->cli({"apply", "-f", (dir_.path() / "scalable.yaml").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return active("shop/api").size() == 1; }, 20s));
+  auto set_load = [&](double load) {
+    for (const auto& m : active("shop/api")) {
+      cli::ApiClient member("http://127.0.0.1:" + std::to_string(m["ports"]["http"].get<int>()), "");
+      member.send("POST", "/admin/load?value=" + std::to_string(load));
+    }
+  };
+  auto load_states = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : events_of_type("LoadStateChanged")) {
+      out.push_back(e["to"]);
+    }
+    return out;
+  };
+  set_load(0.95);
+  ASSERT_TRUE(wait_until([&] { return !load_states().empty() && load_states().back() == "overload"; }, 15s));
+  // Off: the overload is published and nothing is added, heartbeat after heartbeat.
+  EXPECT_FALSE(wait_until([&] { return members("shop/api").size() != 1; }, 3s));
+
+  ASSERT_EQ(controller_->cli({"set", "autoscaling", "on", "shop/api"}).exit_code, 0);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        set_load(0.95);  // new members report their own load
+        return active("shop/api").size() == 3;
+      },
+      40s));
+  set_load(0.05);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        set_load(0.05);
+        return members("shop/api").size() == 1;
+      },
+      40s));
+  const auto scaled = events_of_type("ClusterScaled");
+  ASSERT_EQ(scaled.size(), 4u) << "1 -> 2 -> 3 -> 2 -> 1";
+  for (size_t i = 1; i < scaled.size(); ++i) {
+    const auto gap = parse_rfc3339(scaled[i]["time"].get<std::string>()).value() -
+                     parse_rfc3339(scaled[i - 1]["time"].get<std::string>()).value();
+    EXPECT_GE(gap, 2s) << "cooldown respected between decisions " << i - 1 << " and " << i;
+  }
+}
+
+TEST_F(Fleet, UndeployedAppKeepsAutoscalingOffForItsNewMembers) {
+  // Configured but not deployed: apply, undeploy, set, deploy again.
+  write_file(dir_.path() / "scalable.yaml", kScalable);
+  ASSERT_EQ(controller_->cli({"apply", "-f", (dir_.path() / "scalable.yaml").string()}).exit_code, 0);
+  ASSERT_EQ(controller_->cli({"delete", "shop"}).exit_code, 0);
+  ASSERT_EQ(controller_->cli({"set", "autoscaling", "off", "shop", "--recursive"}).exit_code, 0);
+  ASSERT_EQ(controller_->cli({"apply", "-f", (dir_.path() / "scalable.yaml").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return active("shop/api").size() == 1; }, 20s));
+  const json describe = get({"describe", "shop/api", "-o", "json"});
+  EXPECT_EQ(describe["tree"][0]["autoscaling"]["effective"], "off");
+  EXPECT_EQ(describe["tree"][0]["members"]["items"][0]["operational"]["autoscaling"]["effective"], "off");
 }
 
 // `tranche controller --dev` runs its own agent, which outlives a crash of

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <sstream>
 
 namespace tranche::e2e {
@@ -29,7 +30,11 @@ std::string describe(const std::vector<std::string>& args, const CliResult& r) {
   for (const auto& a : args) {
     text += " " + a;
   }
-  return text + " exited " + std::to_string(r.exit_code) + ": " + r.err;
+  std::string err = r.err;
+  while (!err.empty() && std::isspace(static_cast<unsigned char>(err.back()))) {
+    err.pop_back();
+  }
+  return text + " exited " + std::to_string(r.exit_code) + ": " + err;
 }
 
 }  // namespace

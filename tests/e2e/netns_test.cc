@@ -35,6 +35,7 @@ clusters:
       http: {port: http, path: /healthz}
       intervalSeconds: 1
     update: {minReadySeconds: 0}
+    operational: {autoscaling: "off", autohealing: "on"}  # host load must not change the count
 )";
 
 bool process_alive(int64_t pid) { return ::kill(static_cast<pid_t>(pid), 0) == 0; }
@@ -161,7 +162,8 @@ class NetworkNamespaces : public ::testing::Test {
   json hosts() { return get({"get", "hosts", "-o", "json"}); }
 
   json host(const std::string& id) {
-    for (const auto& h : hosts()["items"]) {
+    const json listed = hosts();
+    for (const auto& h : listed["items"]) {
       if (h["id"] == id) {
         return h;
       }
@@ -171,7 +173,8 @@ class NetworkNamespaces : public ::testing::Test {
 
   int ready_hosts() {
     int n = 0;
-    for (const auto& h : hosts()["items"]) {
+    const json listed = hosts();
+    for (const auto& h : listed["items"]) {
       n += h["connected"].get<bool>() && h["state"] == "Ready" ? 1 : 0;
     }
     return n;
@@ -179,7 +182,8 @@ class NetworkNamespaces : public ::testing::Test {
 
   std::vector<json> members() {
     std::vector<json> out;
-    for (const auto& m : get({"get", "members", "part", "-o", "json"})["items"]) {
+    const json listed = get({"get", "members", "part", "-o", "json"});
+    for (const auto& m : listed["items"]) {
       out.push_back(m);
       if (m["pid"].is_number()) {
         pids_seen_.insert(m["pid"].get<int64_t>());
@@ -205,7 +209,8 @@ class NetworkNamespaces : public ::testing::Test {
 
   std::string diagnostics() {
     return "\nhosts: " + hosts().dump(2) + "\nmembers: " + get({"get", "members", "-o", "json"}).dump(2) +
-           "\nagent a: " + agents_[kA]->err() + "\ncontroller: " + controller_->err();
+           "\nevents:\n" + cli({"events", "-o", "json"}).out + "\nagent a: " + agents_[kA]->out() +
+           agents_[kA]->err() + "\ncontroller: " + controller_->out() + controller_->err();
   }
 
   TempDir dir_;

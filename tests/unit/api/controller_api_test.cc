@@ -17,7 +17,8 @@ class ControllerApiTest : public ::testing::Test {
     store_ = std::move(open_sqlite_store({":memory:"}).value());
     access_ = std::make_unique<AccessControl>(*store_, clock_);
     apps_ = std::make_unique<ApplicationService>(*store_, clock_);
-    api_ = std::make_unique<ControllerApi>(*apps_, *access_, *store_, metrics_);
+    fleet_ = std::make_unique<Fleet>(*store_, clock_, FleetOptions{});
+    api_ = std::make_unique<ControllerApi>(*apps_, *access_, *fleet_, *store_, metrics_);
     admin_ = token(Role::kAdmin, std::nullopt);
   }
 
@@ -47,6 +48,7 @@ class ControllerApiTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<AccessControl> access_;
   std::unique_ptr<ApplicationService> apps_;
+  std::unique_ptr<Fleet> fleet_;
   std::unique_ptr<ControllerApi> api_;
   std::string admin_;
 };
@@ -108,6 +110,16 @@ TEST_F(ControllerApiTest, ScopedTokensSeeOnlyTheirApplication) {
   const std::string mine = token(Role::kViewer, std::string("shop"));
   EXPECT_EQ(call("GET", "/api/v1/applications/shop", mine).status, 200);
   EXPECT_FALSE(json::parse(call("GET", "/api/v1/events", mine).body)["items"].empty());
+}
+
+TEST_F(ControllerApiTest, MemberIdsWithSlashesRoute) {
+  EXPECT_EQ(call("GET", "/api/v1/members/shop/web/3", admin_).status, 404);
+  const Response logs = call("GET", "/api/v1/members/shop/web/3/logs", admin_);
+  EXPECT_EQ(logs.status, 404);
+  EXPECT_NE(json::parse(logs.body)["error"]["message"].get<std::string>().find("shop/web/3"), std::string::npos);
+  EXPECT_EQ(call("GET", "/api/v1/members?app=shop", admin_).status, 200);
+  EXPECT_EQ(call("GET", "/api/v1/hosts", admin_).status, 200);
+  EXPECT_EQ(call("POST", "/api/v1/hosts/h1/drain", token(Role::kOperator, std::nullopt)).status, 403);
 }
 
 TEST_F(ControllerApiTest, UnknownPathsAndMethods) {

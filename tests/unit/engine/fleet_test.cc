@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/application_service.h"
+#include "engine/operational_state.h"
 
 namespace tranche {
 namespace {
@@ -265,6 +266,142 @@ TEST_F(FleetTest, CordonedHostGetsNothingNew) {
   EXPECT_TRUE(a.link->of_type("command", "start").empty());
   EXPECT_EQ(b.link->of_type("command", "start").size(), 2u);
   EXPECT_EQ(fleet_->set_host_draining("nope", true, {"t", "t"}).error().code, ErrorCode::kNotFound);
+}
+
+std::vector<EventRecord> events_of(Store& store, const std::string& type);
+
+constexpr const char* kScaled = R"(application: shop
+clusters:
+  - name: web
+    members: {min: 1, max: 4, desired: 2}
+    artifact: {version: "1", command: ["web"]}
+    update: {minReadySeconds: 0}
+    autoscaling: {windowSeconds: 10, scaleUpAbove: 0.8, scaleDownBelow: 0.2, cooldownSeconds: 30}
+    operational: {autoscaling: "off"}
+)";
+
+TEST_F(FleetTest, AutoscalingTracksLoadWhenOffAndScalesWithCooldownWhenOn) {
+  Joined a = join("a");
+  apply(kScaled);
+  fleet_->tick();
+  auto report = [&](double load) {
+    std::vector<protocol::MemberReport> reports;
+    for (const auto& [id, state] : states()) {
+      if (state != "Terminated") {
+        reports.push_back({id, "Running", true, protocol::MemberStats{load, std::nullopt}, 1, {}});
+      }
+    }
+    heartbeat(a, reports);
+  };
+  report(0.9);  // healthy: Starting -> Active on the next tick
+  fleet_->tick();
+  report(0.9);
+  fleet_->tick();
+  ASSERT_EQ(events_of(*store_, "LoadStateChanged").size(), 1u);
+  EXPECT_EQ(events_of(*store_, "LoadStateChanged")[0].to_json, "\"overload\"");
+  clock_.advance(60s);
+  report(0.9);
+  fleet_->tick();
+  EXPECT_EQ(states().size(), 2u) << "autoscaling off: tracked, not acted on";
+
+  auto on = parse_operational_change({{"path", "web"}, {"autoscaling", "on"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *on, {"t", "t"}).has_value());
+  fleet_->tick();
+  EXPECT_EQ(states().size(), 3u) << "one member added";
+  EXPECT_EQ(store_->list_cluster_scales("shop").value().at(0).desired, 3);
+  clock_.advance(10s);
+  report(0.9);
+  fleet_->tick();
+  EXPECT_EQ(states().size(), 3u) << "cooldown";
+  clock_.advance(20s);
+  report(0.9);
+  fleet_->tick();
+  EXPECT_EQ(states().size(), 4u);
+  clock_.advance(60s);
+  report(0.9);
+  fleet_->tick();
+  EXPECT_EQ(states().size(), 4u) << "never above max";
+
+  clock_.advance(11s);  // the overload samples leave the window
+  report(0.05);
+  fleet_->tick();
+  EXPECT_EQ(events_of(*store_, "LoadStateChanged").back().to_json, "\"underload\"");
+  int live = 0;
+  for (const auto& [id, state] : states()) {
+    live += state == "Stopping" ? 0 : 1;
+  }
+  EXPECT_EQ(live, 3) << "one member removed";
+  EXPECT_EQ(events_of(*store_, "ClusterScaled").size(), 3u);
+}
+
+TEST_F(FleetTest, AnOperatorsNewDesiredOverridesTheAutoscaler) {
+  Joined a = join("a");
+  apply(kScaled);
+  WriteBatch batch;
+  batch.mutations.push_back(PutClusterScale{{"shop", "web", 4, 2, "test", clock_.now()}});
+  ASSERT_TRUE(store_->commit(batch).has_value());
+  fleet_->tick();
+  EXPECT_EQ(states().size(), 4u) << "the autoscaler's count holds";
+  std::string changed = kScaled;
+  changed.replace(changed.find("desired: 2"), 10, "desired: 1");
+  apply(changed);
+  fleet_->tick();
+  int live = 0;
+  for (const auto& [id, state] : states()) {
+    live += state == "Stopping" ? 0 : 1;
+  }
+  EXPECT_EQ(live, 1) << "the manifest's new desired wins";
+}
+
+std::vector<EventRecord> events_of(Store& store, const std::string& type) {
+  auto all = store.list_events({0, std::nullopt, 100000}).value();
+  std::erase_if(all, [&](const EventRecord& e) { return e.type != type; });
+  return all;
+}
+
+TEST_F(FleetTest, AutohealingOffDelaysHealingUntilItIsOnAgain) {
+  Joined a = join("a");
+  apply();
+  fleet_->tick();
+  auto off = parse_operational_change({{"path", "web"}, {"autohealing", "off"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *off, {"t", "t"}).has_value());
+  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, ""}));
+  fleet_->tick();
+  for (int i = 0; i < 5; ++i) {
+    clock_.advance(1s);
+    heartbeat(a, {});
+    fleet_->tick();
+  }
+  EXPECT_EQ(states(), (std::map<std::string, std::string>{{"shop/web/1", "Failed"}, {"shop/web/2", "Starting"}}))
+      << "neither stopped nor replaced";
+  ASSERT_EQ(events_of(*store_, "HealingDelayed").size(), 1u) << "published once";
+  EXPECT_TRUE(store_->get_member("shop", "shop/web/1").value()->healing_delayed_since.has_value());
+
+  auto on = parse_operational_change({{"path", "web"}, {"autohealing", "on"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *on, {"t", "t"}).has_value());
+  fleet_->tick();
+  const auto resumed = events_of(*store_, "HealingResumed");
+  ASSERT_EQ(resumed.size(), 1u);
+  EXPECT_NE(resumed[0].message.find("delayed since"), std::string::npos) << resumed[0].message;
+  EXPECT_NE(resumed[0].message.find("(5s)"), std::string::npos) << resumed[0].message;
+  EXPECT_FALSE(store_->get_member("shop", "shop/web/1").value()->healing_delayed_since.has_value());
+  EXPECT_EQ(states()["shop/web/1"], "Stopping");
+  EXPECT_EQ(states()["shop/web/3"], "Starting") << "healed now";
+}
+
+TEST_F(FleetTest, AutohealingOffKeepsAnUnreachableMemberUnreplaced) {
+  Joined a = join("a");
+  Joined b = join("b");
+  auto off = parse_operational_change({{"autohealing", "off"}});
+  apply();
+  ASSERT_TRUE(apps_->set_operational_state("shop", *off, {"t", "t"}).has_value());
+  fleet_->tick();
+  clock_.advance(4s);
+  heartbeat(b, {});
+  fleet_->tick();
+  EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
+  EXPECT_EQ(states().size(), 2u) << "no replacement started";
+  EXPECT_EQ(events_of(*store_, "HealingDelayed").size(), 1u);
 }
 
 }  // namespace

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "store/schema.h"
 #include "store/store.h"
@@ -55,14 +58,32 @@ std::string meta(const std::string& path, const std::string& key) {
   return RawDb(path).query("SELECT value FROM meta WHERE key = '" + key + "'");
 }
 
-TEST(StoreMigration, Version1FixtureIsWhatStep0To1Creates) {
+// A frozen fixture of version N has exactly the schema that the steps up to N
+// create in a fresh database: released steps were not edited.
+void expect_fixture_is_what_the_steps_create(const std::string& fixture, int version) {
   TempDir dir;
-  load_fixture(dir.file("fixture.db"), "store-v1.sql");
+  load_fixture(dir.file("fixture.db"), fixture);
   RawDb fresh(dir.file("fresh.db"));
-  EXPECT_EQ(ok(schema::migrate(fresh.get(), 1)), 1);
+  EXPECT_EQ(ok(schema::migrate(fresh.get(), version)), version);
   EXPECT_EQ(describe_schema(fresh), describe_schema(RawDb(dir.file("fixture.db"))))
-      << "step_0_to_1 changed after release: add a new step instead";
-  EXPECT_EQ(meta(dir.file("fresh.db"), "schema_version"), "1\n");
+      << "a step up to version " << version << " changed after release: add a new step instead";
+  EXPECT_EQ(meta(dir.file("fresh.db"), "schema_version"), std::to_string(version) + "\n");
+  EXPECT_EQ(meta(dir.file("fixture.db"), "schema_version"), std::to_string(version) + "\n");
+}
+
+TEST(StoreMigration, Version1FixtureIsWhatStep0To1Creates) { expect_fixture_is_what_the_steps_create("store-v1.sql", 1); }
+
+TEST(StoreMigration, Version2FixtureIsWhatSteps0To2Create) { expect_fixture_is_what_the_steps_create("store-v2.sql", 2); }
+
+// The table added by version 3 works in a migrated store.
+void expect_cluster_scales_work(Store& store, const std::string& app, int64_t app_version) {
+  EXPECT_TRUE(ok(store.list_cluster_scales(app)).empty());
+  const ClusterScaleRecord web{app, "web", 4, 2, "cpu 85% > 70%", at(1800009000000)};
+  const ClusterScaleRecord db{app, "backend/db", 3, 3, "steady", at(1800009000001)};
+  ok(store.commit(WriteBatch{{{app, app_version}}, {PutClusterScale{web}, PutClusterScale{db}}}));
+  EXPECT_THAT(ok(store.list_cluster_scales(app)), ElementsAre(db, web));
+  ok(store.commit(WriteBatch{{}, {DeleteClusterScale{app, "backend/db"}}}));
+  EXPECT_THAT(ok(store.list_cluster_scales(app)), ElementsAre(web));
 }
 
 TEST(StoreMigration, MigratesTheVersion1Fixture) {
@@ -70,9 +91,9 @@ TEST(StoreMigration, MigratesTheVersion1Fixture) {
   const std::string path = dir.file("store.db");
   load_fixture(path, "store-v1.sql");
   auto store = ok(open_sqlite_store({path}));
-  EXPECT_EQ(store->schema_version(), 2);
-  EXPECT_EQ(current_schema_version(), 2);
-  EXPECT_EQ(meta(path, "schema_version"), "2\n");
+  EXPECT_EQ(current_schema_version(), 3);
+  EXPECT_EQ(store->schema_version(), current_schema_version());
+  EXPECT_EQ(meta(path, "schema_version"), "3\n");
 
   // The data is intact.
   const auto app = ok(store->get_application("shop"));
@@ -119,6 +140,79 @@ TEST(StoreMigration, MigratesTheVersion1Fixture) {
   EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{4});
   EXPECT_THAT(ok(store->list_expiring_values(at(1800003600000))), ElementsAre(boxed));
   EXPECT_EQ(ok(store->list_operational_values("shop")).size(), 2u);
+  expect_cluster_scales_work(*store, "shop", 2);
+}
+
+TEST(StoreMigration, MigratesTheVersion2Fixture) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v2.sql");
+  auto store = ok(open_sqlite_store({path}));
+  EXPECT_EQ(store->schema_version(), current_schema_version());
+  EXPECT_EQ(meta(path, "schema_version"), std::to_string(current_schema_version()) + "\n");
+
+  // The data is intact, time-boxed values included.
+  std::vector<std::string> apps;
+  for (const ApplicationRecord& a : ok(store->list_applications())) {
+    apps.push_back(a.name);
+  }
+  EXPECT_THAT(apps, ElementsAre("cart", "shop"));
+  const auto app = ok(store->get_application("shop"));
+  ASSERT_TRUE(app);
+  EXPECT_EQ(app->version, 4);
+  EXPECT_EQ(app->current_revision, 3);
+  EXPECT_EQ(app->operation_seq, 2);
+  EXPECT_EQ(app->updated_at, at(1800000200000));
+  const auto revisions = ok(store->list_revisions("shop"));
+  ASSERT_EQ(revisions.size(), 3u);
+  EXPECT_EQ(revisions[0].summary, "clusters[0].members.max: 4 -> 6");
+  EXPECT_EQ(revisions[0].author, "alice");
+  const OperationalValueRecord plain{"shop",           "web",           Setting::kAutoscaling, "off", std::nullopt,
+                                     std::nullopt,     "admin-bootstrap", at(1800000070000)};
+  const OperationalValueRecord boxed{"shop", "web/1", Setting::kMaintenance, "on", at(1800003750000),
+                                     "off",  "alice", at(1800000150000)};
+  const OperationalValueRecord boxed_inherited{"cart", "", Setting::kAutohealing, "off", at(1800000760000),
+                                               std::nullopt, "ci", at(1800000160000)};
+  EXPECT_THAT(ok(store->list_operational_values("shop")), ElementsAre(plain, boxed));
+  EXPECT_THAT(ok(store->list_operational_values("cart")), ElementsAre(boxed_inherited));
+  EXPECT_TRUE(ok(store->list_expiring_values(at(1800000759999))).empty());
+  EXPECT_THAT(ok(store->list_expiring_values(at(1800000760000))), ElementsAre(boxed_inherited));
+  EXPECT_THAT(ok(store->list_expiring_values(at(4'000'000'000'000))), ElementsAre(boxed_inherited, boxed));
+  const auto stopped = ok(store->get_member("shop", "web/1"));
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->pid, std::nullopt);
+  EXPECT_EQ(stopped->healing_delayed_since, at(1800000155000));
+  EXPECT_EQ(stopped->ports, (std::map<std::string, int>{{"http", 8081}}));
+  EXPECT_EQ(ok(store->list_members({.app = "shop", .cluster = "web"})).size(), 2u);
+  EXPECT_EQ(ok(store->list_members({.app = "cart"})).size(), 1u);
+  EXPECT_EQ(ok(store->list_hosts()).size(), 2u);
+  EXPECT_EQ(ok(store->get_host("h-02"))->slots, 32);
+  const auto operation = ok(store->get_operation("op-shop-2"));
+  ASSERT_TRUE(operation);
+  EXPECT_EQ(operation->status, "Succeeded");
+  const auto scoped = ok(store->get_token("fedcba9876543210"));
+  ASSERT_TRUE(scoped);
+  EXPECT_EQ(scoped->role, Role::kOperator);
+  EXPECT_EQ(scoped->app, "cart");
+  EXPECT_TRUE(ok(store->has_admin_token()));
+  const auto audit = ok(store->list_audit(10));
+  ASSERT_EQ(audit.size(), 2u);
+  EXPECT_EQ(audit[1].actor, "alice");
+  const auto events = ok(store->list_events({.app = "shop"}));
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[2].seq, 4u);
+  EXPECT_EQ(events[2].to_json, R"("on")");
+  EXPECT_EQ(ok(store->last_event_seq()), 5u);
+
+  // The new table works, and the event log continues where it was.
+  expect_cluster_scales_work(*store, "shop", 4);
+  EXPECT_TRUE(ok(store->list_cluster_scales("cart")).empty());
+  const CommitResult result = ok(store->commit(WriteBatch{
+      {{"cart", 1}},
+      {PutClusterScale{{"cart", "api", 2, 1, "cpu 90% > 70%", at(1800009100000)}},
+       AppendEvent{{0, at(1800009100000), "cart", "api", "", "ClusterScaled", "1", "2", "autoscaled to 2"}}}}));
+  EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{6});
+  EXPECT_EQ(ok(store->list_cluster_scales("cart")).size(), 1u);
 }
 
 TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
@@ -129,10 +223,13 @@ TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   EXPECT_EQ(meta(path, "last_event_seq"), "0\n");
   EXPECT_EQ(RawDb(path).query("PRAGMA journal_mode"), "wal\n");
 
-  // The same schema as an old store brought forward.
-  load_fixture(dir.file("old.db"), "store-v1.sql");
-  ok(open_sqlite_store({dir.file("old.db")}));
-  EXPECT_EQ(describe_schema(RawDb(path)), describe_schema(RawDb(dir.file("old.db"))));
+  // The same schema as every old store brought forward.
+  for (const std::string fixture : {"store-v1.sql", "store-v2.sql"}) {
+    const std::string old = dir.file(fixture + ".db");
+    load_fixture(old, fixture);
+    ok(open_sqlite_store({old}));
+    EXPECT_EQ(describe_schema(RawDb(path)), describe_schema(RawDb(old))) << fixture;
+  }
 }
 
 TEST(StoreMigration, RefusesANewerStoreAndLeavesItUntouched) {
@@ -147,8 +244,8 @@ TEST(StoreMigration, RefusesANewerStoreAndLeavesItUntouched) {
   auto store = open_sqlite_store({path});
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
-  EXPECT_THAT(store.error().message,
-              HasSubstr("store schema version 99 is newer than this binary's 2; upgrade tranche"));
+  EXPECT_THAT(store.error().message, HasSubstr("store schema version 99 is newer than this binary's " +
+                                               std::to_string(current_schema_version()) + "; upgrade tranche"));
   EXPECT_EQ(read_file(path), before);
   EXPECT_FALSE(std::filesystem::exists(path + "-wal"));
 }
@@ -168,6 +265,20 @@ TEST(StoreMigration, AFailedStepLeavesTheOldVersion) {
   EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('operational_values')"
                               " WHERE name IN ('expires_at', 'previous_value')"),
             "0\n");
+}
+
+TEST(StoreMigration, AFailedStep2To3LeavesVersion2) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v2.sql");
+  RawDb(path).exec("CREATE TABLE cluster_scales (x INTEGER)");  // in the way of step 2 to 3
+
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr("step 2 to 3"));
+  EXPECT_EQ(meta(path, "schema_version"), "2\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('cluster_scales')"), "1\n");
 }
 
 TEST(StoreMigration, RefusesADatabaseThatIsNotAStore) {

@@ -77,6 +77,7 @@ struct Sample {
   AuditRecord audit{0, at(1200), "alice", "PUT /api/v1/applications/shop", "shop", "200"};
   EventRecord event{0,      at(1300), "shop", "web", "web/3", "MemberStateChanged", R"("Starting")", R"("Running")",
                     "ready"};
+  ClusterScaleRecord scale{"shop", "backend/db", 5, 3, "cpu 82% > 70% for 5m", at(1400)};
 };
 
 void write_sample(Store& store, const Sample& s) {
@@ -84,7 +85,7 @@ void write_sample(Store& store, const Sample& s) {
       commit(store, {PutApplication{s.app}, PutRevision{s.revision}, PutOperationalValue{s.plain},
                      PutOperationalValue{s.boxed}, PutMember{s.member}, PutMember{s.bare}, PutHost{s.host},
                      PutOperation{s.operation}, PutToken{s.scoped}, PutToken{s.global}, AppendAudit{s.audit},
-                     AppendEvent{s.event}});
+                     AppendEvent{s.event}, PutClusterScale{s.scale}});
   EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{1});
 }
 
@@ -108,6 +109,7 @@ void expect_sample(Store& store, Sample s) {
   EXPECT_THAT(ok(store.list_audit(10)), ElementsAre(s.audit));
   EXPECT_THAT(ok(store.list_events({})), ElementsAre(s.event));
   EXPECT_EQ(ok(store.last_event_seq()), 1u);
+  EXPECT_THAT(ok(store.list_cluster_scales("shop")), ElementsAre(s.scale));
 }
 
 TEST(SqliteStore, RoundTripsEveryRecordType) {
@@ -213,6 +215,55 @@ TEST(SqliteStore, PutsReplaceByKey) {
   token.role = Role::kAdmin;
   commit(*store, {PutToken{token}});
   EXPECT_EQ(ok(store->get_token("abc")), token);
+}
+
+ClusterScaleRecord scale(const std::string& app, const std::string& cluster, int64_t desired) {
+  return {app, cluster, desired, 2, "cpu above target", at(7000)};
+}
+
+TEST(SqliteStore, ClusterScalesRoundTrip) {
+  auto store = open_store();
+  EXPECT_TRUE(ok(store->list_cluster_scales("shop")).empty());
+  const ClusterScaleRecord web = scale("shop", "web", 4);
+  const ClusterScaleRecord db = scale("shop", "backend/db", 3);
+  const ClusterScaleRecord cart = scale("cart", "web", 9);
+  commit(*store, {PutClusterScale{web}, PutClusterScale{db}, PutClusterScale{cart}});
+  // Ordered by cluster, one application at a time.
+  EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(db, web));
+  EXPECT_THAT(ok(store->list_cluster_scales("cart")), ElementsAre(cart));
+  EXPECT_TRUE(ok(store->list_cluster_scales("nope")).empty());
+
+  // A put replaces the decision for the same (app, cluster).
+  ClusterScaleRecord lower = web;
+  lower.desired = 2;
+  lower.base_desired = 3;
+  lower.reason = "cpu below target";
+  lower.decided_at = at(8000);
+  commit(*store, {PutClusterScale{lower}});
+  EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(db, lower));
+
+  // Deleting removes exactly one; deleting a missing one is not an error.
+  commit(*store, {DeleteClusterScale{"shop", "backend/db"}, DeleteClusterScale{"shop", "missing"}});
+  EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(lower));
+  EXPECT_THAT(ok(store->list_cluster_scales("cart")), ElementsAre(cart));
+}
+
+TEST(SqliteStore, FailedPreconditionWritesNoClusterScale) {
+  auto store = open_store();
+  const ClusterScaleRecord kept = scale("shop", "web", 4);
+  commit(*store, {PutApplication{app_record("shop")}, PutClusterScale{kept}});
+
+  auto stale = store->commit(WriteBatch{{{"shop", 7}},
+                                        {PutClusterScale{scale("shop", "web", 6)},
+                                         PutClusterScale{scale("shop", "db", 2)}, DeleteClusterScale{"shop", "web"}}});
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+  EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(kept));
+
+  auto deleting = store->commit(WriteBatch{{{"shop", 0}}, {DeleteClusterScale{"shop", "web"}}});
+  ASSERT_FALSE(deleting);
+  EXPECT_EQ(deleting.error().code, ErrorCode::kConflict);
+  EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(kept));
 }
 
 TEST(SqliteStore, ListRevisionsIsNewestFirst) {
