@@ -2,6 +2,7 @@
 
 #include "api/http_server.h"
 
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -33,6 +34,7 @@ using Strand = asio::strand<asio::io_context::executor_type>;
 namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kStreamKeepalive = std::chrono::seconds(15);
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr size_t kStreamBatch = 500;
 constexpr size_t kAgentMessageLimit = 16 * 1024 * 1024;
 constexpr const char* kAgentPath = "/agent/v1/connect";
@@ -231,6 +233,14 @@ asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_p
       co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
       metrics.record_request(std::string(parser.get().method_string()), "oversized", 413,
                              std::chrono::steady_clock::now() - started);
+      // Lingering close: read what the client is still sending, so that
+      // closing does not reset the connection before it has read the 413.
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      stream.expires_after(kLingerTimeout);
+      std::array<char, 16 * 1024> discard;
+      while (!ec) {
+        co_await stream.async_read_some(asio::buffer(discard), asio::redirect_error(asio::use_awaitable, ec));
+      }
       break;
     }
     if (ec) {

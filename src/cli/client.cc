@@ -85,12 +85,12 @@ Result<Reply> ApiClient::send(const std::string& method, const std::string& targ
   req.prepare_payload();
   boost::system::error_code ec;
   http::write(stream, req, ec);
+  // Read the answer even when the write failed: a server refusing a large
+  // body (413) answers and stops reading before the body is sent.
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
-  if (!ec) {
-    http::read(stream, buffer, parser, ec);
-  }
+  http::read(stream, buffer, parser, ec);
   if (ec) {
     return fail(ErrorCode::kUnavailable, "request to " + server_ + target + " failed: " + ec.message());
   }

@@ -302,7 +302,11 @@ void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
 void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
   m.stats = report.stats;
   if (report.stats && m.state == MemberState::kActive) {
-    loads_[m.record.app + "/" + m.record.cluster].samples.emplace_back(clock_.now(), report.stats->load);
+    ClusterLoad& load = loads_[m.record.app + "/" + m.record.cluster];
+    load.samples.emplace_back(clock_.now(), report.stats->load);
+    if (!load.observed_since) {
+      load.observed_since = clock_.now();
+    }
   }
   if (report.state == "Exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
     (void)set_state(m, MemberState::kFailed, "the process exited");
@@ -616,7 +620,9 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
   while (!load.samples.empty() && now - load.samples.front().first > std::chrono::seconds(policy.window_seconds)) {
     load.samples.pop_front();
   }
-  if (!load.samples.empty()) {
+  const bool window_covered =
+      load.observed_since && now - *load.observed_since >= std::chrono::seconds(policy.window_seconds);
+  if (!load.samples.empty() && window_covered) {
     double sum = 0;
     for (const auto& [t, value] : load.samples) {
       sum += value;

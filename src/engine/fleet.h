@@ -100,6 +100,7 @@ class Fleet {
   // The autoscaler's view of one cluster (model.md, "Autoscaling").
   struct ClusterLoad {
     std::deque<std::pair<TimePoint, double>> samples;  // one per member report
+    std::optional<TimePoint> observed_since;           // no verdict before a whole window
     std::string state = "normal";                      // normal | overload | underload
     std::optional<double> average;
     std::optional<TimePoint> last_decision;

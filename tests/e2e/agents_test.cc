@@ -18,7 +18,10 @@ namespace {
 
 using nlohmann::json;
 
+// Fixed sizes: members without a stats endpoint report the host's load,
+// which on a busy test machine would make the autoscaler add members.
 constexpr const char* kApp = R"(application: shop
+operational: {autoscaling: "off"}
 clusters:
   - name: web
     members: {min: 1, max: 6, desired: 3}
@@ -135,7 +138,9 @@ class Fleet : public ::testing::Test {
     write_file(dir_.path() / "shop.yaml", kApp);
     auto r = controller_->cli({"apply", "-f", (dir_.path() / "shop.yaml").string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    ASSERT_TRUE(wait_until([&] { return all_active(); }, 30s)) << get({"get", "members", "-o", "json"}).dump(2);
+    ASSERT_TRUE(wait_until([&] { return all_active(); }, 30s))
+        << get({"get", "members", "-o", "json"}).dump(2) << agents_[0]->err() << agents_[1]->err()
+        << agents_[2]->err() << controller_->process().err();
   }
 
   TempDir dir_;
