@@ -148,12 +148,18 @@ std::string filesystem_type(const fs::path& path) {
     return "unknown";
   }
   switch (static_cast<unsigned long>(info.f_type)) {
-    case 0xEF53UL: return "ext4";
-    case 0x01021994UL: return "tmpfs";
-    case 0x58465342UL: return "xfs";
-    case 0x9123683EUL: return "btrfs";
-    case 0x794C7630UL: return "overlayfs";
-    case 0x2FC12FC1UL: return "zfs";
+    case 0xEF53UL:
+      return "ext4";
+    case 0x01021994UL:
+      return "tmpfs";
+    case 0x58465342UL:
+      return "xfs";
+    case 0x9123683EUL:
+      return "btrfs";
+    case 0x794C7630UL:
+      return "overlayfs";
+    case 0x2FC12FC1UL:
+      return "zfs";
     default: {
       char hex[32];
       std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(info.f_type));
@@ -396,8 +402,8 @@ int run(int argc, char** argv) {
 
   std::printf("store_commit: %d timed calls per case after %d warm-up, wall time per call\n", options.iterations,
               options.warmup);
-  std::printf("machine: %s; build: %s; store dir: %s (%s); loadavg %s -> %s\n", machine().c_str(),
-              build_type().c_str(), dir.path().c_str(), fs_type.c_str(), load_before.c_str(), load_after.c_str());
+  std::printf("machine: %s; build: %s; store dir: %s (%s); loadavg %s -> %s\n", machine().c_str(), build_type().c_str(),
+              dir.path().c_str(), fs_type.c_str(), load_before.c_str(), load_after.c_str());
   std::printf("\n%-42s %-9s %11s %11s %11s %12s\n", "case", "store", "median us", "p99 us", "max us", "vs :memory:");
   for (const Row& row : rows) {
     std::printf("%-42s %-9s %11.1f %11.1f %11.1f %12s\n", row.name.c_str(), row.store.c_str(), row.stats.median_us,

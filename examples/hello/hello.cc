@@ -68,8 +68,7 @@ struct Options {
   long start_delay_ms = 0;
 };
 
-constexpr const char* kUsage =
-    "usage: tranche-hello --port P [--host ADDR] [--start-delay-ms N]\n";
+constexpr const char* kUsage = "usage: tranche-hello --port P [--host ADDR] [--start-delay-ms N]\n";
 
 std::optional<long> parse_long(std::string_view s, long lo, long hi) {
   long v = 0;
@@ -138,8 +137,7 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
   return std::nullopt;
 }
 
-Response make_response(http::status status, std::string body,
-                       beast::string_view content_type = "text/plain") {
+Response make_response(http::status status, std::string body, beast::string_view content_type = "text/plain") {
   Response res{status, 11};
   res.set(http::field::server, "tranche-hello");
   res.set(http::field::content_type, content_type);
@@ -148,8 +146,7 @@ Response make_response(http::status status, std::string body,
 }
 
 Response json_response(const nlohmann::ordered_json& j, http::status status = http::status::ok) {
-  return make_response(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                       "application/json");
+  return make_response(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
 Response error_response(http::status status, std::string_view message) {
@@ -224,16 +221,15 @@ class Server {
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      std::fprintf(stderr, "tranche-hello: cannot listen on %s:%u: %s\n",
-                   opts_.host.to_string().c_str(), opts_.port, ec.message().c_str());
+      std::fprintf(stderr, "tranche-hello: cannot listen on %s:%u: %s\n", opts_.host.to_string().c_str(), opts_.port,
+                   ec.message().c_str());
       exit_code_ = 1;
       acceptor_.close(ec);
       signals_.cancel();
       co_return;
     }
     auto local = acceptor_.local_endpoint(ec);
-    std::fprintf(stderr, "%s listening on %s:%u\n", name_.c_str(),
-                 local.address().to_string().c_str(), local.port());
+    std::fprintf(stderr, "%s listening on %s:%u\n", name_.c_str(), local.address().to_string().c_str(), local.port());
 
     while (acceptor_.is_open()) {
       tcp::socket socket(ioc_);
@@ -276,16 +272,14 @@ class Server {
         // a request have already arrived.
         if (stopping_ && socket.available(ec) == 0) break;
         conn->idle = true;
-        co_await socket.async_wait(tcp::socket::wait_read,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+        co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
         conn->idle = false;
         if (ec) break;
       }
 
       http::request_parser<http::string_body> parser;
       parser.body_limit(kBodyLimit);
-      co_await http::async_read(socket, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_read(socket, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (ec == http::error::end_of_stream) break;
       if (ec) {
         if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
@@ -322,8 +316,7 @@ class Server {
     std::string_view target(req.target().data(), req.target().size());
     auto question = target.find('?');
     std::string_view path = target.substr(0, question);
-    std::string_view query =
-        question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+    std::string_view query = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
     auto method = req.method();
     auto allow = [](http::verb v) {
       auto res = error_response(http::status::method_not_allowed, "method not allowed");
@@ -360,10 +353,9 @@ class Server {
       auto value = query_param(query, "value").value_or("");
       double load = 0;
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), load);
-      if (value.empty() || ec != std::errc() || end != value.data() + value.size() ||
-          !std::isfinite(load) || load < 0) {
-        co_return error_response(http::status::bad_request,
-                                 "value must be a non-negative number");
+      if (value.empty() || ec != std::errc() || end != value.data() + value.size() || !std::isfinite(load) ||
+          load < 0) {
+        co_return error_response(http::status::bad_request, "value must be a non-negative number");
       }
       load_ = load;
       co_return json_response({{"load", load_}});
@@ -395,10 +387,8 @@ class Server {
 
   void begin_shutdown(int signo) {
     stopping_ = true;
-    std::fprintf(stderr,
-                 "%s: %s, shutting down (%zu connections open, %d requests in flight)\n",
-                 name_.c_str(), signo == SIGINT ? "SIGINT" : "SIGTERM", connections_.size(),
-                 in_flight_);
+    std::fprintf(stderr, "%s: %s, shutting down (%zu connections open, %d requests in flight)\n", name_.c_str(),
+                 signo == SIGINT ? "SIGINT" : "SIGTERM", connections_.size(), in_flight_);
     error_code ec;
     start_timer_.cancel();
     acceptor_.close(ec);
@@ -420,8 +410,7 @@ class Server {
   }
 
   void force_stop(const char* why) {
-    std::fprintf(stderr, "tranche-hello: %s, exiting with %zu connections open\n", why,
-                 connections_.size());
+    std::fprintf(stderr, "tranche-hello: %s, exiting with %zu connections open\n", why, connections_.size());
     forced_ = true;
     ioc_.stop();
   }

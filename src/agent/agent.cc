@@ -10,10 +10,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
-#include <spdlog/spdlog.h>
 
 #include "agent/command_book.h"
 #include "agent/driver.h"
@@ -51,7 +51,8 @@ std::string tail(const fs::path& path, size_t bytes) {
     return {};
   }
   const std::streamoff size = in.tellg();
-  const std::streamoff start = size > static_cast<std::streamoff>(bytes) ? size - static_cast<std::streamoff>(bytes) : 0;
+  const std::streamoff start =
+      size > static_cast<std::streamoff>(bytes) ? size - static_cast<std::streamoff>(bytes) : 0;
   in.seekg(start);
   std::string out(static_cast<size_t>(size - start), '\0');
   in.read(out.data(), static_cast<std::streamsize>(out.size()));
@@ -97,8 +98,12 @@ Result<LaunchSpec> launch_spec(const protocol::Command& c) {
 class Agent {
  public:
   Agent(asio::io_context& io, AgentOptions options)
-      : io_(io), options_(std::move(options)), journal_(options_.state_dir), driver_(make_process_driver()),
-        poll_timer_(io), heartbeat_timer_(io) {}
+      : io_(io),
+        options_(std::move(options)),
+        journal_(options_.state_dir),
+        driver_(make_process_driver()),
+        poll_timer_(io),
+        heartbeat_timer_(io) {}
 
   Status start() {
     auto loaded = journal_.load();
@@ -240,8 +245,8 @@ class Agent {
     h.labels = options_.labels;
     h.slots = options_.slots;
     for (const auto& [id, m] : state_.members) {
-      h.members.push_back({id, m.spec.revision, m.state,
-                           m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt});
+      h.members.push_back(
+          {id, m.spec.revision, m.state, m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt});
     }
     return h;
   }
@@ -360,8 +365,8 @@ class Agent {
 
   void complete(const std::string& id, bool ok, const std::string& message, json data = nullptr,
                 std::optional<int> exit_code = std::nullopt) {
-    auto result = CommandBook(state_.commands)
-                      .complete(protocol::CommandResult{id, ok, exit_code, message, std::move(data)});
+    auto result =
+        CommandBook(state_.commands).complete(protocol::CommandResult{id, ok, exit_code, message, std::move(data)});
     if (result) {
       save();
       send(*result);
@@ -388,8 +393,8 @@ class Agent {
   }
 
   void start_member(const protocol::Command& command) {
-    if (auto it = state_.members.find(command.member); it != state_.members.end() && it->second.process &&
-                                                       it->second.state != "Exited") {
+    if (auto it = state_.members.find(command.member);
+        it != state_.members.end() && it->second.process && it->second.state != "Exited") {
       complete(command.id, true, "already running",
                json{{"pid", it->second.process->pid}, {"ports", it->second.process->ports}});
       return;
@@ -404,8 +409,9 @@ class Agent {
       complete(command.id, false, process.error().describe());
       return;
     }
-    JournalMember m{*spec, command.spec.value("health", json()), command.spec.value("stats", json()), *process,
-                    "Running", std::nullopt};
+    JournalMember m{
+        *spec,       command.spec.value("health", json()), command.spec.value("stats", json()), *process, "Running",
+        std::nullopt};
     state_.members[command.member] = std::move(m);
     health_[command.member] = Health{};
     spdlog::info("started member {} (pid {})", command.member, process->pid);
@@ -477,9 +483,9 @@ class Agent {
       m.state = "Exited";
       m.exit_code = status.exit_code;
       changed = true;
-      std::string how = status.exit_code   ? "exit code " + std::to_string(*status.exit_code)
-                        : status.signal    ? "killed by signal " + std::to_string(*status.signal)
-                                           : "exit status unknown";
+      std::string how = status.exit_code ? "exit code " + std::to_string(*status.exit_code)
+                        : status.signal  ? "killed by signal " + std::to_string(*status.signal)
+                                         : "exit status unknown";
       spdlog::warn("member {} exited ({})", id, how);
       send(protocol::to_json(protocol::AgentEvent{"exited", id, status.exit_code, how}));
     }
@@ -556,9 +562,10 @@ class Agent {
       if (stats.is_object() && stats.contains("http")) {
         figures = read_stats(port_of(stats["http"]), stats["http"].value("path", "/"), 1s);
       }
-      asio::post(io_, [this, id, result, figures, threshold = health.is_object() ? health.value("unhealthyThreshold", 3) : 1] {
-        on_probe(id, result, figures, threshold);
-      });
+      asio::post(
+          io_, [this, id, result, figures, threshold = health.is_object() ? health.value("unhealthyThreshold", 3) : 1] {
+            on_probe(id, result, figures, threshold);
+          });
     });
   }
 
@@ -597,7 +604,9 @@ class Agent {
         const double host = host_load();
         for (const auto& [id, m] : state_.members) {
           const Health& h = health_[id];
-          protocol::MemberReport r{id, m.state, h.healthy && m.state == "Running",
+          protocol::MemberReport r{id,
+                                   m.state,
+                                   h.healthy && m.state == "Running",
                                    h.stats ? h.stats : protocol::MemberStats{host, std::nullopt},
                                    m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt,
                                    m.process ? m.process->ports : std::map<std::string, int>{}};

@@ -228,7 +228,8 @@ Result<HttpResponse> http_get(int port, const std::string& path, std::chrono::mi
           return response;
         }
         response.headers = lower(data.substr(line_end + 2, header_end - line_end - 2));
-        if (const auto te = header(response.headers, "transfer-encoding"); te && te->find("chunked") != std::string::npos) {
+        if (const auto te = header(response.headers, "transfer-encoding");
+            te && te->find("chunked") != std::string::npos) {
           chunked = true;
         } else if (const auto cl = header(response.headers, "content-length")) {
           size_t length = 0;
@@ -321,7 +322,8 @@ ProbeResult probe_exec(const std::vector<std::string>& argv, std::chrono::millis
     const int code = WEXITSTATUS(waited.status);
     return ProbeResult{code == 0, "exit " + std::to_string(code)};
   }
-  return ProbeResult{false, "killed by signal " + std::to_string(WIFSIGNALED(waited.status) ? WTERMSIG(waited.status) : 0)};
+  return ProbeResult{false,
+                     "killed by signal " + std::to_string(WIFSIGNALED(waited.status) ? WTERMSIG(waited.status) : 0)};
 }
 
 std::optional<Stats> read_stats(int port, const std::string& path, std::chrono::milliseconds timeout) {

@@ -1,5 +1,7 @@
 #include "agent/journal.h"
 
+#include "common/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,7 +21,6 @@ using nlohmann::json;
 
 constexpr int kFormat = 1;
 constexpr const char* kFileName = "journal.json";
-constexpr const char* kTempName = "journal.json.tmp";
 
 // Reads obj[key] into `out` when present and not null; a wrong type throws
 // (caught in journal_from_json).
@@ -43,7 +44,7 @@ const json& object_at(const json& obj, const char* key, const std::string& where
 }
 
 json spec_to_json(const LaunchSpec& spec) {
-  return json{{"member", spec.member},   {"app", spec.app},         {"cluster", spec.cluster},
+  return json{{"member", spec.member},     {"app", spec.app},         {"cluster", spec.cluster},
               {"revision", spec.revision}, {"version", spec.version}, {"command", spec.command},
               {"env", spec.env},           {"workdir", spec.workdir}, {"ports", spec.ports}};
 }
@@ -172,21 +173,6 @@ json state_to_json(const JournalState& state, size_t keep_settled) {
 
 std::string errno_text() { return std::strerror(errno); }
 
-Status write_all(int fd, const std::string& data, const std::filesystem::path& path) {
-  size_t written = 0;
-  while (written < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(ErrorCode::kUnavailable, "cannot write " + path.string() + ": " + errno_text());
-    }
-    written += static_cast<size_t>(n);
-  }
-  return {};
-}
-
 }  // namespace
 
 void prune_commands(JournalState& state, size_t keep) {
@@ -212,7 +198,8 @@ Result<JournalState> journal_from_json(const nlohmann::json& doc) {
   try {
     JournalState state;
     if (const auto it = doc.find("format"); it != doc.end() && it->is_number_integer() && it->get<int>() > kFormat) {
-      return fail(ErrorCode::kInternal, "journal format " + std::to_string(it->get<int>()) + " is newer than this agent");
+      return fail(ErrorCode::kInternal,
+                  "journal format " + std::to_string(it->get<int>()) + " is newer than this agent");
     }
     read(doc, "hostId", state.host_id);
     read(doc, "hostToken", state.host_token);
@@ -273,49 +260,7 @@ Status Journal::save(const JournalState& state) const {
   if (ec) {
     return fail(ErrorCode::kUnavailable, "cannot create state dir " + dir_.string() + ": " + ec.message());
   }
-  const auto tmp = dir_ / kTempName;
-  const auto path = dir_ / kFileName;
-  const std::string data = state_to_json(state, kMaxSettledCommands).dump() + "\n";
-
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return fail(ErrorCode::kUnavailable, "cannot create " + tmp.string() + ": " + errno_text());
-  }
-  // A temp file left by an interrupted save keeps its mode through O_TRUNC.
-  Status written = ::fchmod(fd, 0600) == 0
-                       ? Status{}
-                       : fail(ErrorCode::kUnavailable, "cannot chmod " + tmp.string() + ": " + errno_text());
-  if (written) {
-    written = write_all(fd, data, tmp);
-  }
-  if (written && ::fsync(fd) != 0) {
-    written = fail(ErrorCode::kUnavailable, "cannot fsync " + tmp.string() + ": " + errno_text());
-  }
-  if (::close(fd) != 0 && written) {
-    written = fail(ErrorCode::kUnavailable, "cannot write " + tmp.string() + ": " + errno_text());
-  }
-  if (!written) {
-    ::unlink(tmp.c_str());
-    return written;
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    auto error = fail(ErrorCode::kUnavailable, "cannot rename " + tmp.string() + " to " + path.string() + ": " +
-                                                   errno_text());
-    ::unlink(tmp.c_str());
-    return error;
-  }
-  // The rename is durable once the directory is.
-  const int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) {
-    return fail(ErrorCode::kUnavailable, "cannot open " + dir_.string() + ": " + errno_text());
-  }
-  const int synced = ::fsync(dir_fd);
-  const std::string sync_error = synced != 0 ? errno_text() : "";
-  ::close(dir_fd);
-  if (synced != 0) {
-    return fail(ErrorCode::kUnavailable, "cannot fsync " + dir_.string() + ": " + sync_error);
-  }
-  return {};
+  return write_file_atomically(dir_ / kFileName, state_to_json(state, kMaxSettledCommands).dump() + "\n", 0600);
 }
 
 }  // namespace tranche::agent

@@ -21,10 +21,10 @@ namespace tranche::agent {
 
 struct JournalMember {
   LaunchSpec spec;
-  nlohmann::json health;  // the cluster's health block, as the controller sent it
-  nlohmann::json stats;   // the cluster's stats block, or null
+  nlohmann::json health;                 // the cluster's health block, as the controller sent it
+  nlohmann::json stats;                  // the cluster's stats block, or null
   std::optional<MemberProcess> process;  // nullopt before start / after stop
-  std::string state;  // the agent's view: Starting | Running | Stopping | Exited | Stopped
+  std::string state;                     // the agent's view: Starting | Running | Stopping | Exited | Stopped
   std::optional<int> exit_code;
 };
 

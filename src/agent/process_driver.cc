@@ -138,7 +138,8 @@ Result<std::string> expand(const std::string& arg, const Environment& env, size_
         const std::string name = arg.substr(i + 2, end - i - 2);
         const auto it = env.find(name);
         if (it == env.end()) {
-          return fail(ErrorCode::kInvalid, "unknown variable ${" + name + "}", "command[" + std::to_string(index) + "]");
+          return fail(ErrorCode::kInvalid, "unknown variable ${" + name + "}",
+                      "command[" + std::to_string(index) + "]");
         }
         out += it->second;
         i = end + 1;

@@ -21,9 +21,9 @@ using Environment = std::map<std::string, std::string>;
 Environment current_environment();
 
 struct SpawnRequest {
-  std::vector<std::string> argv;  // argv[0] is resolved through PATH of `env` when it has no '/'
-  Environment env;                // the child's complete environment
-  std::filesystem::path workdir;  // empty: the agent's own
+  std::vector<std::string> argv;      // argv[0] is resolved through PATH of `env` when it has no '/'
+  Environment env;                    // the child's complete environment
+  std::filesystem::path workdir;      // empty: the agent's own
   std::filesystem::path stdout_path;  // opened for appending (created 0644); empty: /dev/null
   std::filesystem::path stderr_path;  // likewise; equal to stdout_path: both share one descriptor
   bool new_session = true;            // setsid(): own session and process group (pgid == pid)

@@ -14,13 +14,14 @@
 #include <fstream>
 #include <thread>
 
-#include <boost/asio.hpp>
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
+#include <boost/asio.hpp>
 
 #include "api/controller_api.h"
 #include "api/http_server.h"
 #include "api/metrics.h"
+#include "common/atomic_file.h"
 #include "common/clock.h"
 #include "common/secrets.h"
 #include "engine/access.h"
@@ -39,22 +40,6 @@ constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
 // Reconcile passes: often enough that a failure is acted on well within
 // one heartbeat interval.
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
-
-// Writes `content` to `path` atomically with `mode`: temp file, fsync, rename.
-Status write_file_atomically(const fs::path& path, const std::string& content, mode_t mode) {
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return fail(ErrorCode::kUnavailable, "cannot write " + tmp.string() + ": " + std::strerror(errno));
-  }
-  const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
-                       ::fchmod(fd, mode) == 0 && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return fail(ErrorCode::kUnavailable, "cannot write " + path.string() + ": " + std::strerror(errno));
-  }
-  return {};
-}
 
 Status read_config(ControllerOptions& options, const std::vector<std::string>& flags_given) {
   YAML::Node root;
@@ -123,8 +108,8 @@ Status bootstrap_admin_token(AccessControl& access, const fs::path& data_dir) {
   if (fs::exists(file)) {
     return {};
   }
-  auto issued = access.create_token(Role::kAdmin, std::nullopt, "bootstrap-admin",
-                                     Caller{"tranche", "bootstrap admin token"});
+  auto issued =
+      access.create_token(Role::kAdmin, std::nullopt, "bootstrap-admin", Caller{"tranche", "bootstrap admin token"});
   if (!issued) {
     return std::unexpected(issued.error());
   }

@@ -119,8 +119,8 @@ Result<Response> ok(Result<json> body, int status = 200) {
 std::string build_version() { return TRANCHE_VERSION; }
 
 json event_json(const EventRecord& e) {
-  json j = {{"seq", e.seq}, {"time", format_rfc3339(e.time)}, {"app", e.app}, {"path", e.path},
-            {"type", e.type}, {"message", e.message}};
+  json j = {{"seq", e.seq},        {"time", format_rfc3339(e.time)}, {"app", e.app}, {"path", e.path}, {"type", e.type},
+            {"message", e.message}};
   if (!e.member.empty()) {
     j["member"] = e.member;
   }
@@ -146,9 +146,8 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
         MemberQuery{query_param(p.request, "app"), query_param(p.request, "cluster"), query_param(p.request, "state")},
         p.principal.app));
   });
-  add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) {
-    return ok(fleet_.logs(p.path.at("id"), p.principal.app, std::chrono::seconds(5)));
-  });
+  add("GET", v1 + "/members/{id+}/logs", Role::kViewer,
+      [this](const Params& p) { return ok(fleet_.logs(p.path.at("id"), p.principal.app, std::chrono::seconds(5))); });
   add("GET", v1 + "/members/{id+}", Role::kViewer,
       [this](const Params& p) { return ok(fleet_.member_json(p.path.at("id"), p.principal.app)); });
 
@@ -160,9 +159,8 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
       return std::unexpected(outcome.error());
     }
     const auto& o = *outcome;
-    json body = {{"application", o.app}, {"revision", o.revision}, {"created", o.created},
-                 {"changed", o.changed}, {"dryRun", o.dry_run},    {"summary", o.summary},
-                 {"message", o.message}};
+    json body = {{"application", o.app}, {"revision", o.revision}, {"created", o.created}, {"changed", o.changed},
+                 {"dryRun", o.dry_run},  {"summary", o.summary},   {"message", o.message}};
     if (!o.operation_id.empty()) {
       body["operation"] = o.operation_id;
     }
@@ -179,8 +177,8 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     const json loads = fleet_.load_json(p.path.at("app"));
     for (auto& node : (*doc)["tree"]) {
       if (node["kind"] == "cluster") {
-        node["load"] = loads.value(node["path"].get<std::string>(), json{{"state", "normal"}, {"average", nullptr},
-                                                                          {"scaledDesired", nullptr}});
+        node["load"] = loads.value(node["path"].get<std::string>(),
+                                   json{{"state", "normal"}, {"average", nullptr}, {"scaledDesired", nullptr}});
       }
     }
     return json_response(200, *doc);
@@ -207,8 +205,8 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
         if (!change) {
           return std::unexpected(change.error());
         }
-        return ok(apps_.set_operational_state(p.path.at("app"), *change,
-                                              Caller{p.principal.name, "PUT " + p.request.path}));
+        return ok(
+            apps_.set_operational_state(p.path.at("app"), *change, Caller{p.principal.name, "PUT " + p.request.path}));
       });
   add("GET", v1 + "/applications/{app}/operational-state", Role::kViewer, [this](const Params& p) {
     return ok(apps_.operational_state(p.path.at("app"), query_param(p.request, "path")));
@@ -301,9 +299,9 @@ void ControllerApi::add(std::string method, std::string pattern, Role role, Hand
 
 void ControllerApi::audit_refusal(const Request& request, const std::string& actor, const Error& error) {
   WriteBatch batch;
-  batch.mutations.push_back(AppendAudit{{0, std::chrono::system_clock::now(), actor,
-                                         request.method + " " + request.path, "",
-                                         std::to_string(http_status(error.code)) + " " + error.describe()}});
+  batch.mutations.push_back(
+      AppendAudit{{0, std::chrono::system_clock::now(), actor, request.method + " " + request.path, "",
+                   std::to_string(http_status(error.code)) + " " + error.describe()}});
   // An audit write that fails must not mask the answer the caller is owed;
   // the failure is visible in the store commit-failure metric.
   (void)store_.commit(batch);
@@ -368,9 +366,8 @@ RouteResult ControllerApi::handle(const Request& request) {
   }
 
   if (version_route) {
-    result.response = json_response(200, json{{"version", build_version()},
-                                              {"protocol", kProtocolVersion},
-                                              {"schema", store_.schema_version()}});
+    result.response = json_response(
+        200, json{{"version", build_version()}, {"protocol", kProtocolVersion}, {"schema", store_.schema_version()}});
     return result;
   }
   if (!route) {

@@ -7,13 +7,13 @@
 #include <mutex>
 #include <set>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <deque>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "api/controller_api.h"
 #include "api/metrics.h"
@@ -61,8 +61,7 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
       }
       self->closed_ = true;
       spdlog::info("closing agent connection: {}", reason);
-      self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),
-                            [self](error_code) {});
+      self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason), [self](error_code) {});
     });
   }
 
@@ -328,9 +327,8 @@ asio::awaitable<void> HttpServer::State::stream_events(beast::tcp_stream& stream
   conn->waker = nullptr;
 }
 
-asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream,
-                                                    http::request<http::string_body> request,
-                                                    std::shared_ptr<Connection> conn) {
+asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream, http::request<http::string_body> request,
+                                                     std::shared_ptr<Connection> conn) {
   auto self = shared_from_this();
   stream.expires_never();
   auto link = std::make_shared<WebSocketAgentLink>(conn->strand, std::move(stream));

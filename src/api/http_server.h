@@ -16,7 +16,7 @@ class io_context;
 namespace tranche {
 class Fleet;
 class Store;
-}
+}  // namespace tranche
 
 namespace tranche::api {
 

@@ -200,8 +200,8 @@ int cmd_get_apps(const Session& s, const std::string& name) {
   }
   std::vector<Row> rows;
   for (const auto& a : items) {
-    rows.push_back({cell(a["name"]), cell(a["revision"]), cell(a["deployed"]), cell(a["clusters"]),
-                    cell(a["desired"]), cell(a["active"]), cell(a["updatedAt"])});
+    rows.push_back({cell(a["name"]), cell(a["revision"]), cell(a["deployed"]), cell(a["clusters"]), cell(a["desired"]),
+                    cell(a["active"]), cell(a["updatedAt"])});
   }
   print_table(std::cout, {"NAME", "REVISION", "DEPLOYED", "CLUSTERS", "DESIRED", "ACTIVE", "UPDATED"}, rows);
   return 0;
@@ -341,8 +341,9 @@ int cmd_describe(const Session& s, const std::string& path) {
     if (n.contains("members")) {
       const json& m = n["members"];
       const json scaled = n.contains("load") ? n["load"]["scaledDesired"] : json(nullptr);
-      counts = std::to_string(m["items"].size()) + " of " + (scaled.is_null() ? cell(m["desired"]) : cell(scaled) + " (autoscaled)") +
-               " (" + cell(m["min"]) + ".." + cell(m["max"]) + ")";
+      counts = std::to_string(m["items"].size()) + " of " +
+               (scaled.is_null() ? cell(m["desired"]) : cell(scaled) + " (autoscaled)") + " (" + cell(m["min"]) + ".." +
+               cell(m["max"]) + ")";
       if (n.contains("load")) {
         load = cell(n["load"]["state"]);
         if (n["load"]["average"].is_number()) {
@@ -478,7 +479,8 @@ int cmd_events(const Session& s, const std::string& app, uint64_t since, bool fo
     if ((*reply)["items"].size() < 1000) {
       return 0;
     }
-    query = "?since=" + std::to_string((*reply)["last"].get<uint64_t>()) + (app.empty() ? "" : "&app=" + url_encode(app));
+    query =
+        "?since=" + std::to_string((*reply)["last"].get<uint64_t>()) + (app.empty() ? "" : "&app=" + url_encode(app));
   }
 }
 
@@ -509,8 +511,8 @@ int cmd_version(const Session& s) {
   if (!s.print_structured(out)) {
     std::cout << "client: " << TRANCHE_VERSION << '\n';
     if (reply) {
-      std::cout << "server: " << cell((*reply)["version"]) << " (protocol " << cell((*reply)["protocol"])
-                << ", schema " << cell((*reply)["schema"]) << ")\n";
+      std::cout << "server: " << cell((*reply)["version"]) << " (protocol " << cell((*reply)["protocol"]) << ", schema "
+                << cell((*reply)["schema"]) << ")\n";
     }
   }
   return reply ? 0 : report(reply.error());
@@ -522,8 +524,7 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
   // The options are global so that they may come before or after the command.
   app.add_option("--server", options.server, "controller URL (default $TRANCHE_SERVER or http://127.0.0.1:7468)");
   app.add_option("--token", options.token, "API token (default $TRANCHE_TOKEN or the file $TRANCHE_TOKEN_FILE)");
-  app.add_option("-o,--output", options.output, "output format")
-      ->check(CLI::IsMember({"table", "json", "yaml"}));
+  app.add_option("-o,--output", options.output, "output format")->check(CLI::IsMember({"table", "json", "yaml"}));
   // Values the parser fills in; shared by the callbacks, which outlive this call.
   struct Args {
     std::string apply_file;
@@ -577,8 +578,8 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
 
   auto* host = app.add_subcommand("host", "hosts")->require_subcommand(1);
   for (const char* action : {"drain", "undrain"}) {
-    auto* sub = host->add_subcommand(action, std::string(action) == "drain" ? "cordon: no new members"
-                                                                           : "take new members again");
+    auto* sub = host->add_subcommand(
+        action, std::string(action) == "drain" ? "cordon: no new members" : "take new members again");
     auto* target = std::string(action) == "drain" ? &args->drain_host : &args->undrain_host;
     sub->add_option("HOST", *target, "host id")->required();
     sub->callback(run([=](const Session& s) { return cmd_host(s, action, *target); }));

@@ -25,10 +25,11 @@ Status check_name(std::string_view name, std::string_view field) {
   if (is_valid_name(name)) {
     return {};
   }
-  return fail(ErrorCode::kUnprocessable,
-              "'" + std::string(name) +
-                  "' is not a valid name (1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit)",
-              std::string(field));
+  return fail(
+      ErrorCode::kUnprocessable,
+      "'" + std::string(name) +
+          "' is not a valid name (1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit)",
+      std::string(field));
 }
 
 std::vector<std::string> split_path(std::string_view path) {

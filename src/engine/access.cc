@@ -12,9 +12,12 @@ constexpr size_t kSecretBytes = 32;  // 256 bits
 
 int rank(Role r) {
   switch (r) {
-    case Role::kViewer: return 0;
-    case Role::kOperator: return 1;
-    case Role::kAdmin: return 2;
+    case Role::kViewer:
+      return 0;
+    case Role::kOperator:
+      return 1;
+    case Role::kAdmin:
+      return 2;
   }
   return 0;
 }

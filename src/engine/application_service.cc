@@ -6,6 +6,7 @@
 #include "common/names.h"
 #include "common/secrets.h"
 #include "common/time_format.h"
+#include "engine/events.h"
 #include "engine/operational_state.h"
 
 namespace tranche {
@@ -14,38 +15,16 @@ namespace {
 
 using nlohmann::json;
 
-std::string full_path(const std::string& app, const std::string& path) {
-  return path.empty() ? app : app + "/" + path;
-}
-
-EventRecord make_event(TimePoint now, std::string app, std::string path, std::string type, json from, json to,
-                       std::string message) {
-  EventRecord e;
-  e.time = now;
-  e.path = full_path(app, path);
-  e.app = std::move(app);
-  e.type = std::move(type);
-  e.from_json = from.dump();
-  e.to_json = to.dump();
-  e.message = std::move(message);
-  return e;
-}
-
 json optional_json(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
 
 const OperationalValueRecord* find_value(const std::vector<OperationalValueRecord>& values, const std::string& path,
                                          Setting setting) {
-  auto it = std::find_if(values.begin(), values.end(),
-                         [&](const auto& v) { return v.path == path && v.setting == setting; });
+  auto it =
+      std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.path == path && v.setting == setting; });
   return it == values.end() ? nullptr : &*it;
 }
 
-bool is_at_or_below(const std::string& path, const std::string& node) {
-  return path == node || is_below(path, node);
-}
-
-// A member's node path within its application: "shop/web/3" -> "web/3".
-std::string member_path(const MemberRecord& m) { return m.id.substr(m.app.size() + 1); }
+bool is_at_or_below(const std::string& path, const std::string& node) { return path == node || is_below(path, node); }
 
 std::vector<NodeRef> node_refs(const ApplicationSpec& spec, const std::vector<MemberRecord>& members) {
   std::vector<NodeRef> nodes;
@@ -59,12 +38,11 @@ std::vector<NodeRef> node_refs(const ApplicationSpec& spec, const std::vector<Me
 }
 
 json member_json(const MemberRecord& m) {
-  json j = {{"id", m.id},          {"app", m.app},           {"cluster", m.cluster}, {"host", m.host},
-            {"state", m.state},    {"revision", m.revision}, {"version", m.version}, {"ports", m.ports},
-            {"updatedAt", format_rfc3339(m.updated_at)}};
+  json j = {{"id", m.id},           {"app", m.app},     {"cluster", m.cluster},
+            {"host", m.host},       {"state", m.state}, {"revision", m.revision},
+            {"version", m.version}, {"ports", m.ports}, {"updatedAt", format_rfc3339(m.updated_at)}};
   j["pid"] = m.pid ? json(*m.pid) : json(nullptr);
-  j["healingDelayedSince"] =
-      m.healing_delayed_since ? json(format_rfc3339(*m.healing_delayed_since)) : json(nullptr);
+  j["healingDelayedSince"] = m.healing_delayed_since ? json(format_rfc3339(*m.healing_delayed_since)) : json(nullptr);
   return j;
 }
 
@@ -231,11 +209,11 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
     return outcome;
   }
   if (dry_run) {
-    outcome.message = outcome.changed ? "dry run: would " +
-                                            std::string(outcome.created ? "create " : "store revision ") +
-                                            (outcome.created ? spec.name + " revision 1" : std::to_string(outcome.revision)) +
-                                            ": " + outcome.summary
-                                      : "dry run: would redeploy " + spec.name;
+    outcome.message = outcome.changed
+                          ? "dry run: would " + std::string(outcome.created ? "create " : "store revision ") +
+                                (outcome.created ? spec.name + " revision 1" : std::to_string(outcome.revision)) +
+                                ": " + outcome.summary
+                          : "dry run: would redeploy " + spec.name;
     return outcome;
   }
 
@@ -251,7 +229,7 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
     batch.mutations.push_back(
         PutRevision{{spec.name, outcome.revision, to_json(spec).dump(), caller.actor, outcome.summary, now}});
     batch.mutations.push_back(AppendEvent{make_event(
-        now, spec.name, "", "RevisionCreated", current ? json(current->app.current_revision) : json(nullptr),
+        now, spec.name, spec.name, "", "RevisionCreated", current ? json(current->app.current_revision) : json(nullptr),
         outcome.revision, "revision " + std::to_string(outcome.revision) + ": " + outcome.summary)});
     outcome.message = spec.name + (outcome.created ? " created" : " changed") + " (revision " +
                       std::to_string(outcome.revision) + "): " + outcome.summary;
@@ -259,8 +237,8 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
     outcome.message = spec.name + " redeployed (revision " + std::to_string(outcome.revision) + ")";
   }
   if (redeploy) {
-    batch.mutations.push_back(AppendEvent{make_event(now, spec.name, "", "ApplicationDeployed", false, true,
-                                                     spec.name + " deployed again")});
+    batch.mutations.push_back(AppendEvent{
+        make_event(now, spec.name, spec.name, "", "ApplicationDeployed", false, true, spec.name + " deployed again")});
   }
 
   // Operational values: drop those of removed nodes, seed new nodes with the
@@ -294,11 +272,12 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
       if (value->empty() || find_value(*values, node.path, setting)) {
         continue;
       }
-      batch.mutations.push_back(PutOperationalValue{{spec.name, node.path, setting, *value, std::nullopt,
-                                                     std::nullopt, caller.actor, now}});
-      batch.mutations.push_back(AppendEvent{make_event(
-          now, spec.name, node.path, "OperationalStateChanged", nullptr, *value,
-          std::string(to_string(setting)) + " " + *value + " from the manifest on " + full_path(spec.name, node.path))});
+      batch.mutations.push_back(
+          PutOperationalValue{{spec.name, node.path, setting, *value, std::nullopt, std::nullopt, caller.actor, now}});
+      batch.mutations.push_back(AppendEvent{
+          make_event(now, spec.name, full_path(spec.name, node.path), "", "OperationalStateChanged", nullptr, *value,
+                     std::string(to_string(setting)) + " " + *value + " from the manifest on " +
+                         full_path(spec.name, node.path))});
     }
   }
 
@@ -346,7 +325,8 @@ Result<json> ApplicationService::undeploy(const std::string& app_name, const Cal
   op.message = message;
   batch.mutations.push_back(PutApplication{app});
   batch.mutations.push_back(PutOperation{op});
-  batch.mutations.push_back(AppendEvent{make_event(now, app_name, "", "ApplicationUndeployed", true, false, message)});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, app_name, app_name, "", "ApplicationUndeployed", true, false, message)});
   batch.mutations.push_back(AppendAudit{{0, now, caller.actor, caller.action, app_name, message}});
   if (auto done = store_.commit(batch); !done) {
     return std::unexpected(done.error());
@@ -404,14 +384,15 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
       // it completes at once and says so.
       const std::string note = "maintenance " + *wanted + " on " + where + " completed at once: no members";
       notes.push_back(note);
-      batch.mutations.push_back(AppendEvent{make_event(now, app_name, change.path, "OperationalStateChanged",
-                                                       "off", "off", note)});
+      batch.mutations.push_back(AppendEvent{make_event(now, app_name, full_path(app_name, change.path), "",
+                                                       "OperationalStateChanged", "off", "off", note)});
       changes.push_back({{"path", change.path}, {"setting", name}, {"from", "off"}, {"to", "off"}, {"note", note}});
       continue;
     }
 
     const OperationalValueRecord* old = find_value(*values, change.path, setting);
-    OperationalValueRecord record{app_name, change.path, setting, *wanted, std::nullopt, std::nullopt, caller.actor, now};
+    OperationalValueRecord record{app_name,     change.path,  setting,      *wanted,
+                                  std::nullopt, std::nullopt, caller.actor, now};
     std::string until;
     if (change.duration) {
       record.expires_at = now + *change.duration;
@@ -421,8 +402,9 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
     }
     batch.mutations.push_back(PutOperationalValue{record});
     const json from = old ? json(old->value) : json(nullptr);
-    batch.mutations.push_back(AppendEvent{make_event(now, app_name, change.path, "OperationalStateChanged", from,
-                                                     *wanted, name + " " + *wanted + " on " + where + until)});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, app_name, full_path(app_name, change.path), "", "OperationalStateChanged", from,
+                               *wanted, name + " " + *wanted + " on " + where + until)});
     changes.push_back({{"path", change.path}, {"setting", name}, {"from", from}, {"to", *wanted}});
 
     if (change.propagate) {
@@ -431,9 +413,9 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
           continue;
         }
         batch.mutations.push_back(DeleteOperationalValue{app_name, v.path, setting});
-        batch.mutations.push_back(AppendEvent{make_event(
-            now, app_name, v.path, "OperationalStateChanged", v.value, nullptr,
-            name + " on " + full_path(app_name, v.path) + " now inherits " + *wanted + " from " + where)});
+        batch.mutations.push_back(AppendEvent{
+            make_event(now, app_name, full_path(app_name, v.path), "", "OperationalStateChanged", v.value, nullptr,
+                       name + " on " + full_path(app_name, v.path) + " now inherits " + *wanted + " from " + where)});
         changes.push_back({{"path", v.path}, {"setting", name}, {"from", v.value}, {"to", nullptr}});
       }
     }
@@ -447,8 +429,8 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   if (auto done = store_.commit(batch); !done) {
     return std::unexpected(done.error());
   }
-  json out = {{"application", app_name}, {"operation", op.id}, {"seq", op.seq}, {"changes", changes},
-              {"message", op.message}};
+  json out = {
+      {"application", app_name}, {"operation", op.id}, {"seq", op.seq}, {"changes", changes}, {"message", op.message}};
   return out;
 }
 
@@ -474,7 +456,7 @@ Result<int> ApplicationService::expire_operational_values() {
     const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(*v.expires_at - v.set_at);
     const std::string back = v.previous_value ? *v.previous_value + " (explicit)" : "the inherited value";
     batch.mutations.push_back(AppendEvent{make_event(
-        now, v.app, v.path, "OperationalStateExpired", v.value, optional_json(v.previous_value),
+        now, v.app, full_path(v.app, v.path), "", "OperationalStateExpired", v.value, optional_json(v.previous_value),
         name + " " + v.value + " on " + full_path(v.app, v.path) + " expired after " + format_duration(lasted) +
             "; back to " + back)});
   }
@@ -512,8 +494,8 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
         desired += n.cluster->members.desired;
       }
     }
-    const auto active = std::count_if(members->begin(), members->end(),
-                                      [](const MemberRecord& m) { return m.state == "Active"; });
+    const auto active =
+        std::count_if(members->begin(), members->end(), [](const MemberRecord& m) { return m.state == "Active"; });
     items.push_back({{"name", record.name},
                      {"description", current->spec.description},
                      {"revision", record.current_revision},
@@ -526,22 +508,33 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
   return json{{"items", items}};
 }
 
-Result<json> ApplicationService::describe_application(const std::string& app_name) const {
-  auto current = load(app_name);
+Result<ApplicationService::View> ApplicationService::load_view(const std::string& app) const {
+  auto current = load(app);
   if (!current) {
     return std::unexpected(current.error());
   }
-  auto members = current_members(app_name);
+  auto members = current_members(app);
   if (!members) {
     return std::unexpected(members.error());
   }
-  auto values = store_.list_operational_values(app_name);
+  auto values = store_.list_operational_values(app);
   if (!values) {
     return std::unexpected(values.error());
   }
+  return View{std::move(*current), std::move(*members), std::move(*values)};
+}
+
+Result<json> ApplicationService::describe_application(const std::string& app_name) const {
+  auto view = load_view(app_name);
+  if (!view) {
+    return std::unexpected(view.error());
+  }
+  const Current& current = view->current;
+  const auto& members = view->members;
+  const auto& values = view->values;
   json tree = json::array();
-  for (const auto& node : flatten(current->spec)) {
-    json j = to_json(resolve_all(*values, {{node.path, std::string(to_string(node.kind))}}).front());
+  for (const auto& node : flatten(current.spec)) {
+    json j = to_json(resolve_all(values, {{node.path, std::string(to_string(node.kind))}}).front());
     j["name"] = node.path.empty() ? app_name : split_path(node.path).back();
     if (node.group) {
       j["dependsOn"] = node.group->depends_on;
@@ -549,17 +542,16 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
     if (node.cluster) {
       const auto& c = *node.cluster;
       json list = json::array();
-      for (const auto& m : *members) {
+      for (const auto& m : members) {
         if (m.cluster == node.path) {
           json mj = member_json(m);
-          mj["operational"] = to_json(resolve_all(*values, {{member_path(m), "member"}}).front());
+          mj["operational"] = to_json(resolve_all(values, {{member_path(m), "member"}}).front());
           list.push_back(std::move(mj));
         }
       }
       j["dependsOn"] = c.depends_on;
       j["version"] = c.artifact.version;
-      j["members"] = {{"min", c.members.min}, {"max", c.members.max}, {"desired", c.members.desired},
-                      {"items", list}};
+      j["members"] = {{"min", c.members.min}, {"max", c.members.max}, {"desired", c.members.desired}, {"items", list}};
     }
     tree.push_back(std::move(j));
   }
@@ -572,19 +564,22 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
     const size_t from = events->size() > 10 ? events->size() - 10 : 0;
     for (size_t i = from; i < events->size(); ++i) {
       const auto& e = (*events)[i];
-      recent.push_back({{"seq", e.seq}, {"time", format_rfc3339(e.time)}, {"type", e.type}, {"path", e.path},
+      recent.push_back({{"seq", e.seq},
+                        {"time", format_rfc3339(e.time)},
+                        {"type", e.type},
+                        {"path", e.path},
                         {"message", e.message}});
     }
   }
   return json{{"name", app_name},
-              {"description", current->spec.description},
-              {"revision", current->app.current_revision},
-              {"deployed", current->app.deployed},
-              {"createdAt", format_rfc3339(current->app.created_at)},
-              {"updatedAt", format_rfc3339(current->app.updated_at)},
+              {"description", current.spec.description},
+              {"revision", current.app.current_revision},
+              {"deployed", current.app.deployed},
+              {"createdAt", format_rfc3339(current.app.created_at)},
+              {"updatedAt", format_rfc3339(current.app.updated_at)},
               {"tree", tree},
               {"recentEvents", recent},
-              {"spec", to_json(current->spec)}};
+              {"spec", to_json(current.spec)}};
 }
 
 Result<json> ApplicationService::list_revisions(const std::string& app_name) const {
@@ -616,29 +611,17 @@ Result<json> ApplicationService::get_revision(const std::string& app_name, int64
     return fail(ErrorCode::kNotFound, "application '" + app_name + "' has no revision " + std::to_string(number));
   }
   const auto& r = **revision;
-  return json{{"application", app_name},
-              {"revision", r.number},
-              {"createdAt", format_rfc3339(r.created_at)},
-              {"author", r.author},
-              {"summary", r.summary},
-              {"manifest", json::parse(r.manifest_json)}};
+  return json{{"application", app_name}, {"revision", r.number}, {"createdAt", format_rfc3339(r.created_at)},
+              {"author", r.author},      {"summary", r.summary}, {"manifest", json::parse(r.manifest_json)}};
 }
 
 Result<json> ApplicationService::operational_state(const std::string& app_name,
                                                    const std::optional<std::string>& path) const {
-  auto current = load(app_name);
-  if (!current) {
-    return std::unexpected(current.error());
+  auto view = load_view(app_name);
+  if (!view) {
+    return std::unexpected(view.error());
   }
-  auto members = current_members(app_name);
-  if (!members) {
-    return std::unexpected(members.error());
-  }
-  auto values = store_.list_operational_values(app_name);
-  if (!values) {
-    return std::unexpected(values.error());
-  }
-  auto nodes = node_refs(current->spec, *members);
+  auto nodes = node_refs(view->current.spec, view->members);
   if (path) {
     if (std::none_of(nodes.begin(), nodes.end(), [&](const NodeRef& n) { return n.path == *path; })) {
       return fail(ErrorCode::kNotFound, "'" + *path + "' is not a node of application " + app_name, "path");
@@ -646,8 +629,8 @@ Result<json> ApplicationService::operational_state(const std::string& app_name,
     std::erase_if(nodes, [&](const NodeRef& n) { return !is_at_or_below(n.path, *path); });
   }
   json out = json::array();
-  for (const auto& view : resolve_all(*values, nodes)) {
-    out.push_back(to_json(view));
+  for (const auto& node : resolve_all(view->values, nodes)) {
+    out.push_back(to_json(node));
   }
   return json{{"application", app_name}, {"nodes", out}};
 }

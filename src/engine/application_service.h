@@ -72,6 +72,13 @@ class ApplicationService {
     ApplicationSpec spec;
   };
   Result<Current> load(const std::string& app) const;
+  // What the read views need: the spec, current members, explicit values.
+  struct View {
+    Current current;
+    std::vector<MemberRecord> members;
+    std::vector<OperationalValueRecord> values;
+  };
+  Result<View> load_view(const std::string& app) const;
   // Members that exist now; Terminated ones are history.
   Result<std::vector<MemberRecord>> current_members(const std::string& app) const;
   // The next operation of `app`: bumps its sequence in `record`.

@@ -9,6 +9,7 @@
 #include "common/names.h"
 #include "common/secrets.h"
 #include "common/time_format.h"
+#include "engine/events.h"
 #include "engine/operational_state.h"
 #include "engine/scheduler.h"
 
@@ -24,20 +25,6 @@ constexpr const char* kHostReady = "Ready";
 constexpr const char* kHostUnreachable = "Unreachable";
 constexpr const char* kHostDraining = "Draining";
 
-EventRecord event(TimePoint now, const std::string& app, const std::string& path, const std::string& member,
-                  const std::string& type, const std::string& from, const std::string& to, std::string message) {
-  EventRecord e;
-  e.time = now;
-  e.app = app;
-  e.path = path;
-  e.member = member;
-  e.type = type;
-  e.from_json = json(from).dump();
-  e.to_json = json(to).dump();
-  e.message = std::move(message);
-  return e;
-}
-
 // "web-01.example" -> "web-01-example": host ids are resource names.
 std::string host_id_for(const std::string& hostname) {
   std::string id;
@@ -50,9 +37,6 @@ std::string host_id_for(const std::string& hostname) {
   while (!id.empty() && id.back() == '-') id.pop_back();
   return (id.empty() ? "host" : id) + "-" + random_hex(2);
 }
-
-// A member's node path within its application: "shop/web/3" -> "web/3".
-std::string member_path(const MemberRecord& m) { return m.id.substr(m.app.size() + 1); }
 
 bool agent_runs(const std::string& agent_state) {
   return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping";
@@ -106,8 +90,9 @@ Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reaso
   }
   WriteBatch batch;
   batch.mutations.push_back(PutMember{next});
-  batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
-                                              "MemberStateChanged", m.record.state, next.state, reason)});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
+                             "MemberStateChanged", m.record.state, next.state, reason)});
   if (auto done = store_.commit(batch); !done) {
     spdlog::error("member {}: cannot persist {} -> {}: {}", m.record.id, m.record.state, next.state,
                   done.error().describe());
@@ -133,8 +118,8 @@ Status Fleet::set_host_state(HostEntry& h, const std::string& to, const std::str
   next.updated_at = now;
   WriteBatch batch;
   batch.mutations.push_back(PutHost{next});
-  batch.mutations.push_back(AppendEvent{event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state,
-                                              to, reason)});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state, to, reason)});
   if (auto done = store_.commit(batch); !done) {
     return std::unexpected(done.error());
   }
@@ -164,12 +149,19 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
       return fail(ErrorCode::kUnauthenticated, "wrong join token");
     }
     host_token = "ht_" + random_hex(32);
-    HostRecord record{host_id_for(hello.hostname), hello.hostname, kHostReady, hello.labels, hello.slots,
-                      sha256_hex(host_token), now, now};
+    HostRecord record{host_id_for(hello.hostname),
+                      hello.hostname,
+                      kHostReady,
+                      hello.labels,
+                      hello.slots,
+                      sha256_hex(host_token),
+                      now,
+                      now};
     WriteBatch batch;
     batch.mutations.push_back(PutHost{record});
-    batch.mutations.push_back(AppendEvent{event(now, "", "host/" + record.id, "", "HostStateChanged", "", kHostReady,
-                                                "host " + record.id + " (" + hello.hostname + ") joined")});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, "", "host/" + record.id, "", "HostStateChanged", "", kHostReady,
+                               "host " + record.id + " (" + hello.hostname + ") joined")});
     if (auto done = store_.commit(batch); !done) {
       return std::unexpected(done.error());
     }
@@ -482,8 +474,8 @@ Status Fleet::create_member(const ClusterRef& cluster) {
   record.created_at = record.updated_at = now;
   WriteBatch batch;
   batch.mutations.push_back(PutMember{record});
-  batch.mutations.push_back(AppendEvent{event(now, record.app, where, record.id, "MemberStateChanged", "", "Created",
-                                              "placed on " + record.host)});
+  batch.mutations.push_back(AppendEvent{
+      make_event(now, record.app, where, record.id, "MemberStateChanged", "", "Created", "placed on " + record.host)});
   if (auto done = store_.commit(batch); !done) {
     return std::unexpected(done.error());
   }
@@ -498,10 +490,17 @@ Status Fleet::create_member(const ClusterRef& cluster) {
 json Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c) const {
   json health = nullptr;
   switch (c.health.kind) {
-    case HealthCheck::Kind::kHttp: health = {{"http", {{"port", c.health.port}, {"path", c.health.path}}}}; break;
-    case HealthCheck::Kind::kTcp: health = {{"tcp", {{"port", c.health.port}}}}; break;
-    case HealthCheck::Kind::kExec: health = {{"exec", c.health.exec}}; break;
-    case HealthCheck::Kind::kNone: break;
+    case HealthCheck::Kind::kHttp:
+      health = {{"http", {{"port", c.health.port}, {"path", c.health.path}}}};
+      break;
+    case HealthCheck::Kind::kTcp:
+      health = {{"tcp", {{"port", c.health.port}}}};
+      break;
+    case HealthCheck::Kind::kExec:
+      health = {{"exec", c.health.exec}};
+      break;
+    case HealthCheck::Kind::kNone:
+      break;
   }
   if (!health.is_null()) {
     health["intervalSeconds"] = c.health.interval_seconds;
@@ -578,12 +577,13 @@ void Fleet::delay_healing(MemberEntry& m) {
   const TimePoint now = clock_.now();
   MemberRecord next = m.record;
   next.healing_delayed_since = now;
-  const std::string message = "autohealing is off: " + m.record.id + " (" + m.record.state +
-                              ") is neither restarted nor replaced";
+  const std::string message =
+      "autohealing is off: " + m.record.id + " (" + m.record.state + ") is neither restarted nor replaced";
   WriteBatch batch;
   batch.mutations.push_back(PutMember{next});
-  batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
-                                              "HealingDelayed", m.record.state, m.record.state, message)});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
+                             "HealingDelayed", m.record.state, m.record.state, message)});
   if (store_.commit(batch)) {
     spdlog::warn("{}", message);
     m.record = std::move(next);
@@ -601,8 +601,9 @@ void Fleet::resume_healing(MemberEntry& m) {
   next.healing_delayed_since.reset();
   WriteBatch batch;
   batch.mutations.push_back(PutMember{next});
-  batch.mutations.push_back(AppendEvent{event(now, m.record.app, m.record.app + "/" + m.record.cluster, m.record.id,
-                                              "HealingResumed", m.record.state, m.record.state, message)});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
+                             "HealingResumed", m.record.state, m.record.state, message)});
   if (store_.commit(batch)) {
     spdlog::info("{}", message);
     m.record = std::move(next);
@@ -632,12 +633,12 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
                               : *load.average < policy.scale_down_below ? "underload"
                                                                         : "normal";
     if (state != load.state) {
-      const std::string message = fmt::format("average load {:.2f} over {}s (scale up above {}, down below {})",
-                                              *load.average, policy.window_seconds, policy.scale_up_above,
-                                              policy.scale_down_below);
+      const std::string message =
+          fmt::format("average load {:.2f} over {}s (scale up above {}, down below {})", *load.average,
+                      policy.window_seconds, policy.scale_up_above, policy.scale_down_below);
       WriteBatch batch;
       batch.mutations.push_back(
-          AppendEvent{event(now, cluster.app->name, where, "", "LoadStateChanged", load.state, state, message)});
+          AppendEvent{make_event(now, cluster.app->name, where, "", "LoadStateChanged", load.state, state, message)});
       if (store_.commit(batch)) {
         spdlog::info("{}: load {} -> {}: {}", where, load.state, state, message);
         load.state = state;
@@ -664,12 +665,11 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
   }
   const std::string reason = load.state + ": " + fmt::format("average load {:.2f}", *load.average);
   WriteBatch batch;
-  batch.mutations.push_back(
-      PutClusterScale{{cluster.app->name, cluster.path, wanted, counts.desired, reason, now}});
-  batch.mutations.push_back(AppendEvent{event(now, cluster.app->name, where, "", "ClusterScaled",
-                                              std::to_string(desired), std::to_string(wanted),
-                                              "autoscaling " + where + " from " + std::to_string(desired) + " to " +
-                                                  std::to_string(wanted) + " members (" + reason + ")")});
+  batch.mutations.push_back(PutClusterScale{{cluster.app->name, cluster.path, wanted, counts.desired, reason, now}});
+  batch.mutations.push_back(AppendEvent{make_event(now, cluster.app->name, where, "", "ClusterScaled",
+                                                   std::to_string(desired), std::to_string(wanted),
+                                                   "autoscaling " + where + " from " + std::to_string(desired) +
+                                                       " to " + std::to_string(wanted) + " members (" + reason + ")")});
   if (!store_.commit(batch)) {
     return desired;
   }
@@ -712,8 +712,7 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
       }
     }
     if (m.state == MemberState::kFailed || m.state == MemberState::kUnreachable) {
-      if (cluster.app->deployed &&
-          resolve(values, member_path(m.record), Setting::kAutohealing).effective == "off") {
+      if (cluster.app->deployed && resolve(values, member_path(m.record), Setting::kAutohealing).effective == "off") {
         delay_healing(m);
         ++held;
         continue;
@@ -824,17 +823,18 @@ Result<json> Fleet::set_host_draining(const std::string& host_id, bool draining,
     return fail(ErrorCode::kConflict, "host " + host_id + " is " + from);
   }
   WriteBatch audit;
-  audit.mutations.push_back(AppendAudit{{0, clock_.now(), caller.actor, caller.action, "host " + host_id,
-                                         from + " -> " + h.record.state}});
+  audit.mutations.push_back(
+      AppendAudit{{0, clock_.now(), caller.actor, caller.action, "host " + host_id, from + " -> " + h.record.state}});
   (void)store_.commit(audit);
   return json{{"id", host_id}, {"state", h.record.state}, {"message", "host " + host_id + " is " + h.record.state}};
 }
 
 json Fleet::to_json(const MemberEntry& m) const {
-  json j = {{"id", m.record.id},         {"app", m.record.app},         {"cluster", m.record.cluster},
-            {"host", m.record.host},     {"state", m.record.state},     {"revision", m.record.revision},
-            {"version", m.record.version}, {"ports", m.record.ports},   {"healthy", m.healthy},
-            {"updatedAt", format_rfc3339(m.record.updated_at)}};
+  json j = {{"id", m.record.id},           {"app", m.record.app},
+            {"cluster", m.record.cluster}, {"host", m.record.host},
+            {"state", m.record.state},     {"revision", m.record.revision},
+            {"version", m.record.version}, {"ports", m.record.ports},
+            {"healthy", m.healthy},        {"updatedAt", format_rfc3339(m.record.updated_at)}};
   j["pid"] = m.record.pid ? json(*m.record.pid) : json(nullptr);
   j["load"] = m.stats ? json(m.stats->load) : json(nullptr);
   j["healingDelayedSince"] =
@@ -912,7 +912,8 @@ Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::
   if (!result->ok) {
     return fail(ErrorCode::kUnavailable, "agent: " + result->message);
   }
-  return json{{"member", member_id}, {"stdout", result->data.value("stdout", "")},
+  return json{{"member", member_id},
+              {"stdout", result->data.value("stdout", "")},
               {"stderr", result->data.value("stderr", "")}};
 }
 

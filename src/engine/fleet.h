@@ -150,7 +150,7 @@ class Fleet {
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
   std::map<std::string, LogRequest> log_requests_;
-  std::map<std::string, ClusterLoad> loads_;  // by "app/cluster"
+  std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
 };
 

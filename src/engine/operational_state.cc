@@ -31,9 +31,12 @@ bool is_allowed_value(Setting setting, std::string_view value) {
 
 const SettingView& NodeOperationalView::get(Setting s) const {
   switch (s) {
-    case Setting::kAutoscaling: return autoscaling;
-    case Setting::kAutohealing: return autohealing;
-    case Setting::kMaintenance: return maintenance;
+    case Setting::kAutoscaling:
+      return autoscaling;
+    case Setting::kAutohealing:
+      return autohealing;
+    case Setting::kMaintenance:
+      return maintenance;
   }
   return autoscaling;
 }
@@ -57,8 +60,8 @@ bool is_below(const std::string& path, const std::string& ancestor) {
 }
 
 namespace {
-const OperationalValueRecord* find_explicit(const std::vector<OperationalValueRecord>& values,
-                                            const std::string& path, Setting setting) {
+const OperationalValueRecord* find_explicit(const std::vector<OperationalValueRecord>& values, const std::string& path,
+                                            Setting setting) {
   for (const auto& v : values) {
     if (v.setting == setting && v.path == path) {
       return &v;

@@ -10,9 +10,9 @@
 #include <sstream>
 #include <utility>
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
 
 #include "common/names.h"
 
@@ -362,8 +362,8 @@ MemberCounts read_members(const json& v, const std::string& path) {
     reject(f.path("min"), "min " + std::to_string(m.min) + " is greater than max " + std::to_string(m.max));
   }
   if (m.desired < m.min || m.desired > m.max) {
-    reject(f.path("desired"), "desired " + std::to_string(m.desired) + " is outside min..max " +
-                                  std::to_string(m.min) + ".." + std::to_string(m.max));
+    reject(f.path("desired"), "desired " + std::to_string(m.desired) + " is outside min..max " + std::to_string(m.min) +
+                                  ".." + std::to_string(m.max));
   }
   return m;
 }
@@ -396,7 +396,8 @@ Artifact read_artifact(const json& v, const std::string& path) {
     for (const auto& [name, value] : a.env) {
       if (!is_env_name(name)) {
         reject(field_path(f.path("env"), name),
-               "'" + name + "' is not a valid environment variable name (letters, digits and '_', not starting with a digit)");
+               "'" + name +
+                   "' is not a valid environment variable name (letters, digits and '_', not starting with a digit)");
       }
       if (name == "VERSION" || name.starts_with("TRANCHE_")) {
         reject(field_path(f.path("env"), name), "'" + name + "' is set by Tranche for every member");
@@ -481,9 +482,7 @@ Hooks read_hooks(const json& v, const std::string& path) {
   return h;
 }
 
-std::string format_int_or_percent(const IntOrPercent& v) {
-  return std::to_string(v.value) + (v.percent ? "%" : "");
-}
+std::string format_int_or_percent(const IntOrPercent& v) { return std::to_string(v.value) + (v.percent ? "%" : ""); }
 
 IntOrPercent read_int_or_percent(const json& v, const std::string& path) {
   if (v.is_number()) {
@@ -608,8 +607,8 @@ LoadBalancer read_load_balancer(const json& v, const std::string& path) {
   const Fields haproxy(f.required("haproxy"), f.path("haproxy"), {"backend"});
   lb.haproxy_backend = read_nonempty_string(haproxy.required("backend"), haproxy.path("backend"));
   if (!is_haproxy_name(lb.haproxy_backend)) {
-    reject(haproxy.path("backend"), "'" + lb.haproxy_backend +
-                                        "' is not a valid HAProxy backend name (letters, digits, '-', '_', '.', ':')");
+    reject(haproxy.path("backend"),
+           "'" + lb.haproxy_backend + "' is not a valid HAProxy backend name (letters, digits, '-', '_', '.', ':')");
   }
   lb.drain_timeout_seconds = f.int_at_least("drainTimeoutSeconds", lb.drain_timeout_seconds, 0);
   return lb;
@@ -718,9 +717,9 @@ void check_siblings(const std::vector<GroupSpec>& groups, const std::vector<Clus
   std::map<std::string_view, size_t> index;
   for (size_t i = 0; i < siblings.size(); ++i) {
     if (!index.emplace(*siblings[i].name, i).second) {
-      reject(siblings[i].path + ".name",
-             "'" + *siblings[i].name + "' is already the name of another group or cluster here (" +
-                 siblings[index[*siblings[i].name]].path + ")");
+      reject(siblings[i].path + ".name", "'" + *siblings[i].name +
+                                             "' is already the name of another group or cluster here (" +
+                                             siblings[index[*siblings[i].name]].path + ")");
     }
   }
   for (const auto& s : siblings) {
@@ -823,9 +822,9 @@ size_t count_clusters(const std::vector<GroupSpec>& groups, const std::vector<Cl
 }
 
 ApplicationSpec read_application(const json& doc) {
-  const Fields f(doc, "",
-                 {"application", "description", "updateOrder", "revisionHistoryLimit", "operational", "groups",
-                  "clusters"});
+  const Fields f(
+      doc, "",
+      {"application", "description", "updateOrder", "revisionHistoryLimit", "operational", "groups", "clusters"});
   ApplicationSpec app;
   app.name = read_name(f.required("application"), f.path("application"));
   if (const json* x = f.find("description")) {
@@ -1170,8 +1169,7 @@ Result<json> json_document(std::string_view text) {
         }
         break;
       case json::parse_event_t::key:
-        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second &&
-            !duplicate) {
+        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second && !duplicate) {
           duplicate = parsed.get<std::string>();
         }
         break;
@@ -1210,9 +1208,7 @@ json operational_json(const InitialOperational& o) {
   return j;
 }
 
-json int_or_percent_json(const IntOrPercent& v) {
-  return v.percent ? json(format_int_or_percent(v)) : json(v.value);
-}
+json int_or_percent_json(const IntOrPercent& v) { return v.percent ? json(format_int_or_percent(v)) : json(v.value); }
 
 json string_map_json(const std::map<std::string, std::string>& m) {
   json j = json::object();
@@ -1503,8 +1499,8 @@ std::vector<NodeView> flatten(const ApplicationSpec& spec) {
 std::string diff_summary(const ApplicationSpec* from, const ApplicationSpec& to) {
   const std::vector<NodeView> after = flatten(to);
   if (from == nullptr) {
-    const auto groups = static_cast<size_t>(std::count_if(
-        after.begin(), after.end(), [](const NodeView& n) { return n.kind == NodeView::Kind::kGroup; }));
+    const auto groups = static_cast<size_t>(
+        std::count_if(after.begin(), after.end(), [](const NodeView& n) { return n.kind == NodeView::Kind::kGroup; }));
     const auto clusters = static_cast<size_t>(std::count_if(
         after.begin(), after.end(), [](const NodeView& n) { return n.kind == NodeView::Kind::kCluster; }));
     return "created with " + plural(clusters, "cluster") + (groups > 0 ? " in " + plural(groups, "group") : "");

@@ -147,7 +147,7 @@ nlohmann::json to_json(const ApplicationSpec& spec);
 struct NodeView {
   enum class Kind { kApplication, kGroup, kCluster };
   Kind kind = Kind::kApplication;
-  std::string path;  // "" for the application, "backend", "backend/db"
+  std::string path;                      // "" for the application, "backend", "backend/db"
   const GroupSpec* group = nullptr;      // kGroup
   const ClusterSpec* cluster = nullptr;  // kCluster
   const InitialOperational* operational = nullptr;

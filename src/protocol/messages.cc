@@ -150,8 +150,8 @@ json to_json(const Hello& m) {
     put_optional(x, "pid", mem.pid);
     members.push_back(std::move(x));
   }
-  json j = {{"type", "hello"},        {"protocol", m.protocol}, {"hostname", m.hostname},
-            {"labels", m.labels},     {"slots", m.slots},       {"members", members}};
+  json j = {{"type", "hello"},    {"protocol", m.protocol}, {"hostname", m.hostname},
+            {"labels", m.labels}, {"slots", m.slots},       {"members", members}};
   if (!m.host_id.empty()) j["hostId"] = m.host_id;
   if (!m.join_token.empty()) j["joinToken"] = m.join_token;
   if (!m.host_token.empty()) j["hostToken"] = m.host_token;

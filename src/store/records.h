@@ -59,12 +59,12 @@ struct OperationalValueRecord {
 };
 
 struct MemberRecord {
-  std::string id;       // "web/3": cluster path + "/" + ordinal
+  std::string id;  // "web/3": cluster path + "/" + ordinal
   std::string app;
   std::string cluster;  // cluster path within the app, e.g. "backend/db"
   int64_t ordinal = 0;
-  std::string host;     // empty until placed
-  std::string state;    // MemberState name (model.md)
+  std::string host;   // empty until placed
+  std::string state;  // MemberState name (model.md)
   int64_t revision = 0;
   std::string version;
   std::optional<int64_t> pid;
@@ -92,10 +92,10 @@ struct HostRecord {
 struct OperationRecord {
   std::string id;
   std::string app;
-  int64_t seq = 0;      // per application, in acceptance order
-  std::string kind;     // "apply", "operational-state", "delete", ...
+  int64_t seq = 0;   // per application, in acceptance order
+  std::string kind;  // "apply", "operational-state", "delete", ...
   std::string request_json;
-  std::string status;   // Pending | Running | Succeeded | Failed | Cancelled
+  std::string status;  // Pending | Running | Succeeded | Failed | Cancelled
   std::string message;
   std::string actor;
   TimePoint created_at{};
@@ -121,7 +121,7 @@ struct ClusterScaleRecord {
 enum class Role { kViewer, kOperator, kAdmin };
 
 struct TokenRecord {
-  std::string id;           // public part of the token, used to look it up
+  std::string id;  // public part of the token, used to look it up
   std::string name;
   std::string secret_hash;  // sha256 of the secret part
   Role role = Role::kViewer;

@@ -22,23 +22,53 @@ struct ExpectApplicationVersion {
   int64_t version = 0;  // 0: the application must not exist
 };
 
-struct PutApplication { ApplicationRecord record; };  // sets record.version = old + 1
-struct PutRevision { RevisionRecord record; };
-struct DeleteRevision { std::string app; int64_t number = 0; };
-struct PutOperationalValue { OperationalValueRecord record; };
-struct DeleteOperationalValue { std::string app; std::string path; Setting setting; };
-struct PutMember { MemberRecord record; };
-struct PutHost { HostRecord record; };
-struct PutOperation { OperationRecord record; };
-struct PutToken { TokenRecord record; };
-struct AppendAudit { AuditRecord record; };
-struct AppendEvent { EventRecord record; };  // seq assigned at commit
-struct PutClusterScale { ClusterScaleRecord record; };
-struct DeleteClusterScale { std::string app; std::string cluster; };
+struct PutApplication {
+  ApplicationRecord record;
+};  // sets record.version = old + 1
+struct PutRevision {
+  RevisionRecord record;
+};
+struct DeleteRevision {
+  std::string app;
+  int64_t number = 0;
+};
+struct PutOperationalValue {
+  OperationalValueRecord record;
+};
+struct DeleteOperationalValue {
+  std::string app;
+  std::string path;
+  Setting setting;
+};
+struct PutMember {
+  MemberRecord record;
+};
+struct PutHost {
+  HostRecord record;
+};
+struct PutOperation {
+  OperationRecord record;
+};
+struct PutToken {
+  TokenRecord record;
+};
+struct AppendAudit {
+  AuditRecord record;
+};
+struct AppendEvent {
+  EventRecord record;
+};  // seq assigned at commit
+struct PutClusterScale {
+  ClusterScaleRecord record;
+};
+struct DeleteClusterScale {
+  std::string app;
+  std::string cluster;
+};
 
-using Mutation = std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue,
-                              DeleteOperationalValue, PutMember, PutHost, PutOperation, PutToken, AppendAudit,
-                              AppendEvent, PutClusterScale, DeleteClusterScale>;
+using Mutation =
+    std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue, DeleteOperationalValue, PutMember,
+                 PutHost, PutOperation, PutToken, AppendAudit, AppendEvent, PutClusterScale, DeleteClusterScale>;
 
 struct WriteBatch {
   std::vector<ExpectApplicationVersion> preconditions;

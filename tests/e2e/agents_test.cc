@@ -139,8 +139,8 @@ class Fleet : public ::testing::Test {
     auto r = controller_->cli({"apply", "-f", (dir_.path() / "shop.yaml").string()});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     ASSERT_TRUE(wait_until([&] { return all_active(); }, 30s))
-        << get({"get", "members", "-o", "json"}).dump(2) << agents_[0]->err() << agents_[1]->err()
-        << agents_[2]->err() << controller_->process().err();
+        << get({"get", "members", "-o", "json"}).dump(2) << agents_[0]->err() << agents_[1]->err() << agents_[2]->err()
+        << controller_->process().err();
   }
 
   TempDir dir_;
@@ -316,7 +316,8 @@ TEST_F(Fleet, AutohealingOffOnOneClusterDelaysOnlyItsHealing) {
   ASSERT_TRUE(wait_until(
       [&] {
         const auto db = active("shop/db");
-        return db.size() == 2 && std::none_of(db.begin(), db.end(), [&](const json& m) { return m["id"] == db_victim["id"]; });
+        return db.size() == 2 &&
+               std::none_of(db.begin(), db.end(), [&](const json& m) { return m["id"] == db_victim["id"]; });
       },
       20s));
   ASSERT_TRUE(wait_until([&] { return !events_of_type("HealingDelayed").empty(); }, 10s));

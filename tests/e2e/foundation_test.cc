@@ -271,9 +271,9 @@ TEST_F(Foundation, SigkillLosesNothingAndSigtermDrains) {
   EXPECT_EQ(events_after(0).back()["seq"], before.size() + 1) << "seq continues without a gap";
 
   // An open event stream must not hold up a graceful stop.
-  Process follower({tranche_binary(), "events", "--follow", "--server", controller_->url(), "--token",
-                    controller_->admin_token()},
-                   dir_.path(), "follow");
+  Process follower(
+      {tranche_binary(), "events", "--follow", "--server", controller_->url(), "--token", controller_->admin_token()},
+      dir_.path(), "follow");
   ASSERT_TRUE(wait_until([&] { return !follower.out().empty(); }, 10s));
   EXPECT_EQ(controller_->stop(), 0);
   EXPECT_EQ(follower.wait(10s), 0);

@@ -135,8 +135,8 @@ Controller::~Controller() {
 
 void Controller::start(const std::vector<std::string>& extra_args) {
   fs::remove(data_dir_ / "controller.url");
-  std::vector<std::string> argv = {tranche_binary(), "controller", "--listen", "127.0.0.1:0", "--data-dir",
-                                   data_dir_.string()};
+  std::vector<std::string> argv = {tranche_binary(), "controller", "--listen",
+                                   "127.0.0.1:0",    "--data-dir", data_dir_.string()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<Process>(argv, data_dir_.parent_path(), "controller-" + std::to_string(++starts_));
   const bool up = wait_until(
@@ -175,7 +175,8 @@ std::string Controller::admin_token() const {
 CliResult Controller::cli(const std::vector<std::string>& args, std::optional<std::string> token) const {
   std::vector<std::string> argv = {tranche_binary()};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run(argv, {{"TRANCHE_SERVER", url_}, {"TRANCHE_TOKEN", token.value_or(admin_token())},
+  return run(argv, {{"TRANCHE_SERVER", url_},
+                    {"TRANCHE_TOKEN", token.value_or(admin_token())},
                     {"TRANCHE_TOKEN_FILE", "/nonexistent"}});
 }
 

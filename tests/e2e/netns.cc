@@ -103,15 +103,14 @@ void NetNamespace::kill_all() const {
 std::optional<std::string> connect_veth(const VethEnd& a, const VethEnd& b) {
   // Created inside a's namespace with its peer placed straight into b's, so
   // the names never meet in the root namespace.
-  const std::vector<std::string> add = {"link", "add", a.ifname, "type", "veth", "peer", "name", b.ifname,
-                                        "netns", b.ns->name()};
+  const std::vector<std::string> add = {"link", "add",  a.ifname, "type",  "veth",
+                                        "peer", "name", b.ifname, "netns", b.ns->name()};
   if (auto r = a.ns->ip(add); r.exit_code != 0) {
     return describe(add, r);
   }
   for (const VethEnd* end : {&a, &b}) {
-    for (const std::vector<std::string>& args :
-         {std::vector<std::string>{"addr", "add", end->cidr, "dev", end->ifname},
-          std::vector<std::string>{"link", "set", end->ifname, "up"}}) {
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"addr", "add", end->cidr, "dev", end->ifname},
+                                                 std::vector<std::string>{"link", "set", end->ifname, "up"}}) {
       if (auto r = end->ns->ip(args); r.exit_code != 0) {
         return "in " + end->ns->name() + ": " + describe(args, r);
       }

@@ -59,8 +59,8 @@ class NetworkNamespaces : public ::testing::Test {
     const std::string net = "10.231." + std::to_string(1 + ::getpid() % 250) + ".";
     c_side_of_a_ = net + "1";
     c_side_of_b_ = net + "5";
-    for (auto [ns, c_addr, host_addr] : {std::tuple{ns_a_.get(), net + "1/30", net + "2/30"},
-                                         std::tuple{ns_b_.get(), net + "5/30", net + "6/30"}}) {
+    for (auto [ns, c_addr, host_addr] :
+         {std::tuple{ns_a_.get(), net + "1/30", net + "2/30"}, std::tuple{ns_b_.get(), net + "5/30", net + "6/30"}}) {
       const std::string c_if = "to-" + ns->name().substr(ns->name().size() - 1);
       if (auto error = connect_veth({ns_c_.get(), c_if, c_addr}, {ns, "to-c", host_addr})) {
         GTEST_SKIP() << "this machine cannot link network namespaces with veth pairs: " << *error;
@@ -134,11 +134,11 @@ class NetworkNamespaces : public ::testing::Test {
 
   void start_agent(size_t i, const NetNamespace& ns, const std::string& server) {
     const std::string name = "agent-" + ns.name();
-    agents_[i] = std::make_unique<Process>(
-        ns.exec({tranche_binary(), "agent", "--server", server, "--join-token-file",
-                 (dir_.path() / "data" / "join.token").string(), "--state-dir", (dir_.path() / name).string(),
-                 "--labels", "netns=" + ns.name()}),
-        dir_.path(), name, std::map<std::string, std::string>{{"PATH", path_with_hello()}});
+    agents_[i] =
+        std::make_unique<Process>(ns.exec({tranche_binary(), "agent", "--server", server, "--join-token-file",
+                                           (dir_.path() / "data" / "join.token").string(), "--state-dir",
+                                           (dir_.path() / name).string(), "--labels", "netns=" + ns.name()}),
+                                  dir_.path(), name, std::map<std::string, std::string>{{"PATH", path_with_hello()}});
     agent_dirs_[i] = dir_.path() / name;
   }
 
@@ -209,8 +209,8 @@ class NetworkNamespaces : public ::testing::Test {
 
   std::string diagnostics() {
     return "\nhosts: " + hosts().dump(2) + "\nmembers: " + get({"get", "members", "-o", "json"}).dump(2) +
-           "\nevents:\n" + cli({"events", "-o", "json"}).out + "\nagent a: " + agents_[kA]->out() +
-           agents_[kA]->err() + "\ncontroller: " + controller_->out() + controller_->err();
+           "\nevents:\n" + cli({"events", "-o", "json"}).out + "\nagent a: " + agents_[kA]->out() + agents_[kA]->err() +
+           "\ncontroller: " + controller_->out() + controller_->err();
   }
 
   TempDir dir_;

@@ -256,9 +256,8 @@ TEST(ReadStatsTest, BadAnswersAreNothing) {
   EXPECT_FALSE(read_stats(not_json.port(), "/admin/load", 2s));
   TestServer no_load([](const std::string&) { return response(200, R"({"requestsInFlight": 3})"); });
   EXPECT_FALSE(read_stats(no_load.port(), "/admin/load", 2s));
-  TestServer truncated([](const std::string&) {
-    return std::string("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"load\": 1}");
-  });
+  TestServer truncated(
+      [](const std::string&) { return std::string("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"load\": 1}"); });
   EXPECT_FALSE(read_stats(truncated.port(), "/admin/load", 2s));
   EXPECT_FALSE(read_stats(closed_port(), "/admin/load", 2s));
 }

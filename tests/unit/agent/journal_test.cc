@@ -168,7 +168,8 @@ JournalState many_commands() {
   state.commands.push_back({"open-early", "start", "web/1", false, std::nullopt, false});
   state.commands.push_back({"unacked-early", "stop", "web/1", true, nlohmann::json{{"ok", true}}, false});
   for (int i = 0; i < 1500; ++i) {
-    state.commands.push_back({"settled-" + std::to_string(i), "start", "web/1", true, nlohmann::json{{"ok", true}}, true});
+    state.commands.push_back(
+        {"settled-" + std::to_string(i), "start", "web/1", true, nlohmann::json{{"ok", true}}, true});
   }
   state.commands.push_back({"open-late", "drain", "web/1", false, std::nullopt, false});
   return state;

@@ -345,7 +345,8 @@ TEST_F(ProcessDriverTest, RotationUnderALiveWriter) {
   const auto go = dir_ / "go";
   auto spec = make_spec({"sh", "-c",
                          "i=0; while [ $i -lt 300 ]; do echo \"line $i .........\"; i=$((i+1)); done; echo done1; "
-                         "while [ ! -f " + go.string() + " ]; do sleep 0.01; done; echo after; exec sleep 60"});
+                         "while [ ! -f " +
+                             go.string() + " ]; do sleep 0.01; done; echo after; exec sleep 60"});
   auto process = test::ok(driver->start(spec, dir_ / "logs"));
   track(static_cast<pid_t>(process.pid));
   ASSERT_TRUE(wait_for_output("done1\n"));
@@ -366,8 +367,8 @@ TEST_F(ProcessDriverTest, RotationUnderALiveWriter) {
 TEST(RunHookTest, ReportsExitCodeAndOutput) {
   TempDir dir;
   const auto output = dir / "hooks" / "drain.log";
-  auto outcome = run_hook({"sh", "-c", "echo out $HOOK_VAR; echo err >&2; exit 3"}, {{"HOOK_VAR", "v1"}}, {}, output,
-                          10s);
+  auto outcome =
+      run_hook({"sh", "-c", "echo out $HOOK_VAR; echo err >&2; exit 3"}, {{"HOOK_VAR", "v1"}}, {}, output, 10s);
   EXPECT_EQ(outcome.exit_code, 3);
   EXPECT_EQ(outcome.message, "hook exited 3");
   EXPECT_EQ(read_file(output), "out v1\nerr\n");
@@ -391,8 +392,8 @@ TEST(RunHookTest, TimeoutKillsTheHookAndWhatItStarted) {
   TempDir dir;
   const auto pid_file = dir / "bg.pid";
   const auto begun = std::chrono::steady_clock::now();
-  auto outcome = run_hook({"sh", "-c", "sleep 60 & echo $! > " + pid_file.string() + "; wait"}, {}, {},
-                          dir / "out.log", 300ms);
+  auto outcome =
+      run_hook({"sh", "-c", "sleep 60 & echo $! > " + pid_file.string() + "; wait"}, {}, {}, dir / "out.log", 300ms);
   const auto took = std::chrono::steady_clock::now() - begun;
   EXPECT_EQ(outcome.exit_code, -1);
   EXPECT_EQ(outcome.message, "hook timed out after 300ms");

@@ -16,8 +16,9 @@ TEST(Metrics, RendersPrometheusText) {
   m.record_commit(2ms, false);
   m.record_events_published(3);
   const std::string text = m.render();
-  EXPECT_NE(text.find("tranche_http_requests_total{method=\"GET\",route=\"/api/v1/applications/{app}\",code=\"200\"} 2"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("tranche_http_requests_total{method=\"GET\",route=\"/api/v1/applications/{app}\",code=\"200\"} 2"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("code=\"404\"} 1"), std::string::npos);
   EXPECT_NE(text.find("tranche_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/v1/applications/"

@@ -7,7 +7,8 @@ namespace {
 
 TEST(Names, AcceptsDnsLabels) {
   const std::string longest(63, 'a');
-  for (const std::string& good : {std::string("a"), std::string("web"), std::string("db-1"), std::string("0abc"), longest}) {
+  for (const std::string& good :
+       {std::string("a"), std::string("web"), std::string("db-1"), std::string("0abc"), longest}) {
     EXPECT_TRUE(is_valid_name(good)) << good;
   }
 }
@@ -15,7 +16,7 @@ TEST(Names, AcceptsDnsLabels) {
 TEST(Names, RejectsEverythingElse) {
   const std::string too_long(64, 'a');
   for (const std::string& bad : {std::string(), std::string("Web"), std::string("-a"), std::string("a-"),
-                                std::string("a_b"), std::string("a.b"), too_long}) {
+                                 std::string("a_b"), std::string("a.b"), too_long}) {
     EXPECT_FALSE(is_valid_name(bad)) << bad;
   }
   auto status = check_name("Bad", "clusters[0].name");

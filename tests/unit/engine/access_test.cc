@@ -39,8 +39,8 @@ TEST_F(AccessTest, WrongOrMalformedTokensAreRefused) {
   ASSERT_TRUE(issued.has_value());
   std::string tampered = issued->secret_token;
   tampered.back() = tampered.back() == 'a' ? 'b' : 'a';
-  for (const std::string& bad : {tampered, std::string(""), std::string("tt_"), std::string("garbage"),
-                                 std::string("tt_unknown_secret")}) {
+  for (const std::string& bad :
+       {tampered, std::string(""), std::string("tt_"), std::string("garbage"), std::string("tt_unknown_secret")}) {
     auto p = access.authenticate(bad);
     ASSERT_FALSE(p.has_value()) << bad;
     EXPECT_EQ(p.error().code, ErrorCode::kUnauthenticated);

@@ -109,8 +109,7 @@ class Client {
   bool connected() const { return fd_ >= 0; }
 
   bool send(const std::string& method, const std::string& target) {
-    std::string req = method + " " + target +
-                      " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
     size_t sent = 0;
     while (fd_ >= 0 && sent < req.size()) {
       ssize_t n = ::send(fd_, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
@@ -142,8 +141,7 @@ class Client {
       value.erase(0, value.find_first_not_of(' '));
       res.headers[name] = value;
     }
-    size_t length = std::stoul(res.headers.count("content-length") ? res.headers["content-length"]
-                                                                   : std::string("0"));
+    size_t length = std::stoul(res.headers.count("content-length") ? res.headers["content-length"] : std::string("0"));
     buf_.erase(0, header_end + 4);
     while (buf_.size() < length) {
       if (!fill()) return std::nullopt;
@@ -190,19 +188,17 @@ std::optional<Response> fetch(int port, const std::string& method, const std::st
 // running at the end.
 class Hello {
  public:
-  explicit Hello(std::vector<std::string> args,
-                 std::vector<std::pair<std::string, std::string>> env = {}) {
+  explicit Hello(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {}) {
     static std::atomic<int> counter{0};
-    log_path_ = testing::TempDir() + "tranche-hello-" + std::to_string(::getpid()) + "-" +
-                std::to_string(counter++) + ".log";
+    log_path_ =
+        testing::TempDir() + "tranche-hello-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".log";
 
     std::vector<std::string> argv_store{HELLO_BINARY};
     argv_store.insert(argv_store.end(), args.begin(), args.end());
     std::vector<std::string> env_store;
     for (char** e = environ; *e; ++e) {
       std::string_view var(*e);
-      if (var.starts_with("VERSION=") || var.starts_with("TRANCHE_MEMBER=") ||
-          var.starts_with("HELLO_HEALTHY=")) {
+      if (var.starts_with("VERSION=") || var.starts_with("TRANCHE_MEMBER=") || var.starts_with("HELLO_HEALTHY=")) {
         continue;
       }
       env_store.emplace_back(var);
@@ -289,9 +285,8 @@ Started start_hello(std::vector<std::pair<std::string, std::string>> env = {},
   std::vector<std::string> args{"--port=" + std::to_string(port)};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   auto hello = std::make_unique<Hello>(args, std::move(env));
-  EXPECT_TRUE(wait_until([&] { return accepting(port); }, 10s))
-      << "tranche-hello did not start listening; log:\n"
-      << hello->log();
+  EXPECT_TRUE(wait_until([&] { return accepting(port); }, 10s)) << "tranche-hello did not start listening; log:\n"
+                                                                << hello->log();
   return {port, std::move(hello)};
 }
 
@@ -309,9 +304,7 @@ TEST(Hello, RootReportsVersionAndMemberOverKeepAlive) {
     EXPECT_NE(res->headers["connection"], "close");
     EXPECT_EQ(res->json(), (Json{{"version", "1.2.3"}, {"member", "shop-web-2"}}));
   }
-  EXPECT_NE(hello->log().find("tranche-hello 1.2.3 listening on 127.0.0.1:" +
-                              std::to_string(port)),
-            std::string::npos)
+  EXPECT_NE(hello->log().find("tranche-hello 1.2.3 listening on 127.0.0.1:" + std::to_string(port)), std::string::npos)
       << hello->log();
 }
 
@@ -362,8 +355,8 @@ TEST(Hello, LoadIsSetAndReported) {
   EXPECT_EQ(client.request("POST", "/admin/load?value=0.75")->status, 200);
   EXPECT_EQ(client.request("GET", "/admin/load")->json()["load"], 0.75);
 
-  for (const char* bad : {"/admin/load?value=abc", "/admin/load?value=-1", "/admin/load?value=",
-                          "/admin/load", "/admin/load?value=1x", "/admin/load?value=nan"}) {
+  for (const char* bad : {"/admin/load?value=abc", "/admin/load?value=-1", "/admin/load?value=", "/admin/load",
+                          "/admin/load?value=1x", "/admin/load?value=nan"}) {
     EXPECT_EQ(client.request("POST", bad)->status, 400) << bad;
   }
   EXPECT_EQ(client.request("GET", "/admin/load")->json()["load"], 0.75);
@@ -373,8 +366,7 @@ TEST(Hello, CountsRequestsInFlight) {
   auto [port, hello] = start_hello();
   Client slow(port);
   ASSERT_TRUE(slow.send("GET", "/slow?ms=300"));
-  EXPECT_TRUE(wait_until(
-      [&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
+  EXPECT_TRUE(wait_until([&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
   auto res = slow.receive();
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
@@ -409,8 +401,7 @@ TEST(Hello, SigtermFinishesInFlightRequestsThenExits) {
 
   Client slow(port);
   ASSERT_TRUE(slow.send("GET", "/slow?ms=500"));
-  ASSERT_TRUE(wait_until(
-      [&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
 
   auto signalled = Clock::now();
   hello->signal(SIGTERM);
@@ -435,8 +426,7 @@ TEST(Hello, SecondSignalStopsWaitingForInFlightRequests) {
   auto [port, hello] = start_hello();
   Client slow(port);
   ASSERT_TRUE(slow.send("GET", "/slow?ms=30000"));
-  ASSERT_TRUE(wait_until(
-      [&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
   hello->signal(SIGTERM);
   EXPECT_FALSE(hello->wait_exit(200ms));  // still waiting for the slow request
   hello->signal(SIGTERM);

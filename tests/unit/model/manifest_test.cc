@@ -337,7 +337,8 @@ clusters:
 
 TEST(ManifestParse, RoundTripsThroughTheNormalizedDocument) {
   for (const std::string& text :
-       {std::string(kSpecExample), std::string(kMinimal), read_file(std::string(TRANCHE_SOURCE_DIR) + "/examples/shop.yaml"),
+       {std::string(kSpecExample), std::string(kMinimal),
+        read_file(std::string(TRANCHE_SOURCE_DIR) + "/examples/shop.yaml"),
         web_with("    ports: [p]\n    health: {exec: [check, --fast]}\n    hooks: {drain: [stop]}\n"
                  "    update: {maxSurge: \"10%\", maxUnavailable: \"0%\"}\n")}) {
     const ApplicationSpec first = parse_ok(text);
@@ -514,10 +515,10 @@ TEST(ManifestReject, WrongTypes) {
   EXPECT_TRUE(Rejects(web_with("    members: [1]\n"), "clusters[0].members", "expected a mapping, got list"));
   EXPECT_TRUE(Rejects(web_with("    ports: http\n"), "clusters[0].ports", "expected a list, got string"));
   EXPECT_TRUE(Rejects("application: shop\nclusters: {web: {}}\n", "clusters", "expected a list, got mapping"));
-  EXPECT_TRUE(Rejects("application: shop\ndescription: [a]\nclusters: []\n", "description",
-                      "expected a string, got list"));
-  EXPECT_TRUE(Rejects(web_with("    members: {desired: 99999999999}\n"), "clusters[0].members.desired",
-                      "out of range"));
+  EXPECT_TRUE(
+      Rejects("application: shop\ndescription: [a]\nclusters: []\n", "description", "expected a string, got list"));
+  EXPECT_TRUE(
+      Rejects(web_with("    members: {desired: 99999999999}\n"), "clusters[0].members.desired", "out of range"));
 }
 
 TEST(ManifestReject, WrongTypeInJson) {
@@ -608,8 +609,8 @@ TEST(ManifestReject, BadPortName) {
 }
 
 TEST(ManifestReject, BadDependsOnEntry) {
-  EXPECT_TRUE(Rejects(web_with("    dependsOn: [Backend]\n"), "clusters[0].dependsOn[0]",
-                      "'Backend' is not a valid name"));
+  EXPECT_TRUE(
+      Rejects(web_with("    dependsOn: [Backend]\n"), "clusters[0].dependsOn[0]", "'Backend' is not a valid name"));
 }
 
 // Siblings
@@ -650,8 +651,8 @@ clusters:
 }
 
 TEST(ManifestReject, DuplicatePorts) {
-  EXPECT_TRUE(Rejects(web_with("    ports: [http, admin, http]\n"), "clusters[0].ports[2]",
-                      "port 'http' is declared twice"));
+  EXPECT_TRUE(
+      Rejects(web_with("    ports: [http, admin, http]\n"), "clusters[0].ports[2]", "port 'http' is declared twice"));
 }
 
 // Members
@@ -676,7 +677,8 @@ TEST(ManifestReject, DesiredOutsideMinMax) {
 // Dependencies
 
 TEST(ManifestReject, DependsOnNonSibling) {
-  EXPECT_TRUE(Rejects(web_with("    dependsOn: [api]\n"), "clusters[0].dependsOn[0]", "'api' is not a sibling of 'web'"));
+  EXPECT_TRUE(
+      Rejects(web_with("    dependsOn: [api]\n"), "clusters[0].dependsOn[0]", "'api' is not a sibling of 'web'"));
   // A cluster inside a group is not a sibling of a top-level cluster.
   EXPECT_TRUE(Rejects(web_with(R"(    dependsOn: [db]
 groups:
@@ -776,8 +778,8 @@ TEST(ManifestReject, StatsPortNotDeclared) {
 }
 
 TEST(ManifestReject, HealthNeedsExactlyOneKind) {
-  EXPECT_TRUE(Rejects(web_with("    health: {intervalSeconds: 2}\n"), "clusters[0].health",
-                      "one of http, tcp or exec"));
+  EXPECT_TRUE(
+      Rejects(web_with("    health: {intervalSeconds: 2}\n"), "clusters[0].health", "one of http, tcp or exec"));
   EXPECT_TRUE(Rejects(web_with("    ports: [http]\n    health: {http: {port: http, path: /}, tcp: {port: http}}\n"),
                       "clusters[0].health", "exactly one of http, tcp or exec"));
 }
@@ -792,8 +794,8 @@ TEST(ManifestReject, HttpPathMustStartWithSlash) {
 TEST(ManifestReject, HealthTimingsAtLeastOne) {
   EXPECT_TRUE(Rejects(web_with("    health: {exec: [check], intervalSeconds: 0}\n"),
                       "clusters[0].health.intervalSeconds", "must be at least 1, got 0"));
-  EXPECT_TRUE(Rejects(web_with("    health: {exec: [check], timeoutSeconds: 0}\n"),
-                      "clusters[0].health.timeoutSeconds", "must be at least 1, got 0"));
+  EXPECT_TRUE(Rejects(web_with("    health: {exec: [check], timeoutSeconds: 0}\n"), "clusters[0].health.timeoutSeconds",
+                      "must be at least 1, got 0"));
   EXPECT_TRUE(Rejects(web_with("    health: {exec: [check], unhealthyThreshold: -2}\n"),
                       "clusters[0].health.unhealthyThreshold", "must be at least 1, got -2"));
 }
@@ -816,16 +818,14 @@ TEST(ManifestReject, UpdateMethodAndStrategy) {
 TEST(ManifestReject, MaxUnavailableAndSurgeFormat) {
   EXPECT_TRUE(Rejects(web_with("    update: {maxUnavailable: -1}\n"), "clusters[0].update.maxUnavailable",
                       "must be at least 0, got -1"));
-  EXPECT_TRUE(Rejects(web_with("    update: {maxSurge: \"150%\"}\n"), "clusters[0].update.maxSurge",
-                      "more than 100%"));
-  EXPECT_TRUE(Rejects(web_with("    update: {maxSurge: \"-5%\"}\n"), "clusters[0].update.maxSurge",
-                      "percentage like \"25%\""));
-  EXPECT_TRUE(Rejects(web_with("    update: {maxSurge: \"2\"}\n"), "clusters[0].update.maxSurge",
-                      "percentage like \"25%\""));
+  EXPECT_TRUE(Rejects(web_with("    update: {maxSurge: \"150%\"}\n"), "clusters[0].update.maxSurge", "more than 100%"));
+  EXPECT_TRUE(
+      Rejects(web_with("    update: {maxSurge: \"-5%\"}\n"), "clusters[0].update.maxSurge", "percentage like \"25%\""));
+  EXPECT_TRUE(
+      Rejects(web_with("    update: {maxSurge: \"2\"}\n"), "clusters[0].update.maxSurge", "percentage like \"25%\""));
   // A plain 25% is a string in YAML: no quotes needed.
   EXPECT_EQ(parse_ok(web_with("    update: {maxSurge: 25%}\n")).clusters.at(0).update.max_surge.value, 25);
-  EXPECT_TRUE(Rejects(web_with("    update: {maxSurge: true}\n"), "clusters[0].update.maxSurge",
-                      "got boolean"));
+  EXPECT_TRUE(Rejects(web_with("    update: {maxSurge: true}\n"), "clusters[0].update.maxSurge", "got boolean"));
 }
 
 TEST(ManifestReject, MaxUnavailableAndSurgeBothZero) {
@@ -869,26 +869,27 @@ TEST(ManifestReject, UpdateDurationsAndCounts) {
 TEST(ManifestReject, AutoscalingWindowAndCooldown) {
   EXPECT_TRUE(Rejects(web_with("    autoscaling: {windowSeconds: 0}\n"), "clusters[0].autoscaling.windowSeconds",
                       "must be at least 1, got 0"));
-  EXPECT_TRUE(Rejects(web_with("    autoscaling: {cooldownSeconds: -1}\n"),
-                      "clusters[0].autoscaling.cooldownSeconds", "must be at least 0, got -1"));
+  EXPECT_TRUE(Rejects(web_with("    autoscaling: {cooldownSeconds: -1}\n"), "clusters[0].autoscaling.cooldownSeconds",
+                      "must be at least 0, got -1"));
 }
 
 TEST(ManifestReject, AutoscalingThresholds) {
   EXPECT_TRUE(Rejects(web_with("    autoscaling: {scaleUpAbove: 0.5, scaleDownBelow: 0.5}\n"),
-                      "clusters[0].autoscaling.scaleDownBelow", "scaleDownBelow 0.5 must be less than scaleUpAbove 0.5"));
+                      "clusters[0].autoscaling.scaleDownBelow",
+                      "scaleDownBelow 0.5 must be less than scaleUpAbove 0.5"));
   EXPECT_TRUE(Rejects(web_with("    autoscaling: {scaleDownBelow: -0.1}\n"), "clusters[0].autoscaling.scaleDownBelow",
                       "must be at least 0"));
   EXPECT_TRUE(Rejects(web_with("    autoscaling: {scaleUpAbove: high}\n"), "clusters[0].autoscaling.scaleUpAbove",
                       "expected a number, got string"));
-  EXPECT_TRUE(Rejects(web_with("    autoscaling: {scaleUpAbove: .inf}\n"), "clusters[0].autoscaling.scaleUpAbove",
-                      "finite"));
+  EXPECT_TRUE(
+      Rejects(web_with("    autoscaling: {scaleUpAbove: .inf}\n"), "clusters[0].autoscaling.scaleUpAbove", "finite"));
 }
 
 // Operational
 
 TEST(ManifestReject, OperationalUnknownKey) {
-  EXPECT_TRUE(Rejects(web_with("    operational: {maintenance: restart}\n"),
-                      "clusters[0].operational.maintenance", "unknown field 'maintenance'"));
+  EXPECT_TRUE(Rejects(web_with("    operational: {maintenance: restart}\n"), "clusters[0].operational.maintenance",
+                      "unknown field 'maintenance'"));
 }
 
 TEST(ManifestReject, OperationalValue) {
@@ -924,8 +925,8 @@ TEST(ManifestReject, PlacementLabelsAndSlots) {
                       "expected a string, got number (quote it)"));
   EXPECT_TRUE(Rejects(web_with("    placement: {hostLabels: [zone]}\n"), "clusters[0].placement.hostLabels",
                       "expected a mapping, got list"));
-  EXPECT_TRUE(Rejects(web_with("    placement: {slots: 0}\n"), "clusters[0].placement.slots",
-                      "must be at least 1, got 0"));
+  EXPECT_TRUE(
+      Rejects(web_with("    placement: {slots: 0}\n"), "clusters[0].placement.slots", "must be at least 1, got 0"));
 }
 
 // Application-level fields and the environment
@@ -1110,8 +1111,9 @@ clusters:
 
 TEST(ManifestDiff, AddedAndRemovedOptionalParts) {
   const ApplicationSpec a = parse_ok(kMinimal);
-  const ApplicationSpec b = parse_ok(web_with(
-      "    ports: [http]\n    health: {http: {port: http, path: /healthz}}\n    operational: {autoscaling: \"off\"}\n"));
+  const ApplicationSpec b =
+      parse_ok(web_with("    ports: [http]\n    health: {http: {port: http, path: /healthz}}\n    operational: "
+                        "{autoscaling: \"off\"}\n"));
   EXPECT_EQ(diff_summary(&a, b), "web: health added; web: operational.autoscaling unset -> off; web: ports changed");
   EXPECT_EQ(diff_summary(&b, a), "web: health removed; web: operational.autoscaling off -> unset; web: ports changed");
 }

@@ -31,7 +31,8 @@ TEST(Messages, HelloNeedsAToken) {
 }
 
 TEST(Messages, ErrorsNameTheField) {
-  auto hb = parse_heartbeat(json::parse(R"({"type":"heartbeat","seq":1,"members":[{"id":"a","state":"Running","healthy":"yes"}]})"));
+  auto hb = parse_heartbeat(
+      json::parse(R"({"type":"heartbeat","seq":1,"members":[{"id":"a","state":"Running","healthy":"yes"}]})"));
   ASSERT_FALSE(hb.has_value());
   EXPECT_EQ(hb.error().field, "heartbeat.members[0].healthy");
   auto cmd = parse_command(json{{"type", "command"}, {"id", 5}});
@@ -43,7 +44,8 @@ TEST(Messages, ErrorsNameTheField) {
 }
 
 TEST(Messages, HeartbeatStatsAreOptional) {
-  Heartbeat hb{7, {{"m1", "Running", true, MemberStats{0.5, 3}, 10, {{"http", 8080}}}, {"m2", "Exited", false, {}, {}, {}}}};
+  Heartbeat hb{
+      7, {{"m1", "Running", true, MemberStats{0.5, 3}, 10, {{"http", 8080}}}, {"m2", "Exited", false, {}, {}, {}}}};
   auto back = parse_heartbeat(to_json(hb));
   ASSERT_TRUE(back.has_value()) << back.error().describe();
   EXPECT_EQ(back->seq, 7u);

@@ -71,9 +71,13 @@ void expect_fixture_is_what_the_steps_create(const std::string& fixture, int ver
   EXPECT_EQ(meta(dir.file("fixture.db"), "schema_version"), std::to_string(version) + "\n");
 }
 
-TEST(StoreMigration, Version1FixtureIsWhatStep0To1Creates) { expect_fixture_is_what_the_steps_create("store-v1.sql", 1); }
+TEST(StoreMigration, Version1FixtureIsWhatStep0To1Creates) {
+  expect_fixture_is_what_the_steps_create("store-v1.sql", 1);
+}
 
-TEST(StoreMigration, Version2FixtureIsWhatSteps0To2Create) { expect_fixture_is_what_the_steps_create("store-v2.sql", 2); }
+TEST(StoreMigration, Version2FixtureIsWhatSteps0To2Create) {
+  expect_fixture_is_what_the_steps_create("store-v2.sql", 2);
+}
 
 // The table added by version 3 works in a migrated store.
 void expect_cluster_scales_work(Store& store, const std::string& app, int64_t app_version) {
@@ -167,11 +171,11 @@ TEST(StoreMigration, MigratesTheVersion2Fixture) {
   ASSERT_EQ(revisions.size(), 3u);
   EXPECT_EQ(revisions[0].summary, "clusters[0].members.max: 4 -> 6");
   EXPECT_EQ(revisions[0].author, "alice");
-  const OperationalValueRecord plain{"shop",           "web",           Setting::kAutoscaling, "off", std::nullopt,
-                                     std::nullopt,     "admin-bootstrap", at(1800000070000)};
+  const OperationalValueRecord plain{"shop",       "web",        Setting::kAutoscaling, "off",
+                                     std::nullopt, std::nullopt, "admin-bootstrap",     at(1800000070000)};
   const OperationalValueRecord boxed{"shop", "web/1", Setting::kMaintenance, "on", at(1800003750000),
                                      "off",  "alice", at(1800000150000)};
-  const OperationalValueRecord boxed_inherited{"cart", "", Setting::kAutohealing, "off", at(1800000760000),
+  const OperationalValueRecord boxed_inherited{"cart",       "",   Setting::kAutohealing, "off", at(1800000760000),
                                                std::nullopt, "ci", at(1800000160000)};
   EXPECT_THAT(ok(store->list_operational_values("shop")), ElementsAre(plain, boxed));
   EXPECT_THAT(ok(store->list_operational_values("cart")), ElementsAre(boxed_inherited));
