@@ -297,6 +297,10 @@ TEST_F(FleetTest, AutoscalingTracksLoadWhenOffAndScalesWithCooldownWhenOn) {
   fleet_->tick();
   report(0.9);
   fleet_->tick();
+  EXPECT_TRUE(events_of(*store_, "LoadStateChanged").empty()) << "no verdict before a whole window";
+  clock_.advance(10s);
+  report(0.9);
+  fleet_->tick();
   ASSERT_EQ(events_of(*store_, "LoadStateChanged").size(), 1u);
   EXPECT_EQ(events_of(*store_, "LoadStateChanged")[0].to_json, "\"overload\"");
   clock_.advance(60s);
