@@ -139,6 +139,13 @@ Result<ApplicationService::Current> ApplicationService::load(const std::string& 
   if (!*record) {
     return fail(ErrorCode::kNotFound, "application '" + app + "' not found");
   }
+  const auto key = std::pair{app, (*record)->current_revision};
+  {
+    std::lock_guard lock(specs_mutex_);
+    if (auto it = specs_.find(key); it != specs_.end()) {
+      return Current{**record, it->second};
+    }
+  }
   auto revision = store_.get_revision(app, (*record)->current_revision);
   if (!revision) {
     return std::unexpected(revision.error());
@@ -150,7 +157,11 @@ Result<ApplicationService::Current> ApplicationService::load(const std::string& 
   if (!spec) {
     return fail(ErrorCode::kInternal, "stored revision of '" + app + "' does not parse: " + spec.error().describe());
   }
-  return Current{**record, std::move(*spec)};
+  auto shared = std::make_shared<const ApplicationSpec>(std::move(*spec));
+  std::lock_guard lock(specs_mutex_);
+  std::erase_if(specs_, [&](const auto& entry) { return entry.first.first == app; });  // older revisions
+  specs_[key] = shared;
+  return Current{**record, std::move(shared)};
 }
 
 OperationRecord ApplicationService::next_operation(ApplicationRecord& record, std::string kind, json request,
@@ -199,7 +210,7 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
   outcome.app = spec.name;
   outcome.dry_run = dry_run;
   outcome.created = !current;
-  outcome.summary = diff_summary(current ? &current->spec : nullptr, spec);
+  outcome.summary = diff_summary(current ? current->spec.get() : nullptr, spec);
   outcome.changed = outcome.created || !outcome.summary.empty();
   outcome.revision = current ? current->app.current_revision + (outcome.changed ? 1 : 0) : 1;
   const bool redeploy = current && !current->app.deployed;
@@ -249,7 +260,7 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
   }
   std::set<std::string> old_paths;
   if (current) {
-    for (const auto& n : flatten(current->spec)) {
+    for (const auto& n : flatten(*current->spec)) {
       old_paths.insert(n.path);
     }
   }
@@ -345,7 +356,7 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   if (!members) {
     return std::unexpected(members.error());
   }
-  const auto nodes = node_refs(current->spec, *members);
+  const auto nodes = node_refs(*current->spec, *members);
   if (std::none_of(nodes.begin(), nodes.end(), [&](const NodeRef& n) { return n.path == change.path; })) {
     return fail(ErrorCode::kNotFound, "'" + change.path + "' is not a node of application " + app_name, "path");
   }
@@ -488,7 +499,7 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
     }
     int clusters = 0;
     int desired = 0;
-    for (const auto& n : flatten(current->spec)) {
+    for (const auto& n : flatten(*current->spec)) {
       if (n.cluster) {
         ++clusters;
         desired += n.cluster->members.desired;
@@ -497,7 +508,7 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
     const auto active =
         std::count_if(members->begin(), members->end(), [](const MemberRecord& m) { return m.state == "Active"; });
     items.push_back({{"name", record.name},
-                     {"description", current->spec.description},
+                     {"description", current->spec->description},
                      {"revision", record.current_revision},
                      {"deployed", record.deployed},
                      {"clusters", clusters},
@@ -533,7 +544,7 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
   const auto& members = view->members;
   const auto& values = view->values;
   json tree = json::array();
-  for (const auto& node : flatten(current.spec)) {
+  for (const auto& node : flatten(*current.spec)) {
     json j = to_json(resolve_all(values, {{node.path, std::string(to_string(node.kind))}}).front());
     j["name"] = node.path.empty() ? app_name : split_path(node.path).back();
     if (node.group) {
@@ -572,14 +583,14 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
     }
   }
   return json{{"name", app_name},
-              {"description", current.spec.description},
+              {"description", current.spec->description},
               {"revision", current.app.current_revision},
               {"deployed", current.app.deployed},
               {"createdAt", format_rfc3339(current.app.created_at)},
               {"updatedAt", format_rfc3339(current.app.updated_at)},
               {"tree", tree},
               {"recentEvents", recent},
-              {"spec", to_json(current.spec)}};
+              {"spec", to_json(*current.spec)}};
 }
 
 Result<json> ApplicationService::list_revisions(const std::string& app_name) const {
@@ -621,7 +632,7 @@ Result<json> ApplicationService::operational_state(const std::string& app_name,
   if (!view) {
     return std::unexpected(view.error());
   }
-  auto nodes = node_refs(view->current.spec, view->members);
+  auto nodes = node_refs(*view->current.spec, view->members);
   if (path) {
     if (std::none_of(nodes.begin(), nodes.end(), [&](const NodeRef& n) { return n.path == *path; })) {
       return fail(ErrorCode::kNotFound, "'" + *path + "' is not a node of application " + app_name, "path");

@@ -6,6 +6,8 @@
 // batch carrying its events and audit record.
 
 #include <chrono>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -69,7 +71,7 @@ class ApplicationService {
  private:
   struct Current {
     ApplicationRecord app;
-    ApplicationSpec spec;
+    std::shared_ptr<const ApplicationSpec> spec;  // of app.current_revision
   };
   Result<Current> load(const std::string& app) const;
   // What the read views need: the spec, current members, explicit values.
@@ -88,6 +90,9 @@ class ApplicationService {
   Store& store_;
   const Clock& clock_;
   std::mutex commands_;  // serializes commands; reads need no lock
+  // Parsed revisions: they never change, and parsing is most of a read's cost.
+  mutable std::mutex specs_mutex_;
+  mutable std::map<std::pair<std::string, int64_t>, std::shared_ptr<const ApplicationSpec>> specs_;
 };
 
 }  // namespace tranche
