@@ -439,28 +439,34 @@ void Fleet::report_failure_once(const std::string& key, const std::string& messa
   }
 }
 
-Status Fleet::create_member(const ClusterRef& cluster) {
-  std::vector<HostCapacity> capacity;
-  for (const auto& [id, h] : hosts_) {
-    HostCapacity c{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels, h.record.slots, 0, 0};
-    for (const auto& [mid, m] : members_) {
-      if (m.record.host == id && may_run(m.state)) {
-        const ClusterSpec* spec = cluster_spec(m);
-        c.used_slots += spec ? spec->placement.slots : 1;
-        if (m.record.app == cluster.app->name && m.record.cluster == cluster.path) {
-          ++c.members_of_cluster;
-        }
-      }
+void Fleet::count_usage() {
+  usage_ = Usage{};
+  for (const auto& [id, m] : members_) {
+    if (may_run(m.state)) {
+      const ClusterSpec* spec = cluster_spec(m);
+      usage_.slots[m.record.host] += spec ? spec->placement.slots : 1;
+      ++usage_.per_cluster[m.record.app + "/" + m.record.cluster][m.record.host];
     }
-    capacity.push_back(std::move(c));
   }
+}
+
+Status Fleet::create_member(const ClusterRef& cluster) {
   const std::string where = cluster.app->name + "/" + cluster.path;
+  auto& in_cluster = usage_.per_cluster[where];
+  std::vector<HostCapacity> capacity;
+  capacity.reserve(hosts_.size());
+  for (const auto& [id, h] : hosts_) {
+    capacity.push_back(HostCapacity{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels,
+                                    h.record.slots, usage_.slots[id], in_cluster[id]});
+  }
   PlacementDecision decision = place(capacity, cluster.spec->placement);
   if (!decision.host) {
     report_failure_once(where, "cannot place a member: " + decision.reason);
     return fail(ErrorCode::kUnavailable, decision.reason);
   }
   reported_failures_.erase(where);
+  usage_.slots[*decision.host] += cluster.spec->placement.slots;
+  ++in_cluster[*decision.host];
   const TimePoint now = clock_.now();
   MemberRecord record;
   record.ordinal = next_ordinal(cluster.app->name, cluster.path);
@@ -695,15 +701,14 @@ json Fleet::load_json(const std::string& app) const {
   return out;
 }
 
-void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                              const std::vector<OperationalValueRecord>& values,
                               const std::vector<ClusterScaleRecord>& scales) {
   const TimePoint now = clock_.now();
   std::vector<MemberEntry*> live;
   int held = 0;  // failing members that autohealing off keeps in place
-  for (auto& [id, m] : members_) {
-    if (m.record.app != cluster.app->name || m.record.cluster != cluster.path) {
-      continue;
-    }
+  for (MemberEntry* member : members) {
+    MemberEntry& m = *member;
     if (m.state == MemberState::kStarting && m.healthy_since) {
       const auto ready_for = now - *m.healthy_since;
       if (ready_for >= std::chrono::seconds(cluster.spec->update.min_ready_seconds)) {
@@ -756,6 +761,11 @@ void Fleet::tick() {
     spdlog::error("reconcile: {}", apps.error().describe());
     return;
   }
+  count_usage();
+  std::map<std::string, std::vector<MemberEntry*>> by_cluster;
+  for (auto& [id, m] : members_) {
+    by_cluster[m.record.app + "/" + m.record.cluster].push_back(&m);
+  }
   std::set<std::pair<std::string, std::string>> wanted;
   for (const auto& app : *apps) {
     const ApplicationSpec* spec = spec_of(app.name, app.current_revision);
@@ -767,7 +777,8 @@ void Fleet::tick() {
     for (const auto& node : flatten(*spec)) {
       if (node.cluster) {
         wanted.insert({app.name, node.path});
-        reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, *values, *scales);
+        reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, by_cluster[app.name + "/" + node.path], *values,
+                          *scales);
       }
     }
   }

@@ -113,8 +113,10 @@ class Fleet {
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason);
   Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
-  void reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+  void reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                         const std::vector<OperationalValueRecord>& values,
                          const std::vector<ClusterScaleRecord>& scales);
+  void count_usage();
   // Updates the load state and, with autoscaling on, decides a new member
   // count; returns the count the cluster should have now.
   int autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
@@ -150,6 +152,13 @@ class Fleet {
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
   std::map<std::string, LogRequest> log_requests_;
+  // Counted once per tick, so that placing a member costs O(hosts) rather
+  // than O(hosts x members): slots in use per host, members per cluster and host.
+  struct Usage {
+    std::map<std::string, int64_t> slots;
+    std::map<std::string, std::map<std::string, int>> per_cluster;  // "app/cluster" -> host -> members
+  };
+  Usage usage_;
   std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
 };
