@@ -113,6 +113,17 @@ class Agent {
     state_ = std::move(*loaded);
     // Members outlive the agent: take back the ones still running.
     for (auto& [id, m] : state_.members) {
+      if (m.state == "Maintenance" || m.state == "Restarting") {
+        // Killed during a maintenance: restart the member and still resume.
+        for (const auto& c : state_.commands) {
+          if (c.type == "maintenance" && c.member == id && !c.done) {
+            pending_maintenance_[id] = c.id;
+          }
+        }
+        restart_after_hook(id, m.state == "Maintenance" ? "the hook was interrupted by an agent restart"
+                                                        : "resumed after an agent restart");
+        continue;
+      }
       if (m.process && m.state != "Exited" && driver_->poll(*m.process).state == ProcessState::kExited) {
         m.state = "Exited";
         spdlog::info("member {} exited while the agent was down", id);
@@ -351,6 +362,8 @@ class Agent {
       start_member(command);
     } else if (command.type == "stop") {
       stop_member(command);
+    } else if (command.type == "maintenance") {
+      maintain_member(command);
     } else if (command.type == "logs") {
       const fs::path dir = state_.members.contains(command.member) && state_.members[command.member].process
                                ? state_.members[command.member].process->log_dir
@@ -444,6 +457,71 @@ class Agent {
     });
   }
 
+  // model.md, "maintenance restart": run the hook, restart the member, say
+  // `resumed`. Every step is journaled, so an agent restarted meanwhile
+  // finishes it.
+  void maintain_member(const protocol::Command& command) {
+    auto it = state_.members.find(command.member);
+    if (it == state_.members.end() || !it->second.process || it->second.state != "Running") {
+      complete(command.id, false, "member is not running here");
+      return;
+    }
+    JournalMember& m = it->second;
+    m.state = "Maintenance";
+    pending_maintenance_[command.member] = command.id;
+    save();
+    const auto hook = command.spec.value("hook", std::vector<std::string>{});
+    if (hook.empty()) {
+      restart_after_hook(command.member, "no maintenance hook");
+      return;
+    }
+    std::map<std::string, std::string> env = m.spec.env;
+    env["TRANCHE_APP"] = m.spec.app;
+    env["TRANCHE_CLUSTER"] = m.spec.cluster;
+    env["TRANCHE_MEMBER"] = m.spec.member;
+    env["TRANCHE_REVISION"] = std::to_string(m.spec.revision);
+    env["VERSION"] = m.spec.version;
+    const fs::path dir = member_dir(command.member);
+    asio::post(pool_, [this, hook, env, dir, member = command.member] {
+      const HookOutcome outcome = run_hook(hook, env, "", dir / "maintenance-hook.log", 10min);
+      asio::post(io_, [this, member, note = outcome.message] { restart_after_hook(member, note); });
+    });
+  }
+
+  void restart_after_hook(const std::string& member, const std::string& note) {
+    auto it = state_.members.find(member);
+    if (it == state_.members.end()) {
+      return;
+    }
+    it->second.state = "Restarting";
+    maintenance_notes_[member] = note;
+    save();
+    if (it->second.process) {
+      driver_->begin_stop(*it->second.process, 10s);
+    }
+  }
+
+  // The member's process ended for its maintenance restart: start it again.
+  void finish_maintenance(const std::string& id, JournalMember& m) {
+    std::string note = maintenance_notes_[id];
+    auto process = driver_->start(m.spec, member_dir(id) / "logs");
+    const std::string command = pending_maintenance_[id];
+    pending_maintenance_.erase(id);
+    maintenance_notes_.erase(id);
+    if (!process) {
+      m.state = "Exited";
+      m.process.reset();
+      complete(command, false, "restart after maintenance failed: " + process.error().describe());
+      return;
+    }
+    m.process = *process;
+    m.state = "Running";
+    health_[id] = Health{};
+    spdlog::info("member {} resumed after maintenance (pid {}): {}", id, process->pid, note);
+    complete(command, true, note, json{{"pid", process->pid}, {"ports", process->ports}});
+    send(protocol::to_json(protocol::AgentEvent{"resumed", id, std::nullopt, note}));
+  }
+
   // ---- watching members -------------------------------------------------------
 
   asio::awaitable<void> poll_loop() {
@@ -472,8 +550,18 @@ class Agent {
         continue;
       }
       const ProcessStatus status = driver_->poll(*m.process);
+      if (m.state == "Maintenance") {
+        continue;  // the hook may restart the workload itself
+      }
       if (status.state == ProcessState::kRunning) {
-        probe(id, m);
+        if (m.state == "Running") {
+          probe(id, m);
+        }
+        continue;
+      }
+      if (m.state == "Restarting") {
+        finish_maintenance(id, m);
+        changed = true;
         continue;
       }
       if (m.state == "Stopping") {
@@ -637,7 +725,9 @@ class Agent {
   uint64_t heartbeat_seq_ = 0;
   std::chrono::milliseconds heartbeat_interval_{2000};
   std::map<std::string, Health> health_;
-  std::map<std::string, std::string> pending_stops_;  // member -> stop command id
+  std::map<std::string, std::string> pending_stops_;        // member -> stop command id
+  std::map<std::string, std::string> pending_maintenance_;  // member -> maintenance command id
+  std::map<std::string, std::string> maintenance_notes_;    // member -> what its hook did
 };
 
 int run_agent(const AgentOptions& options) {

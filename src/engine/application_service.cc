@@ -376,6 +376,12 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   }
   json changes = json::array();
   std::vector<std::string> notes;
+  if (change.maintenance == "replace" || (change.maintenance == "restart" && change.all_at_once)) {
+    return fail(ErrorCode::kUnprocessable,
+                change.all_at_once ? "--all-at-once is not built yet; maintenance restart respects maxUnavailable"
+                                   : "maintenance replace is not built yet (it needs the rollouts' replace step)",
+                "maintenance");
+  }
 
   for (Setting setting : kAllSettings) {
     const std::optional<std::string>& wanted = setting == Setting::kAutoscaling   ? change.autoscaling
@@ -430,6 +436,9 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
         changes.push_back({{"path", v.path}, {"setting", name}, {"from", v.value}, {"to", nullptr}});
       }
     }
+    if (setting == Setting::kMaintenance) {
+      mark_for_maintenance(app_name, change.path, *wanted, *members, caller, now, batch);
+    }
   }
 
   OperationRecord op = next_operation(app, "operational-state", request, caller);
@@ -443,6 +452,27 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   json out = {
       {"application", app_name}, {"operation", op.id}, {"seq", op.seq}, {"changes", changes}, {"message", op.message}};
   return out;
+}
+
+// model.md: maintenance acts on the members that exist when the command is
+// accepted. Each gets its own explicit value as a durable marker, which the
+// fleet clears when the member has resumed; "off" clears the markers of
+// members not yet taken into maintenance (those in it finish and resume).
+void ApplicationService::mark_for_maintenance(const std::string& app, const std::string& path,
+                                              const std::string& value, const std::vector<MemberRecord>& members,
+                                              const Caller& caller, TimePoint now, WriteBatch& batch) const {
+  for (const auto& m : members) {
+    const std::string node = member_path(m);
+    if (!is_at_or_below(node, path) || node == path) {
+      continue;
+    }
+    if (value == "restart") {
+      batch.mutations.push_back(PutOperationalValue{
+          {app, node, Setting::kMaintenance, value, std::nullopt, std::nullopt, caller.actor, now}});
+    } else if (m.state != "Maintenance") {
+      batch.mutations.push_back(DeleteOperationalValue{app, node, Setting::kMaintenance});
+    }
+  }
 }
 
 Result<int> ApplicationService::expire_operational_values() {

@@ -83,6 +83,9 @@ class ApplicationService {
   Result<View> load_view(const std::string& app) const;
   // Members that exist now; Terminated ones are history.
   Result<std::vector<MemberRecord>> current_members(const std::string& app) const;
+  void mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value,
+                            const std::vector<MemberRecord>& members, const Caller& caller, TimePoint now,
+                            WriteBatch& batch) const;
   // The next operation of `app`: bumps its sequence in `record`.
   OperationRecord next_operation(ApplicationRecord& record, std::string kind, nlohmann::json request,
                                  const Caller& caller) const;

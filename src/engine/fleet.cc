@@ -39,7 +39,8 @@ std::string host_id_for(const std::string& hostname) {
 }
 
 bool agent_runs(const std::string& agent_state) {
-  return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping";
+  return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping" ||
+         agent_state == "Maintenance" || agent_state == "Restarting";
 }
 
 }  // namespace
@@ -76,7 +77,7 @@ Status Fleet::load() {
   return {};
 }
 
-Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reason) {
+Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also) {
   if (!can_transition(m.state, to)) {
     return fail(ErrorCode::kInternal, "member " + m.record.id + ": no transition " + std::string(to_string(m.state)) +
                                           " -> " + std::string(to_string(to)));
@@ -93,6 +94,7 @@ Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reaso
   batch.mutations.push_back(
       AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
                              "MemberStateChanged", m.record.state, next.state, reason)});
+  std::move(also.begin(), also.end(), std::back_inserter(batch.mutations));
   if (auto done = store_.commit(batch); !done) {
     spdlog::error("member {}: cannot persist {} -> {}: {}", m.record.id, m.record.state, next.state,
                   done.error().describe());
@@ -307,6 +309,17 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
   if (report.state != "Running") {
     return;
   }
+  if (report.pid && report.pid != m.record.pid && may_run(m.state)) {
+    // A process the agent (re)started, e.g. after a maintenance: keep pid and ports true.
+    MemberRecord next = m.record;
+    next.pid = report.pid;
+    next.ports = report.ports;
+    WriteBatch batch;
+    batch.mutations.push_back(PutMember{next});
+    if (store_.commit(batch)) {
+      m.record = std::move(next);
+    }
+  }
   m.healthy = report.healthy;
   if (m.state == MemberState::kStarting) {
     if (!report.healthy) {
@@ -327,9 +340,14 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
     }
     return;
   }
+  // "start:ID", "stop:ID", "maintenance:ID:N" (N tells one maintenance from the next).
   const size_t colon = result.id.find(':');
   const std::string kind = result.id.substr(0, colon);
-  auto it = members_.find(result.id.substr(colon + 1));
+  std::string member = result.id.substr(colon + 1);
+  if (kind == "maintenance") {
+    member = member.substr(0, member.rfind(':'));
+  }
+  auto it = members_.find(member);
   if (it == members_.end() || it->second.record.host != h.record.id) {
     return;  // stale or duplicate: harmless
   }
@@ -351,6 +369,12 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
         m.record = std::move(next);
       }
     }
+  } else if (kind == "maintenance" && m.state == MemberState::kMaintenance && result.id == maintenance_command_id(m)) {
+    if (result.ok) {
+      resume_after_maintenance(m, result.message, result.data);
+    } else {
+      (void)set_state(m, MemberState::kFailed, "maintenance failed: " + result.message);
+    }
   } else if (kind == "stop" && m.state == MemberState::kStopping) {
     (void)set_state(m, MemberState::kTerminated, result.ok ? "stopped" : "stop reported: " + result.message);
     members_.erase(it);
@@ -366,6 +390,8 @@ void Fleet::on_event(HostEntry& h, const protocol::AgentEvent& e) {
   if (e.type == "exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
     const std::string how = e.exit_code ? "exited with code " + std::to_string(*e.exit_code) : "exited";
     (void)set_state(m, MemberState::kFailed, how + (e.message.empty() ? "" : ": " + e.message));
+  } else if (e.type == "resumed" && m.state == MemberState::kMaintenance) {
+    resume_after_maintenance(m, e.message, nullptr);
   } else if (e.type == "unhealthy" && m.state == MemberState::kActive) {
     (void)set_state(m, MemberState::kFailed, "unhealthy: " + e.message);
   } else if (e.type == "healthy" && m.state == MemberState::kStarting && !m.healthy_since) {
@@ -548,6 +574,11 @@ void Fleet::send_outstanding(MemberEntry& m) {
       return;
     }
     send(host->second, protocol::Command{"start:" + m.record.id, "start", m.record.id, start_spec(m, *spec)});
+  } else if (m.state == MemberState::kMaintenance) {
+    const ClusterSpec* spec = cluster_spec(m);
+    json maintenance = {{"graceMs", options_.stop_grace.count()},
+                        {"hook", spec ? spec->hooks.maintenance : std::vector<std::string>{}}};
+    send(host->second, protocol::Command{maintenance_command_id(m), "maintenance", m.record.id, maintenance});
   } else if (m.state == MemberState::kStopping) {
     const ClusterSpec* spec = cluster_spec(m);
     json stop = {{"graceMs", options_.stop_grace.count()}};
@@ -701,6 +732,93 @@ json Fleet::load_json(const std::string& app) const {
   return out;
 }
 
+// Unique per maintenance of a member: the time it entered Maintenance.
+std::string Fleet::maintenance_command_id(const MemberEntry& m) {
+  return "maintenance:" + m.record.id + ":" + std::to_string(to_unix_millis(m.record.updated_at));
+}
+
+namespace {
+// maxUnavailable against desired, rounded down as Kubernetes does; at least
+// one, or maintenance could never start.
+int unavailable_budget(const IntOrPercent& max_unavailable, int desired) {
+  const int n = max_unavailable.percent ? max_unavailable.value * desired / 100 : max_unavailable.value;
+  return std::max(n, 1);
+}
+
+const OperationalValueRecord* maintenance_marker(const std::vector<OperationalValueRecord>& values,
+                                                 const std::string& path) {
+  for (const auto& v : values) {
+    if (v.setting == Setting::kMaintenance && v.path == path && v.value == "restart") {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+}  // namespace
+
+// model.md, "maintenance restart": marked members go into Maintenance a few
+// at a time, never leaving more than maxUnavailable of the cluster out.
+void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                              const std::vector<OperationalValueRecord>& values) {
+  int out = 0;
+  for (const MemberEntry* m : members) {
+    out += is_live(m->state) && m->state != MemberState::kActive ? 1 : 0;
+  }
+  const int budget = unavailable_budget(cluster.spec->update.max_unavailable, cluster.spec->members.desired);
+  for (MemberEntry* m : members) {
+    if (out >= budget) {
+      return;
+    }
+    if (m->state == MemberState::kActive && maintenance_marker(values, member_path(m->record)) &&
+        set_state(*m, MemberState::kMaintenance, "maintenance restart (autohealing off for it meanwhile)")) {
+      ++out;
+    }
+  }
+}
+
+// The agent restarted the member after its hook: back to Starting (Active
+// again once healthy) and the marker cleared, in one commit.
+void Fleet::resume_after_maintenance(MemberEntry& m, const std::string& message, const json& data) {
+  if (data.is_object() && data.contains("pid")) {
+    m.record.pid = data["pid"].get<int64_t>();
+    m.record.ports = data.value("ports", m.record.ports);
+  }
+  (void)set_state(m, MemberState::kStarting, "resumed after maintenance" + (message.empty() ? "" : ": " + message),
+                  {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance}});
+}
+
+// A node's maintenance returns to off by itself once every member it took in
+// has resumed (its markers are gone).
+void Fleet::complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values) {
+  std::set<std::string> member_paths;
+  for (const auto& [id, m] : members_) {
+    if (m.record.app == app) {
+      member_paths.insert(member_path(m.record));
+    }
+  }
+  for (const auto& v : values) {
+    if (v.setting != Setting::kMaintenance || v.value != "restart" || member_paths.contains(v.path)) {
+      continue;
+    }
+    const bool pending = std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& marker) {
+      return marker.setting == Setting::kMaintenance && marker.value == "restart" &&
+             member_paths.contains(marker.path) && is_below(marker.path, v.path);
+    });
+    if (pending) {
+      continue;
+    }
+    const TimePoint now = clock_.now();
+    const std::string message = "maintenance restart of " + full_path(app, v.path) + " completed: every member resumed";
+    WriteBatch batch;
+    batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, app, full_path(app, v.path), "", "OperationalStateChanged", v.value, nullptr, message)});
+    if (store_.commit(batch)) {
+      spdlog::info("{}", message);
+    }
+  }
+}
+
 void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const std::vector<OperationalValueRecord>& values,
                               const std::vector<ClusterScaleRecord>& scales) {
@@ -733,6 +851,7 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       live.push_back(&m);
     }
   }
+  start_maintenance(cluster, members, values);
   const int scaled = autoscale(cluster, values, scales);
   const int desired = cluster.app->deployed ? scaled : 0;
   if (static_cast<int>(live.size()) > desired) {
@@ -781,6 +900,7 @@ void Fleet::tick() {
                           *scales);
       }
     }
+    complete_maintenance(app.name, *values);
   }
   // Members of clusters that no longer exist in their application.
   for (auto& [id, m] : members_) {

@@ -110,7 +110,13 @@ class Fleet {
   };
 
   // All of these run with mu_ held.
-  Status set_state(MemberEntry& m, MemberState to, const std::string& reason);
+  // Persists the change (with `also`, in the same batch) before it is acted on.
+  Status set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also = {});
+  void start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                         const std::vector<OperationalValueRecord>& values);
+  void resume_after_maintenance(MemberEntry& m, const std::string& message, const nlohmann::json& data);
+  void complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
+  static std::string maintenance_command_id(const MemberEntry& m);
   Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
   void reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,

@@ -413,6 +413,109 @@ TEST_F(Fleet, UndeployedAppKeepsAutoscalingOffForItsNewMembers) {
   EXPECT_EQ(describe["tree"][0]["members"]["items"][0]["operational"]["autoscaling"]["effective"], "off");
 }
 
+std::string maintenance_app(const fs::path& markers) {
+  return R"(application: shop
+operational: {autoscaling: "off"}
+groups:
+  - name: backend
+    clusters:
+      - name: api
+        members: {desired: 3}
+        artifact:
+          version: "1"
+          command: ["tranche-hello", "--port", "${PORT_HTTP}"]
+          env: {MARKERS: ")" + markers.string() + R"("}
+        ports: [http]
+        health: {http: {port: http, path: /healthz}}
+        hooks:
+          maintenance: ["sh", "-c", "sleep 1; echo $TRANCHE_MEMBER >> $MARKERS/hook-ran"]
+        update: {maxUnavailable: 1, minReadySeconds: 0}
+)";
+}
+
+TEST_F(Fleet, MaintenanceRestartRespectsMaxUnavailableAndSurvivesAnAgentRestart) {
+  const fs::path markers = dir_.path() / "markers";
+  fs::create_directories(markers);
+  write_file(dir_.path() / "maint.yaml", maintenance_app(markers));
+  ASSERT_EQ(controller_->cli({"apply", "-f", (dir_.path() / "maint.yaml").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return active("shop/backend/api").size() == 3; }, 20s));
+  std::map<std::string, int64_t> pids;
+  for (const auto& m : members("shop/backend/api")) {
+    pids[m["id"]] = m["pid"];
+  }
+
+  auto set = controller_->cli({"set", "maintenance", "restart", "shop/backend", "--recursive"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  // Kill the agent of the first member taken into maintenance, mid-hook.
+  std::string first;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& e : events_of_type("MemberStateChanged")) {
+          if (e["to"] == "Maintenance") {
+            first = e["member"];
+            return true;
+          }
+        }
+        return false;
+      },
+      10s));
+  const std::string host = [&] {
+    for (const auto& m : members("shop/backend/api")) {
+      if (m["id"] == first) {
+        return m["host"].get<std::string>();
+      }
+    }
+    return std::string();
+  }();
+  for (int i = 0; i < 3; ++i) {
+    if (host_of_agent(i) == host) {
+      agents_[i]->signal(SIGKILL);
+      agents_[i]->wait(5s);
+      start_agent(i);
+    }
+  }
+
+  // Back to off by itself once every member has resumed.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const json d = get({"describe", "shop/backend", "-o", "json"});
+        return d["tree"][0]["maintenance"]["effective"] == "off" && active("shop/backend/api").size() == 3;
+      },
+      60s));
+  const std::string ran = read_file(markers / "hook-ran");
+  for (const auto& [id, pid] : pids) {
+    EXPECT_NE(ran.find(id), std::string::npos) << id << " ran its hook";
+  }
+  for (const auto& m : members("shop/backend/api")) {
+    ASSERT_TRUE(pids.contains(m["id"])) << "same members, restarted in place";
+  }
+  // Each was restarted: new processes (reported by the next heartbeat at the latest).
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const auto now = members("shop/backend/api");
+        return std::all_of(now.begin(), now.end(), [&](const json& m) { return m["pid"] != pids[m["id"]]; });
+      },
+      5s));
+  // Never more than maxUnavailable (1) out of Active at once.
+  std::map<std::string, std::string> state;
+  for (const auto& [id, pid] : pids) {
+    state[id] = "Active";
+  }
+  bool started = false;
+  for (const auto& e : events_of_type("MemberStateChanged")) {
+    if (!state.contains(e["member"])) {
+      continue;
+    }
+    started = started || e["to"] == "Maintenance";
+    state[e["member"]] = e["to"];
+    if (started) {
+      const auto out = std::count_if(state.begin(), state.end(), [](const auto& s) { return s.second != "Active"; });
+      EXPECT_LE(out, 1) << "at event " << e.dump();
+    }
+  }
+  EXPECT_TRUE(events_of_type("HealingDelayed").empty());
+}
+
 // `tranche controller --dev` runs its own agent, which outlives a crash of
 // the controller and is reused by the next one.
 TEST(DevMode, LocalAgentOutlivesTheControllerAndIsReused) {

@@ -357,6 +357,96 @@ TEST_F(FleetTest, AnOperatorsNewDesiredOverridesTheAutoscaler) {
   EXPECT_EQ(live, 1) << "the manifest's new desired wins";
 }
 
+TEST_F(FleetTest, MaintenanceRestartGoesAFewAtATimeAndEndsByItself) {
+  Joined a = join("a");
+  std::string app = kApp;
+  app.replace(app.find("desired: 2"), 10, "desired: 3");
+  app.replace(app.find("update: {minReadySeconds: 2}"), 28, "update: {minReadySeconds: 0, maxUnavailable: 1}");
+  apply(app);
+  fleet_->tick();
+  std::vector<protocol::MemberReport> running;
+  for (int i = 1; i <= 3; ++i) {
+    running.push_back({"shop/web/" + std::to_string(i), "Running", true, {}, i, {}});
+  }
+  heartbeat(a, running);
+  fleet_->tick();
+  ASSERT_EQ(states()["shop/web/3"], "Active");
+
+  auto restart = parse_operational_change({{"path", "web"}, {"maintenance", "restart"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *restart, {"t", "t"}).has_value());
+  fleet_->tick();
+  auto in_maintenance = [&] {
+    int n = 0;
+    for (const auto& [id, s] : states()) {
+      n += s == "Maintenance" ? 1 : 0;
+    }
+    return n;
+  };
+  EXPECT_EQ(in_maintenance(), 1) << "maxUnavailable 1";
+  const auto commands = a.link->of_type("command", "maintenance");
+  ASSERT_EQ(commands.size(), 1u);
+  const std::string first = commands[0]["member"];
+
+  // Replayed and out-of-order results are harmless; the real one resumes it.
+  result(a, "maintenance:" + first + ":0", true);
+  result(a, commands[0]["id"], true, {{"pid", 100}});
+  result(a, commands[0]["id"], true, {{"pid", 100}});
+  EXPECT_EQ(states()[first], "Starting");
+  EXPECT_EQ(store_->get_member("shop", first).value()->pid, 100);
+  fleet_->tick();
+  EXPECT_EQ(in_maintenance(), 0) << "the next waits until the first is Active again";
+  heartbeat(a, running);
+  fleet_->tick();
+  EXPECT_EQ(in_maintenance(), 1);
+
+  // "off" cancels what has not started; the member in maintenance finishes.
+  auto off = parse_operational_change({{"path", "web"}, {"maintenance", "off"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *off, {"t", "t"}).has_value());
+  const json second = a.link->of_type("command", "maintenance").back();
+  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"resumed", second["member"], std::nullopt, "ok"}));
+  heartbeat(a, running);
+  fleet_->tick();
+  fleet_->tick();
+  EXPECT_EQ(in_maintenance(), 0);
+  EXPECT_EQ(a.link->of_type("command", "maintenance").size(), 2u) << "the third was cancelled";
+}
+
+TEST_F(FleetTest, MaintenanceValueReturnsToOffWhenEveryMemberResumed) {
+  Joined a = join("a");
+  apply();
+  fleet_->tick();
+  heartbeat(a, {{"shop/web/1", "Running", true, {}, 1, {}}, {"shop/web/2", "Running", true, {}, 2, {}}});
+  clock_.advance(2s);
+  fleet_->tick();
+  auto restart = parse_operational_change({{"maintenance", "restart"}, {"propagate", true}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *restart, {"t", "t"}).has_value());
+  for (int round = 0; round < 2; ++round) {
+    fleet_->tick();
+    const json command = a.link->of_type("command", "maintenance").back();
+    result(a, command["id"], true);
+    heartbeat(a, {{"shop/web/1", "Running", true, {}, 1, {}}, {"shop/web/2", "Running", true, {}, 2, {}}});
+    clock_.advance(2s);
+    fleet_->tick();
+  }
+  fleet_->tick();
+  const auto values = store_->list_operational_values("shop").value();
+  EXPECT_TRUE(std::none_of(values.begin(), values.end(),
+                           [](const OperationalValueRecord& v) { return v.setting == Setting::kMaintenance; }))
+      << "markers and the application's value are gone";
+  const auto changed = events_of(*store_, "OperationalStateChanged");
+  EXPECT_NE(changed.back().message.find("completed"), std::string::npos) << changed.back().message;
+}
+
+TEST_F(FleetTest, MaintenanceReplaceAndAllAtOnceAreRefusedForNow) {
+  Joined a = join("a");
+  apply();
+  fleet_->tick();
+  auto replace = parse_operational_change({{"maintenance", "replace"}});
+  auto all = parse_operational_change({{"maintenance", "restart"}, {"allAtOnce", true}});
+  EXPECT_EQ(apps_->set_operational_state("shop", *replace, {"t", "t"}).error().code, ErrorCode::kUnprocessable);
+  EXPECT_EQ(apps_->set_operational_state("shop", *all, {"t", "t"}).error().field, "maintenance");
+}
+
 std::vector<EventRecord> events_of(Store& store, const std::string& type) {
   auto all = store.list_events({0, std::nullopt, 100000}).value();
   std::erase_if(all, [&](const EventRecord& e) { return e.type != type; });
