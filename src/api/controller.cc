@@ -12,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -40,6 +42,7 @@ constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
 // Reconcile passes: often enough that a failure is acted on well within
 // one heartbeat interval.
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
+constexpr auto kDrainTimeout = std::chrono::seconds(10);
 
 Status read_config(ControllerOptions& options, const std::vector<std::string>& flags_given) {
   YAML::Node root;
@@ -298,6 +301,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     }
   }
 
+  std::jthread drain_watchdog;
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](boost::system::error_code ec, int signal) {
     if (ec) {
@@ -308,6 +312,19 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     expiry.cancel();
     reconcile.cancel();
     server.drain();
+    // Peers that never answer a close (a stuck agent) must not hold the
+    // exit forever; everything acknowledged is already durable. A thread,
+    // not a timer, so that a quick drain is not kept waiting for it.
+    drain_watchdog = std::jthread([&io](std::stop_token stop) {
+      std::mutex mutex;
+      std::condition_variable_any wake;
+      std::unique_lock lock(mutex);
+      wake.wait_for(lock, stop, kDrainTimeout, [] { return false; });
+      if (!stop.stop_requested()) {
+        spdlog::warn("drain took longer than {} s; closing the remaining connections", kDrainTimeout.count());
+        io.stop();
+      }
+    });
   });
 
   std::vector<std::jthread> pool;
@@ -316,6 +333,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   }
   io.run();
   pool.clear();
+  drain_watchdog = {};  // stops and joins it
   spdlog::info("controller stopped");
   return 0;
 }
