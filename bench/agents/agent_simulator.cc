@@ -1,0 +1,947 @@
+#include <utility>  // before Asio: coroutine support needs it on g++ 12
+
+// tranche-agent-simulator: simulates many agents and their members against a
+// real controller (quality.md P0/P1). It is not an agent: it starts no
+// processes and probes nothing. Each simulated host is one real WebSocket to
+// /agent/v1/connect speaking the agent protocol through tranche_protocol:
+// hello, welcome, a heartbeat every heartbeatIntervalSeconds listing the
+// members the controller told it to start, ack at once for every command,
+// results for start/stop/logs. Members come from the controller's
+// placement; the simulator only serves what it is told.
+//
+//   tranche-agent-simulator --server http://127.0.0.1:PORT --join-token T --hosts N
+//       [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]
+//       [--start-delay 0ms] [--slots 10000] [--progress 10s] [--stats-file PATH]
+//
+// At the end it closes every connection and prints its own counters as a
+// table and one JSON line {"bench":"agent_simulator", ...}.
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "protocol/messages.h"
+
+#ifndef TRANCHE_BENCH_BUILD_TYPE
+#define TRANCHE_BENCH_BUILD_TYPE "unknown"
+#endif
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace protocol = tranche::protocol;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using namespace std::chrono_literals;
+
+constexpr const char* kAgentPath = "/agent/v1/connect";
+constexpr auto kMaxBackoff = 5s;
+constexpr size_t kLagBuckets = 10001;  // 1 ms buckets up to 10 s, the last one is "more"
+
+// ---- options ------------------------------------------------------------------
+
+struct Options {
+  std::string server;
+  std::string host;  // of the server URL
+  std::string port;
+  std::string join_token;
+  int hosts = 0;
+  int members_per_host = 0;  // informational: the controller's placement decides
+  milliseconds duration = 60s;
+  double connect_rate = 500;  // new connections per second
+  int threads = 2;
+  milliseconds start_delay = 0ms;
+  int64_t slots = 10000;
+  milliseconds progress = 10s;
+  std::string stats_file;  // rewritten every second with the running totals (JSON)
+};
+
+// "250ms", "2s", "1.5m", "1h"; a bare number is seconds.
+std::optional<milliseconds> parse_duration(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  const std::string unit = text.substr(used);
+  double factor = 0;
+  if (unit.empty() || unit == "s") {
+    factor = 1000;
+  } else if (unit == "ms") {
+    factor = 1;
+  } else if (unit == "m") {
+    factor = 60'000;
+  } else if (unit == "h") {
+    factor = 3'600'000;
+  } else {
+    return std::nullopt;
+  }
+  if (value < 0) {
+    return std::nullopt;
+  }
+  return milliseconds(static_cast<int64_t>(value * factor));
+}
+
+// "500/s", "500", "30000/m".
+std::optional<double> parse_rate(const std::string& text) {
+  const size_t slash = text.find('/');
+  double value = 0;
+  try {
+    value = std::stod(text.substr(0, slash));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  double per_second = value;
+  if (slash != std::string::npos) {
+    const std::string unit = text.substr(slash + 1);
+    if (unit == "m") {
+      per_second = value / 60;
+    } else if (unit != "s") {
+      return std::nullopt;
+    }
+  }
+  return per_second > 0 ? std::optional(per_second) : std::nullopt;
+}
+
+std::string read_first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+const char* kUsage =
+    "usage: tranche-agent-simulator --server http://HOST:PORT (--join-token T | --join-token-file F) --hosts N\n"
+    "         [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]\n"
+    "         [--start-delay 0ms] [--slots 10000] [--progress 10s] [--stats-file PATH]\n"
+    "Simulates N agents (one WebSocket each) and the members the controller places on them.\n";
+
+std::optional<Options> parse_options(int argc, char** argv) {
+  Options o;
+  auto bad = [](const std::string& message) {
+    std::fprintf(stderr, "tranche-agent-simulator: %s\n%s", message.c_str(), kUsage);
+    return std::nullopt;
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "-h" || flag == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 >= argc) {
+      return bad(flag + " needs a value");
+    }
+    const std::string value = argv[++i];
+    try {
+      if (flag == "--server") {
+        o.server = value;
+      } else if (flag == "--stats-file") {
+        o.stats_file = value;
+      } else if (flag == "--join-token") {
+        o.join_token = value;
+      } else if (flag == "--join-token-file") {
+        o.join_token = read_first_line(value);
+      } else if (flag == "--hosts") {
+        o.hosts = std::stoi(value);
+      } else if (flag == "--members-per-host") {
+        o.members_per_host = std::stoi(value);
+      } else if (flag == "--threads") {
+        o.threads = std::stoi(value);
+      } else if (flag == "--slots") {
+        o.slots = std::stoll(value);
+      } else if (flag == "--connect-rate") {
+        auto r = parse_rate(value);
+        if (!r) return bad("bad --connect-rate '" + value + "' (e.g. 500/s)");
+        o.connect_rate = *r;
+      } else if (flag == "--duration" || flag == "--start-delay" || flag == "--progress") {
+        auto d = parse_duration(value);
+        if (!d) return bad("bad " + flag + " '" + value + "' (e.g. 60s, 250ms)");
+        (flag == "--duration" ? o.duration : flag == "--start-delay" ? o.start_delay : o.progress) = *d;
+      } else {
+        return bad("unknown option " + flag);
+      }
+    } catch (const std::exception&) {
+      return bad("bad value for " + flag + ": '" + value + "'");
+    }
+  }
+  if (o.server.empty() || o.join_token.empty() || o.hosts <= 0) {
+    return bad("--server, a join token and --hosts N (N >= 1) are required");
+  }
+  if (o.threads < 1 || o.members_per_host < 0 || o.slots < 1) {
+    return bad("--threads and --slots must be at least 1, --members-per-host at least 0");
+  }
+  const std::string scheme = "http://";
+  if (!o.server.starts_with(scheme)) {
+    return bad("--server must be http://HOST:PORT, got '" + o.server + "'");
+  }
+  std::string hostport = o.server.substr(scheme.size());
+  while (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
+  const size_t colon = hostport.rfind(':');
+  o.host = hostport.substr(0, colon);
+  o.port = colon == std::string::npos ? "80" : hostport.substr(colon + 1);
+  return o;
+}
+
+// ---- counters -----------------------------------------------------------------
+
+// One set per io thread. Atomics (relaxed) only because the progress line
+// reads them from the main thread while the shard runs.
+struct Counters {
+  std::atomic<int64_t> connected{0};
+  std::atomic<uint64_t> welcomes{0};
+  std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> disconnects{0};
+  std::atomic<uint64_t> refused{0};  // the controller sent "error" instead of welcome
+  std::atomic<uint64_t> heartbeats{0};
+  std::atomic<uint64_t> member_reports{0};
+  std::atomic<uint64_t> commands{0};
+  std::atomic<uint64_t> redeliveries{0};
+  std::atomic<uint64_t> starts{0};
+  std::atomic<uint64_t> stops{0};
+  std::atomic<uint64_t> logs{0};
+  std::atomic<uint64_t> unknown_commands{0};
+  std::atomic<uint64_t> results_sent{0};
+  std::atomic<uint64_t> results_acked{0};
+  std::atomic<uint64_t> messages_in{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<int64_t> members{0};
+  std::atomic<int64_t> max_lag_ms{0};
+  // How late each heartbeat left against its schedule: the simulator's own
+  // saturation. Written only by the shard's thread, read after it ended.
+  std::array<uint64_t, kLagBuckets> lag_ms{};
+};
+
+// ---- one simulated host -------------------------------------------------------
+
+struct Shard;
+
+// One connection's state: its socket, what waits to be written, its timer.
+struct Conn {
+  explicit Conn(asio::io_context& io) : ws(io), heartbeat_timer(io) {}
+  websocket::stream<beast::tcp_stream> ws;
+  asio::steady_timer heartbeat_timer;
+  std::deque<std::string> outbox;
+  bool writing = false;
+  bool closed = false;
+  bool close_requested = false;
+};
+
+struct SimMember {
+  int64_t revision = 0;
+  std::string state;  // Starting (during --start-delay) or Running
+  int64_t pid = 0;
+  std::map<std::string, int> ports;
+};
+
+class SimHost {
+ public:
+  SimHost(Shard& shard, int index);
+  void start(Clock::time_point first_connect);
+  void stop();
+
+ private:
+  asio::awaitable<void> run(Clock::time_point first_connect);
+  asio::awaitable<bool> session();
+  asio::awaitable<void> heartbeat_loop(std::shared_ptr<Conn> conn);
+  asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
+  asio::awaitable<void> delayed_start(std::string command_id, std::string member);
+  protocol::Hello hello() const;
+  void send(std::string text);
+  void on_message(const std::string& text);
+  void on_command(const protocol::Command& command);
+  void complete(const std::string& id, bool ok, const std::string& message, json data);
+  void close_connection(const std::shared_ptr<Conn>& conn);
+  Clock::time_point next_heartbeat(Clock::time_point after) const;
+
+  Shard& shard_;
+  int index_;
+  std::string hostname_;
+  asio::steady_timer wait_timer_;  // initial pacing and reconnect backoff
+  std::shared_ptr<Conn> conn_;
+  std::string host_id_;
+  std::string host_token_;
+  milliseconds heartbeat_interval_{2000};
+  uint64_t heartbeat_seq_ = 0;
+  uint64_t sessions_ = 0;
+  std::map<std::string, SimMember> members_;
+  std::map<std::string, std::string> unacked_results_;  // command id -> result text, replayed on reconnect
+  bool stopping_ = false;
+};
+
+struct Shard {
+  Shard(const Options& options, tcp::endpoint endpoint, Clock::time_point epoch)
+      : options(options), endpoint(endpoint), epoch(epoch) {}
+  asio::io_context io{1};
+  const Options& options;
+  tcp::endpoint endpoint;
+  Clock::time_point epoch;  // heartbeat phases are relative to this
+  Counters counters;
+  int64_t next_pid = 100000;
+  int next_port = 0;
+  std::mt19937 rng{std::random_device{}()};
+  std::vector<std::unique_ptr<SimHost>> hosts;  // destroyed before io
+};
+
+SimHost::SimHost(Shard& shard, int index)
+    : shard_(shard), index_(index), hostname_("sim-" + std::to_string(index)), wait_timer_(shard.io) {}
+
+void SimHost::start(Clock::time_point first_connect) {
+  asio::co_spawn(shard_.io, run(first_connect), asio::detached);
+}
+
+void SimHost::stop() {
+  stopping_ = true;
+  wait_timer_.cancel();
+  if (conn_) {
+    close_connection(conn_);
+  }
+}
+
+void SimHost::close_connection(const std::shared_ptr<Conn>& conn) {
+  conn->heartbeat_timer.cancel();
+  if (conn->closed || conn->close_requested) {
+    return;
+  }
+  conn->close_requested = true;
+  if (!conn->writing) {
+    conn->writing = true;
+    asio::co_spawn(shard_.io, drain(conn), asio::detached);  // the drain closes when its queue is empty
+  }
+}
+
+asio::awaitable<void> SimHost::run(Clock::time_point first_connect) {
+  error_code ec;
+  wait_timer_.expires_at(first_connect);
+  co_await wait_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  auto backoff = 100ms;
+  while (!stopping_) {
+    const bool welcomed = co_await session();
+    if (stopping_) {
+      break;
+    }
+    backoff = welcomed ? 100ms : std::min<milliseconds>(backoff * 2, kMaxBackoff);
+    // Jitter, so that hosts lost together do not come back together.
+    std::uniform_int_distribution<int64_t> jitter(0, backoff.count());
+    wait_timer_.expires_after(backoff + milliseconds(jitter(shard_.rng)));
+    co_await wait_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+protocol::Hello SimHost::hello() const {
+  protocol::Hello h;
+  h.host_id = host_id_;
+  if (host_token_.empty()) {
+    h.join_token = shard_.options.join_token;
+  } else {
+    h.host_token = host_token_;
+  }
+  h.hostname = hostname_;
+  h.labels = {{"sim", "1"}, {"zone", "z" + std::to_string(index_ % 4)}};
+  h.slots = shard_.options.slots;
+  for (const auto& [id, m] : members_) {
+    h.members.push_back({id, m.revision, m.state, m.pid});
+  }
+  return h;
+}
+
+// One connection, from TCP connect to loss. True when it got as far as welcome.
+asio::awaitable<bool> SimHost::session() {
+  Counters& c = shard_.counters;
+  auto conn = std::make_shared<Conn>(shard_.io);
+  auto& ws = conn->ws;
+  error_code ec;
+  auto& stream = beast::get_lowest_layer(ws);
+  stream.expires_after(10s);
+  co_await stream.async_connect(shard_.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) {
+    stream.expires_never();
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+    ws.read_message_max(16 * 1024 * 1024);
+    co_await ws.async_handshake(shard_.options.host + ":" + shard_.options.port, kAgentPath,
+                                asio::redirect_error(asio::use_awaitable, ec));
+  }
+  std::string hello_text;
+  if (!ec) {
+    hello_text = protocol::to_json(hello()).dump();
+    ws.text(true);
+    co_await ws.async_write(asio::buffer(hello_text), asio::redirect_error(asio::use_awaitable, ec));
+  }
+  beast::flat_buffer buffer;
+  if (!ec) {
+    co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+  }
+  bool welcomed = false;
+  if (!ec) {
+    c.bytes_out.fetch_add(hello_text.size(), std::memory_order_relaxed);
+    auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
+    if (envelope && envelope->first == "welcome") {
+      if (auto w = protocol::parse_welcome(envelope->second)) {
+        host_id_ = w->host_id;
+        host_token_ = w->host_token;  // the join token is not used again
+        heartbeat_interval_ = milliseconds(static_cast<int64_t>(w->heartbeat_interval_seconds * 1000));
+        welcomed = true;
+      }
+    } else if (envelope && envelope->first == "error") {
+      c.refused.fetch_add(1, std::memory_order_relaxed);
+      if (c.refused.load(std::memory_order_relaxed) <= 5) {
+        std::fprintf(stderr, "simulator: %s refused: %s\n", hostname_.c_str(),
+                     envelope->second.value("message", "").c_str());
+      }
+    }
+  }
+  if (!welcomed) {
+    c.connect_failures.fetch_add(1, std::memory_order_relaxed);
+    stream.close();
+    co_return false;
+  }
+  if (stopping_) {
+    stream.close();
+    co_return true;
+  }
+  c.welcomes.fetch_add(1, std::memory_order_relaxed);
+  if (++sessions_ > 1) {
+    c.reconnects.fetch_add(1, std::memory_order_relaxed);
+  }
+  c.connected.fetch_add(1, std::memory_order_relaxed);
+  conn_ = conn;
+  for (const auto& [id, text] : unacked_results_) {
+    send(text);
+  }
+  asio::co_spawn(shard_.io, heartbeat_loop(conn), asio::detached);
+
+  while (true) {
+    buffer.clear();
+    co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      break;
+    }
+    c.messages_in.fetch_add(1, std::memory_order_relaxed);
+    c.bytes_in.fetch_add(buffer.size(), std::memory_order_relaxed);
+    on_message(beast::buffers_to_string(buffer.data()));
+  }
+  conn->closed = true;
+  conn->outbox.clear();
+  conn->heartbeat_timer.cancel();
+  if (conn_ == conn) {
+    conn_.reset();
+  }
+  c.connected.fetch_sub(1, std::memory_order_relaxed);
+  if (!stopping_ && c.disconnects.fetch_add(1, std::memory_order_relaxed) < 5) {
+    std::fprintf(stderr, "simulator: %s: connection lost: %s\n", hostname_.c_str(), ec.message().c_str());
+  }
+  error_code ignored;
+  stream.socket().close(ignored);
+  co_return true;
+}
+
+// The first heartbeat goes out at once (as the real agent's); the next ones
+// at this host's phase of the interval, index/N of it, so N hosts spread
+// evenly over every interval whatever order they connected in.
+Clock::time_point SimHost::next_heartbeat(Clock::time_point after) const {
+  const auto interval = std::chrono::duration_cast<Clock::duration>(heartbeat_interval_);
+  const auto phase = interval * index_ / shard_.options.hosts;
+  const auto since = after - (shard_.epoch + phase);
+  const auto periods = since.count() < 0 ? 0 : since / interval + 1;
+  return shard_.epoch + phase + periods * interval;
+}
+
+asio::awaitable<void> SimHost::heartbeat_loop(std::shared_ptr<Conn> conn) {
+  Counters& c = shard_.counters;
+  Clock::time_point due = Clock::now();
+  while (!conn->closed && !conn->close_requested) {
+    const auto now = Clock::now();
+    const int64_t lag = std::chrono::duration_cast<milliseconds>(now - due).count();
+    c.lag_ms[static_cast<size_t>(std::clamp<int64_t>(lag, 0, kLagBuckets - 1))] += 1;
+    if (lag > c.max_lag_ms.load(std::memory_order_relaxed)) {
+      c.max_lag_ms.store(lag, std::memory_order_relaxed);
+    }
+    protocol::Heartbeat hb;
+    hb.seq = ++heartbeat_seq_;
+    hb.members.reserve(members_.size());
+    for (const auto& [id, m] : members_) {
+      const bool running = m.state == "Running";
+      hb.members.push_back(protocol::MemberReport{id, m.state, running, protocol::MemberStats{0.5, std::nullopt},
+                                                  std::nullopt, {}});
+    }
+    c.heartbeats.fetch_add(1, std::memory_order_relaxed);
+    c.member_reports.fetch_add(hb.members.size(), std::memory_order_relaxed);
+    send(protocol::to_json(hb).dump());
+    due = next_heartbeat(now);
+    conn->heartbeat_timer.expires_at(due);
+    error_code ec;
+    co_await conn->heartbeat_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+// Messages leave one at a time, in order. While disconnected they are
+// dropped: results stay in unacked_results_ and are replayed, heartbeats
+// are simply the next one.
+void SimHost::send(std::string text) {
+  if (!conn_ || conn_->closed || conn_->close_requested) {
+    return;
+  }
+  conn_->outbox.push_back(std::move(text));
+  if (!conn_->writing) {
+    conn_->writing = true;  // before the coroutine runs: it is only posted
+    asio::co_spawn(shard_.io, drain(conn_), asio::detached);
+  }
+}
+
+asio::awaitable<void> SimHost::drain(std::shared_ptr<Conn> conn) {
+  error_code ec;
+  while (!conn->outbox.empty() && !conn->closed) {
+    const std::string text = std::move(conn->outbox.front());
+    conn->outbox.pop_front();
+    conn->ws.text(true);
+    co_await conn->ws.async_write(asio::buffer(text), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      conn->closed = true;
+      break;
+    }
+    shard_.counters.bytes_out.fetch_add(text.size(), std::memory_order_relaxed);
+  }
+  if (conn->close_requested && !conn->closed) {
+    // A clean close: the controller sees "closed by the agent", not a reset.
+    beast::get_lowest_layer(conn->ws).expires_after(3s);
+    co_await conn->ws.async_close(websocket::close_code::normal, asio::redirect_error(asio::use_awaitable, ec));
+    conn->closed = true;
+  }
+  conn->writing = false;
+}
+
+void SimHost::on_message(const std::string& text) {
+  auto envelope = protocol::parse_envelope(text);
+  if (!envelope) {
+    return;
+  }
+  const auto& [type, body] = *envelope;
+  if (type == "command") {
+    if (auto command = protocol::parse_command(body)) {
+      on_command(*command);
+    }
+  } else if (type == "ack") {
+    // The controller has a result: no need to replay it.
+    if (unacked_results_.erase(body.value("id", "")) > 0) {
+      shard_.counters.results_acked.fetch_add(1, std::memory_order_relaxed);
+    }
+  } else if (type == "error") {
+    std::fprintf(stderr, "simulator: %s: controller: %s\n", hostname_.c_str(), body.value("message", "").c_str());
+  }
+}
+
+void SimHost::complete(const std::string& id, bool ok, const std::string& message, json data) {
+  std::string text = protocol::to_json(protocol::CommandResult{id, ok, std::nullopt, message, std::move(data)}).dump();
+  unacked_results_[id] = text;
+  shard_.counters.results_sent.fetch_add(1, std::memory_order_relaxed);
+  send(std::move(text));
+}
+
+void SimHost::on_command(const protocol::Command& command) {
+  Counters& c = shard_.counters;
+  c.commands.fetch_add(1, std::memory_order_relaxed);
+  send(protocol::to_json(protocol::Ack{command.id}).dump());
+  if (auto it = unacked_results_.find(command.id); it != unacked_results_.end()) {
+    if (c.redeliveries.fetch_add(1, std::memory_order_relaxed) < 5) {
+      std::fprintf(stderr, "simulator: %s: command %s delivered again before its result was acknowledged\n",
+                   hostname_.c_str(), command.id.c_str());
+    }
+    send(it->second);  // the outcome again, as the real agent does
+    return;
+  }
+  if (command.type == "start") {
+    c.starts.fetch_add(1, std::memory_order_relaxed);
+    auto it = members_.find(command.member);
+    if (it != members_.end()) {
+      // Already ours (a resend after a reconnect): the same answer again.
+      if (it->second.state == "Running") {
+        complete(command.id, true, "already running", json{{"pid", it->second.pid}, {"ports", it->second.ports}});
+      }
+      return;
+    }
+    SimMember m;
+    m.revision = command.spec.value("revision", int64_t{0});
+    m.pid = shard_.next_pid++;
+    if (command.spec.contains("ports") && command.spec["ports"].is_array()) {
+      for (const auto& name : command.spec["ports"]) {
+        if (name.is_string()) {
+          m.ports[name.get<std::string>()] = 20000 + (shard_.next_port++ % 40000);
+        }
+      }
+    }
+    m.state = shard_.options.start_delay.count() > 0 ? "Starting" : "Running";
+    const bool delayed = m.state == "Starting";
+    const json data = {{"pid", m.pid}, {"ports", m.ports}};
+    members_[command.member] = std::move(m);
+    c.members.fetch_add(1, std::memory_order_relaxed);
+    if (delayed) {
+      asio::co_spawn(shard_.io, delayed_start(command.id, command.member), asio::detached);
+    } else {
+      complete(command.id, true, "started", data);
+    }
+  } else if (command.type == "stop") {
+    c.stops.fetch_add(1, std::memory_order_relaxed);
+    const bool had = members_.erase(command.member) > 0;
+    if (had) {
+      c.members.fetch_sub(1, std::memory_order_relaxed);
+    }
+    complete(command.id, true, had ? "stopped" : "not running", nullptr);
+  } else if (command.type == "logs") {
+    c.logs.fetch_add(1, std::memory_order_relaxed);
+    complete(command.id, true, "no output", json{{"stdout", ""}, {"stderr", ""}});
+  } else {
+    c.unknown_commands.fetch_add(1, std::memory_order_relaxed);
+    complete(command.id, false, "unknown command type '" + command.type + "'", nullptr);
+  }
+}
+
+asio::awaitable<void> SimHost::delayed_start(std::string command_id, std::string member) {
+  asio::steady_timer timer(shard_.io);
+  timer.expires_after(shard_.options.start_delay);
+  error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  auto it = members_.find(member);
+  if (it == members_.end() || it->second.state != "Starting") {
+    co_return;  // stopped meanwhile
+  }
+  it->second.state = "Running";
+  complete(command_id, true, "started", json{{"pid", it->second.pid}, {"ports", it->second.ports}});
+}
+
+// ---- reporting ------------------------------------------------------------------
+
+std::string machine() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  std::string model = "unknown CPU";
+  while (std::getline(in, line)) {
+    if (line.starts_with("model name")) {
+      const size_t colon = line.find(':');
+      model = line.substr(line.find_first_not_of(" \t", colon + 1));
+      break;
+    }
+  }
+  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs";
+}
+
+std::string build_type() {
+  std::string build = TRANCHE_BENCH_BUILD_TYPE;
+#ifdef TRANCHE_BENCH_SANITIZED
+  build += " (ASan+UBSan)";
+#endif
+  return build;
+}
+
+struct Totals {
+  int64_t connected = 0;
+  uint64_t welcomes = 0, reconnects = 0, connect_failures = 0, disconnects = 0, refused = 0;
+  uint64_t heartbeats = 0, member_reports = 0, commands = 0, redeliveries = 0, starts = 0, stops = 0, logs = 0,
+           unknown = 0, results_sent = 0, results_acked = 0, messages_in = 0, bytes_in = 0, bytes_out = 0;
+  int64_t members = 0, max_lag_ms = 0;
+};
+
+Totals sum(const std::vector<std::unique_ptr<Shard>>& shards) {
+  Totals t;
+  for (const auto& s : shards) {
+    const Counters& c = s->counters;
+    auto get = [](const auto& a) { return a.load(std::memory_order_relaxed); };
+    t.connected += get(c.connected);
+    t.welcomes += get(c.welcomes);
+    t.reconnects += get(c.reconnects);
+    t.connect_failures += get(c.connect_failures);
+    t.disconnects += get(c.disconnects);
+    t.refused += get(c.refused);
+    t.heartbeats += get(c.heartbeats);
+    t.member_reports += get(c.member_reports);
+    t.commands += get(c.commands);
+    t.redeliveries += get(c.redeliveries);
+    t.starts += get(c.starts);
+    t.stops += get(c.stops);
+    t.logs += get(c.logs);
+    t.unknown += get(c.unknown_commands);
+    t.results_sent += get(c.results_sent);
+    t.results_acked += get(c.results_acked);
+    t.messages_in += get(c.messages_in);
+    t.bytes_in += get(c.bytes_in);
+    t.bytes_out += get(c.bytes_out);
+    t.members += get(c.members);
+    t.max_lag_ms = std::max(t.max_lag_ms, get(c.max_lag_ms));
+  }
+  return t;
+}
+
+// The q-quantile of the heartbeat lag histogram, in ms.
+int64_t lag_quantile(const std::vector<std::unique_ptr<Shard>>& shards, double q) {
+  std::vector<uint64_t> all(kLagBuckets, 0);
+  uint64_t n = 0;
+  for (const auto& s : shards) {
+    for (size_t i = 0; i < kLagBuckets; ++i) {
+      all[i] += s->counters.lag_ms[i];
+      n += s->counters.lag_ms[i];
+    }
+  }
+  if (n == 0) {
+    return 0;
+  }
+  const auto rank = static_cast<uint64_t>(q * static_cast<double>(n - 1));
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kLagBuckets; ++i) {
+    seen += all[i];
+    if (seen > rank) {
+      return static_cast<int64_t>(i);
+    }
+  }
+  return static_cast<int64_t>(kLagBuckets - 1);
+}
+
+// The running totals for a driver script that wants rates over its own
+// window: written to a temporary file and renamed, so readers never see half.
+void write_stats(const std::string& path, const Totals& t, double seconds) {
+  const nlohmann::ordered_json j = {{"seconds", seconds},          {"connected", t.connected},
+                                    {"welcomes", t.welcomes},      {"reconnects", t.reconnects},
+                                    {"heartbeats", t.heartbeats},  {"member_reports", t.member_reports},
+                                    {"commands", t.commands},      {"results_sent", t.results_sent},
+                                    {"members", t.members},        {"max_lag_ms", t.max_lag_ms}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump() << '\n';
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_signal(int) {
+  // Only the flag here; the main loop checks it a few times a second.
+  g_interrupted.store(true);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = parse_options(argc, argv);
+  if (!parsed) {
+    return 2;
+  }
+  const Options options = *parsed;
+
+  tcp::endpoint endpoint;
+  try {
+    asio::io_context resolve_io;
+    tcp::resolver resolver(resolve_io);
+    auto results = resolver.resolve(options.host, options.port);
+    if (results.empty()) {
+      throw std::runtime_error("no address");
+    }
+    endpoint = *results.begin();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tranche-agent-simulator: cannot resolve %s: %s\n", options.server.c_str(), e.what());
+    return 1;
+  }
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const Clock::time_point started = Clock::now();
+  std::vector<std::unique_ptr<Shard>> shards;
+  for (int t = 0; t < options.threads; ++t) {
+    shards.push_back(std::make_unique<Shard>(options, endpoint, started));
+  }
+  // Host i lives on shard i % threads and first connects at i / rate.
+  for (int i = 0; i < options.hosts; ++i) {
+    Shard& s = *shards[static_cast<size_t>(i % options.threads)];
+    s.hosts.push_back(std::make_unique<SimHost>(s, i));
+    const auto at = started + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(static_cast<double>(i) / options.connect_rate));
+    s.hosts.back()->start(at);
+  }
+  std::fprintf(stderr, "simulator: %d hosts on %d thread(s), connecting at %.0f/s to %s for %.1f s\n", options.hosts,
+               options.threads, options.connect_rate, options.server.c_str(),
+               static_cast<double>(options.duration.count()) / 1000.0);
+
+  std::vector<std::thread> threads;
+  for (auto& s : shards) {
+    threads.emplace_back([&io = s->io] {
+      try {
+        io.run();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "simulator: io thread: %s\n", e.what());
+      }
+    });
+  }
+
+  // Run for --duration (or until SIGINT/SIGTERM), with a progress line now and then.
+  const Clock::time_point end = started + options.duration;
+  Clock::time_point next_progress = started + (options.progress.count() > 0 ? options.progress : options.duration);
+  std::optional<double> all_connected_after;
+  Totals last{};
+  Clock::time_point last_at = started;
+  Clock::time_point next_stats = started;
+  while (!g_interrupted.load() && Clock::now() < end) {
+    std::this_thread::sleep_for(100ms);
+    const auto now = Clock::now();
+    if (!all_connected_after) {
+      if (sum(shards).connected >= options.hosts) {
+        all_connected_after = std::chrono::duration<double>(now - started).count();
+        std::fprintf(stderr, "simulator: all %d hosts connected after %.2f s\n", options.hosts, *all_connected_after);
+      }
+    }
+    if (!options.stats_file.empty() && now >= next_stats) {
+      next_stats += 1s;
+      write_stats(options.stats_file, sum(shards), std::chrono::duration<double>(now - started).count());
+    }
+    if (options.progress.count() > 0 && now >= next_progress) {
+      next_progress += options.progress;
+      const Totals t = sum(shards);
+      const double dt = std::chrono::duration<double>(now - last_at).count();
+      std::fprintf(stderr,
+                   "simulator: t=%.0fs connected=%lld heartbeats/s=%.0f commands=%llu members=%lld reconnects=%llu "
+                   "max_lag_ms=%lld\n",
+                   std::chrono::duration<double>(now - started).count(), static_cast<long long>(t.connected),
+                   static_cast<double>(t.heartbeats - last.heartbeats) / dt,
+                   static_cast<unsigned long long>(t.commands), static_cast<long long>(t.members),
+                   static_cast<unsigned long long>(t.reconnects), static_cast<long long>(t.max_lag_ms));
+      last = t;
+      last_at = now;
+    }
+  }
+  const double ran_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const Totals at_end = sum(shards);
+
+  // Close every connection cleanly, then let the io threads run out of work;
+  // after 10 s whatever is left is cut.
+  for (auto& s : shards) {
+    asio::post(s->io, [&hosts = s->hosts] {
+      for (auto& h : hosts) {
+        h->stop();
+      }
+    });
+  }
+  const auto close_deadline = Clock::now() + 10s;
+  bool clean = false;
+  while (Clock::now() < close_deadline) {
+    int64_t open = 0;
+    for (auto& s : shards) {
+      open += s->counters.connected.load(std::memory_order_relaxed);
+    }
+    if (open == 0 && std::all_of(shards.begin(), shards.end(), [](const auto& s) { return s->io.stopped(); })) {
+      clean = true;
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  for (auto& s : shards) {
+    s->io.stop();
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+
+  // ---- report ----
+  const double hb_rate = static_cast<double>(at_end.heartbeats) / ran_seconds;
+  const int64_t lag_p50 = lag_quantile(shards, 0.50);
+  const int64_t lag_p99 = lag_quantile(shards, 0.99);
+  const std::string mach = machine();
+  const std::string build = build_type();
+  std::printf("tranche-agent-simulator (simulated agents and members; not a real agent)\n");
+  std::printf("machine: %s; build: %s; server %s; %d thread(s)\n\n", mach.c_str(), build.c_str(),
+              options.server.c_str(), options.threads);
+  std::printf("| counter | value |\n| --- | --- |\n");
+  auto row = [](const char* name, const std::string& value) { std::printf("| %s | %s |\n", name, value.c_str()); };
+  auto num = [](auto v) { return std::to_string(v); };
+  char buf[64];
+  row("hosts simulated", num(options.hosts));
+  row("members per host asked (informational)", num(options.members_per_host));
+  std::snprintf(buf, sizeof buf, "%.1f", ran_seconds);
+  row("ran (s)", buf);
+  row("connections up at the end", num(at_end.connected));
+  std::snprintf(buf, sizeof buf, "%.2f", all_connected_after.value_or(-1));
+  row("all hosts connected after (s, -1: never)", buf);
+  row("welcomes (sessions)", num(at_end.welcomes));
+  row("reconnects", num(at_end.reconnects));
+  row("connections lost", num(at_end.disconnects));
+  row("connect failures", num(at_end.connect_failures));
+  row("refused by the controller", num(at_end.refused));
+  row("heartbeats sent", num(at_end.heartbeats));
+  std::snprintf(buf, sizeof buf, "%.0f", hb_rate);
+  row("heartbeats/s (average over the run)", buf);
+  row("member reports in heartbeats", num(at_end.member_reports));
+  row("heartbeat send lag p50 / p99 / max (ms)",
+      num(lag_p50) + " / " + num(lag_p99) + " / " + num(at_end.max_lag_ms));
+  row("commands handled", num(at_end.commands));
+  row("  start / stop / logs / other", num(at_end.starts) + " / " + num(at_end.stops) + " / " + num(at_end.logs) +
+                                           " / " + num(at_end.unknown));
+  row("  redelivered (answered again)", num(at_end.redeliveries));
+  row("results sent / acked", num(at_end.results_sent) + " / " + num(at_end.results_acked));
+  row("members held at the end", num(at_end.members));
+  row("messages received", num(at_end.messages_in));
+  std::snprintf(buf, sizeof buf, "%.1f / %.1f", static_cast<double>(at_end.bytes_in) / 1048576.0,
+                static_cast<double>(at_end.bytes_out) / 1048576.0);
+  row("MiB received / sent", buf);
+  row("closed cleanly", clean ? "yes" : "no (cut after 10 s)");
+  std::printf("\n");
+
+  const nlohmann::ordered_json all_connected =
+      all_connected_after ? nlohmann::ordered_json(std::round(*all_connected_after * 100) / 100) : nullptr;
+  // ordered: "bench" comes first on the line.
+  nlohmann::ordered_json line = {{"bench", "agent_simulator"},
+               {"machine", mach},
+               {"build", build},
+               {"hosts", options.hosts},
+               {"members_per_host", options.members_per_host},
+               {"threads", options.threads},
+               {"seconds", std::round(ran_seconds * 10) / 10},
+               {"all_connected_seconds", all_connected},
+               {"connections_up", at_end.connected},
+               {"welcomes", at_end.welcomes},
+               {"reconnects", at_end.reconnects},
+               {"disconnects", at_end.disconnects},
+               {"connect_failures", at_end.connect_failures},
+               {"refused", at_end.refused},
+               {"heartbeats_sent", at_end.heartbeats},
+               {"heartbeats_per_second", std::round(hb_rate)},
+               {"heartbeat_lag_ms_p50", lag_p50},
+               {"heartbeat_lag_ms_p99", lag_p99},
+               {"heartbeat_lag_ms_max", at_end.max_lag_ms},
+               {"commands_handled", at_end.commands},
+               {"starts", at_end.starts},
+               {"stops", at_end.stops},
+               {"logs", at_end.logs},
+               {"results_sent", at_end.results_sent},
+               {"results_acked", at_end.results_acked},
+               {"members_at_end", at_end.members},
+               {"closed_cleanly", clean}};
+  std::printf("%s\n", line.dump().c_str());
+  std::fflush(stdout);
+  return 0;
+}
