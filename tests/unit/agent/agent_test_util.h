@@ -55,7 +55,7 @@ inline bool wait_until(const std::function<bool()>& pred,
     if (std::chrono::steady_clock::now() >= deadline) {
       return pred();
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval of a deadline-bounded wait
   }
 }
 

@@ -76,7 +76,7 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   for (;;) {
     if (condition()) return true;
     if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(20ms);  // poll interval of a deadline-bounded wait
   }
 }
 
