@@ -169,8 +169,6 @@ for _ in $(seq 1 200); do # up to 20 s
   sleep 0.1
 done
 [[ -n "$URL" ]] || die "the controller did not become ready within 20 s"
-# The controller names its version (git describe) when it starts serving.
-VERSION=$(sed -n 's/.*tranche controller \([^ ]*\) serving.*/\1/p' "$WORK/controller.log" | head -n 1)
 export TRANCHE_SERVER="$URL"
 TRANCHE_TOKEN=$(head -n 1 "$DATA/admin.token")
 export TRANCHE_TOKEN
@@ -269,7 +267,8 @@ while [[ $MEMBERS -gt 0 ]]; do
     echo "agents: not all members Active within ${PLACE_TIMEOUT} s ($placed placed, $active Active)" >&2
     break
   fi
-  if [[ "$active" != "$last_active" ]]; then
+  if [[ "$n_placed" -lt 0 || "$active" != "$last_active" ]]; then
+    # Moving, or not answering (busy): either way not a stall.
     last_active=$active
     last_change=$SECONDS
   elif [[ "$placed" -ge "$MEMBERS" && $((SECONDS - last_change)) -ge $STALL_SECONDS ]]; then
@@ -345,6 +344,7 @@ COMPILERS_AFTER=$(compilers)
 UNREACHABLE=$(grep -c 'Ready -> Unreachable' "$WORK/controller.log" || true)
 
 # The simulator's own counters.
+ALIVE_AT_END=$(kill -0 "$CONTROLLER_PID" 2>/dev/null && echo true || echo false)
 stop_process "$SIM_PID" simulator
 SIM_PID=""
 SIM_JSON=$(grep '^{"bench"' "$WORK/simulator.out" | tail -n 1 || true)
@@ -361,7 +361,7 @@ API_THREADS_SHOWN=${API_THREADS:-default (4)}
 # --- report -----------------------------------------------------------------------
 cat <<EOF
 agents benchmark (quality.md P1): one controller, $HOSTS simulated hosts, $MEMBERS members
-machine: $MACHINE; build: $BUILD; controller ${VERSION:-version unknown}; heartbeat interval 2 s
+machine: $MACHINE; build: $BUILD; controller heartbeat interval 2 s
 load average $LOAD_BEFORE -> $LOAD_AFTER; compilers running $COMPILERS_BEFORE -> $COMPILERS_AFTER
 
 | figure | value |
@@ -383,6 +383,9 @@ load average $LOAD_BEFORE -> $LOAD_AFTER; compilers running $COMPILERS_BEFORE ->
 | reconnects / hosts marked Unreachable | $RECONNECTS / $UNREACHABLE |
 
 EOF
+if [[ "$ALIVE_AT_END" != true ]]; then
+  echo "note: the controller died after the CPU window (see its exit status above); figures up to then stand"
+fi
 if [[ "$COMPLETE" != true ]]; then
   if [[ "$STALLED" == true ]]; then
     echo "note: not every member became Active (stalled); the CPU window measured the controller with the"
@@ -394,15 +397,15 @@ fi
 jq -cn --arg machine "$MACHINE" --arg build "$BUILD" --argjson hosts "$HOSTS" --argjson m "$M" \
   --argjson members "$MEMBERS" --argjson clusters "$CLUSTERS" --argjson cpu "$CPU" --argjson rss "$RSS" \
   --argjson rss_peak "$RSS_PEAK" --arg placement "${PLACEMENT_SECONDS}" --arg active "${ACTIVE_SECONDS}" \
-  --argjson connect "$CONNECT_SECONDS" --argjson complete "$COMPLETE" --argjson stalled "$STALLED" --arg api_threads "${API_THREADS:-}" --argjson sim_cpu "$SIM_CPU" \
+  --argjson connect "$CONNECT_SECONDS" --argjson complete "$COMPLETE" --argjson stalled "$STALLED" --argjson alive_at_end "$ALIVE_AT_END" --arg api_threads "${API_THREADS:-}" --argjson sim_cpu "$SIM_CPU" \
   --arg hb "$HB_RATE" --argjson hb_window "$HB_WINDOW" --argjson up_min "$UP_MIN" --arg reconnects "$RECONNECTS" --argjson unreachable "$UNREACHABLE" \
   --argjson placed "$placed_end" --argjson active_n "$active_end" --argjson steady "$STEADY" \
-  --arg version "$VERSION" --arg place_log "$PLACE_LOG_SECONDS" --argjson log_placed "$LOG_PLACED" --argjson cc_before "${COMPILERS_BEFORE:-0}" --argjson cc_after "${COMPILERS_AFTER:-0}" --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" \
+  --arg place_log "$PLACE_LOG_SECONDS" --argjson log_placed "$LOG_PLACED" --argjson cc_before "${COMPILERS_BEFORE:-0}" --argjson cc_after "${COMPILERS_AFTER:-0}" --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" \
   '{bench: "agents", hosts: $hosts, members: $members, cpu_percent_one_core: $cpu, rss_mib: $rss,
     placement_seconds: (if $placement == "" then null else ($placement | tonumber) end),
-    machine: $machine, build: $build, controller_version: $version, members_per_host: $m, clusters: $clusters,
+    machine: $machine, build: $build, members_per_host: $m, clusters: $clusters,
     active_seconds: (if $active == "" then null else ($active | tonumber) end), complete: $complete,
-    stalled: $stalled,
+    stalled: $stalled, controller_alive_at_end: $alive_at_end,
     placement_log_seconds: (if $place_log == "" then null else ($place_log | tonumber) end),
     members_placed_log: $log_placed,
     members_placed: (if $placed < 0 then null else $placed end),
