@@ -79,6 +79,10 @@ TEST(StoreMigration, Version2FixtureIsWhatSteps0To2Create) {
   expect_fixture_is_what_the_steps_create("store-v2.sql", 2);
 }
 
+TEST(StoreMigration, Version3FixtureIsWhatSteps0To3Create) {
+  expect_fixture_is_what_the_steps_create("store-v3.sql", 3);
+}
+
 // The table added by version 3 works in a migrated store.
 void expect_cluster_scales_work(Store& store, const std::string& app, int64_t app_version) {
   EXPECT_TRUE(ok(store.list_cluster_scales(app)).empty());
@@ -90,14 +94,45 @@ void expect_cluster_scales_work(Store& store, const std::string& app, int64_t ap
   EXPECT_THAT(ok(store.list_cluster_scales(app)), ElementsAre(web));
 }
 
+// The table added by version 4 works in a migrated store: a rollout is
+// created at version 0, stored at 1, and advanced by compare-and-swap.
+void expect_rollouts_work(Store& store, const std::string& app, int64_t app_version) {
+  EXPECT_EQ(ok(store.latest_rollout(app)), std::nullopt);
+  RolloutRecord rollout{.app = app,
+                        .id = 1,
+                        .from_revision = 2,
+                        .to_revision = 3,
+                        .target_revision = 3,
+                        .phase = "Progressing",
+                        .reason = "revision 3 applied",
+                        .promoted = false,
+                        .progress_json = R"({"web":{"failed":[],"failures":0,"status":"Progressing"}})",
+                        .author = "alice",
+                        .created_at = at(1800009200000),
+                        .updated_at = at(1800009200000),
+                        .finished_at = std::nullopt,
+                        .version = 0};
+  ok(store.commit(WriteBatch{{{app, app_version}}, {PutRollout{rollout}}}));
+  rollout.version = 1;
+  EXPECT_EQ(ok(store.latest_rollout(app)), rollout);
+
+  rollout.phase = "Succeeded";
+  rollout.reason = "every cluster is on revision 3";
+  rollout.progress_json = R"({"web":{"failed":[],"failures":0,"status":"Done"}})";
+  rollout.updated_at = at(1800009300000);
+  rollout.finished_at = at(1800009300000);
+  ok(store.commit(WriteBatch{{}, {PutRollout{rollout}}}));
+  rollout.version = 2;
+  EXPECT_EQ(ok(store.latest_rollout(app)), rollout);
+}
+
 TEST(StoreMigration, MigratesTheVersion1Fixture) {
   TempDir dir;
   const std::string path = dir.file("store.db");
   load_fixture(path, "store-v1.sql");
   auto store = ok(open_sqlite_store({path}));
-  EXPECT_EQ(current_schema_version(), 3);
   EXPECT_EQ(store->schema_version(), current_schema_version());
-  EXPECT_EQ(meta(path, "schema_version"), "3\n");
+  EXPECT_EQ(meta(path, "schema_version"), std::to_string(current_schema_version()) + "\n");
 
   // The data is intact.
   const auto app = ok(store->get_application("shop"));
@@ -145,6 +180,7 @@ TEST(StoreMigration, MigratesTheVersion1Fixture) {
   EXPECT_THAT(ok(store->list_expiring_values(at(1800003600000))), ElementsAre(boxed));
   EXPECT_EQ(ok(store->list_operational_values("shop")).size(), 2u);
   expect_cluster_scales_work(*store, "shop", 2);
+  expect_rollouts_work(*store, "shop", 2);
 }
 
 TEST(StoreMigration, MigratesTheVersion2Fixture) {
@@ -217,6 +253,110 @@ TEST(StoreMigration, MigratesTheVersion2Fixture) {
        AppendEvent{{0, at(1800009100000), "cart", "api", "", "ClusterScaled", "1", "2", "autoscaled to 2"}}}}));
   EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{6});
   EXPECT_EQ(ok(store->list_cluster_scales("cart")).size(), 1u);
+  expect_rollouts_work(*store, "shop", 4);
+}
+
+TEST(StoreMigration, MigratesTheVersion3Fixture) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v3.sql");
+  auto store = ok(open_sqlite_store({path}));
+  EXPECT_EQ(current_schema_version(), 4);
+  EXPECT_EQ(store->schema_version(), current_schema_version());
+  EXPECT_EQ(meta(path, "schema_version"), "4\n");
+
+  // The data is intact, the autoscaler's decisions included.
+  std::vector<std::string> apps;
+  for (const ApplicationRecord& a : ok(store->list_applications())) {
+    apps.push_back(a.name);
+  }
+  EXPECT_THAT(apps, ElementsAre("blog", "cart", "shop"));
+  EXPECT_EQ(ok(store->get_application("shop")),
+            (ApplicationRecord{"shop", 3, true, 5, 2, at(1800000000000), at(1800000200000)}));
+  EXPECT_EQ(ok(store->get_application("blog")),
+            (ApplicationRecord{"blog", 1, false, 1, 0, at(1800000500000), at(1800000500000)}));
+  const auto revisions = ok(store->list_revisions("cart"));
+  ASSERT_EQ(revisions.size(), 2u);
+  EXPECT_EQ(revisions[0], (RevisionRecord{"cart", 2,
+                                          R"({"name":"cart","clusters":[{"name":"api","version":"0.9.1",)"
+                                          R"("members":{"min":1,"max":3}}]})",
+                                          "ci", "clusters[0].version: 0.9.0 -> 0.9.1", at(1800000400000)}));
+  EXPECT_EQ(ok(store->list_revisions("shop")).size(), 3u);
+  EXPECT_THAT(ok(store->list_operational_values("shop")),
+              ElementsAre(OperationalValueRecord{"shop", "web", Setting::kAutoscaling, "on", std::nullopt, std::nullopt,
+                                                 "admin-bootstrap", at(1800000070000)},
+                          OperationalValueRecord{"shop", "web/1", Setting::kMaintenance, "on", at(1800003750000), "off",
+                                                 "alice", at(1800000150000)}));
+  EXPECT_THAT(ok(store->list_expiring_values(at(1800000760000))),
+              ElementsAre(OperationalValueRecord{"cart", "", Setting::kAutohealing, "off", at(1800000760000),
+                                                 std::nullopt, "ci", at(1800000160000)}));
+  EXPECT_THAT(ok(store->list_cluster_scales("shop")),
+              ElementsAre(ClusterScaleRecord{"shop", "web", 3, 2, "cpu 84% > 70% for 5m", at(1800000250000)}));
+  EXPECT_THAT(ok(store->list_cluster_scales("cart")),
+              ElementsAre(ClusterScaleRecord{"cart", "api", 2, 1, "cpu 91% > 70% for 5m", at(1800000380000)}));
+  EXPECT_EQ(ok(store->get_member("cart", "cart/api/1")), (MemberRecord{"cart/api/1",
+                                                                       "cart",
+                                                                       "api",
+                                                                       1,
+                                                                       "h-01",
+                                                                       "Failed",
+                                                                       2,
+                                                                       "0.9.1",
+                                                                       std::nullopt,
+                                                                       {{"metrics", 9100}},
+                                                                       at(1800000395000),
+                                                                       at(1800000385000),
+                                                                       at(1800000395000)}));
+  EXPECT_EQ(ok(store->get_member("shop", "shop/web/0"))->pid, 4242);
+  EXPECT_EQ(ok(store->list_members({.app = "shop", .cluster = "web"})).size(), 3u);
+  EXPECT_EQ(ok(store->get_host("h-02"))->labels, (std::map<std::string, std::string>{{"disk", "ssd"}, {"zone", "b"}}));
+  EXPECT_EQ(ok(store->get_operation("op-cart-1"))->actor, "ci");
+  const auto viewer = ok(store->get_token("00112233aabbccdd"));
+  ASSERT_TRUE(viewer);
+  EXPECT_EQ(viewer->role, Role::kViewer);
+  EXPECT_EQ(ok(store->get_token("fedcba9876543210"))->app, "cart");
+  EXPECT_TRUE(ok(store->has_admin_token()));
+  const auto audit = ok(store->list_audit(10));
+  ASSERT_EQ(audit.size(), 3u);
+  EXPECT_EQ(audit[2].action, "PUT /api/v1/applications/cart");
+  const auto events = ok(store->list_events({}));
+  ASSERT_EQ(events.size(), 10u);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].seq, i + 1);
+  }
+  EXPECT_EQ(events[6], (EventRecord{7, at(1800000260000), "shop", "shop/web", "shop/web/2", "MemberStateChanged",
+                                    R"("")", R"("Created")", "placed on h-01"}));
+  EXPECT_EQ(ok(store->last_event_seq()), 10u);
+
+  // No application has a rollout yet; the new table works, and the event log
+  // continues where it was in the same batch.
+  for (const std::string app : {"blog", "cart", "shop"}) {
+    EXPECT_EQ(ok(store->latest_rollout(app)), std::nullopt) << app;
+  }
+  const RolloutRecord rollout{.app = "cart",
+                              .id = 1,
+                              .from_revision = 1,
+                              .to_revision = 2,
+                              .target_revision = 2,
+                              .phase = "CanaryPaused",
+                              .reason = "canary of cart/api is up: waiting for promote",
+                              .promoted = false,
+                              .progress_json = R"({"api":{"failed":[],"failures":0,"status":"CanaryPaused"}})",
+                              .author = "ci",
+                              .created_at = at(1800009400000),
+                              .updated_at = at(1800009400000),
+                              .finished_at = std::nullopt,
+                              .version = 0};
+  const CommitResult result = ok(store->commit(
+      WriteBatch{{{"cart", 3}},
+                 {PutRollout{rollout}, AppendEvent{{0, at(1800009400000), "cart", "cart", "", "RolloutPhaseChanged",
+                                                    "null", R"("CanaryPaused")", "rollout 1: canary paused"}}}}));
+  EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{11});
+  RolloutRecord stored = rollout;
+  stored.version = 1;
+  EXPECT_EQ(ok(store->latest_rollout("cart")), stored);
+  EXPECT_EQ(ok(store->latest_rollout("shop")), std::nullopt);
+  expect_rollouts_work(*store, "shop", 5);
 }
 
 TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
@@ -228,7 +368,7 @@ TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   EXPECT_EQ(RawDb(path).query("PRAGMA journal_mode"), "wal\n");
 
   // The same schema as every old store brought forward.
-  for (const std::string fixture : {"store-v1.sql", "store-v2.sql"}) {
+  for (const std::string fixture : {"store-v1.sql", "store-v2.sql", "store-v3.sql"}) {
     const std::string old = dir.file(fixture + ".db");
     load_fixture(old, fixture);
     ok(open_sqlite_store({old}));
@@ -283,6 +423,21 @@ TEST(StoreMigration, AFailedStep2To3LeavesVersion2) {
   EXPECT_THAT(store.error().message, HasSubstr("step 2 to 3"));
   EXPECT_EQ(meta(path, "schema_version"), "2\n");
   EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('cluster_scales')"), "1\n");
+}
+
+TEST(StoreMigration, AFailedStep3To4LeavesVersion3) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v3.sql");
+  RawDb(path).exec("CREATE TABLE rollouts (x INTEGER)");  // in the way of step 3 to 4
+
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr("step 3 to 4"));
+  EXPECT_EQ(meta(path, "schema_version"), "3\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('rollouts')"), "1\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM cluster_scales"), "2\n");
 }
 
 TEST(StoreMigration, RefusesADatabaseThatIsNotAStore) {

@@ -78,6 +78,20 @@ struct Sample {
   EventRecord event{0,      at(1300), "shop", "web", "web/3", "MemberStateChanged", R"("Starting")", R"("Running")",
                     "ready"};
   ClusterScaleRecord scale{"shop", "backend/db", 5, 3, "cpu 82% > 70% for 5m", at(1400)};
+  RolloutRecord rollout{.app = "shop",
+                        .id = 4,
+                        .from_revision = 1,
+                        .to_revision = 2,
+                        .target_revision = 1,
+                        .phase = "RollingBack",
+                        .reason = "2 failures exceed maxFailures 1",
+                        .promoted = true,
+                        .progress_json = R"({"web":{"failed":["shop/web/3"],"failures":2,"status":"Progressing"}})",
+                        .author = "alice",
+                        .created_at = at(1500),
+                        .updated_at = at(1600),
+                        .finished_at = at(1700),
+                        .version = 0};
 };
 
 void write_sample(Store& store, const Sample& s) {
@@ -85,7 +99,7 @@ void write_sample(Store& store, const Sample& s) {
       commit(store, {PutApplication{s.app}, PutRevision{s.revision}, PutOperationalValue{s.plain},
                      PutOperationalValue{s.boxed}, PutMember{s.member}, PutMember{s.bare}, PutHost{s.host},
                      PutOperation{s.operation}, PutToken{s.scoped}, PutToken{s.global}, AppendAudit{s.audit},
-                     AppendEvent{s.event}, PutClusterScale{s.scale}});
+                     AppendEvent{s.event}, PutClusterScale{s.scale}, PutRollout{s.rollout}});
   EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{1});
 }
 
@@ -93,6 +107,7 @@ void expect_sample(Store& store, Sample s) {
   s.app.version = 1;  // set by the store, whatever the record said
   s.audit.id = 1;
   s.event.seq = 1;
+  s.rollout.version = 1;
   EXPECT_EQ(ok(store.get_application("shop")), s.app);
   EXPECT_THAT(ok(store.list_applications()), ElementsAre(s.app));
   EXPECT_EQ(ok(store.get_revision("shop", 2)), s.revision);
@@ -110,6 +125,7 @@ void expect_sample(Store& store, Sample s) {
   EXPECT_THAT(ok(store.list_events({})), ElementsAre(s.event));
   EXPECT_EQ(ok(store.last_event_seq()), 1u);
   EXPECT_THAT(ok(store.list_cluster_scales("shop")), ElementsAre(s.scale));
+  EXPECT_EQ(ok(store.latest_rollout("shop")), s.rollout);
 }
 
 TEST(SqliteStore, RoundTripsEveryRecordType) {
@@ -264,6 +280,187 @@ TEST(SqliteStore, FailedPreconditionWritesNoClusterScale) {
   ASSERT_FALSE(deleting);
   EXPECT_EQ(deleting.error().code, ErrorCode::kConflict);
   EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(kept));
+}
+
+RolloutRecord rollout(const std::string& app, int64_t id, int64_t version = 0) {
+  return {.app = app,
+          .id = id,
+          .from_revision = 1,
+          .to_revision = 2,
+          .target_revision = 2,
+          .phase = "Progressing",
+          .reason = "revision 2 applied",
+          .promoted = false,
+          .progress_json = "{}",
+          .author = "alice",
+          .created_at = at(8000),
+          .updated_at = at(8000),
+          .finished_at = std::nullopt,
+          .version = version};
+}
+
+TEST(SqliteStore, RolloutsRoundTripEveryField) {
+  auto store = open_store();
+  // Unfinished, not promoted.
+  const RolloutRecord running{.app = "shop",
+                              .id = 7,
+                              .from_revision = 3,
+                              .to_revision = 4,
+                              .target_revision = 4,
+                              .phase = "CanaryPaused",
+                              .reason = "canary of shop/web is up: waiting for promote",
+                              .promoted = false,
+                              .progress_json = R"({"backend/db":{"failed":[],"failures":0,"status":"Waiting"},)"
+                                               R"("web":{"failed":[],"failures":0,"status":"CanaryPaused"}})",
+                              .author = "bob",
+                              .created_at = at(8100),
+                              .updated_at = at(8200),
+                              .finished_at = std::nullopt,
+                              .version = 0};
+  // Finished, promoted, rolled back to a revision of its own.
+  const RolloutRecord rolled_back{
+      .app = "cart",
+      .id = 2,
+      .from_revision = 5,
+      .to_revision = 6,
+      .target_revision = 7,
+      .phase = "Failed",
+      .reason = "rolled back: 3 failures exceed maxFailures 2",
+      .promoted = true,
+      .progress_json = R"({"api":{"failed":["cart/api/0","cart/api/2"],"failures":3,"status":"Done"}})",
+      .author = "ci",
+      .created_at = at(8300),
+      .updated_at = at(8400),
+      .finished_at = at(8500),
+      .version = 0};
+  commit(*store, {PutRollout{running}, PutRollout{rolled_back}});
+
+  RolloutRecord expected = running;
+  expected.version = 1;
+  EXPECT_EQ(ok(store->latest_rollout("shop")), expected);
+  expected = rolled_back;
+  expected.version = 1;
+  EXPECT_EQ(ok(store->latest_rollout("cart")), expected);
+
+  // A put replaces every field, finished_at from null to set and back.
+  RolloutRecord finished = running;
+  finished.from_revision = 13;
+  finished.to_revision = 14;
+  finished.target_revision = 12;
+  finished.phase = "Aborted";
+  finished.reason = "aborted by alice";
+  finished.promoted = true;
+  finished.progress_json = R"({"web":{"failed":[],"failures":1,"status":"Done"}})";
+  finished.author = "alice";
+  finished.created_at = at(9100);
+  finished.updated_at = at(9200);
+  finished.finished_at = at(9300);
+  finished.version = 1;
+  commit(*store, {PutRollout{finished}});
+  finished.version = 2;
+  EXPECT_EQ(ok(store->latest_rollout("shop")), finished);
+
+  RolloutRecord reopened = finished;
+  reopened.finished_at.reset();
+  reopened.promoted = false;
+  commit(*store, {PutRollout{reopened}});
+  reopened.version = 3;
+  EXPECT_EQ(ok(store->latest_rollout("shop")), reopened);
+}
+
+TEST(SqliteStore, LatestRolloutIsTheHighestIdOfTheApplication) {
+  auto store = open_store();
+  EXPECT_EQ(ok(store->latest_rollout("shop")), std::nullopt);
+  commit(*store, {PutRollout{rollout("shop", 9)}, PutRollout{rollout("shop", 10)}, PutRollout{rollout("shop", 2)},
+                  PutRollout{rollout("cart", 1)}, PutRollout{rollout("shop-eu", 99)}});
+  EXPECT_EQ(ok(store->latest_rollout("shop"))->id, 10);  // numerically highest, not the last written
+  EXPECT_EQ(ok(store->latest_rollout("cart"))->id, 1);
+  EXPECT_EQ(ok(store->latest_rollout("shop-eu"))->id, 99);
+  EXPECT_EQ(ok(store->latest_rollout("blog")), std::nullopt);
+  EXPECT_EQ(ok(store->latest_rollout("")), std::nullopt);
+
+  // Also when the newest one is finished.
+  RolloutRecord done = rollout("cart", 1, 1);
+  done.phase = "Succeeded";
+  done.finished_at = at(9000);
+  commit(*store, {PutRollout{done}});
+  EXPECT_EQ(ok(store->latest_rollout("cart"))->phase, "Succeeded");
+}
+
+TEST(SqliteStore, PutRolloutWithAWrongVersionWritesNothing) {
+  auto store = open_store();
+  const ClusterScaleRecord kept = scale("shop", "web", 4);
+  commit(*store, {PutApplication{app_record("shop")}, PutClusterScale{kept}, PutRollout{rollout("shop", 1)},
+                  AppendEvent{event("shop")}});
+  const RolloutRecord stored = rollout("shop", 1, 1);
+  ASSERT_EQ(ok(store->latest_rollout("shop")), stored);
+
+  for (int64_t wrong : {int64_t{0}, int64_t{2}}) {
+    RolloutRecord stale = rollout("shop", 1, wrong);
+    stale.phase = "Paused";
+    // The application's precondition holds; the rollout's version does not.
+    // Mutations before and after the rollout are all undone.
+    auto done = store->commit(WriteBatch{
+        {{"shop", 1}},
+        {PutApplication{app_record("shop")}, PutRevision{{"shop", 2, "{}", "alice", "", at(1)}},
+         AppendEvent{event("shop")}, PutClusterScale{scale("shop", "web", 6)}, PutRollout{rollout("shop", 2)},
+         PutRollout{stale}, AppendAudit{audit("alice")}, AppendEvent{event("shop")}, PutRollout{rollout("cart", 1)}}});
+    ASSERT_FALSE(done) << wrong;
+    EXPECT_EQ(done.error().code, ErrorCode::kConflict);
+    EXPECT_THAT(done.error().message, HasSubstr("rollout 1 of shop"));
+    EXPECT_THAT(done.error().message, HasSubstr("at version 1"));
+    EXPECT_THAT(done.error().message, HasSubstr("expected version " + std::to_string(wrong)));
+
+    EXPECT_EQ(ok(store->latest_rollout("shop")), stored);
+    EXPECT_EQ(ok(store->latest_rollout("cart")), std::nullopt);
+    EXPECT_EQ(ok(store->get_application("shop"))->version, 1);
+    EXPECT_EQ(ok(store->get_revision("shop", 2)), std::nullopt);
+    EXPECT_THAT(ok(store->list_cluster_scales("shop")), ElementsAre(kept));
+    EXPECT_TRUE(ok(store->list_audit(10)).empty());
+    EXPECT_THAT(seqs(ok(store->list_events({}))), ElementsAre(1u));
+    EXPECT_EQ(ok(store->last_event_seq()), 1u);
+  }
+  // The failed batches consumed no seq.
+  EXPECT_EQ(commit(*store, {AppendEvent{event("shop")}}).event_seqs, std::vector<uint64_t>{2});
+}
+
+TEST(SqliteStore, ANewRolloutNeedsVersionZero) {
+  auto store = open_store();
+  auto done = store->commit(WriteBatch{{}, {PutRollout{rollout("shop", 1, 1)}, AppendEvent{event("shop")}}});
+  ASSERT_FALSE(done);
+  EXPECT_EQ(done.error().code, ErrorCode::kConflict);
+  EXPECT_THAT(done.error().message, HasSubstr("rollout 1 of shop is at version 0"));
+  EXPECT_EQ(ok(store->latest_rollout("shop")), std::nullopt);
+  EXPECT_EQ(ok(store->last_event_seq()), 0u);
+
+  commit(*store, {PutRollout{rollout("shop", 1, 0)}});
+  EXPECT_EQ(ok(store->latest_rollout("shop"))->version, 1);
+  // Another id of the same application is new again.
+  commit(*store, {PutRollout{rollout("shop", 2, 0)}});
+  EXPECT_EQ(ok(store->latest_rollout("shop")), rollout("shop", 2, 1));
+}
+
+TEST(SqliteStore, APutRolloutStoresVersionPlusOne) {
+  auto store = open_store();
+  commit(*store, {PutRollout{rollout("shop", 1, 0)}});
+  EXPECT_EQ(ok(store->latest_rollout("shop"))->version, 1);
+
+  RolloutRecord next = rollout("shop", 1, 1);
+  next.phase = "Paused";
+  commit(*store, {PutRollout{next}});
+  next.version = 2;
+  EXPECT_EQ(ok(store->latest_rollout("shop")), next);
+
+  // A writer that read version 1 has lost the race.
+  RolloutRecord late = rollout("shop", 1, 1);
+  late.phase = "Succeeded";
+  auto lost = store->commit(WriteBatch{{}, {PutRollout{late}}});
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(ok(store->latest_rollout("shop")), next);
+
+  commit(*store, {PutRollout{next}});
+  EXPECT_EQ(ok(store->latest_rollout("shop"))->version, 3);
 }
 
 TEST(SqliteStore, ListRevisionsIsNewestFirst) {
