@@ -1577,4 +1577,21 @@ std::string_view to_string(NodeView::Kind kind) {
   return "unknown";
 }
 
+bool same_member_template(const ClusterSpec& a, const ClusterSpec& b) {
+  const json ja = cluster_json(a);
+  const json jb = cluster_json(b);
+  for (const char* key : {"artifact", "ports", "health", "stats", "hooks", "placement"}) {
+    if (ja.value(key, json()) != jb.value(key, json())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int resolve_max_surge(const UpdatePolicy& policy, int desired) { return resolve(policy.max_surge, desired, true); }
+
+int resolve_max_unavailable(const UpdatePolicy& policy, int desired) {
+  return resolve(policy.max_unavailable, desired, false);
+}
+
 }  // namespace tranche

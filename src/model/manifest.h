@@ -162,4 +162,14 @@ std::string diff_summary(const ApplicationSpec* from, const ApplicationSpec& to)
 
 std::string_view to_string(NodeView::Kind kind);
 
+// What a cluster's running members embody (updates.md): artifact, ports,
+// health, stats, hooks and placement. Members change only when this changes;
+// counts, policies and operational values take effect without touching them.
+bool same_member_template(const ClusterSpec& a, const ClusterSpec& b);
+
+// maxSurge and maxUnavailable against `desired`, rounded as Kubernetes does:
+// a surge up, unavailability down.
+int resolve_max_surge(const UpdatePolicy& policy, int desired);
+int resolve_max_unavailable(const UpdatePolicy& policy, int desired);
+
 }  // namespace tranche

@@ -118,6 +118,34 @@ struct ClusterScaleRecord {
   bool operator==(const ClusterScaleRecord&) const = default;
 };
 
+// One rollout of an application (updates.md): the move of its members from
+// one revision to another. The member records say which revision each member
+// is on; this record holds what members cannot: the phase, the operator's
+// controls and the rollout's own memory (failures counted, batch pacing),
+// so that a restarted controller resumes exactly where it was.
+struct RolloutRecord {
+  std::string app;
+  int64_t id = 0;  // per application, from 1
+  int64_t from_revision = 0;
+  int64_t to_revision = 0;
+  // What members move to: to_revision, or the revision restoring
+  // from_revision's templates while the rollout rolls back.
+  int64_t target_revision = 0;
+  std::string phase;   // RolloutPhase name
+  std::string reason;  // why it is in this phase
+  bool promoted = false;
+  std::string progress_json = "{}";  // per cluster, engine-defined
+  std::string author;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+  std::optional<TimePoint> finished_at;
+  // The compare-and-swap handle: a PutRollout carries the version it read
+  // (0 for a new rollout) and the store keeps version + 1.
+  int64_t version = 0;
+
+  bool operator==(const RolloutRecord&) const = default;
+};
+
 enum class Role { kViewer, kOperator, kAdmin };
 
 struct TokenRecord {

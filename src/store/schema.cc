@@ -155,8 +155,31 @@ CREATE TABLE cluster_scales (
 )sql");
 }
 
+// Version 4: rollouts, the newest of an application found by (app, id).
+Status step_3_to_4(sqlite3* db) {
+  return exec(db, R"sql(
+CREATE TABLE rollouts (
+  app TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  from_revision INTEGER NOT NULL,
+  to_revision INTEGER NOT NULL,
+  target_revision INTEGER NOT NULL,
+  phase TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  promoted INTEGER NOT NULL,
+  progress_json TEXT NOT NULL,
+  author TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  version INTEGER NOT NULL,
+  PRIMARY KEY (app, id)
+);
+)sql");
+}
+
 // kSteps[n] turns version n into n + 1.
-constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3};
+constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4};
 constexpr int kCurrentVersion = static_cast<int>(std::size(kSteps));
 
 Result<int64_t> query_int(sqlite3* db, const char* sql, int64_t if_no_row) {

@@ -32,6 +32,9 @@ namespace {
 #define MEMBER_COLUMNS                                                                                              \
   "id, app, cluster, ordinal, host, state, revision, version, pid, ports_json, healing_delayed_since, created_at, " \
   "updated_at"
+#define ROLLOUT_COLUMNS                                                                                    \
+  "app, id, from_revision, to_revision, target_revision, phase, reason, promoted, progress_json, author, " \
+  "created_at, updated_at, finished_at, version"
 #define HOST_COLUMNS "id, hostname, state, labels_json, slots, token_hash, registered_at, updated_at"
 #define OPERATION_COLUMNS "id, app, seq, kind, request_json, status, message, actor, created_at, updated_at"
 #define TOKEN_COLUMNS "id, name, secret_hash, role, app, created_at"
@@ -158,6 +161,10 @@ OperationalValueRecord read_value(Row r) {
   return {r.text(), r.text(), r.setting(), r.text(), r.opt_time(), r.opt_text(), r.text(), r.time()};
 }
 ClusterScaleRecord read_scale(Row r) { return {r.text(), r.text(), r.i64(), r.i64(), r.text(), r.time()}; }
+RolloutRecord read_rollout(Row r) {
+  return {r.text(),     r.i64(),  r.i64(),  r.i64(),  r.i64(),  r.text(),     r.text(),
+          r.i64() != 0, r.text(), r.text(), r.time(), r.time(), r.opt_time(), r.i64()};
+}
 MemberRecord read_member(Row r) {
   return {r.text(),     r.text(), r.text(), r.i64(),     r.text(),
           r.text(),     r.i64(),  r.text(), r.opt_i64(), r.json<std::map<std::string, int>>(),
@@ -299,6 +306,12 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     return all(query("SELECT " SCALE_COLUMNS " FROM cluster_scales WHERE app = ? ORDER BY cluster").bind(app),
                read_scale);
+  }
+
+  Result<std::optional<RolloutRecord>> latest_rollout(const std::string& app) override {
+    std::lock_guard lock(mu_);
+    return one(query("SELECT " ROLLOUT_COLUMNS " FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT 1").bind(app),
+               read_rollout);
   }
 
   Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) override {
@@ -508,6 +521,24 @@ class SqliteStore final : public Store {
 
   Status apply(const DeleteClusterScale& m, EventCounter&, CommitResult&) {
     return query("DELETE FROM cluster_scales WHERE app = ? AND cluster = ?").bind(m.app, m.cluster).run();
+  }
+
+  Status apply(const PutRollout& m, EventCounter&, CommitResult&) {
+    const RolloutRecord& r = m.record;
+    auto found = one(query("SELECT version FROM rollouts WHERE app = ? AND id = ?").bind(r.app, r.id), read_i64);
+    if (!found) {
+      return std::unexpected(found.error());
+    }
+    if (found->value_or(0) != r.version) {
+      return fail(ErrorCode::kConflict, "rollout " + std::to_string(r.id) + " of " + r.app + " is at version " +
+                                            std::to_string(found->value_or(0)) + ", expected version " +
+                                            std::to_string(r.version));
+    }
+    return query("INSERT OR REPLACE INTO rollouts (" ROLLOUT_COLUMNS
+                 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(r.app, r.id, r.from_revision, r.to_revision, r.target_revision, r.phase, r.reason, int64_t{r.promoted},
+              r.progress_json, r.author, r.created_at, r.updated_at, r.finished_at, r.version + 1)
+        .run();
   }
 
   Status apply(const PutMember& m, EventCounter&, CommitResult&) {

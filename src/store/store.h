@@ -65,10 +65,15 @@ struct DeleteClusterScale {
   std::string app;
   std::string cluster;
 };
+// Fails the batch with kConflict, writing nothing, unless the stored
+// rollout (app, id) has record.version (0: does not exist yet).
+struct PutRollout {
+  RolloutRecord record;
+};
 
-using Mutation =
-    std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue, DeleteOperationalValue, PutMember,
-                 PutHost, PutOperation, PutToken, AppendAudit, AppendEvent, PutClusterScale, DeleteClusterScale>;
+using Mutation = std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue, DeleteOperationalValue,
+                              PutMember, PutHost, PutOperation, PutToken, AppendAudit, AppendEvent, PutClusterScale,
+                              DeleteClusterScale, PutRollout>;
 
 struct WriteBatch {
   std::vector<ExpectApplicationVersion> preconditions;
@@ -114,6 +119,9 @@ class Store {
   virtual Result<std::vector<OperationalValueRecord>> list_expiring_values(TimePoint t) = 0;
 
   virtual Result<std::vector<ClusterScaleRecord>> list_cluster_scales(const std::string& app) = 0;
+
+  // The application's newest rollout, finished or not.
+  virtual Result<std::optional<RolloutRecord>> latest_rollout(const std::string& app) = 0;
 
   virtual Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) = 0;
   virtual Result<std::vector<MemberRecord>> list_members(const MemberQuery& query) = 0;
