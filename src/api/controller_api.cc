@@ -118,6 +118,18 @@ Result<Response> ok(Result<json> body, int status = 200) {
 
 std::string build_version() { return TRANCHE_VERSION; }
 
+namespace {
+json apply_json(const ApplyOutcome& o) {
+  json body = {{"application", o.app}, {"revision", o.revision}, {"created", o.created}, {"changed", o.changed},
+               {"dryRun", o.dry_run},  {"summary", o.summary},   {"message", o.message}};
+  if (!o.operation_id.empty()) {
+    body["operation"] = o.operation_id;
+  }
+  body["rollout"] = o.rollout ? json(*o.rollout) : json(nullptr);
+  return body;
+}
+}  // namespace
+
 json event_json(const EventRecord& e) {
   json j = {{"seq", e.seq},        {"time", format_rfc3339(e.time)}, {"app", e.app}, {"path", e.path}, {"type", e.type},
             {"message", e.message}};
@@ -146,8 +158,9 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
         MemberQuery{query_param(p.request, "app"), query_param(p.request, "cluster"), query_param(p.request, "state")},
         p.principal.app));
   });
-  add("GET", v1 + "/members/{id+}/logs", Role::kViewer,
-      [this](const Params& p) { return ok(fleet_.logs(p.path.at("id"), p.principal.app, std::chrono::seconds(5))); });
+  add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) {
+    return ok(fleet_.logs(p.path.at("id"), p.principal.app, query_param(p.request, "hook"), std::chrono::seconds(5)));
+  });
   add("GET", v1 + "/members/{id+}", Role::kViewer,
       [this](const Params& p) { return ok(fleet_.member_json(p.path.at("id"), p.principal.app)); });
 
@@ -159,12 +172,7 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
       return std::unexpected(outcome.error());
     }
     const auto& o = *outcome;
-    json body = {{"application", o.app}, {"revision", o.revision}, {"created", o.created}, {"changed", o.changed},
-                 {"dryRun", o.dry_run},  {"summary", o.summary},   {"message", o.message}};
-    if (!o.operation_id.empty()) {
-      body["operation"] = o.operation_id;
-    }
-    return json_response(o.created && !o.dry_run ? 201 : 200, body);
+    return json_response(o.created && !o.dry_run ? 201 : 200, apply_json(o));
   });
   add("GET", v1 + "/applications", Role::kViewer,
       [this](const Params& p) { return ok(apps_.list_applications(p.principal.app)); });
@@ -210,6 +218,34 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
       });
   add("GET", v1 + "/applications/{app}/operational-state", Role::kViewer, [this](const Params& p) {
     return ok(apps_.operational_state(p.path.at("app"), query_param(p.request, "path")));
+  });
+  add("GET", v1 + "/applications/{app}/rollout", Role::kViewer,
+      [this](const Params& p) { return ok(apps_.rollout_view(p.path.at("app"))); });
+  for (const char* action : {"pause", "resume", "abort", "promote"}) {
+    add("POST", v1 + "/applications/{app}/rollout/" + action, Role::kOperator, [this, action](const Params& p) {
+      return ok(apps_.rollout_control(p.path.at("app"), action, Caller{p.principal.name, "POST " + p.request.path}));
+    });
+  }
+  add("POST", v1 + "/applications/{app}/rollout/undo", Role::kOperator, [this](const Params& p) -> Result<Response> {
+    const json body = json::parse(p.request.body.empty() ? "{}" : p.request.body, nullptr, false);
+    if (!body.is_object()) {
+      return fail(ErrorCode::kInvalid, "body must be a JSON object");
+    }
+    std::optional<int64_t> to;
+    for (const auto& [key, value] : body.items()) {
+      if (key != "toRevision") {
+        return fail(ErrorCode::kInvalid, "unknown field '" + key + "'", key);
+      }
+      if (!value.is_number_integer() || value.get<int64_t>() < 1) {
+        return fail(ErrorCode::kInvalid, "toRevision must be a revision number (1, 2, ...)", "toRevision");
+      }
+      to = value.get<int64_t>();
+    }
+    auto outcome = apps_.undo(p.path.at("app"), to, Caller{p.principal.name, "POST " + p.request.path});
+    if (!outcome) {
+      return std::unexpected(outcome.error());
+    }
+    return json_response(200, apply_json(*outcome));
   });
   add("GET", v1 + "/events", Role::kViewer, [this](const Params& p) -> Result<Response> {
     uint64_t since = 0;

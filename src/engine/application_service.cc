@@ -292,18 +292,34 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
     }
   }
 
-  // Keep the newest revisionHistoryLimit revisions.
+  // Keep the newest revisionHistoryLimit revisions, and every revision that
+  // members still run or that a rollout may roll back to.
   if (current) {
+    auto members = current_members(spec.name);
     auto revisions = store_.list_revisions(spec.name);
-    if (!revisions) {
-      return std::unexpected(revisions.error());
+    if (!members || !revisions) {
+      return std::unexpected(!members ? members.error() : revisions.error());
+    }
+    if (outcome.changed) {
+      auto rollout = start_rollout(*current, spec, outcome.revision, *members, caller, now, batch);
+      if (!rollout) {
+        return std::unexpected(rollout.error());
+      }
+      outcome.rollout = *rollout;
+    }
+    std::set<int64_t> in_use = {app.current_revision, current->app.current_revision};
+    for (const auto& m : *members) {
+      in_use.insert(m.revision);
     }
     const size_t keep = static_cast<size_t>(std::max(spec.revision_history_limit - (outcome.changed ? 1 : 0), 1));
     for (size_t i = keep; i < revisions->size(); ++i) {
-      if ((*revisions)[i].number != app.current_revision) {
+      if (!in_use.contains((*revisions)[i].number)) {
         batch.mutations.push_back(DeleteRevision{spec.name, (*revisions)[i].number});
       }
     }
+  }
+  if (outcome.rollout) {
+    outcome.message += "; rollout " + std::to_string(*outcome.rollout) + " started";
   }
 
   op.message = outcome.message;
@@ -376,11 +392,9 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   }
   json changes = json::array();
   std::vector<std::string> notes;
-  if (change.maintenance == "replace" || (change.maintenance == "restart" && change.all_at_once)) {
+  if (change.maintenance && *change.maintenance != "off" && change.all_at_once) {
     return fail(ErrorCode::kUnprocessable,
-                change.all_at_once ? "--all-at-once is not built yet; maintenance restart respects maxUnavailable"
-                                   : "maintenance replace is not built yet (it needs the rollouts' replace step)",
-                "maintenance");
+                "--all-at-once is not built yet; maintenance respects the cluster's maxUnavailable", "allAtOnce");
   }
 
   for (Setting setting : kAllSettings) {
@@ -458,15 +472,15 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
 // accepted. Each gets its own explicit value as a durable marker, which the
 // fleet clears when the member has resumed; "off" clears the markers of
 // members not yet taken into maintenance (those in it finish and resume).
-void ApplicationService::mark_for_maintenance(const std::string& app, const std::string& path,
-                                              const std::string& value, const std::vector<MemberRecord>& members,
-                                              const Caller& caller, TimePoint now, WriteBatch& batch) const {
+void ApplicationService::mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value,
+                                              const std::vector<MemberRecord>& members, const Caller& caller,
+                                              TimePoint now, WriteBatch& batch) const {
   for (const auto& m : members) {
     const std::string node = member_path(m);
     if (!is_at_or_below(node, path) || node == path) {
       continue;
     }
-    if (value == "restart") {
+    if (value != "off") {
       batch.mutations.push_back(PutOperationalValue{
           {app, node, Setting::kMaintenance, value, std::nullopt, std::nullopt, caller.actor, now}});
     } else if (m.state != "Maintenance") {

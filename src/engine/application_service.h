@@ -30,7 +30,8 @@ struct ApplyOutcome {
   bool changed = false;  // a new revision (or would be, for a dry run)
   bool dry_run = false;
   std::string summary;
-  std::string operation_id;  // empty for a dry run or a no-op
+  std::string operation_id;        // empty for a dry run or a no-op
+  std::optional<int64_t> rollout;  // the rollout this revision started
   std::string message;
 };
 
@@ -57,6 +58,12 @@ class ApplicationService {
   Result<nlohmann::json> undeploy(const std::string& app, const Caller& caller);
   Result<nlohmann::json> set_operational_state(const std::string& app, const OperationalChange& change,
                                                const Caller& caller);
+  // Rollout controls (updates.md): pause, resume, abort, promote; idempotent,
+  // each answers with the rollout's phase.
+  Result<nlohmann::json> rollout_control(const std::string& app, std::string_view action, const Caller& caller);
+  // A new revision with revision `to`'s manifest (default: the one before the
+  // current), which starts a rollout like any apply.
+  Result<ApplyOutcome> undo(const std::string& app, std::optional<int64_t> to, const Caller& caller);
   // Reverts time-boxed values that have expired; returns how many.
   Result<int> expire_operational_values();
 
@@ -67,6 +74,8 @@ class ApplicationService {
   Result<nlohmann::json> get_revision(const std::string& app, int64_t number) const;
   Result<nlohmann::json> operational_state(const std::string& app, const std::optional<std::string>& path) const;
   Result<nlohmann::json> get_operation(const std::string& id) const;
+  // The newest rollout with per-cluster progress from the members' records.
+  Result<nlohmann::json> rollout_view(const std::string& app) const;
 
  private:
   struct Current {
@@ -86,6 +95,13 @@ class ApplicationService {
   void mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value,
                             const std::vector<MemberRecord>& members, const Caller& caller, TimePoint now,
                             WriteBatch& batch) const;
+  // A stored revision's spec (not cached: for writes, which are rare).
+  Result<ApplicationSpec> spec_at(const std::string& app, int64_t number) const;
+  // Supersedes a running rollout and starts a new one when some member's
+  // template differs from `spec`'s; adds both to `batch`.
+  Result<std::optional<int64_t>> start_rollout(const Current& current, const ApplicationSpec& spec, int64_t revision,
+                                               const std::vector<MemberRecord>& members, const Caller& caller,
+                                               TimePoint now, WriteBatch& batch) const;
   // The next operation of `app`: bumps its sequence in `record`.
   OperationRecord next_operation(ApplicationRecord& record, std::string kind, nlohmann::json request,
                                  const Caller& caller) const;

@@ -40,7 +40,7 @@ std::string host_id_for(const std::string& hostname) {
 
 bool agent_runs(const std::string& agent_state) {
   return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping" ||
-         agent_state == "Maintenance" || agent_state == "Restarting";
+         agent_state == "Maintenance" || agent_state == "Restarting" || agent_state == "Updating";
 }
 
 }  // namespace
@@ -340,11 +340,12 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
     }
     return;
   }
-  // "start:ID", "stop:ID", "maintenance:ID:N" (N tells one maintenance from the next).
+  // "start:ID", "stop:ID", "maintenance:ID:N" (N tells one maintenance from
+  // the next), "update:ID:REVISION".
   const size_t colon = result.id.find(':');
   const std::string kind = result.id.substr(0, colon);
   std::string member = result.id.substr(colon + 1);
-  if (kind == "maintenance") {
+  if (kind == "maintenance" || kind == "update") {
     member = member.substr(0, member.rfind(':'));
   }
   auto it = members_.find(member);
@@ -375,6 +376,18 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
     } else {
       (void)set_state(m, MemberState::kFailed, "maintenance failed: " + result.message);
     }
+  } else if (kind == "update" && m.state == MemberState::kUpdating && result.id == update_command_id(m)) {
+    if (!result.ok) {
+      (void)set_state(m, MemberState::kFailed, "update failed: " + result.message);
+      return;
+    }
+    if (result.data.is_object() && result.data.contains("pid")) {
+      m.record.pid = result.data["pid"].get<int64_t>();
+      m.record.ports = result.data.value("ports", m.record.ports);
+    }
+    (void)set_state(m, MemberState::kStarting,
+                    "updated in place to revision " + std::to_string(m.record.revision) +
+                        (result.message.empty() ? "" : ": " + result.message));
   } else if (kind == "stop" && m.state == MemberState::kStopping) {
     (void)set_state(m, MemberState::kTerminated, result.ok ? "stopped" : "stop reported: " + result.message);
     members_.erase(it);
@@ -441,12 +454,16 @@ const ApplicationSpec* Fleet::spec_of(const std::string& app, int64_t revision) 
 }
 
 const ClusterSpec* Fleet::cluster_spec(const MemberEntry& m) {
-  const ApplicationSpec* spec = spec_of(m.record.app, m.record.revision);
+  return cluster_of(m.record.app, m.record.revision, m.record.cluster);
+}
+
+const ClusterSpec* Fleet::cluster_of(const std::string& app, int64_t revision, const std::string& path) {
+  const ApplicationSpec* spec = spec_of(app, revision);
   if (!spec) {
     return nullptr;
   }
   for (const auto& node : flatten(*spec)) {
-    if (node.cluster && node.path == m.record.cluster) {
+    if (node.cluster && node.path == path) {
       return node.cluster;
     }
   }
@@ -476,8 +493,12 @@ void Fleet::count_usage() {
   }
 }
 
-Status Fleet::create_member(const ClusterRef& cluster) {
+Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason) {
   const std::string where = cluster.app->name + "/" + cluster.path;
+  const ClusterSpec* spec = cluster_of(cluster.app->name, revision, cluster.path);
+  if (!spec) {
+    return fail(ErrorCode::kInternal, where + " has no revision " + std::to_string(revision));
+  }
   auto& in_cluster = usage_.per_cluster[where];
   std::vector<HostCapacity> capacity;
   capacity.reserve(hosts_.size());
@@ -485,13 +506,13 @@ Status Fleet::create_member(const ClusterRef& cluster) {
     capacity.push_back(HostCapacity{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels,
                                     h.record.slots, usage_.slots[id], in_cluster[id]});
   }
-  PlacementDecision decision = place(capacity, cluster.spec->placement);
+  PlacementDecision decision = place(capacity, spec->placement);
   if (!decision.host) {
     report_failure_once(where, "cannot place a member: " + decision.reason);
     return fail(ErrorCode::kUnavailable, decision.reason);
   }
   reported_failures_.erase(where);
-  usage_.slots[*decision.host] += cluster.spec->placement.slots;
+  usage_.slots[*decision.host] += spec->placement.slots;
   ++in_cluster[*decision.host];
   const TimePoint now = clock_.now();
   MemberRecord record;
@@ -501,13 +522,14 @@ Status Fleet::create_member(const ClusterRef& cluster) {
   record.cluster = cluster.path;
   record.host = *decision.host;
   record.state = std::string(to_string(MemberState::kCreated));
-  record.revision = cluster.app->current_revision;
-  record.version = cluster.spec->artifact.version;
+  record.revision = revision;
+  record.version = spec->artifact.version;
   record.created_at = record.updated_at = now;
   WriteBatch batch;
   batch.mutations.push_back(PutMember{record});
-  batch.mutations.push_back(AppendEvent{
-      make_event(now, record.app, where, record.id, "MemberStateChanged", "", "Created", "placed on " + record.host)});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, record.app, where, record.id, "MemberStateChanged", "", "Created",
+                             (reason.empty() ? "" : reason + ": ") + "placed on " + record.host)});
   if (auto done = store_.commit(batch); !done) {
     return std::unexpected(done.error());
   }
@@ -579,6 +601,15 @@ void Fleet::send_outstanding(MemberEntry& m) {
     json maintenance = {{"graceMs", options_.stop_grace.count()},
                         {"hook", spec ? spec->hooks.maintenance : std::vector<std::string>{}}};
     send(host->second, protocol::Command{maintenance_command_id(m), "maintenance", m.record.id, maintenance});
+  } else if (m.state == MemberState::kUpdating) {
+    const ClusterSpec* spec = cluster_spec(m);
+    if (!spec) {
+      return;
+    }
+    json update = start_spec(m, *spec);
+    update["hook"] = spec->hooks.update;
+    update["graceMs"] = options_.stop_grace.count();
+    send(host->second, protocol::Command{update_command_id(m), "update", m.record.id, update});
   } else if (m.state == MemberState::kStopping) {
     const ClusterSpec* spec = cluster_spec(m);
     json stop = {{"graceMs", options_.stop_grace.count()}};
@@ -593,15 +624,15 @@ void Fleet::send_outstanding(MemberEntry& m) {
 }
 
 // Takes a member out: stop it where it may run, or just mark it gone.
-void Fleet::retire(MemberEntry& m, const std::string& reason) {
+void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also) {
   auto host = hosts_.find(m.record.host);
   const bool host_gone = host == hosts_.end() || host->second.record.state == "Left";
   if (m.state == MemberState::kCreated || (m.state == MemberState::kFailed && host_gone)) {
-    (void)set_state(m, MemberState::kTerminated, reason);
+    (void)set_state(m, MemberState::kTerminated, reason, std::move(also));
     return;
   }
   if (can_transition(m.state, MemberState::kStopping)) {
-    (void)set_state(m, MemberState::kStopping, reason);
+    (void)set_state(m, MemberState::kStopping, reason, std::move(also));
   }
 }
 
@@ -797,22 +828,23 @@ void Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
     }
   }
   for (const auto& v : values) {
-    if (v.setting != Setting::kMaintenance || v.value != "restart" || member_paths.contains(v.path)) {
+    if (v.setting != Setting::kMaintenance || v.value == "off" || member_paths.contains(v.path)) {
       continue;
     }
     const bool pending = std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& marker) {
-      return marker.setting == Setting::kMaintenance && marker.value == "restart" &&
-             member_paths.contains(marker.path) && is_below(marker.path, v.path);
+      return marker.setting == Setting::kMaintenance && marker.value != "off" && member_paths.contains(marker.path) &&
+             is_below(marker.path, v.path);
     });
     if (pending) {
       continue;
     }
     const TimePoint now = clock_.now();
-    const std::string message = "maintenance restart of " + full_path(app, v.path) + " completed: every member resumed";
+    const std::string message = "maintenance " + v.value + " of " + full_path(app, v.path) +
+                                " completed: every member " + (v.value == "replace" ? "replaced" : "resumed");
     WriteBatch batch;
     batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance});
-    batch.mutations.push_back(
-        AppendEvent{make_event(now, app, full_path(app, v.path), "", "OperationalStateChanged", v.value, nullptr, message)});
+    batch.mutations.push_back(AppendEvent{
+        make_event(now, app, full_path(app, v.path), "", "OperationalStateChanged", v.value, nullptr, message)});
     if (store_.commit(batch)) {
       spdlog::info("{}", message);
     }
@@ -821,12 +853,17 @@ void Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
 
 void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const std::vector<OperationalValueRecord>& values,
-                              const std::vector<ClusterScaleRecord>& scales) {
+                              const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {
   const TimePoint now = clock_.now();
   std::vector<MemberEntry*> live;
   int held = 0;  // failing members that autohealing off keeps in place
   for (MemberEntry* member : members) {
     MemberEntry& m = *member;
+    if (m.state == MemberState::kCreated) {
+      // Placed but not started: the controller stopped between the two commits.
+      (void)set_state(m, MemberState::kStarting, "starting on " + m.record.host);
+    }
+    relabel(m, cluster);
     if (m.state == MemberState::kStarting && m.healthy_since) {
       const auto ready_for = now - *m.healthy_since;
       if (ready_for >= std::chrono::seconds(cluster.spec->update.min_ready_seconds)) {
@@ -854,6 +891,13 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   start_maintenance(cluster, members, values);
   const int scaled = autoscale(cluster, values, scales);
   const int desired = cluster.app->deployed ? scaled : 0;
+  if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired, *rollout)) {
+    return;  // the rollout owns the cluster's members for now
+  }
+  if (cluster.app->deployed && replace_for_maintenance(cluster, members, values, desired)) {
+    return;
+  }
+  const int64_t revision = held_revision(cluster, members, rollout);
   if (static_cast<int>(live.size()) > desired) {
     // Scale down the least useful first: not yet active, then the newest.
     std::sort(live.begin(), live.end(), [](const MemberEntry* a, const MemberEntry* b) {
@@ -866,7 +910,7 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
     }
   }
   for (int missing = desired - static_cast<int>(live.size()) - held; missing > 0; --missing) {
-    if (!create_member(cluster)) {
+    if (!create_member(cluster, revision)) {
       break;
     }
   }
@@ -893,12 +937,19 @@ void Fleet::tick() {
     if (!spec || !values || !scales) {
       continue;
     }
+    std::optional<ActiveRollout> rollout = load_rollout(app);
+    const bool settled = !rollout || observe_rollout(app, *rollout, by_cluster);
     for (const auto& node : flatten(*spec)) {
       if (node.cluster) {
         wanted.insert({app.name, node.path});
-        reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, by_cluster[app.name + "/" + node.path], *values,
-                          *scales);
+        if (settled) {
+          reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, by_cluster[app.name + "/" + node.path], *values,
+                            *scales, rollout ? &*rollout : nullptr);
+        }
       }
+    }
+    if (rollout && settled) {
+      advance_rollout(app, *rollout);
     }
     complete_maintenance(app.name, *values);
   }
@@ -1021,19 +1072,30 @@ Result<json> Fleet::member_json(const std::string& member_id, const std::optiona
 }
 
 Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::string>& visible_app,
-                         std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mu_);
-  auto it = members_.find(member_id);
-  if (it == members_.end() || (visible_app && it->second.record.app != *visible_app)) {
-    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found or no longer running");
+                         const std::optional<std::string>& hook, std::chrono::milliseconds timeout) {
+  if (hook && *hook != "update" && *hook != "maintenance") {
+    return fail(ErrorCode::kInvalid, "hook must be update or maintenance", "hook");
   }
-  auto host = hosts_.find(it->second.record.host);
+  const std::string app = member_id.substr(0, member_id.find('/'));
+  if (visible_app && app != *visible_app) {
+    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+  }
+  std::unique_lock lock(mu_);
+  std::string host_id;
+  if (auto it = members_.find(member_id); it != members_.end()) {
+    host_id = it->second.record.host;
+  } else if (auto record = store_.get_member(app, member_id); record && *record) {
+    host_id = (*record)->host;
+  } else {
+    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+  }
+  auto host = hosts_.find(host_id);
   if (host == hosts_.end() || !host->second.link) {
-    return fail(ErrorCode::kUnavailable, "the agent of host " + it->second.record.host + " is not connected");
+    return fail(ErrorCode::kUnavailable, "the agent of host " + host_id + " is not connected");
   }
   const std::string id = "logs:" + random_hex(8);
   log_requests_[id] = LogRequest{};
-  send(host->second, protocol::Command{id, "logs", member_id, json::object()});
+  send(host->second, protocol::Command{id, "logs", member_id, hook ? json{{"hook", *hook}} : json::object()});
   const bool answered = log_results_.wait_for(lock, timeout, [&] { return log_requests_[id].result.has_value(); });
   auto result = log_requests_[id].result;
   log_requests_.erase(id);

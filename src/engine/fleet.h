@@ -18,13 +18,16 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "engine/access.h"
 #include "engine/member_state.h"
+#include "engine/rollout.h"
 #include "model/manifest.h"
 #include "protocol/messages.h"
 #include "store/store.h"
@@ -73,9 +76,11 @@ class Fleet {
   // and the member count the autoscaler wants (nullopt: the manifest's).
   nlohmann::json load_json(const std::string& app) const;
 
-  // A member's output (or a hook's, later), asked of its agent.
+  // A member's output, or with `hook` ("update", "maintenance") that hook's
+  // output, asked of its agent; also for members that are gone, as long as
+  // their host's agent is connected (hook output outlives the member).
   Result<nlohmann::json> logs(const std::string& member_id, const std::optional<std::string>& visible_app,
-                              std::chrono::milliseconds timeout);
+                              const std::optional<std::string>& hook, std::chrono::milliseconds timeout);
 
  private:
   struct HostEntry {
@@ -108,6 +113,17 @@ class Fleet {
   struct LogRequest {
     std::optional<protocol::CommandResult> result;
   };
+  // The application's rollout while it moves members, as read at the start
+  // of a tick; changes are collected and committed together (see
+  // fleet_rollout.cc).
+  struct ActiveRollout {
+    RolloutRecord record;
+    RolloutPhase phase = RolloutPhase::kProgressing;
+    RolloutProgress progress;
+    std::map<std::string, std::set<std::string>> prerequisites;
+    std::vector<EventRecord> events;  // to commit with the record
+    bool dirty = false;
+  };
 
   // All of these run with mu_ held.
   // Persists the change (with `also`, in the same batch) before it is acted on.
@@ -121,7 +137,30 @@ class Fleet {
   void check_heartbeats();
   void reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                          const std::vector<OperationalValueRecord>& values,
-                         const std::vector<ClusterScaleRecord>& scales);
+                         const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout);
+  // Rollouts (fleet_rollout.cc).
+  std::optional<ActiveRollout> load_rollout(const ApplicationRecord& app);
+  // Counts new failures and applies onFailure, persisted before anything acts
+  // on them; false when this application must wait for the next tick.
+  bool observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout,
+                       std::map<std::string, std::vector<MemberEntry*>>& by_cluster);
+  // Takes the cluster's next rollout step; false when the rollout does not
+  // own the cluster's members now (done, waiting or paused).
+  bool drive_rollout(const ClusterRef& cluster, const std::vector<MemberEntry*>& members, int desired,
+                     ActiveRollout& rollout);
+  // The revision that healing creates members on while a rollout holds a cluster.
+  int64_t held_revision(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                        const ActiveRollout* rollout) const;
+  void advance_rollout(const ApplicationRecord& app, ActiveRollout& rollout);
+  void set_phase(ActiveRollout& rollout, RolloutPhase to, const std::string& reason);
+  // Appends the record and the collected events to `batch` and commits it.
+  Status commit_rollout(ActiveRollout& rollout, WriteBatch batch = {});
+  Status begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason);
+  void begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t rollout_id);
+  static std::string update_command_id(const MemberEntry& m);
+  // A member whose template equals its cluster's current one takes the
+  // current revision's number without being touched.
+  void relabel(MemberEntry& m, const ClusterRef& cluster);
   void count_usage();
   // Updates the load state and, with autoscaling on, decides a new member
   // count; returns the count the cluster should have now.
@@ -129,8 +168,12 @@ class Fleet {
                 const std::vector<ClusterScaleRecord>& scales);
   void delay_healing(MemberEntry& m);
   void resume_healing(MemberEntry& m);
-  void retire(MemberEntry& m, const std::string& reason);
-  Status create_member(const ClusterRef& cluster);
+  void retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also = {});
+  // model.md, "maintenance replace": members marked for it are replaced by
+  // new ones with the rollouts' replace step; false when none is marked.
+  bool replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                               const std::vector<OperationalValueRecord>& values, int desired);
+  Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);
   void on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb);
@@ -140,6 +183,7 @@ class Fleet {
   void reconcile_hello(HostEntry& h, const protocol::Hello& hello);
   const ApplicationSpec* spec_of(const std::string& app, int64_t revision);
   const ClusterSpec* cluster_spec(const MemberEntry& m);
+  const ClusterSpec* cluster_of(const std::string& app, int64_t revision, const std::string& path);
   int64_t next_ordinal(const std::string& app, const std::string& cluster);
   nlohmann::json start_spec(const MemberEntry& m, const ClusterSpec& c) const;
   nlohmann::json to_json(const MemberEntry& m) const;
@@ -155,6 +199,8 @@ class Fleet {
   std::map<std::string, HostEntry> hosts_;
   std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
   std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;
+  // (app, cluster, revision a, revision b) -> whether their member templates are equal.
+  std::map<std::tuple<std::string, std::string, int64_t, int64_t>, bool> same_template_;
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
   std::map<std::string, LogRequest> log_requests_;

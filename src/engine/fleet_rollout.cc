@@ -1,0 +1,375 @@
+// The fleet's side of rollouts (updates.md): each tick reads the
+// application's rollout, counts failures of members on the target revision
+// and applies onFailure (persisted before anything acts on it), lets the
+// planner take each cluster's next step in update order, and moves the
+// phase on. Member changes are the fleet's usual persisted transitions;
+// the rollout record keeps only what members cannot say.
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/time_format.h"
+#include "engine/events.h"
+#include "engine/fleet.h"
+
+namespace tranche {
+
+std::optional<Fleet::ActiveRollout> Fleet::load_rollout(const ApplicationRecord& app) {
+  auto record = store_.latest_rollout(app.name);
+  if (!record || !*record) {
+    return std::nullopt;
+  }
+  auto phase = rollout_phase_from_string((*record)->phase);
+  if (!phase || is_finished(*phase)) {
+    return std::nullopt;
+  }
+  auto progress = progress_from_json((*record)->progress_json);
+  const ApplicationSpec* target = spec_of(app.name, (*record)->target_revision);
+  if (!progress || !target) {
+    report_failure_once("rollout/" + app.name,
+                        "rollout " + std::to_string((*record)->id) + " cannot be read: " +
+                            (progress ? "its target revision is gone" : progress.error().message));
+    return std::nullopt;
+  }
+  ActiveRollout rollout{**record, *phase, std::move(*progress), rollout_prerequisites(*target), {}, false};
+  return rollout;
+}
+
+void Fleet::set_phase(ActiveRollout& rollout, RolloutPhase to, const std::string& reason) {
+  if (rollout.phase == to || !can_transition(rollout.phase, to)) {
+    return;
+  }
+  const TimePoint now = clock_.now();
+  const std::string app = rollout.record.app;
+  rollout.events.push_back(make_event(now, app, app, "", "RolloutPhaseChanged", std::string(to_string(rollout.phase)),
+                                      std::string(to_string(to)),
+                                      fmt::format("rollout {} of {}: {}", rollout.record.id, app, reason)));
+  rollout.phase = to;
+  rollout.record.phase = std::string(to_string(to));
+  rollout.record.reason = reason;
+  if (is_finished(to)) {
+    rollout.record.finished_at = now;
+  }
+  rollout.dirty = true;
+}
+
+Status Fleet::commit_rollout(ActiveRollout& rollout, WriteBatch batch) {
+  RolloutRecord next = rollout.record;
+  next.progress_json = progress_to_json(rollout.progress);
+  next.updated_at = clock_.now();
+  batch.mutations.push_back(PutRollout{next});
+  for (auto& e : rollout.events) {
+    batch.mutations.push_back(AppendEvent{std::move(e)});
+  }
+  rollout.events.clear();
+  rollout.dirty = false;
+  if (auto done = store_.commit(batch); !done) {
+    // Most likely an operator's control won the race: the next tick reads it.
+    spdlog::info("rollout {} of {}: not saved ({}); retrying next tick", next.id, next.app, done.error().describe());
+    return std::unexpected(done.error());
+  }
+  next.version += 1;
+  rollout.record = std::move(next);
+  return {};
+}
+
+// updates.md, "health gating": a member on the target revision that failed
+// counts once; beyond maxFailures the cluster's onFailure applies.
+bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout,
+                            std::map<std::string, std::vector<MemberEntry*>>& by_cluster) {
+  std::string exceeded;
+  UpdatePolicy::OnFailure on_failure = UpdatePolicy::OnFailure::kPause;
+  for (auto& [path, progress] : rollout.progress) {
+    if (progress.status != ClusterRolloutStatus::kProgressing &&
+        progress.status != ClusterRolloutStatus::kCanaryPaused) {
+      continue;
+    }
+    const ClusterSpec* spec = cluster_of(app.name, rollout.record.target_revision, path);
+    if (!spec) {
+      continue;
+    }
+    for (MemberEntry* m : by_cluster[app.name + "/" + path]) {
+      if (m->state == MemberState::kFailed && m->record.revision == rollout.record.target_revision &&
+          progress.failed.insert(m->record.id).second) {
+        ++progress.failures;
+        rollout.dirty = true;
+        rollout.events.push_back(
+            make_event(clock_.now(), app.name, full_path(app.name, path), m->record.id, "RolloutFailureCounted",
+                       progress.failures - 1, progress.failures,
+                       fmt::format("{} failed on revision {} ({} of {} tolerated)", m->record.id,
+                                   rollout.record.target_revision, progress.failures, spec->update.max_failures)));
+      }
+    }
+    if (progress.failures > spec->update.max_failures && exceeded.empty()) {
+      exceeded = fmt::format("{}: {} failed members, more than maxFailures {}", full_path(app.name, path),
+                             progress.failures, spec->update.max_failures);
+      on_failure = spec->update.on_failure;
+    }
+  }
+  if (!rollout.dirty) {
+    return true;
+  }
+  if (!exceeded.empty()) {
+    if (rollout.phase == RolloutPhase::kRollingBack) {
+      set_phase(rollout, RolloutPhase::kFailed, "the rollback failed too: " + exceeded);
+    } else if (rollout.phase != RolloutPhase::kPaused) {
+      if (on_failure == UpdatePolicy::OnFailure::kRollback) {
+        (void)begin_rollback(app, rollout, exceeded);
+        return false;  // the application record changed: reconcile it next tick
+      }
+      set_phase(rollout, RolloutPhase::kPaused, exceeded + "; waiting for the operator (onFailure: pause)");
+    }
+  }
+  return commit_rollout(rollout).has_value();
+}
+
+// onFailure: rollback. A new revision restores the templates of the revision
+// the rollout started from, and the same rollout moves members to it.
+Status Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason) {
+  const TimePoint now = clock_.now();
+  const int64_t from = rollout.record.from_revision;
+  auto source = store_.get_revision(app.name, from);
+  if (!source || !*source) {
+    set_phase(rollout, RolloutPhase::kFailed,
+              reason + "; cannot roll back: revision " + std::to_string(from) + " is no longer kept");
+    return commit_rollout(rollout);
+  }
+  const int64_t number = app.current_revision + 1;
+  const std::string summary = fmt::format("rollback to revision {} ({})", from, reason);
+  ApplicationRecord next_app = app;
+  next_app.current_revision = number;
+  next_app.updated_at = now;
+  set_phase(rollout, RolloutPhase::kRollingBack,
+            fmt::format("{}; rolling back to revision {} as revision {}", reason, from, number));
+  rollout.record.target_revision = number;
+  for (auto& [path, progress] : rollout.progress) {
+    progress = ClusterProgress{};  // the rollback is a rollout of its own, in the same order
+  }
+  // Compare-and-swap on the application too: an apply meanwhile wins.
+  WriteBatch batch;
+  batch.preconditions.push_back({app.name, app.version});
+  batch.mutations.push_back(PutRevision{{app.name, number, (*source)->manifest_json, "tranche", summary, now}});
+  batch.mutations.push_back(PutApplication{next_app});
+  batch.mutations.push_back(AppendEvent{make_event(now, app.name, app.name, "", "RevisionCreated", app.current_revision,
+                                                   number, "revision " + std::to_string(number) + ": " + summary)});
+  return commit_rollout(rollout, std::move(batch));
+}
+
+int64_t Fleet::held_revision(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                             const ActiveRollout* rollout) const {
+  if (!rollout) {
+    return cluster.app->current_revision;
+  }
+  auto it = rollout->progress.find(cluster.path);
+  if (it != rollout->progress.end() && it->second.status == ClusterRolloutStatus::kDone) {
+    return cluster.app->current_revision;
+  }
+  // Waiting or paused: heal onto what most members run, so that healing
+  // neither rolls the cluster forward nor back.
+  std::map<int64_t, int> count;
+  for (const MemberEntry* m : members) {
+    count[m->record.revision] += is_live(m->state) ? 1 : 0;
+  }
+  int64_t best = cluster.app->current_revision;
+  for (const auto& [revision, n] : count) {
+    if (n > 0 && n >= count[best]) {
+      best = revision;
+    }
+  }
+  return best;
+}
+
+bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEntry*>& members, int desired,
+                          ActiveRollout& rollout) {
+  ClusterProgress& progress = rollout.progress[cluster.path];
+  const ClusterRolloutStatus before = progress.status;
+  if (before == ClusterRolloutStatus::kDone) {
+    return false;
+  }
+  const std::string where = full_path(cluster.app->name, cluster.path);
+  auto change_status = [&](ClusterRolloutStatus to, const std::string& message) {
+    if (progress.status == to) {
+      return;
+    }
+    rollout.events.push_back(make_event(clock_.now(), cluster.app->name, where, "", "RolloutClusterChanged",
+                                        std::string(to_string(progress.status)), std::string(to_string(to)),
+                                        where + ": " + message));
+    progress.status = to;
+    rollout.dirty = true;
+  };
+  std::vector<std::string> waiting_for;
+  for (const auto& p : rollout.prerequisites[cluster.path]) {
+    if (rollout.progress[p].status != ClusterRolloutStatus::kDone) {
+      waiting_for.push_back(p);
+    }
+  }
+  if (!waiting_for.empty()) {
+    return false;  // Waiting, as it starts
+  }
+  if (rollout.phase == RolloutPhase::kPaused) {
+    return false;
+  }
+
+  std::vector<RolloutMember> view;
+  view.reserve(members.size());
+  std::vector<MemberEntry*> ordered(members.begin(), members.end());
+  std::sort(ordered.begin(), ordered.end(),
+            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
+  for (MemberEntry* m : ordered) {
+    view.push_back(RolloutMember{m->record.id, m->state, m->record.revision == rollout.record.target_revision,
+                                 m->record.revision, m->record.updated_at});
+  }
+  const bool promoted = rollout.record.promoted || rollout.phase == RolloutPhase::kRollingBack;
+  const ClusterRolloutStep step =
+      plan_cluster_rollout(ClusterRolloutInput{cluster.spec->update, desired, std::move(view), promoted, clock_.now()});
+
+  if (step.done) {
+    change_status(ClusterRolloutStatus::kDone,
+                  fmt::format("all {} members on revision {} and Active", desired, rollout.record.target_revision));
+    return true;
+  }
+  change_status(step.canary_reached ? ClusterRolloutStatus::kCanaryPaused : ClusterRolloutStatus::kProgressing,
+                step.canary_reached ? step.waiting
+                                    : fmt::format("moving to revision {}: {}", rollout.record.target_revision,
+                                                  describe_update_policy(*cluster.spec)));
+  std::map<std::string, MemberEntry*> by_id;
+  for (MemberEntry* m : members) {
+    by_id[m->record.id] = m;
+  }
+  const std::string why = fmt::format("rollout {} to revision {}", rollout.record.id, rollout.record.target_revision);
+  for (const auto& id : step.overdue) {
+    (void)set_state(
+        *by_id[id], MemberState::kFailed,
+        fmt::format("not Active within progressDeadlineSeconds ({}s)", cluster.spec->update.progress_deadline_seconds));
+  }
+  for (const auto& id : step.retire) {
+    retire(*by_id[id], why + ": replaced");
+  }
+  for (const auto& id : step.update) {
+    begin_update(*by_id[id], cluster, rollout.record.id);
+  }
+  for (int i = 0; i < step.create; ++i) {
+    if (!create_member(cluster, rollout.record.target_revision, why)) {
+      break;
+    }
+  }
+  for (int i = 0; i < step.create_old; ++i) {
+    if (!create_member(cluster, step.old_revision, "replacing a failed member while the canary holds")) {
+      break;
+    }
+  }
+  return true;
+}
+
+void Fleet::advance_rollout(const ApplicationRecord& app, ActiveRollout& rollout) {
+  const bool all_done = std::all_of(rollout.prerequisites.begin(), rollout.prerequisites.end(), [&](const auto& c) {
+    return rollout.progress[c.first].status == ClusterRolloutStatus::kDone;
+  });
+  const bool canary = std::any_of(rollout.progress.begin(), rollout.progress.end(),
+                                  [](const auto& c) { return c.second.status == ClusterRolloutStatus::kCanaryPaused; });
+  if (!app.deployed) {
+    set_phase(rollout, RolloutPhase::kAborted, "the application was undeployed");
+  } else if (all_done && rollout.phase == RolloutPhase::kRollingBack) {
+    set_phase(rollout, RolloutPhase::kFailed,
+              fmt::format("rolled back to the templates of revision {} (revision {}) after: {}",
+                          rollout.record.from_revision, rollout.record.target_revision, rollout.record.reason));
+  } else if (all_done) {
+    set_phase(rollout, RolloutPhase::kSucceeded,
+              fmt::format("every member is on revision {}", rollout.record.target_revision));
+  } else if (canary && rollout.phase == RolloutPhase::kProgressing && !rollout.record.promoted) {
+    set_phase(rollout, RolloutPhase::kCanaryPaused, "the canary members are Active; `rollout promote` goes on");
+  }
+  if (rollout.dirty) {
+    (void)commit_rollout(rollout);
+  }
+}
+
+std::string Fleet::update_command_id(const MemberEntry& m) {
+  return "update:" + m.record.id + ":" + std::to_string(m.record.revision);
+}
+
+// updates.md, "method: in-place": the member takes the target revision as it
+// enters Updating, so the command id names the revision and a resent command
+// can never update it twice.
+void Fleet::begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t rollout_id) {
+  const MemberRecord before = m.record;
+  m.record.revision = cluster.app->current_revision;
+  m.record.version = cluster.spec->artifact.version;
+  if (!set_state(m, MemberState::kUpdating,
+                 fmt::format("rollout {}: in-place update from revision {} to {}", rollout_id, before.revision,
+                             m.record.revision))) {
+    m.record = before;
+  }
+}
+
+void Fleet::relabel(MemberEntry& m, const ClusterRef& cluster) {
+  const int64_t current = cluster.app->current_revision;
+  if (m.record.revision == current || !is_live(m.state) || m.state == MemberState::kUpdating) {
+    return;
+  }
+  const auto key = std::tuple{cluster.app->name, cluster.path, m.record.revision, current};
+  auto cached = same_template_.find(key);
+  if (cached == same_template_.end()) {
+    const ClusterSpec* mine = cluster_spec(m);
+    cached = same_template_.emplace(key, mine && same_member_template(*mine, *cluster.spec)).first;
+  }
+  if (!cached->second) {
+    return;
+  }
+  MemberRecord next = m.record;
+  next.revision = current;
+  WriteBatch batch;
+  batch.mutations.push_back(PutMember{next});
+  if (store_.commit(batch)) {
+    spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
+                 m.record.revision, current);
+    m.record = std::move(next);
+  }
+}
+
+bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                                    const std::vector<OperationalValueRecord>& values, int desired) {
+  auto marked = [&](const MemberEntry& m) {
+    return std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& v) {
+      return v.setting == Setting::kMaintenance && v.value == "replace" && v.path == member_path(m.record);
+    });
+  };
+  std::vector<MemberEntry*> ordered(members.begin(), members.end());
+  std::sort(ordered.begin(), ordered.end(),
+            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
+  std::vector<RolloutMember> view;
+  std::map<std::string, MemberEntry*> by_id;
+  bool any = false;
+  for (MemberEntry* m : ordered) {
+    const bool replace = marked(*m);
+    any = any || (replace && is_live(m->state));
+    view.push_back(RolloutMember{m->record.id, m->state, !replace, m->record.revision, m->record.updated_at});
+    by_id[m->record.id] = m;
+  }
+  if (!any) {
+    return false;
+  }
+  // The cluster's own pacing, always rolling replace: the old member serves
+  // until its replacement is Active.
+  UpdatePolicy policy = cluster.spec->update;
+  policy.method = UpdatePolicy::Method::kReplace;
+  policy.strategy = UpdatePolicy::Strategy::kRolling;
+  policy.canary = 0;
+  const ClusterRolloutStep step =
+      plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
+  for (const auto& id : step.retire) {
+    MemberEntry& m = *by_id[id];
+    retire(m, "maintenance replace: replaced by a new member",
+           {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance}});
+  }
+  for (int i = 0; i < step.create; ++i) {
+    if (!create_member(cluster, cluster.app->current_revision, "maintenance replace")) {
+      break;
+    }
+  }
+  return true;
+}
+
+}  // namespace tranche
