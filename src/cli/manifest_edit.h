@@ -1,0 +1,21 @@
+#pragma once
+// Edits of a normalized manifest (the JSON of a revision, model's to_json)
+// made by client commands before they apply it again.
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace tranche::cli {
+
+// `manifest` with artifact.version of the cluster at `cluster_path` ("web",
+// "backend/db": clusters sit in `clusters` at the top or under `groups`, at
+// any depth) set to `version`. kNotFound naming APP/PATH when there is no such
+// cluster; kInvalid when the path names a group.
+Result<nlohmann::json> with_cluster_version(nlohmann::json manifest, std::string_view cluster_path,
+                                            const std::string& version);
+
+}  // namespace tranche::cli
