@@ -1,5 +1,7 @@
 #include "engine/application_service.h"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "engine/operational_state.h"
@@ -258,6 +260,216 @@ TEST(OperationalChangeBody, RejectionsNameTheField) {
   ASSERT_TRUE(ok.has_value());
   EXPECT_EQ(ok->path, "web");
   EXPECT_EQ(ok->duration, 90s);
+}
+
+// --- rollouts -------------------------------------------------------------
+
+class RolloutCommandsTest : public ApplicationServiceTest {
+ protected:
+  // Members as the fleet would have left them: `count` Active members of web.
+  void run_web_members(int count, int64_t revision) {
+    WriteBatch batch;
+    for (int i = 1; i <= count; ++i) {
+      MemberRecord m;
+      m.id = "shop/web/" + std::to_string(i);
+      m.app = "shop";
+      m.cluster = "web";
+      m.ordinal = i;
+      m.host = "h1";
+      m.state = "Active";
+      m.revision = revision;
+      batch.mutations.push_back(PutMember{m});
+    }
+    ASSERT_TRUE(store_->commit(batch).has_value());
+  }
+
+  RolloutRecord latest() {
+    auto r = store_->latest_rollout("shop");
+    EXPECT_TRUE(r.has_value() && r->has_value());
+    return r.value_or(std::nullopt).value_or(RolloutRecord{});
+  }
+
+  Result<json> control(std::string_view action) { return service_->rollout_control("shop", action, caller_); }
+
+  size_t phase_events() {
+    size_t n = 0;
+    for (const auto& e : events()) {
+      n += e.type == "RolloutPhaseChanged" ? 1 : 0;
+    }
+    return n;
+  }
+};
+
+TEST_F(RolloutCommandsTest, OnlyAChangedMemberTemplateStartsARollout) {
+  apply(kShop);
+  run_web_members(2, 1);
+  std::string more = kShop;
+  more.replace(more.find("desired: 2"), 10, "desired: 3");
+  ApplyOutcome counts = apply(more);
+  EXPECT_TRUE(counts.changed);
+  EXPECT_FALSE(counts.rollout) << "a new desired count changes no running member";
+  EXPECT_FALSE(store_->latest_rollout("shop").value());
+
+  std::string v2 = more;
+  v2.replace(v2.find("\"1.0\""), 5, "\"2.0\"");
+  ApplyOutcome changed = apply(v2);
+  ASSERT_TRUE(changed.rollout);
+  EXPECT_EQ(*changed.rollout, 1);
+  const RolloutRecord r = latest();
+  EXPECT_EQ(r.phase, "Progressing");
+  EXPECT_EQ(r.from_revision, 2);
+  EXPECT_EQ(r.to_revision, 3);
+  EXPECT_EQ(r.target_revision, 3);
+  EXPECT_EQ(r.author, "alice");
+  EXPECT_EQ(phase_events(), 1u);
+  EXPECT_NE(changed.message.find("rollout 1 started"), std::string::npos) << changed.message;
+}
+
+TEST_F(RolloutCommandsTest, ANewerApplySupersedesTheRunningRollout) {
+  apply(kShop);
+  run_web_members(2, 1);
+  apply(with_web_version("2.0"));
+  ApplyOutcome third = apply(with_web_version("3.0"));
+  ASSERT_TRUE(third.rollout);
+  EXPECT_EQ(*third.rollout, 2);
+  EXPECT_EQ(latest().phase, "Progressing");
+  auto first = store_->latest_rollout("shop").value();
+  const auto evs = events();
+  auto superseded = std::find_if(evs.begin(), evs.end(), [](const EventRecord& e) {
+    return e.type == "RolloutPhaseChanged" && e.to_json == "\"Superseded\"";
+  });
+  ASSERT_NE(superseded, evs.end());
+  EXPECT_NE(superseded->message.find("rollout 1 of shop"), std::string::npos) << superseded->message;
+}
+
+TEST_F(RolloutCommandsTest, ControlsAreIdempotentAndAnswerWithThePhase) {
+  apply(kShop);
+  run_web_members(2, 1);
+  apply(with_web_version("2.0"));
+
+  auto paused = control("pause");
+  ASSERT_TRUE(paused.has_value()) << paused.error().describe();
+  EXPECT_EQ((*paused)["phase"], "Paused");
+  const size_t after_pause = phase_events();
+  auto again = control("pause");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ((*again)["phase"], "Paused");
+  EXPECT_EQ(phase_events(), after_pause) << "a repeated pause changes nothing";
+
+  EXPECT_EQ(control("resume").value()["phase"], "Progressing");
+  EXPECT_EQ(control("resume").value()["phase"], "Progressing");
+  EXPECT_EQ(control("promote").value()["phase"], "Progressing");
+  EXPECT_TRUE(latest().promoted);
+  EXPECT_EQ(control("abort").value()["phase"], "Aborted");
+  EXPECT_EQ(control("abort").value()["phase"], "Aborted");
+  EXPECT_TRUE(latest().finished_at.has_value());
+
+  auto refused = control("resume");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_NE(refused.error().message.find("Aborted"), std::string::npos);
+  EXPECT_EQ(control("fly").error().code, ErrorCode::kInvalid);
+}
+
+TEST_F(RolloutCommandsTest, ResumeOfACanaryPauseSaysToPromote) {
+  apply(kShop);
+  run_web_members(2, 1);
+  apply(with_web_version("2.0"));
+  RolloutRecord r = latest();
+  r.phase = "CanaryPaused";
+  ASSERT_TRUE(store_->commit(WriteBatch{{}, {PutRollout{r}}}).has_value());
+  auto resumed = control("resume");
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_EQ((*resumed)["phase"], "CanaryPaused");
+  EXPECT_NE((*resumed)["message"].get<std::string>().find("promote"), std::string::npos);
+  EXPECT_EQ(control("promote").value()["phase"], "Progressing");
+}
+
+TEST_F(RolloutCommandsTest, NoRolloutIsNotFound) {
+  apply(kShop);
+  EXPECT_EQ(control("pause").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(service_->rollout_view("shop").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(RolloutCommandsTest, UndoAppliesAnEarlierRevisionAsANewOne) {
+  apply(kShop);
+  run_web_members(2, 1);
+  apply(with_web_version("2.0"));
+  run_web_members(2, 2);  // the fleet moved them
+  auto undone = service_->undo("shop", std::nullopt, caller_);
+  ASSERT_TRUE(undone.has_value()) << undone.error().describe();
+  EXPECT_EQ(undone->revision, 3);
+  ASSERT_TRUE(undone->rollout);
+  EXPECT_EQ(latest().to_revision, 3);
+  EXPECT_NE(undone->message.find("undo to revision 1"), std::string::npos) << undone->message;
+  const auto manifest = store_->get_revision("shop", 3).value()->manifest_json;
+  EXPECT_EQ(manifest, store_->get_revision("shop", 1).value()->manifest_json);
+
+  EXPECT_EQ(service_->undo("shop", 3, caller_).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(service_->undo("shop", 42, caller_).error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(RolloutCommandsTest, RevisionsThatMembersRunAreKept) {
+  apply(kShop);  // revisionHistoryLimit: 3
+  run_web_members(2, 1);
+  for (int v = 2; v <= 6; ++v) {
+    apply(with_web_version(std::to_string(v) + ".0"));
+  }
+  EXPECT_TRUE(store_->get_revision("shop", 1).value().has_value()) << "members still run revision 1";
+  EXPECT_FALSE(store_->get_revision("shop", 2).value().has_value());
+}
+
+TEST_F(RolloutCommandsTest, ViewCountsMembersPerCluster) {
+  apply(kShop);
+  run_web_members(2, 1);
+  apply(with_web_version("2.0"));
+  auto view = service_->rollout_view("shop");
+  ASSERT_TRUE(view.has_value()) << view.error().describe();
+  EXPECT_EQ((*view)["phase"], "Progressing");
+  json web;
+  for (const auto& c : (*view)["clusters"]) {
+    if (c["path"] == "web") web = c;
+  }
+  EXPECT_EQ(web["updated"], 0);
+  EXPECT_EQ(web["total"], 2);
+  EXPECT_EQ(web["available"], 2);
+  EXPECT_EQ(web["status"], "Waiting");
+  EXPECT_EQ(web["method"], "replace");
+}
+
+// docs/operational-state.md, "Ordering of commands": commands are numbered in
+// acceptance order, the last one wins, and a superseding maintenance command
+// replaces the pending steps (markers) of the one before, except for members
+// already handed to their agent.
+TEST_F(RolloutCommandsTest, TheLastAcceptedCommandWins) {
+  apply(kShop);
+  run_web_members(2, 1);
+  auto marker = [&](const std::string& path) -> std::string {
+    const auto values = store_->list_operational_values("shop").value();
+    for (const auto& v : values) {
+      if (v.path == path && v.setting == Setting::kMaintenance) {
+        return v.value;
+      }
+    }
+    return "none";
+  };
+  const json off = set({{"path", "web"}, {"autoscaling", "off"}});
+  const json on = set({{"path", "web"}, {"autoscaling", "on"}});
+  EXPECT_LT(off["seq"].get<int>(), on["seq"].get<int>());
+  EXPECT_EQ(view("web", Setting::kAutoscaling).effective, "on");
+
+  set({{"path", "web"}, {"maintenance", "restart"}});
+  EXPECT_EQ(marker("web/1"), "restart");
+  set({{"path", "web"}, {"maintenance", "replace"}});
+  EXPECT_EQ(marker("web/1"), "replace") << "the newer command's steps replace the pending ones";
+  EXPECT_EQ(marker("web/2"), "replace");
+
+  MemberRecord busy = store_->get_member("shop", "shop/web/2").value().value();
+  busy.state = "Maintenance";  // handed to its agent: it finishes
+  ASSERT_TRUE(store_->commit(WriteBatch{{}, {PutMember{busy}}}).has_value());
+  set({{"path", "web"}, {"maintenance", "off"}});
+  EXPECT_EQ(marker("web/1"), "none") << "cancelled before it started";
+  EXPECT_EQ(marker("web/2"), "replace") << "already in maintenance: finishes and is reported";
 }
 
 }  // namespace

@@ -437,14 +437,15 @@ TEST_F(FleetTest, MaintenanceValueReturnsToOffWhenEveryMemberResumed) {
   EXPECT_NE(changed.back().message.find("completed"), std::string::npos) << changed.back().message;
 }
 
-TEST_F(FleetTest, MaintenanceReplaceAndAllAtOnceAreRefusedForNow) {
+TEST_F(FleetTest, AllAtOnceMaintenanceIsRefusedForNow) {
   Joined a = join("a");
   apply();
   fleet_->tick();
-  auto replace = parse_operational_change({{"maintenance", "replace"}});
   auto all = parse_operational_change({{"maintenance", "restart"}, {"allAtOnce", true}});
-  EXPECT_EQ(apps_->set_operational_state("shop", *replace, {"t", "t"}).error().code, ErrorCode::kUnprocessable);
-  EXPECT_EQ(apps_->set_operational_state("shop", *all, {"t", "t"}).error().field, "maintenance");
+  auto refused = apps_->set_operational_state("shop", *all, {"t", "t"});
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnprocessable);
+  EXPECT_EQ(refused.error().field, "allAtOnce");
 }
 
 std::vector<EventRecord> events_of(Store& store, const std::string& type) {
@@ -496,6 +497,174 @@ TEST_F(FleetTest, AutohealingOffKeepsAnUnreachableMemberUnreplaced) {
   EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
   EXPECT_EQ(states().size(), 2u) << "no replacement started";
   EXPECT_EQ(events_of(*store_, "HealingDelayed").size(), 1u);
+}
+
+// --- rollouts -------------------------------------------------------------
+
+std::string rollout_app(const std::string& version, const std::string& update) {
+  return R"(application: shop
+clusters:
+  - name: web
+    members: {min: 1, max: 4, desired: 2}
+    artifact: {version: ")" +
+         version + R"(", command: ["web"]}
+    hooks: {update: ["sh", "-c", "true"]}
+    operational: {autoscaling: "off"}
+    update: )" + update + "\n";
+}
+
+class FleetRolloutTest : public FleetTest {
+ protected:
+  // Every member that the fleet asked `host` to start is running and healthy.
+  void start_all(const Joined& host, FakeLink& link) {
+    for (const auto& c : link.of_type("command", "start")) {
+      result(host, c["id"], true, json{{"pid", 100}, {"ports", json::object()}});
+    }
+  }
+
+  void healthy(const Joined& host) {
+    std::vector<protocol::MemberReport> reports;
+    for (const auto& [id, state] : states()) {
+      if (state != "Terminated" && state != "Stopping") {
+        reports.push_back({id, "Running", true, std::nullopt, 100, {}});
+      }
+    }
+    heartbeat(host, reports);
+  }
+
+  std::string phase() {
+    auto r = store_->latest_rollout("shop").value();
+    return r ? r->phase : "none";
+  }
+
+  std::vector<MemberRecord> live_members() {
+    auto all = store_->list_members({}).value();
+    std::erase_if(all, [](const MemberRecord& m) { return m.state == "Terminated" || m.state == "Stopping"; });
+    return all;
+  }
+};
+
+TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
+  Joined a = join("a");
+  apply(rollout_app("1", "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}"));
+  fleet_->tick();
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+  ASSERT_EQ(states(), (std::map<std::string, std::string>{{"shop/web/1", "Active"}, {"shop/web/2", "Active"}}));
+
+  apply(rollout_app("2", "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}"));
+  fleet_->tick();
+  EXPECT_EQ(phase(), "Progressing");
+  ASSERT_EQ(states()["shop/web/1"], "Updating");
+  EXPECT_EQ(states()["shop/web/2"], "Active") << "maxUnavailable 1: one at a time";
+  const auto first = a.link->of_type("command", "update");
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0]["id"], "update:shop/web/1:2");
+  EXPECT_EQ(first[0]["spec"]["version"], "2");
+  EXPECT_EQ(first[0]["spec"]["hook"], json::array({"sh", "-c", "true"}));
+
+  // A controller restart resends the same command: the agent answers it from its journal.
+  fleet_ = make_fleet();
+  auto link = reconnect(a, {{"shop/web/1", 2, "Updating", 100}, {"shop/web/2", 1, "Running", 100}});
+  fleet_->tick();
+  const auto resent = link->of_type("command", "update");
+  ASSERT_EQ(resent.size(), 1u);
+  EXPECT_EQ(resent[0]["id"], "update:shop/web/1:2");
+
+  result(a, "update:shop/web/1:2", true, json{{"pid", 101}, {"ports", json::object()}});
+  EXPECT_EQ(states()["shop/web/1"], "Starting");
+  healthy(a);
+  fleet_->tick();  // web/1 Active, so the next batch may start
+  fleet_->tick();
+  EXPECT_EQ(states()["shop/web/2"], "Updating");
+  result(a, "update:shop/web/2:2", true, json{{"pid", 102}, {"ports", json::object()}});
+  healthy(a);
+  fleet_->tick();
+  fleet_->tick();
+  EXPECT_EQ(phase(), "Succeeded");
+  std::set<std::string> ids;
+  for (const auto& c : link->of_type("command", "update")) {
+    ids.insert(c["id"]);
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"update:shop/web/1:2", "update:shop/web/2:2"}));
+  for (const auto& m : live_members()) {
+    EXPECT_EQ(m.revision, 2) << m.id;
+    EXPECT_EQ(m.version, "2") << m.id;
+    EXPECT_EQ(m.state, "Active") << m.id;
+  }
+}
+
+TEST_F(FleetRolloutTest, AFailingNewMemberRollsBackToThePreviousTemplates) {
+  Joined a = join("a");
+  const std::string policy = "{maxSurge: 1, maxUnavailable: 0, minReadySeconds: 0, maxFailures: 0}";
+  apply(rollout_app("1", policy));
+  fleet_->tick();
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+
+  apply(rollout_app("2", policy));
+  fleet_->tick();
+  EXPECT_EQ(states()["shop/web/3"], "Starting") << "surge: the new member starts before an old one stops";
+  EXPECT_EQ(states()["shop/web/1"], "Active");
+  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"exited", "shop/web/3", 1, "crashed"}));
+  fleet_->tick();  // counts the failure and starts the rollback
+  EXPECT_EQ(phase(), "RollingBack");
+  auto app = store_->get_application("shop").value();
+  ASSERT_TRUE(app);
+  EXPECT_EQ(app->current_revision, 3);
+  EXPECT_EQ(store_->get_revision("shop", 3).value()->manifest_json,
+            store_->get_revision("shop", 1).value()->manifest_json);
+  fleet_->tick();
+  fleet_->tick();
+  EXPECT_EQ(phase(), "Failed");
+  const auto rollout = store_->latest_rollout("shop").value();
+  EXPECT_NE(rollout->reason.find("maxFailures 0"), std::string::npos) << rollout->reason;
+  const auto members = live_members();
+  ASSERT_EQ(members.size(), 2u);
+  for (const auto& m : members) {
+    EXPECT_EQ(m.state, "Active") << m.id;
+    EXPECT_EQ(m.revision, 3) << m.id << ": same template as revision 1, relabelled without a restart";
+    EXPECT_EQ(m.version, "1");
+  }
+  EXPECT_EQ(a.link->of_type("command", "stop").size(), 1u) << "only the failed new member is stopped";
+}
+
+TEST_F(FleetRolloutTest, MaintenanceReplaceGivesEveryMarkedMemberASuccessor) {
+  Joined a = join("a");
+  apply(rollout_app("1", "{maxSurge: 1, maxUnavailable: 0, minReadySeconds: 0}"));
+  fleet_->tick();
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+  auto change = parse_operational_change(json{{"path", "web"}, {"maintenance", "replace"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *change, {"t", "t"}).has_value());
+  for (int round = 0; round < 6; ++round) {
+    fleet_->tick();
+    start_all(a, *a.link);
+    healthy(a);
+    for (const auto& c : a.link->of_type("command", "stop")) {
+      result(a, c["id"], true);
+    }
+    fleet_->tick();
+  }
+  std::set<std::string> ids;
+  for (const auto& m : live_members()) {
+    ids.insert(m.id);
+    EXPECT_EQ(m.state, "Active") << m.id;
+  }
+  std::string log;
+  const auto all_events = store_->list_events({0, std::nullopt, 100000}).value();
+  for (const auto& e : all_events) {
+    log += e.type + " " + e.member + " " + e.from_json + "->" + e.to_json + " " + e.message + "\n";
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"shop/web/3", "shop/web/4"})) << log;
+  EXPECT_EQ(states()["shop/web/1"], "Terminated");
+  const auto values = store_->list_operational_values("shop").value();
+  EXPECT_TRUE(std::none_of(values.begin(), values.end(), [](const OperationalValueRecord& v) {
+    return v.setting == Setting::kMaintenance;
+  })) << "markers and the node's value are cleared when every member is replaced";
 }
 
 }  // namespace
