@@ -83,13 +83,34 @@ MemberProcess process_from_json(const json& obj) {
   return process;
 }
 
+json update_to_json(const PendingUpdate& update) {
+  return json{{"command", update.command_id}, {"spec", spec_to_json(update.spec)}, {"health", update.health},
+              {"stats", update.stats},        {"graceMs", update.grace_ms},        {"note", update.note}};
+}
+
+PendingUpdate update_from_json(const json& obj, const std::string& where) {
+  PendingUpdate update;
+  read(obj, "command", update.command_id);
+  update.spec = spec_from_json(object_at(obj, "spec", where));
+  if (const auto it = obj.find("health"); it != obj.end()) {
+    update.health = *it;
+  }
+  if (const auto it = obj.find("stats"); it != obj.end()) {
+    update.stats = *it;
+  }
+  read(obj, "graceMs", update.grace_ms);
+  read(obj, "note", update.note);
+  return update;
+}
+
 json member_to_json(const JournalMember& member) {
   json obj{{"spec", spec_to_json(member.spec)},
            {"health", member.health},
            {"stats", member.stats},
            {"process", member.process ? process_to_json(*member.process) : json(nullptr)},
            {"state", member.state},
-           {"exitCode", member.exit_code ? json(*member.exit_code) : json(nullptr)}};
+           {"exitCode", member.exit_code ? json(*member.exit_code) : json(nullptr)},
+           {"update", member.update ? update_to_json(*member.update) : json(nullptr)}};
   return obj;
 }
 
@@ -108,6 +129,9 @@ JournalMember member_from_json(const json& obj, const std::string& where) {
   read(obj, "state", member.state);
   if (const auto it = obj.find("exitCode"); it != obj.end() && !it->is_null()) {
     member.exit_code = it->get<int>();
+  }
+  if (const auto it = obj.find("update"); it != obj.end() && !it->is_null()) {
+    member.update = update_from_json(object_at(obj, "update", where), where + ".update");
   }
   return member;
 }

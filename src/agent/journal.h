@@ -19,13 +19,29 @@
 
 namespace tranche::agent {
 
+// An in-place update under way (updates.md, "method: in-place"). Journaled
+// before its hook starts, so that an agent restarted at any instant neither
+// runs the hook twice nor forgets to restart the member and answer.
+struct PendingUpdate {
+  std::string command_id;  // the update command to answer
+  LaunchSpec spec;         // the new template: becomes the member's own once its process runs
+  nlohmann::json health;
+  nlohmann::json stats;
+  int64_t grace_ms = 10000;  // for stopping the old process
+  std::string note;          // how the hook ended, once it has; reported in the result
+};
+
 struct JournalMember {
   LaunchSpec spec;
   nlohmann::json health;                 // the cluster's health block, as the controller sent it
   nlohmann::json stats;                  // the cluster's stats block, or null
   std::optional<MemberProcess> process;  // nullopt before start / after stop
-  std::string state;                     // the agent's view: Starting | Running | Stopping | Exited | Stopped
+  // The agent's view: Running | Updating (update hook running) | Maintenance
+  // (maintenance hook running) | Restarting (old process stopping, to start
+  // again after a hook) | Stopping | Exited.
+  std::string state;
   std::optional<int> exit_code;
+  std::optional<PendingUpdate> update;
 };
 
 struct JournalCommand {

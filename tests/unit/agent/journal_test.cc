@@ -106,6 +106,56 @@ TEST(JournalTest, JsonRoundTripWithoutFiles) {
   EXPECT_TRUE(empty->members.empty());
 }
 
+TEST(JournalTest, RoundTripsAPendingUpdate) {
+  TempDir dir;
+  Journal journal(dir.path());
+  JournalState state = sample_state();
+  JournalMember& web = state.members.at("web/3");
+  web.state = "Updating";
+  PendingUpdate update;
+  update.command_id = "update:web/3:8";
+  update.spec = web.spec;
+  update.spec.revision = 8;
+  update.spec.version = "1.5.0";
+  update.spec.env["FEATURE"] = "on";
+  update.spec.ports = {"http"};
+  update.health = {{"tcp", {{"port", "http"}}}};
+  update.stats = {{"http", {{"port", "http"}, {"path", "/admin/load"}}}};
+  update.grace_ms = 2500;
+  update.note = "update hook succeeded";
+  web.update = update;
+  ASSERT_TRUE(journal.save(state));
+
+  const auto loaded = test::ok(journal.load());
+  EXPECT_EQ(to_json(loaded), to_json(state));
+  const JournalMember& back = loaded.members.at("web/3");
+  EXPECT_EQ(back.state, "Updating");
+  EXPECT_EQ(back.spec.revision, 7);  // the member's own template is still the old one
+  ASSERT_TRUE(back.update);
+  EXPECT_EQ(back.update->command_id, "update:web/3:8");
+  EXPECT_EQ(back.update->spec.revision, 8);
+  EXPECT_EQ(back.update->spec.version, "1.5.0");
+  EXPECT_EQ(back.update->spec.member, "web/3");
+  EXPECT_EQ(back.update->spec.command, web.spec.command);
+  EXPECT_EQ(back.update->spec.env.at("FEATURE"), "on");
+  EXPECT_EQ(back.update->spec.ports, (std::vector<std::string>{"http"}));
+  EXPECT_EQ(back.update->health["tcp"]["port"], "http");
+  EXPECT_EQ(back.update->stats["http"]["path"], "/admin/load");
+  EXPECT_EQ(back.update->grace_ms, 2500);
+  EXPECT_EQ(back.update->note, "update hook succeeded");
+  EXPECT_FALSE(loaded.members.at("db/0").update);
+}
+
+TEST(JournalTest, AJournalWithoutUpdatesReadsAsNone) {
+  auto doc = to_json(sample_state());
+  doc["members"]["web/3"].erase("update");  // written before updates existed
+  const auto back = journal_from_json(doc);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_FALSE(back->members.at("web/3").update);
+  doc["members"]["web/3"]["update"] = "soon";
+  EXPECT_FALSE(journal_from_json(doc));
+}
+
 TEST(JournalTest, MissingJournalIsEmpty) {
   TempDir dir;
   const auto state = test::ok(Journal(dir.path() / "never-created").load());
