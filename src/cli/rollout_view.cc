@@ -66,7 +66,11 @@ std::vector<std::string> cluster_cells(const json& c, int bar_width) {
   cells.push_back(std::to_string(int_of(c, "available")) + " available");
   cells.push_back(std::to_string(failures) + " failed" +
                   (failures > 0 ? " (max " + std::to_string(int_of(c, "maxFailures")) + ")" : ""));
-  cells.push_back(status.empty() ? "?" : status);
+  // As wide as the widest status, so that the columns after it stay put
+  // while the clusters change status during a watch.
+  std::string status_cell = status.empty() ? "?" : status;
+  status_cell.resize(std::max(status_cell.size(), std::string_view("CanaryPaused").size()), ' ');
+  cells.push_back(std::move(status_cell));
   std::string how = text_of(c, "method");
   const std::string strategy = text_of(c, "strategy");
   if (!strategy.empty()) {

@@ -81,24 +81,24 @@ TEST(RolloutViewTest, PhaseLine) {
 TEST(RolloutViewTest, MissingOrNullFieldsDoNotThrow) {
   const json r = json::parse(R"({"id": null, "phase": "Paused", "clusters": [{"path": "web", "updated": null}]})");
   EXPECT_EQ(phase_line(r), "rollout - of : revision - -> -  Paused");
-  EXPECT_THAT(cluster_lines(r, 0), ElementsAre("web  0/0 updated  0 available  0 failed  ?  -"));
+  EXPECT_THAT(cluster_lines(r, 0), ElementsAre("web  0/0 updated  0 available  0 failed  ?             -"));
   EXPECT_THAT(cluster_lines(json::object(), 0), IsEmpty());
 }
 
 TEST(RolloutViewTest, ClusterLinesAreAligned) {
   EXPECT_THAT(cluster_lines(sample(), 0),
-              ElementsAre("backend/db  1/1 updated   1 available   0 failed  Done         in-place, all-at-once",
-                          "web         3/6 updated   5 available   0 failed  Progressing  replace, rolling",
-                          "worker      0/12 updated  12 available  0 failed  Waiting      replace, rolling       "
+              ElementsAre("backend/db  1/1 updated   1 available   0 failed  Done          in-place, all-at-once",
+                          "web         3/6 updated   5 available   0 failed  Progressing   replace, rolling",
+                          "worker      0/12 updated  12 available  0 failed  Waiting       replace, rolling       "
                           "waiting for web"));
 }
 
 TEST(RolloutViewTest, ClusterLinesWithBars) {
   EXPECT_THAT(
       cluster_lines(sample(), 4),
-      ElementsAre("backend/db  [####]  1/1 updated   1 available   0 failed  Done         in-place, all-at-once",
-                  "web         [##--]  3/6 updated   5 available   0 failed  Progressing  replace, rolling",
-                  "worker      [----]  0/12 updated  12 available  0 failed  Waiting      replace, rolling       "
+      ElementsAre("backend/db  [####]  1/1 updated   1 available   0 failed  Done          in-place, all-at-once",
+                  "web         [##--]  3/6 updated   5 available   0 failed  Progressing   replace, rolling",
+                  "worker      [----]  0/12 updated  12 available  0 failed  Waiting       replace, rolling       "
                   "waiting for web"));
 }
 
@@ -108,14 +108,25 @@ TEST(RolloutViewTest, FailuresShowTheirLimit) {
       "available": 3, "failures": 1, "maxFailures": 2, "waitingFor": ["backend/db", "cache"]})")});
   EXPECT_THAT(
       cluster_lines(r, 0),
-      ElementsAre("web  2/4 updated  3 available  1 failed (max 2)  Progressing  -  waiting for backend/db, cache"));
+      ElementsAre("web  2/4 updated  3 available  1 failed (max 2)  Progressing   -  waiting for backend/db, cache"));
+}
+
+// A watch into a log keeps its columns when every cluster is Done.
+TEST(RolloutViewTest, TheStatusColumnIsAsWideAsTheWidestStatus) {
+  json r = sample();
+  for (auto& c : r["clusters"]) {
+    c["status"] = "Done";
+  }
+  EXPECT_EQ(cluster_lines(r, 0)[1], "web         3/6 updated   5 available   0 failed  Done          replace, rolling");
+  r["clusters"][1]["status"] = "CanaryPaused";
+  EXPECT_EQ(cluster_lines(r, 0)[1], "web         3/6 updated   5 available   0 failed  CanaryPaused  replace, rolling");
 }
 
 TEST(RolloutViewTest, StatusLinesArePhaseThenIndentedClusters) {
   const auto lines = status_lines(sample(), 0);
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0], phase_line(sample()));
-  EXPECT_EQ(lines[2], "  web         3/6 updated   5 available   0 failed  Progressing  replace, rolling");
+  EXPECT_EQ(lines[2], "  web         3/6 updated   5 available   0 failed  Progressing   replace, rolling");
 }
 
 TEST(RolloutViewTest, FirstAnswerShowsEverything) {
@@ -138,7 +149,7 @@ TEST(RolloutViewTest, OnlyTheChangedClusterIsPrinted) {
   after["elapsedSeconds"] = 14.0;
   EXPECT_TRUE(differs(before, after));
   EXPECT_THAT(changed_lines(&before, after),
-              ElementsAre("  web         4/6 updated   5 available   0 failed  Progressing  replace, rolling"));
+              ElementsAre("  web         4/6 updated   5 available   0 failed  Progressing   replace, rolling"));
 }
 
 TEST(RolloutViewTest, APhaseChangePrintsThePhaseLine) {
