@@ -322,7 +322,6 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
               {"toRevision", r.to_revision},
               {"targetRevision", r.target_revision},
               {"reason", r.reason},
-              {"message", r.reason},
               {"promoted", r.promoted},
               {"author", r.author},
               {"startedAt", format_rfc3339(r.created_at)},

@@ -891,10 +891,11 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   start_maintenance(cluster, members, values);
   const int scaled = autoscale(cluster, values, scales);
   const int desired = cluster.app->deployed ? scaled : 0;
-  if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired, *rollout)) {
+  // Failed members that autohealing off keeps are not compensated for.
+  if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
     return;  // the rollout owns the cluster's members for now
   }
-  if (cluster.app->deployed && replace_for_maintenance(cluster, members, values, desired)) {
+  if (cluster.app->deployed && replace_for_maintenance(cluster, members, values, desired - held)) {
     return;
   }
   const int64_t revision = held_revision(cluster, members, rollout);

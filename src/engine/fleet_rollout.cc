@@ -141,8 +141,8 @@ Status Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollou
   ApplicationRecord next_app = app;
   next_app.current_revision = number;
   next_app.updated_at = now;
-  set_phase(rollout, RolloutPhase::kRollingBack,
-            fmt::format("{}; rolling back to revision {} as revision {}", reason, from, number));
+  set_phase(rollout, RolloutPhase::kRollingBack, reason);
+  rollout.events.back().message += fmt::format("; rolling back to revision {} as revision {}", from, number);
   rollout.record.target_revision = number;
   for (auto& [path, progress] : rollout.progress) {
     progress = ClusterProgress{};  // the rollback is a rollout of its own, in the same order
@@ -222,8 +222,8 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
                                  m->record.revision, m->record.updated_at});
   }
   const bool promoted = rollout.record.promoted || rollout.phase == RolloutPhase::kRollingBack;
-  const ClusterRolloutStep step =
-      plan_cluster_rollout(ClusterRolloutInput{cluster.spec->update, desired, std::move(view), promoted, clock_.now()});
+  const ClusterRolloutStep step = plan_cluster_rollout(ClusterRolloutInput{
+      cluster.spec->update, desired, std::move(view), promoted, clock_.now(), rollout.record.from_revision});
 
   if (step.done) {
     change_status(ClusterRolloutStatus::kDone,
@@ -273,8 +273,8 @@ void Fleet::advance_rollout(const ApplicationRecord& app, ActiveRollout& rollout
     set_phase(rollout, RolloutPhase::kAborted, "the application was undeployed");
   } else if (all_done && rollout.phase == RolloutPhase::kRollingBack) {
     set_phase(rollout, RolloutPhase::kFailed,
-              fmt::format("rolled back to the templates of revision {} (revision {}) after: {}",
-                          rollout.record.from_revision, rollout.record.target_revision, rollout.record.reason));
+              fmt::format("{}; rolled back to the templates of revision {} (as revision {})", rollout.record.reason,
+                          rollout.record.from_revision, rollout.record.target_revision));
   } else if (all_done) {
     set_phase(rollout, RolloutPhase::kSucceeded,
               fmt::format("every member is on revision {}", rollout.record.target_revision));

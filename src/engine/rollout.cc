@@ -241,7 +241,7 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
   int live = 0, exists = 0, available = 0, new_live = 0, new_active = 0, in_flight = 0, old_live = 0, old_leaving = 0;
   std::optional<TimePoint> last_settled;  // when the newest target member became Active
   std::map<int64_t, int> old_revisions;
-  std::vector<const RolloutMember*> old_active, old_idle, new_idle, new_serving;
+  std::vector<const RolloutMember*> old_active, old_idle, new_not_serving, new_serving;
   for (const RolloutMember& m : in.members) {
     const bool is_live_member = is_live(m.state);
     exists += is_live_member || m.state == S::kDraining || m.state == S::kStopping ? 1 : 0;
@@ -267,9 +267,7 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
       if (changing && in.now - m.since > deadline) {
         step.overdue.push_back(m.id);
       }
-      if (m.state == S::kCreated || m.state == S::kStarting) {
-        new_idle.push_back(&m);
-      }
+      new_not_serving.push_back(&m);
       continue;
     }
     ++old_live;
@@ -279,10 +277,15 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
       old_idle.push_back(&m);  // not serving yet: taking it out costs no availability
     }
   }
+  int most = 0;
   for (const auto& [revision, count] : old_revisions) {
-    if (step.old_revision == 0 || count > old_revisions[step.old_revision]) {
+    if (count > most) {
+      most = count;
       step.old_revision = revision;
     }
+  }
+  if (most == 0) {
+    step.old_revision = in.from_revision;
   }
 
   step.done = old_live == 0 && live == desired && new_active == desired;
@@ -291,9 +294,9 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
   }
   if (old_live == 0 && live > desired) {
     // Scaled down meanwhile: the least useful first, as the reconciler does.
-    new_idle.insert(new_idle.end(), new_serving.rbegin(), new_serving.rend());
+    new_not_serving.insert(new_not_serving.end(), new_serving.rbegin(), new_serving.rend());
     for (size_t i = 0; i < static_cast<size_t>(live - desired); ++i) {
-      step.retire.push_back(new_idle[i]->id);
+      step.retire.push_back(new_not_serving[i]->id);
     }
     return step;
   }

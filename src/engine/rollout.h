@@ -90,6 +90,9 @@ struct ClusterRolloutInput {
   std::vector<RolloutMember> members;
   bool promoted = false;  // past the canary pause
   TimePoint now{};
+  // The revision the rollout started from: where healing goes while the
+  // canary holds when no old member is left to tell (0: none).
+  int64_t from_revision = 0;
 };
 
 struct ClusterRolloutStep {
