@@ -59,6 +59,31 @@ std::string tail(const fs::path& path, size_t bytes) {
   return out;
 }
 
+// The last non-empty line of a hook's output, for a one-line message.
+std::string last_line(const std::string& output) {
+  constexpr size_t kMaxLine = 300;
+  const size_t end = output.find_last_not_of(" \t\r\n");
+  if (end == std::string::npos) {
+    return {};
+  }
+  const size_t newline = output.rfind('\n', end);
+  const size_t begin = newline == std::string::npos ? 0 : newline + 1;
+  std::string line = output.substr(begin, end + 1 - begin);
+  if (line.size() > kMaxLine) {
+    line = line.substr(0, kMaxLine) + "...";
+  }
+  return line;
+}
+
+// PORT_<NAME> as the driver sets it for the member itself.
+std::string port_variable(const std::string& name) {
+  std::string var = "PORT_";
+  for (char c : name) {
+    var += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return var;
+}
+
 std::string hostname() {
   char buf[256] = {};
   ::gethostname(buf, sizeof buf - 1);
@@ -89,7 +114,34 @@ Result<LaunchSpec> launch_spec(const protocol::Command& c) {
     spec.ports = s.value("ports", std::vector<std::string>{});
     return spec;
   } catch (const json::exception& e) {
-    return fail(ErrorCode::kInvalid, std::string("bad start spec: ") + e.what(), "spec");
+    return fail(ErrorCode::kInvalid, "bad " + c.type + " spec: " + e.what(), "spec");
+  }
+}
+
+// An update command: the new template's launch spec and blocks, the hook to
+// run first, the stop grace for the old process.
+struct UpdateRequest {
+  PendingUpdate update;
+  std::vector<std::string> hook;
+};
+
+Result<UpdateRequest> update_request(const protocol::Command& c) {
+  auto spec = launch_spec(c);
+  if (!spec) {
+    return std::unexpected(spec.error());
+  }
+  try {
+    UpdateRequest request;
+    request.update = PendingUpdate{c.id,
+                                   std::move(*spec),
+                                   c.spec.value("health", json()),
+                                   c.spec.value("stats", json()),
+                                   c.spec.value("graceMs", int64_t{10000}),
+                                   ""};
+    request.hook = c.spec.value("hook", std::vector<std::string>{});
+    return request;
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInvalid, std::string("bad update spec: ") + e.what(), "spec");
   }
 }
 
@@ -113,6 +165,13 @@ class Agent {
     state_ = std::move(*loaded);
     // Members outlive the agent: take back the ones still running.
     for (auto& [id, m] : state_.members) {
+      if (m.update && m.process && (m.state == "Updating" || m.state == "Restarting")) {
+        // Killed during an in-place update: never run its hook again, finish
+        // the restart on the new template and answer the same command.
+        restart_for_update(
+            id, m.state == "Updating" ? "the update hook was interrupted by an agent restart" : m.update->note);
+        continue;
+      }
       if (m.state == "Maintenance" || m.state == "Restarting") {
         // Killed during a maintenance: restart the member and still resume.
         for (const auto& c : state_.commands) {
@@ -122,6 +181,17 @@ class Agent {
         }
         restart_after_hook(id, m.state == "Maintenance" ? "the hook was interrupted by an agent restart"
                                                         : "resumed after an agent restart");
+        continue;
+      }
+      if (m.state == "Stopping" && m.process) {
+        // A stop taken by an earlier incarnation: finish it, even when the
+        // process ended meanwhile (poll_members answers the stop).
+        for (const auto& c : state_.commands) {
+          if (c.type == "stop" && c.member == id && !c.done) {
+            pending_stops_[id] = c.id;
+          }
+        }
+        driver_->begin_stop(*m.process, 10s);
         continue;
       }
       if (m.process && m.state != "Exited" && driver_->poll(*m.process).state == ProcessState::kExited) {
@@ -355,7 +425,9 @@ class Agent {
       case CommandBook::Admission::kNew:
         break;
     }
-    if (!save()) {
+    // An update journals its admission together with the update itself
+    // (update_member), so that no journal holds one without the other.
+    if (command.type != "update" && !save()) {
       return;  // not journaled, not acted on; the controller will resend
     }
     if (command.type == "start") {
@@ -364,13 +436,10 @@ class Agent {
       stop_member(command);
     } else if (command.type == "maintenance") {
       maintain_member(command);
+    } else if (command.type == "update") {
+      update_member(command);
     } else if (command.type == "logs") {
-      const fs::path dir = state_.members.contains(command.member) && state_.members[command.member].process
-                               ? state_.members[command.member].process->log_dir
-                               : fs::path();
-      complete(command.id, true, dir.empty() ? "no output" : "ok",
-               json{{"stdout", dir.empty() ? "" : tail(dir / "stdout.log", kLogTailBytes)},
-                    {"stderr", dir.empty() ? "" : tail(dir / "stderr.log", kLogTailBytes)}});
+      send_logs(command);
     } else {
       complete(command.id, false, "unknown command type '" + command.type + "'");
     }
@@ -403,6 +472,29 @@ class Agent {
     std::string name = member;
     std::replace(name.begin(), name.end(), '/', '_');
     return options_.state_dir / "members" / name;
+  }
+
+  // A member's output, or with spec.hook the output of its last update or
+  // maintenance hook. Hook logs stay in the member's dir after it stopped.
+  void send_logs(const protocol::Command& command) {
+    if (const auto hook = command.spec.find("hook"); hook != command.spec.end() && !hook->is_null() && *hook != "") {
+      if (*hook != "update" && *hook != "maintenance") {
+        complete(command.id, false, "unknown hook " + hook->dump() + ": expected \"update\" or \"maintenance\"");
+        return;
+      }
+      const fs::path file = member_dir(command.member) / (hook->get<std::string>() + "-hook.log");
+      std::error_code ec;
+      const bool exists = fs::exists(file, ec);
+      complete(command.id, true, exists ? "ok" : "no output",
+               json{{"stdout", exists ? tail(file, kLogTailBytes) : ""}, {"stderr", ""}});
+      return;
+    }
+    const fs::path dir = state_.members.contains(command.member) && state_.members[command.member].process
+                             ? state_.members[command.member].process->log_dir
+                             : fs::path();
+    complete(command.id, true, dir.empty() ? "no output" : "ok",
+             json{{"stdout", dir.empty() ? "" : tail(dir / "stdout.log", kLogTailBytes)},
+                  {"stderr", dir.empty() ? "" : tail(dir / "stderr.log", kLogTailBytes)}});
   }
 
   void start_member(const protocol::Command& command) {
@@ -522,6 +614,124 @@ class Agent {
     send(protocol::to_json(protocol::AgentEvent{"resumed", id, std::nullopt, note}));
   }
 
+  // updates.md, "method: in-place": run the update hook with the target
+  // revision and version, then restart the member on the new template; if
+  // the hook fails the old process runs on untouched. The update is
+  // journaled (with the command's admission) before the hook starts, and
+  // every later step too, so the hook runs at most once per command id and
+  // an agent restarted meanwhile still restarts the member and answers.
+  void update_member(const protocol::Command& command) {
+    auto it = state_.members.find(command.member);
+    if (it == state_.members.end() || !it->second.process || it->second.state == "Exited") {
+      complete(command.id, false, "member is not running here");
+      return;
+    }
+    JournalMember& m = it->second;
+    if (m.state != "Running") {
+      complete(command.id, false, "member is " + m.state + ", not Running: update refused");
+      return;
+    }
+    auto request = update_request(command);
+    if (!request) {
+      complete(command.id, false, request.error().describe());
+      return;
+    }
+    m.update = request->update;
+    m.state = "Updating";
+    if (auto saved = save(); !saved) {
+      m.update.reset();
+      m.state = "Running";
+      complete(command.id, false, "cannot journal the update: " + saved.error().describe());
+      return;
+    }
+    if (request->hook.empty()) {
+      restart_for_update(command.member, "no update hook");
+      return;
+    }
+    const LaunchSpec& target = request->update.spec;
+    std::map<std::string, std::string> env = target.env;
+    env["TRANCHE_APP"] = target.app;
+    env["TRANCHE_CLUSTER"] = target.cluster;
+    env["TRANCHE_MEMBER"] = target.member;
+    env["TRANCHE_REVISION"] = std::to_string(target.revision);
+    env["TRANCHE_TARGET_REVISION"] = std::to_string(target.revision);
+    env["VERSION"] = target.version;
+    for (const auto& [name, port] : m.process->ports) {
+      env[port_variable(name)] = std::to_string(port);
+    }
+    // Where the member itself runs now: the new template's workdir may be
+    // what the hook is about to create.
+    const fs::path workdir = m.spec.workdir.empty() ? m.process->log_dir : fs::path(m.spec.workdir);
+    const fs::path output = member_dir(command.member) / "update-hook.log";
+    asio::post(pool_, [this, hook = request->hook, env, workdir, output, member = command.member, id = command.id] {
+      std::error_code ignored;
+      fs::remove(output, ignored);  // the log holds the latest run only
+      const HookOutcome outcome = run_hook(hook, env, workdir, output, 10min);
+      const std::string line = last_line(tail(output, kLogTailBytes));
+      asio::post(io_, [this, member, id, outcome, line] { on_update_hook(member, id, outcome, line); });
+    });
+  }
+
+  void on_update_hook(const std::string& member, const std::string& command_id, const HookOutcome& outcome,
+                      const std::string& last_output_line) {
+    auto it = state_.members.find(member);
+    if (it == state_.members.end() || it->second.state != "Updating" || !it->second.update ||
+        it->second.update->command_id != command_id) {
+      return;  // stopped meanwhile; the stop answers the update
+    }
+    if (outcome.exit_code == 0) {
+      restart_for_update(member, "update hook succeeded");
+      return;
+    }
+    JournalMember& m = it->second;
+    m.update.reset();
+    m.state = "Running";
+    const bool exited = outcome.message.starts_with("hook exited");
+    std::string message =
+        "update hook failed (" + (exited ? "exit " + std::to_string(outcome.exit_code) : outcome.message) + ")";
+    if (!last_output_line.empty()) {
+      message += ": " + last_output_line;
+    }
+    spdlog::warn("member {}: {}; it keeps running revision {}", member, message, m.spec.revision);
+    complete(command_id, false, message, nullptr,
+             outcome.exit_code >= 0 ? std::optional<int>(outcome.exit_code) : std::nullopt);
+  }
+
+  // The hook is over (or there is none, or it was interrupted): stop the old
+  // process; poll_members starts the new one once it has ended.
+  void restart_for_update(const std::string& member, const std::string& note) {
+    JournalMember& m = state_.members.at(member);
+    m.state = "Restarting";
+    m.update->note = note;
+    save();
+    driver_->begin_stop(*m.process, std::chrono::milliseconds(m.update->grace_ms));
+  }
+
+  // The old process has ended: the new template becomes the member's own.
+  void finish_update(const std::string& id, JournalMember& m) {
+    PendingUpdate update = std::move(*m.update);
+    m.update.reset();
+    m.spec = std::move(update.spec);
+    m.health = std::move(update.health);
+    m.stats = std::move(update.stats);
+    health_[id] = Health{};
+    const std::string target = "revision " + std::to_string(m.spec.revision) + " (version " + m.spec.version + ")";
+    auto process = driver_->start(m.spec, member_dir(id) / "logs");
+    if (!process) {
+      m.state = "Exited";
+      m.process.reset();
+      complete(update.command_id, false,
+               update.note + "; starting " + target + " failed: " + process.error().describe());
+      return;
+    }
+    m.process = *process;
+    m.state = "Running";
+    m.exit_code.reset();
+    spdlog::info("member {} updated to {} (pid {}): {}", id, target, process->pid, update.note);
+    complete(update.command_id, true, "updated to " + target + ": " + update.note,
+             json{{"pid", process->pid}, {"ports", process->ports}});
+  }
+
   // ---- watching members -------------------------------------------------------
 
   asio::awaitable<void> poll_loop() {
@@ -550,7 +760,7 @@ class Agent {
         continue;
       }
       const ProcessStatus status = driver_->poll(*m.process);
-      if (m.state == "Maintenance") {
+      if (m.state == "Maintenance" || m.state == "Updating") {
         continue;  // the hook may restart the workload itself
       }
       if (status.state == ProcessState::kRunning) {
@@ -560,7 +770,11 @@ class Agent {
         continue;
       }
       if (m.state == "Restarting") {
-        finish_maintenance(id, m);
+        if (m.update) {
+          finish_update(id, m);
+        } else {
+          finish_maintenance(id, m);
+        }
         changed = true;
         continue;
       }
@@ -578,6 +792,9 @@ class Agent {
       send(protocol::to_json(protocol::AgentEvent{"exited", id, status.exit_code, how}));
     }
     for (const auto& id : stopped) {
+      if (const auto& update = state_.members.at(id).update) {
+        complete(update->command_id, false, "the member was stopped before its update finished");
+      }
       state_.members.erase(id);
       health_.erase(id);
       changed = true;
@@ -590,17 +807,6 @@ class Agent {
     }
     if (changed) {
       save();
-    }
-    // A stop journaled by an earlier incarnation of the agent is finished here.
-    for (auto& [id, m] : state_.members) {
-      if (m.state == "Stopping" && !pending_stops_.contains(id)) {
-        for (const auto& c : state_.commands) {
-          if (c.type == "stop" && c.member == id && !c.done) {
-            pending_stops_[id] = c.id;
-            driver_->begin_stop(*m.process, 10s);
-          }
-        }
-      }
     }
   }
 

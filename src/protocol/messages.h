@@ -19,7 +19,9 @@ inline constexpr int kVersion = 1;
 struct HelloMember {
   std::string id;
   int64_t revision = 0;
-  std::string state;  // the agent's view: Starting | Running | Stopping | Exited | Stopped
+  // The agent's view: Running | Updating | Maintenance | Restarting |
+  // Stopping | Exited (agent/journal.h says what each means).
+  std::string state;
   std::optional<int64_t> pid;
 };
 
@@ -62,7 +64,10 @@ struct Heartbeat {
 
 struct Command {
   std::string id;
-  std::string type;  // start | stop | logs
+  // start | stop | maintenance | update | logs. On the wire the field is
+  // "command" (the message's "type" is "command"). update: spec holds a
+  // start spec for the new template plus "hook" (argv) and "graceMs".
+  std::string type;
   std::string member;
   nlohmann::json spec = nlohmann::json::object();
 };
