@@ -1,0 +1,208 @@
+#pragma once
+// The controller's end of the agent protocol, as much as the agent's tests
+// need: it welcomes every hello, acknowledges every result, records every
+// message and sends the commands it is given. Its io_context runs on a
+// thread of its own; the methods may be called from the test's thread.
+
+#include <utility>  // before Asio: coroutine support needs it on g++ 12
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "protocol/messages.h"
+
+namespace tranche::agent::test {
+
+class FakeController {
+ public:
+  FakeController() {
+    const boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+    boost::asio::co_spawn(io_, accept_loop(), boost::asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  FakeController(const FakeController&) = delete;
+  FakeController& operator=(const FakeController&) = delete;
+  ~FakeController() {
+    io_.stop();
+    thread_.join();
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  // True while an agent that has said hello is connected.
+  bool connected() const {
+    std::lock_guard lock(mu_);
+    return connected_;
+  }
+
+  size_t hellos() const { return of_type("hello").size(); }
+
+  // Sends a command to the connected agent (dropped when none is).
+  void command(const std::string& id, const std::string& type, const std::string& member, const nlohmann::json& spec) {
+    const std::string text = protocol::to_json(protocol::Command{id, type, member, spec}).dump();
+    boost::asio::post(io_, [this, text] {
+      if (session_) {
+        enqueue(session_, text);
+      }
+    });
+  }
+
+  std::vector<nlohmann::json> of_type(const std::string& type) const {
+    std::lock_guard lock(mu_);
+    std::vector<nlohmann::json> out;
+    for (const auto& m : messages_) {
+      if (m.value("type", "") == type) {
+        out.push_back(m);
+      }
+    }
+    return out;
+  }
+
+  // Every result received for `id`, oldest first.
+  std::vector<nlohmann::json> results(const std::string& id) const {
+    std::vector<nlohmann::json> out;
+    for (const auto& r : of_type("result")) {
+      if (r.value("id", "") == id) {
+        out.push_back(r);
+      }
+    }
+    return out;
+  }
+
+  // The member's entry in the newest heartbeat that lists it.
+  std::optional<nlohmann::json> report(const std::string& member) const {
+    const auto beats = of_type("heartbeat");
+    for (auto beat = beats.rbegin(); beat != beats.rend(); ++beat) {
+      for (const auto& m : (*beat)["members"]) {
+        if (m.value("id", "") == member) {
+          return m;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Every state the member was reported in, by heartbeats and hellos, in order.
+  std::vector<std::string> states(const std::string& member) const {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& message : messages_) {
+      const std::string type = message.value("type", "");
+      if (type != "heartbeat" && type != "hello") {
+        continue;
+      }
+      for (const auto& m : message["members"]) {
+        if (m.value("id", "") == member) {
+          out.push_back(m.value("state", ""));
+        }
+      }
+    }
+    return out;
+  }
+
+ private:
+  using Socket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  struct Session {
+    explicit Session(boost::asio::ip::tcp::socket&& socket) : ws(std::move(socket)) {}
+    Socket ws;
+    std::deque<std::string> outbox;
+    bool writing = false;
+  };
+
+  boost::asio::awaitable<void> accept_loop() {
+    while (true) {
+      boost::system::error_code ec;
+      auto socket = co_await acceptor_.async_accept(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      if (ec) {
+        co_return;
+      }
+      boost::asio::co_spawn(io_, serve(std::make_shared<Session>(std::move(socket))), boost::asio::detached);
+    }
+  }
+
+  boost::asio::awaitable<void> serve(std::shared_ptr<Session> session) {
+    boost::system::error_code ec;
+    co_await session->ws.async_accept(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    boost::beast::flat_buffer buffer;
+    while (!ec) {
+      buffer.clear();
+      co_await session->ws.async_read(buffer, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      if (ec) {
+        break;
+      }
+      auto message = nlohmann::json::parse(boost::beast::buffers_to_string(buffer.data()), nullptr, false);
+      if (!message.is_object()) {
+        continue;
+      }
+      const std::string type = message.value("type", "");
+      {
+        std::lock_guard lock(mu_);
+        messages_.push_back(message);
+        if (type == "hello") {
+          connected_ = true;
+        }
+      }
+      if (type == "hello") {
+        session_ = session;
+        enqueue(session, protocol::to_json(protocol::Welcome{"h-test", "host-token", 0.2}).dump());
+      } else if (type == "result") {
+        enqueue(session, protocol::to_json(protocol::Ack{message.value("id", "")}).dump());
+      }
+    }
+    if (session_ == session) {
+      session_.reset();
+      std::lock_guard lock(mu_);
+      connected_ = false;
+    }
+  }
+
+  void enqueue(const std::shared_ptr<Session>& session, std::string text) {
+    session->outbox.push_back(std::move(text));
+    if (!session->writing) {
+      session->writing = true;
+      boost::asio::co_spawn(io_, drain(session), boost::asio::detached);
+    }
+  }
+
+  boost::asio::awaitable<void> drain(std::shared_ptr<Session> session) {
+    while (!session->outbox.empty()) {
+      const std::string text = std::move(session->outbox.front());
+      session->outbox.pop_front();
+      boost::system::error_code ec;
+      session->ws.text(true);
+      co_await session->ws.async_write(boost::asio::buffer(text),
+                                       boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      if (ec) {
+        break;
+      }
+    }
+    session->writing = false;
+  }
+
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_{io_};
+  unsigned short port_ = 0;
+  std::thread thread_;
+  std::shared_ptr<Session> session_;  // the io thread's only
+
+  mutable std::mutex mu_;
+  std::vector<nlohmann::json> messages_;
+  bool connected_ = false;
+};
+
+}  // namespace tranche::agent::test
