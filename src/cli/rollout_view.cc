@@ -210,11 +210,10 @@ std::optional<std::string> supersede_note(const json& previous, const json& curr
 
 std::string control_line(const json& answer) {
   const std::string phase = text_of(answer, "phase");
-  std::string line = "rollout " + number_or_dash(answer, "id") + " " + (phase.empty() ? std::string("?") : phase);
-  if (const std::string message = text_of(answer, "message"); !message.empty()) {
-    line += ": " + message;
-  }
-  return line;
+  const std::string shown = phase.empty() ? std::string("?") : phase;
+  const std::string message = text_of(answer, "message");
+  // The controller's message names the rollout already.
+  return message.empty() ? "rollout " + number_or_dash(answer, "id") + " " + shown : message + " (phase " + shown + ")";
 }
 
 std::string fit_to_width(const std::string& line, int columns) {

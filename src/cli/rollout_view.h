@@ -55,7 +55,7 @@ bool differs(const nlohmann::json& previous, const nlohmann::json& current);
 std::optional<std::string> supersede_note(const nlohmann::json& previous, const nlohmann::json& current);
 
 // The answer of a control (pause, resume, abort, promote):
-// "rollout 3 Paused: paused by admin".
+// "rollout 3 of shop paused by admin (phase Paused)".
 std::string control_line(const nlohmann::json& answer);
 
 // `line` cut to `columns` characters (UTF-8 aware), so that a live redraw

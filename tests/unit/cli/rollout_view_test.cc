@@ -186,8 +186,9 @@ TEST(RolloutViewTest, SupersedeNotes) {
 }
 
 TEST(RolloutViewTest, ControlLine) {
-  EXPECT_EQ(control_line(json::parse(R"({"id": 3, "phase": "Paused", "message": "paused by admin"})")),
-            "rollout 3 Paused: paused by admin");
+  EXPECT_EQ(
+      control_line(json::parse(R"({"id": 3, "phase": "Paused", "message": "rollout 3 of shop paused by admin"})")),
+      "rollout 3 of shop paused by admin (phase Paused)");
   EXPECT_EQ(control_line(json::parse(R"({"id": 3, "phase": "Progressing"})")), "rollout 3 Progressing");
 }
 
