@@ -280,6 +280,19 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
   if (!target || !members || !progress) {
     return fail(ErrorCode::kInternal, "rollout " + std::to_string(r.id) + " of " + app_name + " cannot be shown");
   }
+  auto scales = store_.list_cluster_scales(app_name);
+  if (!scales) {
+    return std::unexpected(scales.error());
+  }
+  // The autoscaler's count holds while the manifest's desired is the one it started from.
+  auto desired_of = [&](const std::string& path, const ClusterSpec& c) -> int64_t {
+    for (const auto& s : *scales) {
+      if (s.cluster == path && s.base_desired == c.members.desired) {
+        return std::clamp<int64_t>(s.desired, c.members.min, c.members.max);
+      }
+    }
+    return c.members.desired;
+  };
   const auto prerequisites = rollout_prerequisites(*target);
   json clusters = json::array();
   for (const auto& node : flatten(*target)) {
@@ -308,7 +321,7 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
                         {"method", u.method == UpdatePolicy::Method::kReplace ? "replace" : "in-place"},
                         {"strategy", u.strategy == UpdatePolicy::Strategy::kRolling ? "rolling" : "all-at-once"},
                         {"updated", updated},
-                        {"total", node.cluster->members.desired},
+                        {"total", desired_of(node.path, *node.cluster)},
                         {"available", available},
                         {"failures", p.failures},
                         {"maxFailures", u.max_failures},
