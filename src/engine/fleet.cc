@@ -358,6 +358,12 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
       (void)set_state(m, MemberState::kFailed, "start failed: " + result.message);
       return;
     }
+    if (m.record.pid) {
+      // The replayed result of the member's first start (its id never
+      // changes): an in-place update or a maintenance restart has started
+      // the process the record names since.
+      return;
+    }
     MemberRecord next = m.record;
     if (result.data.is_object()) {
       if (result.data.contains("pid")) next.pid = result.data["pid"].get<int64_t>();

@@ -572,8 +572,13 @@ TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
   ASSERT_EQ(resent.size(), 1u);
   EXPECT_EQ(resent[0]["id"], "update:shop/web/1:2");
 
-  result(a, "update:shop/web/1:2", true, json{{"pid", 101}, {"ports", json::object()}});
+  result(a, "update:shop/web/1:2", true, json{{"pid", 101}, {"ports", {{"http", 8101}}}});
   EXPECT_EQ(states()["shop/web/1"], "Starting");
+  // The agent answers the member's first start again (same id): not the process any more.
+  result(a, "start:shop/web/1", true, json{{"pid", 100}, {"ports", {{"http", 8100}}}});
+  const auto updated = store_->get_member("shop", "shop/web/1").value().value();
+  EXPECT_EQ(updated.pid, 101);
+  EXPECT_EQ(updated.ports.at("http"), 8101);
   healthy(a);
   fleet_->tick();  // web/1 Active, so the next batch may start
   fleet_->tick();
