@@ -53,6 +53,21 @@ Result<ApplicationSpec> ApplicationService::spec_at(const std::string& app, int6
   return parse_manifest((*revision)->manifest_json, ManifestFormat::kJson);
 }
 
+Result<ApplicationService::CurrentRollout> ApplicationService::load_rollout(const std::string& app) const {
+  auto current = load(app);
+  if (!current) {
+    return std::unexpected(current.error());
+  }
+  auto latest = store_.latest_rollout(app);
+  if (!latest) {
+    return std::unexpected(latest.error());
+  }
+  if (!*latest) {
+    return fail(ErrorCode::kNotFound, "application '" + app + "' has no rollout");
+  }
+  return CurrentRollout{std::move(*current), std::move(**latest)};
+}
+
 Result<std::optional<int64_t>> ApplicationService::start_rollout(const Current& current, const ApplicationSpec& spec,
                                                                  int64_t revision,
                                                                  const std::vector<MemberRecord>& members,
@@ -126,18 +141,11 @@ Result<json> ApplicationService::rollout_control(const std::string& app_name, st
   std::lock_guard lock(commands_);
   // The fleet writes the same record between ticks: on a lost race, read again.
   for (int attempt = 0;; ++attempt) {
-    auto current = load(app_name);
+    auto current = load_rollout(app_name);
     if (!current) {
       return std::unexpected(current.error());
     }
-    auto latest = store_.latest_rollout(app_name);
-    if (!latest) {
-      return std::unexpected(latest.error());
-    }
-    if (!*latest) {
-      return fail(ErrorCode::kNotFound, "application '" + app_name + "' has no rollout");
-    }
-    RolloutRecord next = **latest;
+    RolloutRecord next = current->rollout;
     const auto phase = rollout_phase_from_string(next.phase).value_or(P::kFailed);
     const std::string label = fmt::format("rollout {} of {}", next.id, app_name);
     auto answer = [&](const std::string& message) {
@@ -200,7 +208,7 @@ Result<json> ApplicationService::rollout_control(const std::string& app_name, st
       }
     }
     next.updated_at = now;
-    ApplicationRecord app = current->app;
+    ApplicationRecord app = current->app.app;
     WriteBatch batch;
     batch.preconditions.push_back({app_name, app.version});
     OperationRecord op = next_operation(app, "rollout-" + std::string(action), json{{"rollout", next.id}}, caller);
@@ -262,18 +270,11 @@ Result<ApplyOutcome> ApplicationService::undo(const std::string& app_name, std::
 }
 
 Result<json> ApplicationService::rollout_view(const std::string& app_name) const {
-  auto current = load(app_name);
+  auto current = load_rollout(app_name);
   if (!current) {
     return std::unexpected(current.error());
   }
-  auto latest = store_.latest_rollout(app_name);
-  if (!latest) {
-    return std::unexpected(latest.error());
-  }
-  if (!*latest) {
-    return fail(ErrorCode::kNotFound, "application '" + app_name + "' has no rollout");
-  }
-  const RolloutRecord& r = **latest;
+  const RolloutRecord& r = current->rollout;
   auto target = spec_at(app_name, r.target_revision);
   auto members = current_members(app_name);
   auto progress = progress_from_json(r.progress_json);

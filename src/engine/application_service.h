@@ -95,6 +95,12 @@ class ApplicationService {
   void mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value,
                             const std::vector<MemberRecord>& members, const Caller& caller, TimePoint now,
                             WriteBatch& batch) const;
+  struct CurrentRollout {
+    Current app;
+    RolloutRecord rollout;  // the newest
+  };
+  // kNotFound when the application or its rollout does not exist.
+  Result<CurrentRollout> load_rollout(const std::string& app) const;
   // A stored revision's spec (not cached: for writes, which are rare).
   Result<ApplicationSpec> spec_at(const std::string& app, int64_t number) const;
   // Supersedes a running rollout and starts a new one when some member's
