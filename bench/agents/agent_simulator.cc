@@ -6,12 +6,14 @@
 // /agent/v1/connect speaking the agent protocol through tranche_protocol:
 // hello, welcome, a heartbeat every heartbeatIntervalSeconds listing the
 // members the controller told it to start, ack at once for every command,
-// results for start/stop/logs. Members come from the controller's
-// placement; the simulator only serves what it is told.
+// results for start/stop/logs/update (an in-place update takes exactly
+// --update-time). Members come from the controller's placement; the
+// simulator only serves what it is told.
 //
 //   tranche-agent-simulator --server http://127.0.0.1:PORT --join-token T --hosts N
 //       [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]
-//       [--start-delay 0ms] [--slots 10000] [--progress 10s] [--stats-file PATH]
+//       [--start-delay 0ms] [--update-time 0ms] [--slots 10000] [--progress 10s]
+//       [--stats-file PATH]
 //
 // At the end it closes every connection and prints its own counters as a
 // table and one JSON line {"bench":"agent_simulator", ...}.
@@ -75,6 +77,7 @@ struct Options {
   double connect_rate = 500;  // new connections per second
   int threads = 2;
   milliseconds start_delay = 0ms;
+  milliseconds update_time = 0ms;  // how long every in-place update takes (quality.md P2's T)
   int64_t slots = 10000;
   milliseconds progress = 10s;
   std::string stats_file;  // rewritten every second with the running totals (JSON)
@@ -139,7 +142,7 @@ std::string read_first_line(const std::string& path) {
 const char* kUsage =
     "usage: tranche-agent-simulator --server http://HOST:PORT (--join-token T | --join-token-file F) --hosts N\n"
     "         [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]\n"
-    "         [--start-delay 0ms] [--slots 10000] [--progress 10s] [--stats-file PATH]\n"
+    "         [--start-delay 0ms] [--update-time 0ms] [--slots 10000] [--progress 10s] [--stats-file PATH]\n"
     "Simulates N agents (one WebSocket each) and the members the controller places on them.\n";
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -179,10 +182,13 @@ std::optional<Options> parse_options(int argc, char** argv) {
         auto r = parse_rate(value);
         if (!r) return bad("bad --connect-rate '" + value + "' (e.g. 500/s)");
         o.connect_rate = *r;
-      } else if (flag == "--duration" || flag == "--start-delay" || flag == "--progress") {
+      } else if (flag == "--duration" || flag == "--start-delay" || flag == "--update-time" || flag == "--progress") {
         auto d = parse_duration(value);
         if (!d) return bad("bad " + flag + " '" + value + "' (e.g. 60s, 250ms)");
-        (flag == "--duration" ? o.duration : flag == "--start-delay" ? o.start_delay : o.progress) = *d;
+        (flag == "--duration"      ? o.duration
+         : flag == "--start-delay" ? o.start_delay
+         : flag == "--update-time" ? o.update_time
+                                   : o.progress) = *d;
       } else {
         return bad("unknown option " + flag);
       }
@@ -226,6 +232,11 @@ struct Counters {
   std::atomic<uint64_t> starts{0};
   std::atomic<uint64_t> stops{0};
   std::atomic<uint64_t> logs{0};
+  std::atomic<uint64_t> updates{0};            // update commands started (new ids)
+  std::atomic<uint64_t> updates_done{0};       // ... whose result went out
+  std::atomic<uint64_t> update_duplicates{0};  // a known update id again: not started again
+  std::atomic<uint64_t> updates_refused{0};    // member unknown or already updating
+  std::atomic<uint64_t> healthy_events{0};
   std::atomic<uint64_t> unknown_commands{0};
   std::atomic<uint64_t> results_sent{0};
   std::atomic<uint64_t> results_acked{0};
@@ -234,9 +245,12 @@ struct Counters {
   std::atomic<uint64_t> bytes_out{0};
   std::atomic<int64_t> members{0};
   std::atomic<int64_t> max_lag_ms{0};
-  // How late each heartbeat left against its schedule: the simulator's own
-  // saturation. Written only by the shard's thread, read after it ended.
+  std::atomic<int64_t> max_update_lag_ms{0};
+  // How late each heartbeat left against its schedule, and how much longer
+  // than --update-time each update took: the simulator's own saturation.
+  // Written only by the shard's thread, read after it ended.
   std::array<uint64_t, kLagBuckets> lag_ms{};
+  std::array<uint64_t, kLagBuckets> update_lag_ms{};
 };
 
 // ---- one simulated host -------------------------------------------------------
@@ -256,9 +270,15 @@ struct Conn {
 
 struct SimMember {
   int64_t revision = 0;
-  std::string state;  // Starting (during --start-delay) or Running
+  std::string state;  // Starting (during --start-delay), Running or Updating
   int64_t pid = 0;
   std::map<std::string, int> ports;
+  bool has_health = false;  // the spec declares a check: the agent says "healthy" once it passes
+  std::string update_id;    // the update in progress
+  // The last update done and its result: a redelivery gets the same answer
+  // (the real agent keeps it in its command book).
+  std::string done_update_id;
+  std::string done_update_result;
 };
 
 class SimHost {
@@ -273,11 +293,15 @@ class SimHost {
   asio::awaitable<void> heartbeat_loop(std::shared_ptr<Conn> conn);
   asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
   asio::awaitable<void> delayed_start(std::string command_id, std::string member);
+  asio::awaitable<void> finish_update(std::string command_id, std::string member, nlohmann::json spec);
   protocol::Hello hello() const;
   void send(std::string text);
   void on_message(const std::string& text);
   void on_command(const protocol::Command& command);
-  void complete(const std::string& id, bool ok, const std::string& message, json data);
+  void on_update(const protocol::Command& command);
+  void send_healthy(const std::string& member);
+  std::map<std::string, int> fake_ports(const json& spec);
+  std::string complete(const std::string& id, bool ok, const std::string& message, json data);
   void close_connection(const std::shared_ptr<Conn>& conn);
   Clock::time_point next_heartbeat(Clock::time_point after) const;
 
@@ -313,9 +337,7 @@ struct Shard {
 SimHost::SimHost(Shard& shard, int index)
     : shard_(shard), index_(index), hostname_("sim-" + std::to_string(index)), wait_timer_(shard.io) {}
 
-void SimHost::start(Clock::time_point first_connect) {
-  asio::co_spawn(shard_.io, run(first_connect), asio::detached);
-}
+void SimHost::start(Clock::time_point first_connect) { asio::co_spawn(shard_.io, run(first_connect), asio::detached); }
 
 void SimHost::stop() {
   stopping_ = true;
@@ -489,8 +511,8 @@ asio::awaitable<void> SimHost::heartbeat_loop(std::shared_ptr<Conn> conn) {
     hb.members.reserve(members_.size());
     for (const auto& [id, m] : members_) {
       const bool running = m.state == "Running";
-      hb.members.push_back(protocol::MemberReport{id, m.state, running, protocol::MemberStats{0.5, std::nullopt},
-                                                  std::nullopt, {}});
+      hb.members.push_back(
+          protocol::MemberReport{id, m.state, running, protocol::MemberStats{0.5, std::nullopt}, std::nullopt, {}});
     }
     c.heartbeats.fetch_add(1, std::memory_order_relaxed);
     c.member_reports.fetch_add(hb.members.size(), std::memory_order_relaxed);
@@ -558,11 +580,35 @@ void SimHost::on_message(const std::string& text) {
   }
 }
 
-void SimHost::complete(const std::string& id, bool ok, const std::string& message, json data) {
+// Sends a command's result and keeps it until the controller acknowledges
+// it; returns the text sent.
+std::string SimHost::complete(const std::string& id, bool ok, const std::string& message, json data) {
   std::string text = protocol::to_json(protocol::CommandResult{id, ok, std::nullopt, message, std::move(data)}).dump();
   unacked_results_[id] = text;
   shard_.counters.results_sent.fetch_add(1, std::memory_order_relaxed);
-  send(std::move(text));
+  send(text);
+  return text;
+}
+
+// The real agent says "healthy" when the first probe of a declared check
+// passes; a simulated probe passes at once. Without a check the controller
+// learns it from the next heartbeat, as with the real agent.
+void SimHost::send_healthy(const std::string& member) {
+  shard_.counters.healthy_events.fetch_add(1, std::memory_order_relaxed);
+  send(protocol::to_json(protocol::AgentEvent{"healthy", member, std::nullopt, "health check passing"}).dump());
+}
+
+// A fake port for each port name the spec declares.
+std::map<std::string, int> SimHost::fake_ports(const json& spec) {
+  std::map<std::string, int> ports;
+  if (spec.contains("ports") && spec["ports"].is_array()) {
+    for (const auto& name : spec["ports"]) {
+      if (name.is_string()) {
+        ports[name.get<std::string>()] = 20000 + (shard_.next_port++ % 40000);
+      }
+    }
+  }
+  return ports;
 }
 
 void SimHost::on_command(const protocol::Command& command) {
@@ -590,15 +636,11 @@ void SimHost::on_command(const protocol::Command& command) {
     SimMember m;
     m.revision = command.spec.value("revision", int64_t{0});
     m.pid = shard_.next_pid++;
-    if (command.spec.contains("ports") && command.spec["ports"].is_array()) {
-      for (const auto& name : command.spec["ports"]) {
-        if (name.is_string()) {
-          m.ports[name.get<std::string>()] = 20000 + (shard_.next_port++ % 40000);
-        }
-      }
-    }
+    m.ports = fake_ports(command.spec);
+    m.has_health = command.spec.contains("health") && command.spec["health"].is_object();
     m.state = shard_.options.start_delay.count() > 0 ? "Starting" : "Running";
     const bool delayed = m.state == "Starting";
+    const bool has_health = m.has_health;
     const json data = {{"pid", m.pid}, {"ports", m.ports}};
     members_[command.member] = std::move(m);
     c.members.fetch_add(1, std::memory_order_relaxed);
@@ -606,7 +648,12 @@ void SimHost::on_command(const protocol::Command& command) {
       asio::co_spawn(shard_.io, delayed_start(command.id, command.member), asio::detached);
     } else {
       complete(command.id, true, "started", data);
+      if (has_health) {
+        send_healthy(command.member);
+      }
     }
+  } else if (command.type == "update") {
+    on_update(command);
   } else if (command.type == "stop") {
     c.stops.fetch_add(1, std::memory_order_relaxed);
     const bool had = members_.erase(command.member) > 0;
@@ -634,6 +681,74 @@ asio::awaitable<void> SimHost::delayed_start(std::string command_id, std::string
   }
   it->second.state = "Running";
   complete(command_id, true, "started", json{{"pid", it->second.pid}, {"ports", it->second.ports}});
+  if (it->second.has_health) {
+    send_healthy(member);
+  }
+}
+
+// updates.md, "method: in-place", as the real agent answers it: refused
+// unless the member runs here and is Running; otherwise Updating (in
+// heartbeats: not healthy) for exactly --update-time, then Running on the
+// spec's revision with a fresh pid. Idempotent by command id: an update in
+// progress is not started again, a finished one gets the same result again.
+void SimHost::on_update(const protocol::Command& command) {
+  Counters& c = shard_.counters;
+  auto it = members_.find(command.member);
+  if (it != members_.end() && it->second.update_id == command.id) {
+    c.update_duplicates.fetch_add(1, std::memory_order_relaxed);
+    return;  // its result follows when the update ends
+  }
+  if (it != members_.end() && it->second.done_update_id == command.id) {
+    c.update_duplicates.fetch_add(1, std::memory_order_relaxed);
+    send(it->second.done_update_result);
+    return;
+  }
+  if (it == members_.end() || it->second.state != "Running") {
+    c.updates_refused.fetch_add(1, std::memory_order_relaxed);
+    complete(command.id, false,
+             it == members_.end() ? "member is not running here"
+                                  : "member is " + it->second.state + ", not Running: update refused",
+             nullptr);
+    return;
+  }
+  c.updates.fetch_add(1, std::memory_order_relaxed);
+  it->second.state = "Updating";
+  it->second.update_id = command.id;
+  asio::co_spawn(shard_.io, finish_update(command.id, command.member, command.spec), asio::detached);
+}
+
+// A timer, not a sleep: the io thread serves the other hosts meanwhile.
+asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string member, nlohmann::json spec) {
+  const Clock::time_point due = Clock::now() + shard_.options.update_time;
+  asio::steady_timer timer(shard_.io);
+  timer.expires_at(due);
+  error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  auto it = members_.find(member);
+  if (it == members_.end() || it->second.update_id != command_id) {
+    co_return;  // stopped meanwhile: the stop answered for it
+  }
+  Counters& c = shard_.counters;
+  const int64_t lag = std::chrono::duration_cast<milliseconds>(Clock::now() - due).count();
+  c.update_lag_ms[static_cast<size_t>(std::clamp<int64_t>(lag, 0, kLagBuckets - 1))] += 1;
+  if (lag > c.max_update_lag_ms.load(std::memory_order_relaxed)) {
+    c.max_update_lag_ms.store(lag, std::memory_order_relaxed);
+  }
+  SimMember& m = it->second;
+  m.revision = spec.value("revision", m.revision);
+  m.pid = shard_.next_pid++;
+  m.ports = fake_ports(spec);
+  m.has_health = spec.contains("health") && spec["health"].is_object();
+  m.state = "Running";
+  m.update_id.clear();
+  const std::string message =
+      "updated to revision " + std::to_string(m.revision) + " (version " + spec.value("version", "") + ")";
+  m.done_update_id = command_id;
+  m.done_update_result = complete(command_id, true, message, json{{"pid", m.pid}, {"ports", m.ports}});
+  c.updates_done.fetch_add(1, std::memory_order_relaxed);
+  if (m.has_health) {
+    send_healthy(member);
+  }
 }
 
 // ---- reporting ------------------------------------------------------------------
@@ -665,7 +780,8 @@ struct Totals {
   uint64_t welcomes = 0, reconnects = 0, connect_failures = 0, disconnects = 0, refused = 0;
   uint64_t heartbeats = 0, member_reports = 0, commands = 0, redeliveries = 0, starts = 0, stops = 0, logs = 0,
            unknown = 0, results_sent = 0, results_acked = 0, messages_in = 0, bytes_in = 0, bytes_out = 0;
-  int64_t members = 0, max_lag_ms = 0;
+  uint64_t updates = 0, updates_done = 0, update_duplicates = 0, updates_refused = 0, healthy_events = 0;
+  int64_t members = 0, max_lag_ms = 0, max_update_lag_ms = 0;
 };
 
 Totals sum(const std::vector<std::unique_ptr<Shard>>& shards) {
@@ -686,6 +802,11 @@ Totals sum(const std::vector<std::unique_ptr<Shard>>& shards) {
     t.starts += get(c.starts);
     t.stops += get(c.stops);
     t.logs += get(c.logs);
+    t.updates += get(c.updates);
+    t.updates_done += get(c.updates_done);
+    t.update_duplicates += get(c.update_duplicates);
+    t.updates_refused += get(c.updates_refused);
+    t.healthy_events += get(c.healthy_events);
     t.unknown += get(c.unknown_commands);
     t.results_sent += get(c.results_sent);
     t.results_acked += get(c.results_acked);
@@ -694,18 +815,22 @@ Totals sum(const std::vector<std::unique_ptr<Shard>>& shards) {
     t.bytes_out += get(c.bytes_out);
     t.members += get(c.members);
     t.max_lag_ms = std::max(t.max_lag_ms, get(c.max_lag_ms));
+    t.max_update_lag_ms = std::max(t.max_update_lag_ms, get(c.max_update_lag_ms));
   }
   return t;
 }
 
-// The q-quantile of the heartbeat lag histogram, in ms.
-int64_t lag_quantile(const std::vector<std::unique_ptr<Shard>>& shards, double q) {
+using LagHistogram = std::array<uint64_t, kLagBuckets> Counters::*;
+
+// The q-quantile of a lag histogram (heartbeats or updates), in ms.
+int64_t lag_quantile(const std::vector<std::unique_ptr<Shard>>& shards, LagHistogram histogram, double q) {
   std::vector<uint64_t> all(kLagBuckets, 0);
   uint64_t n = 0;
   for (const auto& s : shards) {
+    const auto& h = s->counters.*histogram;
     for (size_t i = 0; i < kLagBuckets; ++i) {
-      all[i] += s->counters.lag_ms[i];
-      n += s->counters.lag_ms[i];
+      all[i] += h[i];
+      n += h[i];
     }
   }
   if (n == 0) {
@@ -725,11 +850,12 @@ int64_t lag_quantile(const std::vector<std::unique_ptr<Shard>>& shards, double q
 // The running totals for a driver script that wants rates over its own
 // window: written to a temporary file and renamed, so readers never see half.
 void write_stats(const std::string& path, const Totals& t, double seconds) {
-  const nlohmann::ordered_json j = {{"seconds", seconds},          {"connected", t.connected},
-                                    {"welcomes", t.welcomes},      {"reconnects", t.reconnects},
-                                    {"heartbeats", t.heartbeats},  {"member_reports", t.member_reports},
-                                    {"commands", t.commands},      {"results_sent", t.results_sent},
-                                    {"members", t.members},        {"max_lag_ms", t.max_lag_ms}};
+  const nlohmann::ordered_json j = {{"seconds", seconds},         {"connected", t.connected},
+                                    {"welcomes", t.welcomes},     {"reconnects", t.reconnects},
+                                    {"heartbeats", t.heartbeats}, {"member_reports", t.member_reports},
+                                    {"commands", t.commands},     {"results_sent", t.results_sent},
+                                    {"updates", t.updates},       {"updates_done", t.updates_done},
+                                    {"members", t.members},       {"max_lag_ms", t.max_lag_ms}};
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -825,11 +951,12 @@ int main(int argc, char** argv) {
       const Totals t = sum(shards);
       const double dt = std::chrono::duration<double>(now - last_at).count();
       std::fprintf(stderr,
-                   "simulator: t=%.0fs connected=%lld heartbeats/s=%.0f commands=%llu members=%lld reconnects=%llu "
-                   "max_lag_ms=%lld\n",
+                   "simulator: t=%.0fs connected=%lld heartbeats/s=%.0f commands=%llu members=%lld updates=%llu/%llu "
+                   "reconnects=%llu max_lag_ms=%lld\n",
                    std::chrono::duration<double>(now - started).count(), static_cast<long long>(t.connected),
                    static_cast<double>(t.heartbeats - last.heartbeats) / dt,
                    static_cast<unsigned long long>(t.commands), static_cast<long long>(t.members),
+                   static_cast<unsigned long long>(t.updates_done), static_cast<unsigned long long>(t.updates),
                    static_cast<unsigned long long>(t.reconnects), static_cast<long long>(t.max_lag_ms));
       last = t;
       last_at = now;
@@ -869,8 +996,10 @@ int main(int argc, char** argv) {
 
   // ---- report ----
   const double hb_rate = static_cast<double>(at_end.heartbeats) / ran_seconds;
-  const int64_t lag_p50 = lag_quantile(shards, 0.50);
-  const int64_t lag_p99 = lag_quantile(shards, 0.99);
+  const int64_t lag_p50 = lag_quantile(shards, &Counters::lag_ms, 0.50);
+  const int64_t lag_p99 = lag_quantile(shards, &Counters::lag_ms, 0.99);
+  const int64_t update_lag_p50 = lag_quantile(shards, &Counters::update_lag_ms, 0.50);
+  const int64_t update_lag_p99 = lag_quantile(shards, &Counters::update_lag_ms, 0.99);
   const std::string mach = machine();
   const std::string build = build_type();
   std::printf("tranche-agent-simulator (simulated agents and members; not a real agent)\n");
@@ -896,12 +1025,20 @@ int main(int argc, char** argv) {
   std::snprintf(buf, sizeof buf, "%.0f", hb_rate);
   row("heartbeats/s (average over the run)", buf);
   row("member reports in heartbeats", num(at_end.member_reports));
-  row("heartbeat send lag p50 / p99 / max (ms)",
-      num(lag_p50) + " / " + num(lag_p99) + " / " + num(at_end.max_lag_ms));
+  row("heartbeat send lag p50 / p99 / max (ms)", num(lag_p50) + " / " + num(lag_p99) + " / " + num(at_end.max_lag_ms));
   row("commands handled", num(at_end.commands));
-  row("  start / stop / logs / other", num(at_end.starts) + " / " + num(at_end.stops) + " / " + num(at_end.logs) +
-                                           " / " + num(at_end.unknown));
+  row("  start / stop / update / logs / other",
+      num(at_end.starts) + " / " + num(at_end.stops) + " / " +
+          num(at_end.updates + at_end.update_duplicates + at_end.updates_refused) + " / " + num(at_end.logs) + " / " +
+          num(at_end.unknown));
   row("  redelivered (answered again)", num(at_end.redeliveries));
+  row("update time asked (ms)", num(options.update_time.count()));
+  row("updates started / done / duplicate ids / refused", num(at_end.updates) + " / " + num(at_end.updates_done) +
+                                                              " / " + num(at_end.update_duplicates) + " / " +
+                                                              num(at_end.updates_refused));
+  row("update late against the update time p50 / p99 / max (ms)",
+      num(update_lag_p50) + " / " + num(update_lag_p99) + " / " + num(at_end.max_update_lag_ms));
+  row("healthy events sent", num(at_end.healthy_events));
   row("results sent / acked", num(at_end.results_sent) + " / " + num(at_end.results_acked));
   row("members held at the end", num(at_end.members));
   row("messages received", num(at_end.messages_in));
@@ -915,32 +1052,41 @@ int main(int argc, char** argv) {
       all_connected_after ? nlohmann::ordered_json(std::round(*all_connected_after * 100) / 100) : nullptr;
   // ordered: "bench" comes first on the line.
   nlohmann::ordered_json line = {{"bench", "agent_simulator"},
-               {"machine", mach},
-               {"build", build},
-               {"hosts", options.hosts},
-               {"members_per_host", options.members_per_host},
-               {"threads", options.threads},
-               {"seconds", std::round(ran_seconds * 10) / 10},
-               {"all_connected_seconds", all_connected},
-               {"connections_up", at_end.connected},
-               {"welcomes", at_end.welcomes},
-               {"reconnects", at_end.reconnects},
-               {"disconnects", at_end.disconnects},
-               {"connect_failures", at_end.connect_failures},
-               {"refused", at_end.refused},
-               {"heartbeats_sent", at_end.heartbeats},
-               {"heartbeats_per_second", std::round(hb_rate)},
-               {"heartbeat_lag_ms_p50", lag_p50},
-               {"heartbeat_lag_ms_p99", lag_p99},
-               {"heartbeat_lag_ms_max", at_end.max_lag_ms},
-               {"commands_handled", at_end.commands},
-               {"starts", at_end.starts},
-               {"stops", at_end.stops},
-               {"logs", at_end.logs},
-               {"results_sent", at_end.results_sent},
-               {"results_acked", at_end.results_acked},
-               {"members_at_end", at_end.members},
-               {"closed_cleanly", clean}};
+                                 {"machine", mach},
+                                 {"build", build},
+                                 {"hosts", options.hosts},
+                                 {"members_per_host", options.members_per_host},
+                                 {"threads", options.threads},
+                                 {"seconds", std::round(ran_seconds * 10) / 10},
+                                 {"all_connected_seconds", all_connected},
+                                 {"connections_up", at_end.connected},
+                                 {"welcomes", at_end.welcomes},
+                                 {"reconnects", at_end.reconnects},
+                                 {"disconnects", at_end.disconnects},
+                                 {"connect_failures", at_end.connect_failures},
+                                 {"refused", at_end.refused},
+                                 {"heartbeats_sent", at_end.heartbeats},
+                                 {"heartbeats_per_second", std::round(hb_rate)},
+                                 {"heartbeat_lag_ms_p50", lag_p50},
+                                 {"heartbeat_lag_ms_p99", lag_p99},
+                                 {"heartbeat_lag_ms_max", at_end.max_lag_ms},
+                                 {"commands_handled", at_end.commands},
+                                 {"starts", at_end.starts},
+                                 {"stops", at_end.stops},
+                                 {"logs", at_end.logs},
+                                 {"update_time_ms", options.update_time.count()},
+                                 {"updates", at_end.updates},
+                                 {"updates_done", at_end.updates_done},
+                                 {"update_duplicates", at_end.update_duplicates},
+                                 {"updates_refused", at_end.updates_refused},
+                                 {"update_lag_ms_p50", update_lag_p50},
+                                 {"update_lag_ms_p99", update_lag_p99},
+                                 {"update_lag_ms_max", at_end.max_update_lag_ms},
+                                 {"healthy_events", at_end.healthy_events},
+                                 {"results_sent", at_end.results_sent},
+                                 {"results_acked", at_end.results_acked},
+                                 {"members_at_end", at_end.members},
+                                 {"closed_cleanly", clean}};
   std::printf("%s\n", line.dump().c_str());
   std::fflush(stdout);
   return 0;
