@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <functional>
+#include <limits>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -513,6 +515,178 @@ TEST_F(Fleet, MaintenanceRestartRespectsMaxUnavailableAndSurvivesAnAgentRestart)
       EXPECT_LE(out, 1) << "at event " << e.dump();
     }
   }
+  EXPECT_TRUE(events_of_type("HealingDelayed").empty());
+}
+
+// Two sibling clusters; maintenance replace targets api only.
+constexpr const char* kReplaceApp = R"(application: shop
+operational: {autoscaling: "off"}
+groups:
+  - name: backend
+    clusters:
+      - name: api
+        members: {desired: 3}
+        artifact: {version: "1", command: ["tranche-hello", "--port", "${PORT_HTTP}"]}
+        ports: [http]
+        health:
+          http: {port: http, path: /healthz}
+          intervalSeconds: 1
+        update: {maxUnavailable: 1, maxSurge: 1, minReadySeconds: 1}
+      - name: cache
+        members: {desired: 2}
+        artifact: {version: "7", command: ["tranche-hello", "--port", "${PORT_MAIN}"]}
+        ports: [main]
+        health: {tcp: {port: main}}
+        update: {minReadySeconds: 0}
+)";
+
+// The fewest Active and the most existing members of one cluster at any
+// instant after `since`, replayed from the event log (exact, where polling
+// could miss a short dip).
+struct ClusterExtremes {
+  long fewest_active = std::numeric_limits<long>::max();
+  long most_existing = 0;
+  bool saw_start = false;
+  int changes = 0;  // member state changes replayed after `since`
+};
+
+ClusterExtremes replay_cluster(const std::vector<json>& events, const std::string& cluster,
+                               const std::function<bool(const json&)>& since) {
+  ClusterExtremes out;
+  std::map<std::string, std::string> state;
+  for (const auto& e : events) {
+    if (!out.saw_start && since(e)) {
+      out.saw_start = true;
+    }
+    if (e["type"] != "MemberStateChanged" || e["path"] != cluster) {
+      continue;
+    }
+    state[e["member"]] = e["to"];
+    if (out.saw_start) {
+      ++out.changes;
+      const long active = std::count_if(state.begin(), state.end(), [](const auto& s) { return s.second == "Active"; });
+      const long existing =
+          std::count_if(state.begin(), state.end(), [](const auto& s) { return s.second != "Terminated"; });
+      out.fewest_active = std::min(out.fewest_active, active);
+      out.most_existing = std::max(out.most_existing, existing);
+    }
+  }
+  return out;
+}
+
+TEST_F(Fleet, MaintenanceReplaceGivesNewMembersWithinMaxUnavailableAndSurgeAndLeavesTheSiblingAlone) {
+  write_file(dir_.path() / "replace.yaml", kReplaceApp);
+  ASSERT_EQ(controller_->cli({"apply", "-f", (dir_.path() / "replace.yaml").string()}).exit_code, 0);
+  ASSERT_TRUE(wait_until(
+      [&] { return active("shop/backend/api").size() == 3 && active("shop/backend/cache").size() == 2; }, 30s))
+      << get({"get", "members", "-o", "json"}).dump(2) << controller_->process().err();
+  std::map<std::string, int64_t> originals;
+  for (const auto& m : members("shop/backend/api")) {
+    originals[m["id"]] = m["pid"];
+  }
+  std::map<std::string, int64_t> sibling;
+  for (const auto& m : members("shop/backend/cache")) {
+    sibling[m["id"]] = m["pid"];
+  }
+  ASSERT_EQ(originals.size(), 3u);
+  ASSERT_EQ(sibling.size(), 2u);
+
+  auto set = controller_->cli({"set", "maintenance", "replace", "shop/backend/api"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+
+  // Poll every member listing while it runs: never fewer than desired -
+  // maxUnavailable (2) Active; done when three Active members are all new
+  // and the node is back to off.
+  size_t fewest_polled = 3;
+  std::vector<json> last;
+  const bool done = wait_until(
+      [&] {
+        last = members("shop/backend/api");
+        std::vector<std::string> serving;
+        for (const auto& m : last) {
+          if (m["state"] == "Active") {
+            serving.push_back(m["id"]);
+          }
+        }
+        fewest_polled = std::min(fewest_polled, serving.size());
+        if (serving.size() != 3 || std::any_of(serving.begin(), serving.end(),
+                                               [&](const std::string& id) { return originals.contains(id); })) {
+          return false;
+        }
+        const json d = get({"describe", "shop/backend/api", "-o", "json"});
+        return d["tree"][0]["maintenance"]["effective"] == "off";
+      },
+      90s);
+  ASSERT_TRUE(done) << json(last).dump(2) << get({"describe", "shop/backend/api", "-o", "json"}).dump(2)
+                    << controller_->process().err();
+  EXPECT_GE(fewest_polled, 2u) << "polled Active members of shop/backend/api";
+
+  // Every original member was stopped, with its process.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const json gone = get({"get", "members", "shop/backend/api", "--state", "Terminated", "-o", "json"});
+        std::set<std::string> ids;
+        for (const auto& m : gone["items"]) {
+          ids.insert(m["id"]);
+        }
+        return std::all_of(originals.begin(), originals.end(), [&](const auto& o) { return ids.contains(o.first); });
+      },
+      20s))
+      << get({"get", "members", "shop/backend/api", "--state", "Terminated", "-o", "json"}).dump(2);
+  for (const auto& [id, pid] : originals) {
+    EXPECT_TRUE(wait_until([&, pid = pid] { return !process_alive(pid); }, 5s)) << id << " (pid " << pid << ")";
+  }
+  const auto now = members("shop/backend/api");
+  ASSERT_EQ(now.size(), 3u) << json(now).dump(2);
+  std::set<std::string> new_ids;
+  for (const auto& m : now) {
+    EXPECT_FALSE(originals.contains(m["id"])) << m["id"] << " is an original: replace gives new ids";
+    EXPECT_EQ(m["state"], "Active");
+    EXPECT_TRUE(process_alive(m["pid"])) << m.dump();
+    new_ids.insert(m["id"]);
+  }
+  EXPECT_EQ(new_ids.size(), 3u);
+
+  // The sibling cluster was not touched: same members, same processes.
+  const auto cache = members("shop/backend/cache");
+  ASSERT_EQ(cache.size(), sibling.size()) << json(cache).dump(2);
+  for (const auto& m : cache) {
+    ASSERT_TRUE(sibling.contains(m["id"])) << m.dump();
+    EXPECT_EQ(m["pid"], sibling[m["id"]]) << m["id"];
+    EXPECT_EQ(m["state"], "Active") << m["id"];
+  }
+
+  // The whole run from the event log: never fewer than 2 Active, never more
+  // than desired + maxSurge (4) members in existence, nothing for the sibling.
+  const auto events = [&] {
+    std::vector<json> out;
+    auto r = controller_->cli({"events", "-o", "json"});
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      out.push_back(json::parse(line));
+    }
+    return out;
+  }();
+  auto started = [](const json& e) {
+    return e["type"] == "OperationalStateChanged" && e["path"] == "shop/backend/api" && e["to"] == "replace";
+  };
+  const ClusterExtremes api = replay_cluster(events, "shop/backend/api", started);
+  ASSERT_TRUE(api.saw_start);
+  ASSERT_GT(api.changes, 0);
+  EXPECT_GE(api.fewest_active, 2) << "desired 3 - maxUnavailable 1";
+  EXPECT_LE(api.most_existing, 4) << "desired 3 + maxSurge 1";
+  bool after = false;
+  for (const auto& e : events) {
+    after = after || started(e);
+    if (after && e["type"] == "MemberStateChanged") {
+      EXPECT_NE(e["path"], "shop/backend/cache") << e.dump();
+    }
+  }
+  const auto completed = std::count_if(events.begin(), events.end(), [](const json& e) {
+    return e["type"] == "OperationalStateChanged" && e["path"] == "shop/backend/api" &&
+           e["message"].get<std::string>().find("completed: every member replaced") != std::string::npos;
+  });
+  EXPECT_EQ(completed, 1) << "one completion event";
   EXPECT_TRUE(events_of_type("HealingDelayed").empty());
 }
 
