@@ -61,7 +61,8 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
       }
       self->closed_ = true;
       spdlog::info("closing agent connection: {}", reason);
-      self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason), [self](error_code) {});
+      self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),
+                            asio::bind_executor(self->strand_, [self](error_code) {}));
     });
   }
 
@@ -72,15 +73,19 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
     }
     writing_ = true;
     ws_.text(true);
-    ws_.async_write(asio::buffer(queue_.front()), [self = shared_from_this()](error_code ec, size_t) {
-      self->writing_ = false;
-      self->queue_.pop_front();
-      if (ec) {
-        self->closed_ = true;
-        return;
-      }
-      self->pump();
-    });
+    // The stream's own executor is the io_context's: without the strand the
+    // completion would touch queue_ and the stream concurrently with send()
+    // and the read loop (seen as double frees under load, bench/rollout).
+    ws_.async_write(asio::buffer(queue_.front()),
+                    asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
+                      self->writing_ = false;
+                      self->queue_.pop_front();
+                      if (ec) {
+                        self->closed_ = true;
+                        return;
+                      }
+                      self->pump();
+                    }));
   }
 
   Strand strand_;
