@@ -16,6 +16,19 @@
 
 namespace tranche {
 
+namespace {
+
+// The planner takes the oldest members first.
+template <class Member>
+std::vector<Member*> in_ordinal_order(const std::vector<Member*>& members) {
+  std::vector<Member*> ordered(members.begin(), members.end());
+  std::sort(ordered.begin(), ordered.end(),
+            [](const Member* a, const Member* b) { return a->record.ordinal < b->record.ordinal; });
+  return ordered;
+}
+
+}  // namespace
+
 std::optional<Fleet::ActiveRollout> Fleet::load_rollout(const ApplicationRecord& app) {
   auto record = store_.latest_rollout(app.name);
   if (!record || !*record) {
@@ -214,9 +227,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
 
   std::vector<RolloutMember> view;
   view.reserve(members.size());
-  std::vector<MemberEntry*> ordered(members.begin(), members.end());
-  std::sort(ordered.begin(), ordered.end(),
-            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
+  const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   for (MemberEntry* m : ordered) {
     view.push_back(RolloutMember{m->record.id, m->state, m->record.revision == rollout.record.target_revision,
                                  m->record.revision, m->record.updated_at});
@@ -336,9 +347,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
       return v.setting == Setting::kMaintenance && v.value == "replace" && v.path == member_path(m.record);
     });
   };
-  std::vector<MemberEntry*> ordered(members.begin(), members.end());
-  std::sort(ordered.begin(), ordered.end(),
-            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
+  const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   std::vector<RolloutMember> view;
   std::map<std::string, MemberEntry*> by_id;
   bool any = false;
