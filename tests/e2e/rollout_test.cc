@@ -2,7 +2,7 @@
 // real agents and real tranche-hello members: availability bounds of a
 // rolling replace, the in-place update hook, the canary pause, health gating
 // with rollback, and rollouts that survive the controller being SIGKILLed
-// at random instants.
+// at random steps of the rollout (after a random number of committed events).
 
 #include <signal.h>
 
@@ -683,7 +683,7 @@ TEST_F(Rollouts, FailingHealthRollsBack) {
 }
 
 // Fault injection (quality.md, "Crash anywhere"): SIGKILL the controller at
-// random instants of rollouts, at least kMinKills times in all, restarting
+// random steps of rollouts (after a random number of committed events), at least kMinKills times in all, restarting
 // it each time; `check_round` checks each rollout's outcome. The seed comes
 // from TRANCHE_E2E_SEED when set, and is printed.
 class RolloutsUnderKills : public Rollouts {
@@ -707,8 +707,9 @@ class RolloutsUnderKills : public Rollouts {
     std::cout << "fault injection seed " << seed << '\n';
     notes_ += "fault injection seed " + std::to_string(seed) + "\n";
     std::mt19937 random(seed);
-    // Within one rollout's duration: a batch takes about a second here.
-    std::uniform_int_distribution<int> delay_ms(0, 1500);
+    // A random step of the rollout: the kill lands right after the k-th
+    // event committed since the last start (each member change is one).
+    std::uniform_int_distribution<int> events_before_kill(0, 8);
 
     int kills = 0;
     for (int number = 1; number <= kMaxRounds && kills < kMinKills; ++number) {
@@ -719,9 +720,9 @@ class RolloutsUnderKills : public Rollouts {
       ASSERT_TRUE(answer["rollout"].is_number_integer()) << answer.dump();
       round.target = answer["revision"];
       while (round.kills < kMaxKillsPerRound) {
-        const int delay = delay_ms(random);
-        // A random instant of the rollout, not a wait for a state.
-        std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+        const int k = events_before_kill(random);
+        const uint64_t base = last_seq();
+        wait_until([&] { return last_seq() >= base + static_cast<uint64_t>(k); }, 5s);
         json now = rollout();
         if (is_finished_phase(now.value("phase", ""))) {
           break;
@@ -730,7 +731,7 @@ class RolloutsUnderKills : public Rollouts {
         ++kills;
         ++round.kills;
         const std::string note = "kill " + std::to_string(kills) + ": round " + std::to_string(number) + ", after " +
-                                 std::to_string(delay) + " ms, " + now.value("phase", "?") + ", updated " +
+                                 std::to_string(k) + " events, " + now.value("phase", "?") + ", updated " +
                                  (now["clusters"].empty() ? std::string("?") : now["clusters"][0]["updated"].dump()) +
                                  "/" + std::to_string(web.desired) + "\n";
         notes_ += note;
