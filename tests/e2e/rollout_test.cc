@@ -683,9 +683,10 @@ TEST_F(Rollouts, FailingHealthRollsBack) {
 }
 
 // Fault injection (quality.md, "Crash anywhere"): SIGKILL the controller at
-// random steps of rollouts (after a random number of committed events), at least kMinKills times in all, restarting
-// it each time; `check_round` checks each rollout's outcome. The seed comes
-// from TRANCHE_E2E_SEED when set, and is printed.
+// random steps of rollouts (after a random number of committed events), at
+// least kMinKills times in all, restarting it each time; `check_round`
+// checks each rollout's outcome. The seed comes from TRANCHE_E2E_SEED when
+// set, and is printed.
 class RolloutsUnderKills : public Rollouts {
  protected:
   static constexpr int kMinKills = 10;
