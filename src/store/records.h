@@ -54,6 +54,9 @@ struct OperationalValueRecord {
   std::optional<std::string> previous_value;
   std::string set_by;
   TimePoint set_at{};
+  // Maintenance only: every member at once, ignoring the cluster's
+  // maxUnavailable (model.md, "--all-at-once").
+  bool all_at_once = false;
 
   bool operator==(const OperationalValueRecord&) const = default;
 };

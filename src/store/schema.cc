@@ -178,8 +178,16 @@ CREATE TABLE rollouts (
 )sql");
 }
 
+// Version 5: a maintenance value may ignore the cluster's maxUnavailable
+// (--all-at-once); values written before it did not.
+Status step_4_to_5(sqlite3* db) {
+  return exec(db, R"sql(
+ALTER TABLE operational_values ADD COLUMN all_at_once INTEGER NOT NULL DEFAULT 0;
+)sql");
+}
+
 // kSteps[n] turns version n into n + 1.
-constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4};
+constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4, step_4_to_5};
 constexpr int kCurrentVersion = static_cast<int>(std::size(kSteps));
 
 Result<int64_t> query_int(sqlite3* db, const char* sql, int64_t if_no_row) {

@@ -27,7 +27,7 @@ namespace {
 // one braced initializer and written with one bind() in that same order.
 #define APPLICATION_COLUMNS "name, current_revision, deployed, version, operation_seq, created_at, updated_at"
 #define REVISION_COLUMNS "app, number, manifest_json, author, summary, created_at"
-#define VALUE_COLUMNS "app, path, setting, value, expires_at, previous_value, set_by, set_at"
+#define VALUE_COLUMNS "app, path, setting, value, expires_at, previous_value, set_by, set_at, all_at_once"
 #define SCALE_COLUMNS "app, cluster, desired, base_desired, reason, decided_at"
 #define MEMBER_COLUMNS                                                                                              \
   "id, app, cluster, ordinal, host, state, revision, version, pid, ports_json, healing_delayed_since, created_at, " \
@@ -158,7 +158,7 @@ ApplicationRecord read_application(Row r) {
 }
 RevisionRecord read_revision(Row r) { return {r.text(), r.i64(), r.text(), r.text(), r.text(), r.time()}; }
 OperationalValueRecord read_value(Row r) {
-  return {r.text(), r.text(), r.setting(), r.text(), r.opt_time(), r.opt_text(), r.text(), r.time()};
+  return {r.text(), r.text(), r.setting(), r.text(), r.opt_time(), r.opt_text(), r.text(), r.time(), r.i64() != 0};
 }
 ClusterScaleRecord read_scale(Row r) { return {r.text(), r.text(), r.i64(), r.i64(), r.text(), r.time()}; }
 RolloutRecord read_rollout(Row r) {
@@ -501,8 +501,9 @@ class SqliteStore final : public Store {
 
   Status apply(const PutOperationalValue& m, EventCounter&, CommitResult&) {
     const OperationalValueRecord& v = m.record;
-    return query("INSERT OR REPLACE INTO operational_values (" VALUE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        .bind(v.app, v.path, to_string(v.setting), v.value, v.expires_at, v.previous_value, v.set_by, v.set_at)
+    return query("INSERT OR REPLACE INTO operational_values (" VALUE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(v.app, v.path, to_string(v.setting), v.value, v.expires_at, v.previous_value, v.set_by, v.set_at,
+              int64_t{v.all_at_once})
         .run();
   }
 

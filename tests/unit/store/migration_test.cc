@@ -83,6 +83,10 @@ TEST(StoreMigration, Version3FixtureIsWhatSteps0To3Create) {
   expect_fixture_is_what_the_steps_create("store-v3.sql", 3);
 }
 
+TEST(StoreMigration, Version4FixtureIsWhatSteps0To4Create) {
+  expect_fixture_is_what_the_steps_create("store-v4.sql", 4);
+}
+
 // The table added by version 3 works in a migrated store.
 void expect_cluster_scales_work(Store& store, const std::string& app, int64_t app_version) {
   EXPECT_TRUE(ok(store.list_cluster_scales(app)).empty());
@@ -261,9 +265,8 @@ TEST(StoreMigration, MigratesTheVersion3Fixture) {
   const std::string path = dir.file("store.db");
   load_fixture(path, "store-v3.sql");
   auto store = ok(open_sqlite_store({path}));
-  EXPECT_EQ(current_schema_version(), 4);
   EXPECT_EQ(store->schema_version(), current_schema_version());
-  EXPECT_EQ(meta(path, "schema_version"), "4\n");
+  EXPECT_EQ(meta(path, "schema_version"), std::to_string(current_schema_version()) + "\n");
 
   // The data is intact, the autoscaler's decisions included.
   std::vector<std::string> apps;
@@ -359,6 +362,78 @@ TEST(StoreMigration, MigratesTheVersion3Fixture) {
   expect_rollouts_work(*store, "shop", 5);
 }
 
+TEST(StoreMigration, MigratesTheVersion4Fixture) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v4.sql");
+  auto store = ok(open_sqlite_store({path}));
+  EXPECT_EQ(current_schema_version(), 5);
+  EXPECT_EQ(store->schema_version(), current_schema_version());
+  EXPECT_EQ(meta(path, "schema_version"), "5\n");
+
+  // The data is intact, the rollout included; values written before version 5
+  // were never all at once.
+  const auto cart = ok(store->get_application("cart"));
+  ASSERT_TRUE(cart);
+  EXPECT_EQ(cart->version, 3);
+  EXPECT_EQ(ok(store->list_revisions("shop")).size(), 3u);
+  const OperationalValueRecord cluster{"cart",       "api", Setting::kMaintenance, "restart", std::nullopt,
+                                       std::nullopt, "ci",  at(1800000600000)};
+  OperationalValueRecord member0 = cluster;
+  member0.path = "api/0";
+  OperationalValueRecord member1 = cluster;
+  member1.path = "api/1";
+  EXPECT_THAT(ok(store->list_operational_values("cart")),
+              ElementsAre(OperationalValueRecord{"cart", "", Setting::kAutohealing, "off", at(1800000760000),
+                                                 std::nullopt, "ci", at(1800000160000)},
+                          cluster, member0, member1));
+  for (const OperationalValueRecord& v : ok(store->list_operational_values("cart"))) {
+    EXPECT_FALSE(v.all_at_once) << v.path;
+  }
+  EXPECT_EQ(ok(store->list_operational_values("shop")).size(), 2u);
+  EXPECT_EQ(ok(store->latest_rollout("cart")),
+            (RolloutRecord{.app = "cart",
+                           .id = 1,
+                           .from_revision = 1,
+                           .to_revision = 2,
+                           .target_revision = 2,
+                           .phase = "Succeeded",
+                           .reason = "every cluster is on revision 2",
+                           .promoted = false,
+                           .progress_json = R"({"api":{"failed":[],"failures":0,"status":"Done"}})",
+                           .author = "ci",
+                           .created_at = at(1800000400000),
+                           .updated_at = at(1800000410000),
+                           .finished_at = at(1800000410000),
+                           .version = 3}));
+  EXPECT_EQ(ok(store->list_cluster_scales("cart")).size(), 1u);
+  EXPECT_EQ(ok(store->list_members({.app = "shop", .cluster = "web"})).size(), 3u);
+  const auto events = ok(store->list_events({}));
+  ASSERT_EQ(events.size(), 12u);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].seq, i + 1);
+  }
+  EXPECT_EQ(events[11].message, "maintenance restart on cart/api");
+  EXPECT_EQ(ok(store->last_event_seq()), 12u);
+
+  // The new column works: an all-at-once marker replaces the old one, and the
+  // event log continues where it was in the same batch.
+  OperationalValueRecord all = member0;
+  all.set_by = "alice";
+  all.set_at = at(1800009500000);
+  all.all_at_once = true;
+  const CommitResult result = ok(store->commit(WriteBatch{
+      {{"cart", 3}},
+      {PutOperationalValue{all}, AppendEvent{{0, at(1800009500000), "cart", "cart/api/0", "", "OperationalStateChanged",
+                                              R"("restart")", R"("restart")", "maintenance restart (all at once)"}}}}));
+  EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{13});
+  const auto values = ok(store->list_operational_values("cart"));
+  ASSERT_EQ(values.size(), 4u);
+  EXPECT_EQ(values[2], all);
+  EXPECT_FALSE(values[3].all_at_once);
+  expect_rollouts_work(*store, "shop", 5);
+}
+
 TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   TempDir dir;
   const std::string path = dir.file("store.db");
@@ -368,7 +443,7 @@ TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   EXPECT_EQ(RawDb(path).query("PRAGMA journal_mode"), "wal\n");
 
   // The same schema as every old store brought forward.
-  for (const std::string fixture : {"store-v1.sql", "store-v2.sql", "store-v3.sql"}) {
+  for (const std::string fixture : {"store-v1.sql", "store-v2.sql", "store-v3.sql", "store-v4.sql"}) {
     const std::string old = dir.file(fixture + ".db");
     load_fixture(old, fixture);
     ok(open_sqlite_store({old}));
@@ -438,6 +513,23 @@ TEST(StoreMigration, AFailedStep3To4LeavesVersion3) {
   EXPECT_EQ(meta(path, "schema_version"), "3\n");
   EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('rollouts')"), "1\n");
   EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM cluster_scales"), "2\n");
+}
+
+TEST(StoreMigration, AFailedStep4To5LeavesVersion4) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v4.sql");
+  // A column of that name in the way of step 4 to 5.
+  RawDb(path).exec("ALTER TABLE operational_values ADD COLUMN all_at_once TEXT");
+
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr("step 4 to 5"));
+  EXPECT_EQ(meta(path, "schema_version"), "4\n");
+  EXPECT_EQ(RawDb(path).query("SELECT type FROM pragma_table_info('operational_values') WHERE name = 'all_at_once'"),
+            "TEXT\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM rollouts"), "1\n");
 }
 
 TEST(StoreMigration, RefusesADatabaseThatIsNotAStore) {

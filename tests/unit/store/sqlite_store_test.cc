@@ -62,7 +62,8 @@ struct Sample {
   RevisionRecord revision{"shop", 2, R"({"name":"shop"})", "alice", "clusters[0].members.max: 2 -> 4", at(3000)};
   OperationalValueRecord plain{"shop",  "web",   Setting::kAutohealing, "restart", std::nullopt, std::nullopt,
                                "alice", at(4000)};
-  OperationalValueRecord boxed{"shop", "web/3", Setting::kMaintenance, "on", at(9000), "off", "bob", at(4001)};
+  OperationalValueRecord boxed{"shop",   "web/3", Setting::kMaintenance, "restart", at(9000), "off", "bob",
+                               at(4001), true};
   MemberRecord member{"web/3",   "shop",   "web",   3,    "h-01",
                       "Running", 2,        "1.4.2", 4242, {{"http", 8080}, {"admin", 9090}},
                       at(4500),  at(1000), at(4600)};
