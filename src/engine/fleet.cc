@@ -794,7 +794,8 @@ const OperationalValueRecord* maintenance_marker(const std::vector<OperationalVa
 }  // namespace
 
 // model.md, "maintenance restart": marked members go into Maintenance a few
-// at a time, never leaving more than maxUnavailable of the cluster out.
+// at a time, never leaving more than maxUnavailable of the cluster out;
+// members marked --all-at-once go in the same pass, whatever the budget.
 void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const std::vector<OperationalValueRecord>& values) {
   int out = 0;
@@ -803,10 +804,11 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
   }
   const int budget = unavailable_budget(cluster.spec->update.max_unavailable, cluster.spec->members.desired);
   for (MemberEntry* m : members) {
-    if (out >= budget) {
-      return;
+    if (m->state != MemberState::kActive) {
+      continue;
     }
-    if (m->state == MemberState::kActive && maintenance_marker(values, member_path(m->record)) &&
+    const OperationalValueRecord* marker = maintenance_marker(values, member_path(m->record));
+    if (marker && (out < budget || marker->all_at_once) &&
         set_state(*m, MemberState::kMaintenance, "maintenance restart (autohealing off for it meanwhile)")) {
       ++out;
     }

@@ -342,17 +342,23 @@ void Fleet::relabel(MemberEntry& m, const ClusterRef& cluster) {
 
 bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                                     const std::vector<OperationalValueRecord>& values, int desired) {
-  auto marked = [&](const MemberEntry& m) {
-    return std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& v) {
-      return v.setting == Setting::kMaintenance && v.value == "replace" && v.path == member_path(m.record);
-    });
+  auto marker = [&](const MemberEntry& m) -> const OperationalValueRecord* {
+    for (const OperationalValueRecord& v : values) {
+      if (v.setting == Setting::kMaintenance && v.value == "replace" && v.path == member_path(m.record)) {
+        return &v;
+      }
+    }
+    return nullptr;
   };
   const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   std::vector<RolloutMember> view;
   std::map<std::string, MemberEntry*> by_id;
   bool any = false;
+  bool all_at_once = false;
   for (MemberEntry* m : ordered) {
-    const bool replace = marked(*m);
+    const OperationalValueRecord* v = marker(*m);
+    const bool replace = v != nullptr;
+    all_at_once = all_at_once || (replace && v->all_at_once);
     any = any || (replace && is_live(m->state));
     view.push_back(RolloutMember{m->record.id, m->state, !replace, m->record.revision, m->record.updated_at});
     by_id[m->record.id] = m;
@@ -366,6 +372,11 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
   policy.method = UpdatePolicy::Method::kReplace;
   policy.strategy = UpdatePolicy::Strategy::kRolling;
   policy.canary = 0;
+  if (all_at_once) {
+    // --all-at-once: every successor is created in one pass (surge = all);
+    // the old members serve until their successors are Active.
+    policy.max_surge = IntOrPercent{100, true};
+  }
   const ClusterRolloutStep step =
       plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
   for (const auto& id : step.retire) {
