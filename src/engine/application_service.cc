@@ -392,10 +392,6 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
   }
   json changes = json::array();
   std::vector<std::string> notes;
-  if (change.maintenance && *change.maintenance != "off" && change.all_at_once) {
-    return fail(ErrorCode::kUnprocessable,
-                "--all-at-once is not built yet; maintenance respects the cluster's maxUnavailable", "allAtOnce");
-  }
 
   for (Setting setting : kAllSettings) {
     const std::optional<std::string>& wanted = setting == Setting::kAutoscaling   ? change.autoscaling
@@ -422,8 +418,12 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
     }
 
     const OperationalValueRecord* old = find_value(*values, change.path, setting);
-    OperationalValueRecord record{app_name,     change.path,  setting,      *wanted,
-                                  std::nullopt, std::nullopt, caller.actor, now};
+    // The flag belongs to this value: a time box reverts to the previous value
+    // without it.
+    const bool all_at_once = maintenance_run && change.all_at_once;
+    OperationalValueRecord record{app_name,     change.path,  setting, *wanted,    std::nullopt,
+                                  std::nullopt, caller.actor, now,     all_at_once};
+    const std::string shown = *wanted + (all_at_once ? " (all at once)" : "");
     std::string until;
     if (change.duration) {
       record.expires_at = now + *change.duration;
@@ -435,8 +435,11 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
     const json from = old ? json(old->value) : json(nullptr);
     batch.mutations.push_back(
         AppendEvent{make_event(now, app_name, full_path(app_name, change.path), "", "OperationalStateChanged", from,
-                               *wanted, name + " " + *wanted + " on " + where + until)});
+                               *wanted, name + " " + shown + " on " + where + until)});
     changes.push_back({{"path", change.path}, {"setting", name}, {"from", from}, {"to", *wanted}});
+    if (all_at_once) {
+      changes.back()["allAtOnce"] = true;
+    }
 
     if (change.propagate) {
       for (const auto& v : *values) {
@@ -451,7 +454,7 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
       }
     }
     if (setting == Setting::kMaintenance) {
-      mark_for_maintenance(app_name, change.path, *wanted, *members, caller, now, batch);
+      mark_for_maintenance(app_name, change.path, *wanted, all_at_once, *members, caller, now, batch);
     }
   }
 
@@ -470,11 +473,12 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
 
 // model.md: maintenance acts on the members that exist when the command is
 // accepted. Each gets its own explicit value as a durable marker, which the
-// fleet clears when the member has resumed; "off" clears the markers of
+// fleet clears when the member has resumed (a marker carries --all-at-once,
+// the pacing the fleet follows for that member); "off" clears the markers of
 // members not yet taken into maintenance (those in it finish and resume).
 void ApplicationService::mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value,
-                                              const std::vector<MemberRecord>& members, const Caller& caller,
-                                              TimePoint now, WriteBatch& batch) const {
+                                              bool all_at_once, const std::vector<MemberRecord>& members,
+                                              const Caller& caller, TimePoint now, WriteBatch& batch) const {
   for (const auto& m : members) {
     const std::string node = member_path(m);
     if (!is_at_or_below(node, path) || node == path) {
@@ -482,7 +486,7 @@ void ApplicationService::mark_for_maintenance(const std::string& app, const std:
     }
     if (value != "off") {
       batch.mutations.push_back(PutOperationalValue{
-          {app, node, Setting::kMaintenance, value, std::nullopt, std::nullopt, caller.actor, now}});
+          {app, node, Setting::kMaintenance, value, std::nullopt, std::nullopt, caller.actor, now, all_at_once}});
     } else if (m.state != "Maintenance") {
       batch.mutations.push_back(DeleteOperationalValue{app, node, Setting::kMaintenance});
     }

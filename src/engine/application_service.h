@@ -92,7 +92,7 @@ class ApplicationService {
   Result<View> load_view(const std::string& app) const;
   // Members that exist now; Terminated ones are history.
   Result<std::vector<MemberRecord>> current_members(const std::string& app) const;
-  void mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value,
+  void mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value, bool all_at_once,
                             const std::vector<MemberRecord>& members, const Caller& caller, TimePoint now,
                             WriteBatch& batch) const;
   struct CurrentRollout {

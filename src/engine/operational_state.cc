@@ -82,6 +82,7 @@ SettingView resolve(const std::vector<OperationalValueRecord>& values, const std
     if (const auto* v = find_explicit(values, *at, setting)) {
       view.effective = v->value;
       view.source = *at;
+      view.all_at_once = v->all_at_once;
       return view;
     }
     at = parent_path(*at);
@@ -111,6 +112,9 @@ nlohmann::json to_json(const NodeOperationalView& view) {
     j["source"] = v.source ? nlohmann::json(*v.source) : nlohmann::json("default");
     if (v.expires_at) {
       j["expiresAt"] = format_rfc3339(*v.expires_at);
+    }
+    if (v.all_at_once) {
+      j["allAtOnce"] = true;
     }
     out[std::string(to_string(s))] = std::move(j);
   }

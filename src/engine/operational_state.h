@@ -26,6 +26,7 @@ struct SettingView {
   // Path of the node the effective value comes from; nullopt: the default.
   std::optional<std::string> source;
   std::optional<TimePoint> expires_at;  // of the explicit value
+  bool all_at_once = false;             // of the effective value (maintenance only)
 };
 
 struct NodeOperationalView {

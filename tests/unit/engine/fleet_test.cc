@@ -437,17 +437,6 @@ TEST_F(FleetTest, MaintenanceValueReturnsToOffWhenEveryMemberResumed) {
   EXPECT_NE(changed.back().message.find("completed"), std::string::npos) << changed.back().message;
 }
 
-TEST_F(FleetTest, AllAtOnceMaintenanceIsRefusedForNow) {
-  Joined a = join("a");
-  apply();
-  fleet_->tick();
-  auto all = parse_operational_change({{"maintenance", "restart"}, {"allAtOnce", true}});
-  auto refused = apps_->set_operational_state("shop", *all, {"t", "t"});
-  ASSERT_FALSE(refused.has_value());
-  EXPECT_EQ(refused.error().code, ErrorCode::kUnprocessable);
-  EXPECT_EQ(refused.error().field, "allAtOnce");
-}
-
 std::vector<EventRecord> events_of(Store& store, const std::string& type) {
   auto all = store.list_events({0, std::nullopt, 100000}).value();
   std::erase_if(all, [&](const EventRecord& e) { return e.type != type; });
