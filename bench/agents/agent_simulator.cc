@@ -6,14 +6,16 @@
 // /agent/v1/connect speaking the agent protocol through tranche_protocol:
 // hello, welcome, a heartbeat every heartbeatIntervalSeconds listing the
 // members the controller told it to start, ack at once for every command,
-// results for start/stop/logs/update (an in-place update takes exactly
-// --update-time). Members come from the controller's placement; the
-// simulator only serves what it is told.
+// results for start/stop/logs/update/maintenance (an in-place update takes
+// exactly --update-time, a maintenance restart --maintenance-time). Members
+// come from the controller's placement; the simulator only serves what it is
+// told. --kill-hosts K kills K hosts abruptly (quality.md P3).
 //
 //   tranche-agent-simulator --server http://127.0.0.1:PORT --join-token T --hosts N
 //       [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]
-//       [--start-delay 0ms] [--update-time 0ms] [--slots 10000] [--progress 10s]
-//       [--stats-file PATH]
+//       [--start-delay 0ms] [--update-time 0ms] [--maintenance-time 0ms] [--slots 10000]
+//       [--progress 10s] [--stats-file PATH]
+//       [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]
 //
 // At the end it closes every connection and prints its own counters as a
 // table and one JSON line {"bench":"agent_simulator", ...}.
@@ -30,6 +32,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -77,10 +80,19 @@ struct Options {
   double connect_rate = 500;  // new connections per second
   int threads = 2;
   milliseconds start_delay = 0ms;
-  milliseconds update_time = 0ms;  // how long every in-place update takes (quality.md P2's T)
+  milliseconds update_time = 0ms;       // how long every in-place update takes (quality.md P2's T)
+  milliseconds maintenance_time = 0ms;  // how long every maintenance restart takes
   int64_t slots = 10000;
   milliseconds progress = 10s;
   std::string stats_file;  // rewritten every second with the running totals (JSON)
+  // quality.md P3: K hosts die abruptly, after --kill-after or on each
+  // SIGUSR1 (K others each time), and never come back. close: the TCP connection ends without a WebSocket
+  // close frame, as when the agent is SIGKILLed; silent: nothing more is sent
+  // or answered on a connection left open, as when its network is cut off.
+  int kill_hosts = 0;
+  std::optional<milliseconds> kill_after;
+  std::string kill_mode = "close";
+  std::string kill_file;  // one JSON line per killed host: {host, hostId, killedAtMs}
 };
 
 // "250ms", "2s", "1.5m", "1h"; a bare number is seconds.
@@ -142,8 +154,10 @@ std::string read_first_line(const std::string& path) {
 const char* kUsage =
     "usage: tranche-agent-simulator --server http://HOST:PORT (--join-token T | --join-token-file F) --hosts N\n"
     "         [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]\n"
-    "         [--start-delay 0ms] [--update-time 0ms] [--slots 10000] [--progress 10s] [--stats-file PATH]\n"
-    "Simulates N agents (one WebSocket each) and the members the controller places on them.\n";
+    "         [--start-delay 0ms] [--update-time 0ms] [--maintenance-time 0ms] [--slots 10000] [--progress 10s]\n"
+    "         [--stats-file PATH] [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]\n"
+    "Simulates N agents (one WebSocket each) and the members the controller places on them.\n"
+    "With --kill-hosts, K of them die abruptly after --kill-after, or on SIGUSR1.\n";
 
 std::optional<Options> parse_options(int argc, char** argv) {
   Options o;
@@ -166,6 +180,17 @@ std::optional<Options> parse_options(int argc, char** argv) {
         o.server = value;
       } else if (flag == "--stats-file") {
         o.stats_file = value;
+      } else if (flag == "--kill-file") {
+        o.kill_file = value;
+      } else if (flag == "--kill-hosts") {
+        o.kill_hosts = std::stoi(value);
+      } else if (flag == "--kill-mode") {
+        if (value != "close" && value != "silent") return bad("--kill-mode is close or silent, got '" + value + "'");
+        o.kill_mode = value;
+      } else if (flag == "--kill-after") {
+        auto d = parse_duration(value);
+        if (!d) return bad("bad --kill-after '" + value + "' (e.g. 10s)");
+        o.kill_after = *d;
       } else if (flag == "--join-token") {
         o.join_token = value;
       } else if (flag == "--join-token-file") {
@@ -182,13 +207,15 @@ std::optional<Options> parse_options(int argc, char** argv) {
         auto r = parse_rate(value);
         if (!r) return bad("bad --connect-rate '" + value + "' (e.g. 500/s)");
         o.connect_rate = *r;
-      } else if (flag == "--duration" || flag == "--start-delay" || flag == "--update-time" || flag == "--progress") {
+      } else if (flag == "--duration" || flag == "--start-delay" || flag == "--update-time" ||
+                 flag == "--maintenance-time" || flag == "--progress") {
         auto d = parse_duration(value);
         if (!d) return bad("bad " + flag + " '" + value + "' (e.g. 60s, 250ms)");
-        (flag == "--duration"      ? o.duration
-         : flag == "--start-delay" ? o.start_delay
-         : flag == "--update-time" ? o.update_time
-                                   : o.progress) = *d;
+        (flag == "--duration"           ? o.duration
+         : flag == "--start-delay"      ? o.start_delay
+         : flag == "--update-time"      ? o.update_time
+         : flag == "--maintenance-time" ? o.maintenance_time
+                                        : o.progress) = *d;
       } else {
         return bad("unknown option " + flag);
       }
@@ -201,6 +228,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
   }
   if (o.threads < 1 || o.members_per_host < 0 || o.slots < 1) {
     return bad("--threads and --slots must be at least 1, --members-per-host at least 0");
+  }
+  if (o.kill_hosts < 0 || o.kill_hosts > o.hosts) {
+    return bad("--kill-hosts must be between 0 and --hosts");
   }
   const std::string scheme = "http://";
   if (!o.server.starts_with(scheme)) {
@@ -237,6 +267,11 @@ struct Counters {
   std::atomic<uint64_t> update_duplicates{0};  // a known update id again: not started again
   std::atomic<uint64_t> updates_refused{0};    // member unknown or already updating
   std::atomic<uint64_t> healthy_events{0};
+  std::atomic<uint64_t> maintenances{0};            // maintenance commands started (new ids)
+  std::atomic<uint64_t> maintenances_done{0};       // ... resumed, result and `resumed` sent
+  std::atomic<uint64_t> maintenance_duplicates{0};  // a known maintenance id again
+  std::atomic<uint64_t> maintenances_refused{0};    // member unknown or not Running
+  std::atomic<uint64_t> killed{0};                  // hosts killed by --kill-hosts
   std::atomic<uint64_t> unknown_commands{0};
   std::atomic<uint64_t> results_sent{0};
   std::atomic<uint64_t> results_acked{0};
@@ -279,13 +314,30 @@ struct SimMember {
   // (the real agent keeps it in its command book).
   std::string done_update_id;
   std::string done_update_result;
+  std::string maintenance_id;  // the maintenance restart in progress, or the last one
 };
+
+// When this host's maintenance commands arrived (wall clock, Unix ms), for
+// quality.md P7: read by the main thread for the stats file while the
+// shard's thread writes them.
+struct MaintenanceArrivals {
+  std::atomic<int64_t> first_ms{0};
+  std::atomic<int64_t> last_ms{0};
+  std::atomic<int64_t> count{0};
+};
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 class SimHost {
  public:
   SimHost(Shard& shard, int index);
   void start(Clock::time_point first_connect);
   void stop();
+  // quality.md P3: dies abruptly and never reconnects (--kill-mode).
+  void kill();
+  const MaintenanceArrivals& maintenance_arrivals() const { return arrivals_; }
 
  private:
   asio::awaitable<void> run(Clock::time_point first_connect);
@@ -294,6 +346,8 @@ class SimHost {
   asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
   asio::awaitable<void> delayed_start(std::string command_id, std::string member);
   asio::awaitable<void> finish_update(std::string command_id, std::string member, nlohmann::json spec);
+  asio::awaitable<void> finish_maintenance(std::string command_id, std::string member);
+  void on_maintenance(const protocol::Command& command);
   protocol::Hello hello() const;
   void send(std::string text);
   void on_message(const std::string& text);
@@ -318,6 +372,8 @@ class SimHost {
   std::map<std::string, SimMember> members_;
   std::map<std::string, std::string> unacked_results_;  // command id -> result text, replayed on reconnect
   bool stopping_ = false;
+  bool killed_ = false;  // sends and answers nothing any more
+  MaintenanceArrivals arrivals_;
 };
 
 struct Shard {
@@ -334,6 +390,9 @@ struct Shard {
   std::vector<std::unique_ptr<SimHost>> hosts;  // destroyed before io
 };
 
+// The kill file is written by every shard's thread.
+std::mutex g_kill_file_mu;
+
 SimHost::SimHost(Shard& shard, int index)
     : shard_(shard), index_(index), hostname_("sim-" + std::to_string(index)), wait_timer_(shard.io) {}
 
@@ -344,6 +403,32 @@ void SimHost::stop() {
   wait_timer_.cancel();
   if (conn_) {
     close_connection(conn_);
+  }
+}
+
+void SimHost::kill() {
+  if (killed_) {
+    return;
+  }
+  killed_ = true;
+  stopping_ = true;  // never reconnects
+  wait_timer_.cancel();
+  const int64_t at = wall_ms();
+  if (conn_) {
+    conn_->heartbeat_timer.cancel();
+    conn_->outbox.clear();
+    if (shard_.options.kill_mode == "close") {
+      // No close frame: the controller's read ends as when the kernel closes
+      // the socket of a SIGKILLed agent.
+      error_code ignored;
+      beast::get_lowest_layer(conn_->ws).socket().close(ignored);
+    }
+  }
+  shard_.counters.killed.fetch_add(1, std::memory_order_relaxed);
+  if (!shard_.options.kill_file.empty()) {
+    const nlohmann::ordered_json line = {{"host", hostname_}, {"hostId", host_id_}, {"killedAtMs", at}};
+    std::lock_guard lock(g_kill_file_mu);
+    std::ofstream(shard_.options.kill_file, std::ios::app) << line.dump() << '\n';
   }
 }
 
@@ -499,7 +584,7 @@ Clock::time_point SimHost::next_heartbeat(Clock::time_point after) const {
 asio::awaitable<void> SimHost::heartbeat_loop(std::shared_ptr<Conn> conn) {
   Counters& c = shard_.counters;
   Clock::time_point due = Clock::now();
-  while (!conn->closed && !conn->close_requested) {
+  while (!conn->closed && !conn->close_requested && !killed_) {
     const auto now = Clock::now();
     const int64_t lag = std::chrono::duration_cast<milliseconds>(now - due).count();
     c.lag_ms[static_cast<size_t>(std::clamp<int64_t>(lag, 0, kLagBuckets - 1))] += 1;
@@ -528,7 +613,7 @@ asio::awaitable<void> SimHost::heartbeat_loop(std::shared_ptr<Conn> conn) {
 // dropped: results stay in unacked_results_ and are replayed, heartbeats
 // are simply the next one.
 void SimHost::send(std::string text) {
-  if (!conn_ || conn_->closed || conn_->close_requested) {
+  if (!conn_ || conn_->closed || conn_->close_requested || killed_) {
     return;
   }
   conn_->outbox.push_back(std::move(text));
@@ -561,6 +646,9 @@ asio::awaitable<void> SimHost::drain(std::shared_ptr<Conn> conn) {
 }
 
 void SimHost::on_message(const std::string& text) {
+  if (killed_) {
+    return;  // --kill-mode silent: the connection is open, nobody listens
+  }
   auto envelope = protocol::parse_envelope(text);
   if (!envelope) {
     return;
@@ -614,6 +702,14 @@ std::map<std::string, int> SimHost::fake_ports(const json& spec) {
 void SimHost::on_command(const protocol::Command& command) {
   Counters& c = shard_.counters;
   c.commands.fetch_add(1, std::memory_order_relaxed);
+  if (command.type == "maintenance") {
+    // Arrival before anything is sent back: when the agent has the command.
+    const int64_t now = wall_ms();
+    if (arrivals_.count.fetch_add(1, std::memory_order_relaxed) == 0) {
+      arrivals_.first_ms.store(now, std::memory_order_relaxed);
+    }
+    arrivals_.last_ms.store(now, std::memory_order_relaxed);
+  }
   send(protocol::to_json(protocol::Ack{command.id}).dump());
   if (auto it = unacked_results_.find(command.id); it != unacked_results_.end()) {
     if (c.redeliveries.fetch_add(1, std::memory_order_relaxed) < 5) {
@@ -654,6 +750,8 @@ void SimHost::on_command(const protocol::Command& command) {
     }
   } else if (command.type == "update") {
     on_update(command);
+  } else if (command.type == "maintenance") {
+    on_maintenance(command);
   } else if (command.type == "stop") {
     c.stops.fetch_add(1, std::memory_order_relaxed);
     const bool had = members_.erase(command.member) > 0;
@@ -751,6 +849,46 @@ asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string
   }
 }
 
+// model.md, "maintenance restart", as the real agent answers it (without a
+// hook or a journal): refused unless the member runs here and is Running;
+// otherwise Maintenance (in heartbeats: not healthy) for exactly
+// --maintenance-time, then Running with a fresh pid, the result with pid and
+// ports, and a `resumed` event. A known id is not started again.
+void SimHost::on_maintenance(const protocol::Command& command) {
+  Counters& c = shard_.counters;
+  auto it = members_.find(command.member);
+  if (it != members_.end() && it->second.maintenance_id == command.id) {
+    c.maintenance_duplicates.fetch_add(1, std::memory_order_relaxed);
+    return;  // in progress, or done and its result is in unacked_results_ until acked
+  }
+  if (it == members_.end() || it->second.state != "Running") {
+    c.maintenances_refused.fetch_add(1, std::memory_order_relaxed);
+    complete(command.id, false, "member is not running here", nullptr);
+    return;
+  }
+  c.maintenances.fetch_add(1, std::memory_order_relaxed);
+  it->second.state = "Maintenance";
+  it->second.maintenance_id = command.id;
+  asio::co_spawn(shard_.io, finish_maintenance(command.id, command.member), asio::detached);
+}
+
+asio::awaitable<void> SimHost::finish_maintenance(std::string command_id, std::string member) {
+  asio::steady_timer timer(shard_.io);
+  timer.expires_after(shard_.options.maintenance_time);
+  error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  auto it = members_.find(member);
+  if (it == members_.end() || it->second.maintenance_id != command_id || it->second.state != "Maintenance") {
+    co_return;  // stopped meanwhile
+  }
+  SimMember& m = it->second;
+  m.pid = shard_.next_pid++;
+  m.state = "Running";
+  complete(command_id, true, "no maintenance hook", json{{"pid", m.pid}, {"ports", m.ports}});
+  send(protocol::to_json(protocol::AgentEvent{"resumed", member, std::nullopt, "no maintenance hook"}).dump());
+  shard_.counters.maintenances_done.fetch_add(1, std::memory_order_relaxed);
+}
+
 // ---- reporting ------------------------------------------------------------------
 
 std::string machine() {
@@ -781,6 +919,7 @@ struct Totals {
   uint64_t heartbeats = 0, member_reports = 0, commands = 0, redeliveries = 0, starts = 0, stops = 0, logs = 0,
            unknown = 0, results_sent = 0, results_acked = 0, messages_in = 0, bytes_in = 0, bytes_out = 0;
   uint64_t updates = 0, updates_done = 0, update_duplicates = 0, updates_refused = 0, healthy_events = 0;
+  uint64_t maintenances = 0, maintenances_done = 0, maintenance_duplicates = 0, maintenances_refused = 0, killed = 0;
   int64_t members = 0, max_lag_ms = 0, max_update_lag_ms = 0;
 };
 
@@ -807,6 +946,11 @@ Totals sum(const std::vector<std::unique_ptr<Shard>>& shards) {
     t.update_duplicates += get(c.update_duplicates);
     t.updates_refused += get(c.updates_refused);
     t.healthy_events += get(c.healthy_events);
+    t.maintenances += get(c.maintenances);
+    t.maintenances_done += get(c.maintenances_done);
+    t.maintenance_duplicates += get(c.maintenance_duplicates);
+    t.maintenances_refused += get(c.maintenances_refused);
+    t.killed += get(c.killed);
     t.unknown += get(c.unknown_commands);
     t.results_sent += get(c.results_sent);
     t.results_acked += get(c.results_acked);
@@ -849,13 +993,41 @@ int64_t lag_quantile(const std::vector<std::unique_ptr<Shard>>& shards, LagHisto
 
 // The running totals for a driver script that wants rates over its own
 // window: written to a temporary file and renamed, so readers never see half.
-void write_stats(const std::string& path, const Totals& t, double seconds) {
-  const nlohmann::ordered_json j = {{"seconds", seconds},         {"connected", t.connected},
-                                    {"welcomes", t.welcomes},     {"reconnects", t.reconnects},
-                                    {"heartbeats", t.heartbeats}, {"member_reports", t.member_reports},
-                                    {"commands", t.commands},     {"results_sent", t.results_sent},
-                                    {"updates", t.updates},       {"updates_done", t.updates_done},
-                                    {"members", t.members},       {"max_lag_ms", t.max_lag_ms}};
+// With maintenance commands, also when each host got its first and last one
+// (Unix ms): `maintenance_hosts` is [[first, last, count], ...] of the hosts
+// that got any.
+void write_stats(const std::string& path, const std::vector<std::unique_ptr<Shard>>& shards, const Totals& t,
+                 double seconds) {
+  nlohmann::ordered_json j = {{"seconds", seconds},
+                              {"connected", t.connected},
+                              {"welcomes", t.welcomes},
+                              {"reconnects", t.reconnects},
+                              {"heartbeats", t.heartbeats},
+                              {"member_reports", t.member_reports},
+                              {"commands", t.commands},
+                              {"results_sent", t.results_sent},
+                              {"updates", t.updates},
+                              {"updates_done", t.updates_done},
+                              {"maintenances", t.maintenances},
+                              {"maintenances_done", t.maintenances_done},
+                              {"maintenances_refused", t.maintenances_refused},
+                              {"killed", t.killed},
+                              {"members", t.members},
+                              {"max_lag_ms", t.max_lag_ms}};
+  if (t.maintenances + t.maintenances_refused + t.maintenance_duplicates > 0) {
+    nlohmann::ordered_json hosts = nlohmann::ordered_json::array();
+    for (const auto& s : shards) {
+      for (const auto& h : s->hosts) {
+        const MaintenanceArrivals& a = h->maintenance_arrivals();
+        const int64_t count = a.count.load(std::memory_order_relaxed);
+        if (count > 0) {
+          hosts.push_back(
+              {a.first_ms.load(std::memory_order_relaxed), a.last_ms.load(std::memory_order_relaxed), count});
+        }
+      }
+    }
+    j["maintenance_hosts"] = std::move(hosts);
+  }
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -866,10 +1038,14 @@ void write_stats(const std::string& path, const Totals& t, double seconds) {
 
 std::atomic<bool> g_interrupted{false};
 
+std::atomic<bool> g_kill_now{false};
+
 extern "C" void on_signal(int) {
   // Only the flag here; the main loop checks it a few times a second.
   g_interrupted.store(true);
 }
+
+extern "C" void on_kill_signal(int) { g_kill_now.store(true); }
 
 }  // namespace
 
@@ -897,6 +1073,10 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGUSR1, on_kill_signal);
+  if (!options.kill_file.empty()) {
+    std::ofstream(options.kill_file, std::ios::trunc);
+  }
 
   const Clock::time_point started = Clock::now();
   std::vector<std::unique_ptr<Shard>> shards;
@@ -911,6 +1091,33 @@ int main(int argc, char** argv) {
                                   std::chrono::duration<double>(static_cast<double>(i) / options.connect_rate));
     s.hosts.back()->start(at);
   }
+  // --kill-hosts: round r kills hosts r, r + stride, r + 2 x stride, ...:
+  // spread over the index range, so over the heartbeat phases too, and
+  // never one killed before.
+  const int kill_stride = options.kill_hosts > 0 ? options.hosts / options.kill_hosts : 0;
+  int kill_round = 0;
+  auto kill_next = [&] {
+    if (kill_round >= kill_stride) {
+      std::fprintf(stderr, "simulator: no %d hosts left to kill\n", options.kill_hosts);
+      return;
+    }
+    std::fprintf(stderr, "simulator: killing %d host(s) (%s), round %d\n", options.kill_hosts,
+                 options.kill_mode.c_str(), kill_round);
+    std::vector<std::vector<SimHost*>> victims(shards.size());
+    for (int k = 0; k < options.kill_hosts; ++k) {
+      const int i = k * kill_stride + kill_round;
+      const size_t shard = static_cast<size_t>(i % options.threads);
+      victims[shard].push_back(shards[shard]->hosts[static_cast<size_t>(i / options.threads)].get());
+    }
+    for (size_t t = 0; t < shards.size(); ++t) {
+      asio::post(shards[t]->io, [hosts = std::move(victims[t])] {
+        for (SimHost* h : hosts) {
+          h->kill();
+        }
+      });
+    }
+    ++kill_round;
+  };
   std::fprintf(stderr, "simulator: %d hosts on %d thread(s), connecting at %.0f/s to %s for %.1f s\n", options.hosts,
                options.threads, options.connect_rate, options.server.c_str(),
                static_cast<double>(options.duration.count()) / 1000.0);
@@ -933,9 +1140,17 @@ int main(int argc, char** argv) {
   Totals last{};
   Clock::time_point last_at = started;
   Clock::time_point next_stats = started;
+  bool killed_after = false;
   while (!g_interrupted.load() && Clock::now() < end) {
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(10ms);
     const auto now = Clock::now();
+    if (options.kill_hosts > 0 && g_kill_now.exchange(false)) {
+      kill_next();
+    }
+    if (options.kill_hosts > 0 && options.kill_after && !killed_after && now >= started + *options.kill_after) {
+      killed_after = true;
+      kill_next();
+    }
     if (!all_connected_after) {
       if (sum(shards).connected >= options.hosts) {
         all_connected_after = std::chrono::duration<double>(now - started).count();
@@ -944,7 +1159,7 @@ int main(int argc, char** argv) {
     }
     if (!options.stats_file.empty() && now >= next_stats) {
       next_stats += 1s;
-      write_stats(options.stats_file, sum(shards), std::chrono::duration<double>(now - started).count());
+      write_stats(options.stats_file, shards, sum(shards), std::chrono::duration<double>(now - started).count());
     }
     if (options.progress.count() > 0 && now >= next_progress) {
       next_progress += options.progress;
@@ -1027,10 +1242,11 @@ int main(int argc, char** argv) {
   row("member reports in heartbeats", num(at_end.member_reports));
   row("heartbeat send lag p50 / p99 / max (ms)", num(lag_p50) + " / " + num(lag_p99) + " / " + num(at_end.max_lag_ms));
   row("commands handled", num(at_end.commands));
-  row("  start / stop / update / logs / other",
+  row("  start / stop / update / maintenance / logs / other",
       num(at_end.starts) + " / " + num(at_end.stops) + " / " +
-          num(at_end.updates + at_end.update_duplicates + at_end.updates_refused) + " / " + num(at_end.logs) + " / " +
-          num(at_end.unknown));
+          num(at_end.updates + at_end.update_duplicates + at_end.updates_refused) + " / " +
+          num(at_end.maintenances + at_end.maintenance_duplicates + at_end.maintenances_refused) + " / " +
+          num(at_end.logs) + " / " + num(at_end.unknown));
   row("  redelivered (answered again)", num(at_end.redeliveries));
   row("update time asked (ms)", num(options.update_time.count()));
   row("updates started / done / duplicate ids / refused", num(at_end.updates) + " / " + num(at_end.updates_done) +
@@ -1039,6 +1255,11 @@ int main(int argc, char** argv) {
   row("update late against the update time p50 / p99 / max (ms)",
       num(update_lag_p50) + " / " + num(update_lag_p99) + " / " + num(at_end.max_update_lag_ms));
   row("healthy events sent", num(at_end.healthy_events));
+  row("maintenance time asked (ms)", num(options.maintenance_time.count()));
+  row("maintenances started / resumed / duplicate ids / refused",
+      num(at_end.maintenances) + " / " + num(at_end.maintenances_done) + " / " + num(at_end.maintenance_duplicates) +
+          " / " + num(at_end.maintenances_refused));
+  row(("hosts killed (" + options.kill_mode + ")").c_str(), num(at_end.killed));
   row("results sent / acked", num(at_end.results_sent) + " / " + num(at_end.results_acked));
   row("members held at the end", num(at_end.members));
   row("messages received", num(at_end.messages_in));
@@ -1083,6 +1304,13 @@ int main(int argc, char** argv) {
                                  {"update_lag_ms_p99", update_lag_p99},
                                  {"update_lag_ms_max", at_end.max_update_lag_ms},
                                  {"healthy_events", at_end.healthy_events},
+                                 {"maintenance_time_ms", options.maintenance_time.count()},
+                                 {"maintenances", at_end.maintenances},
+                                 {"maintenances_done", at_end.maintenances_done},
+                                 {"maintenance_duplicates", at_end.maintenance_duplicates},
+                                 {"maintenances_refused", at_end.maintenances_refused},
+                                 {"hosts_killed", at_end.killed},
+                                 {"kill_mode", options.kill_mode},
                                  {"results_sent", at_end.results_sent},
                                  {"results_acked", at_end.results_acked},
                                  {"members_at_end", at_end.members},
