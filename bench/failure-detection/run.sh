@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# failure-detection: quality.md P3. A host killed (its agent SIGKILLed, or its
+# network cut off) must be Unreachable within the heartbeat timeout + one
+# interval, and the replacement of each of its members Starting <= 250 ms
+# after that. One controller, HOSTS simulated hosts
+# (tranche-agent-simulator), one cluster of HOSTS x MEMBERS_PER_HOST members;
+# the simulator kills KILL hosts at one instant (SIGUSR1, --kill-hosts) and
+# records it; the figures come from the controller's event log (GET /events):
+# the killed hosts' HostStateChanged -> Unreachable and the replacements'
+# MemberStateChanged -> Starting, all with ms timestamps of one machine clock.
+#
+#   bench/failure-detection/run.sh [PATH-TO-tranche [PATH-TO-tranche-agent-simulator]]
+#
+# Defaults: build-bench/src/tranche, and the simulator of the same build tree.
+# Environment:
+#   HOSTS (300)              simulated hosts, one WebSocket each
+#   MEMBERS_PER_HOST (2)     members per host (one cluster, spread evenly)
+#   KILL (10)                hosts killed at one instant
+#   KILL_MODE (close)        close: the TCP connection ends without a close
+#                            frame (what the kernel does for a SIGKILLed
+#                            agent); silent: the connection stays open and
+#                            nothing more is sent or answered (a cut network)
+#   HEARTBEAT (1s)           the controller's --heartbeat-interval
+#   HEARTBEAT_TIMEOUT (3s)   the controller's --heartbeat-timeout
+#   ROUNDS (3)               kills measured one after the other (KILL hosts each)
+#   SIM_THREADS (2)          simulator io threads
+#   CLI_TIMEOUT (20)         seconds any one HTTP call may take
+#   TIMEOUT (600)            deadline for the whole script
+#   KEEP (0)                 1: keep the work dir and say where
+#
+# Prints a table and one JSON line {"bench":"failure-detection",...}. Exit
+# status 1 when a killed host is never seen Unreachable or a member is never
+# replaced within the deadline.
+
+set -euo pipefail
+
+die() {
+  echo "failure-detection: $*" >&2
+  exit 1
+}
+note() { echo "failure-detection: $*" >&2; }
+calc() { awk "BEGIN { printf \"%.3f\", $* }"; }
+seconds_of() { # "2s", "500ms", "1.5" -> seconds
+  case "$1" in
+    *ms) calc "${1%ms} / 1000" ;;
+    *s) calc "${1%s}" ;;
+    *) calc "$1" ;;
+  esac
+}
+
+TRANCHE=${1:-build-bench/src/tranche}
+[[ -x "$TRANCHE" ]] || die "no executable tranche binary at $TRANCHE (build it, or pass its path)"
+TRANCHE=$(cd "$(dirname "$TRANCHE")" && pwd)/$(basename "$TRANCHE")
+SIMULATOR=${2:-$(dirname "$(dirname "$TRANCHE")")/bench/agents/tranche-agent-simulator}
+[[ -x "$SIMULATOR" ]] || die "no executable simulator at $SIMULATOR (build tranche-agent-simulator, or pass its path)"
+command -v jq >/dev/null || die "jq is not installed"
+command -v curl >/dev/null || die "curl is not installed"
+
+HOSTS=${HOSTS:-300}
+MEMBERS_PER_HOST=${MEMBERS_PER_HOST:-2}
+KILL=${KILL:-10}
+KILL_MODE=${KILL_MODE:-close}
+HEARTBEAT=${HEARTBEAT:-1s}
+HEARTBEAT_TIMEOUT=${HEARTBEAT_TIMEOUT:-3s}
+ROUNDS=${ROUNDS:-3}
+SIM_THREADS=${SIM_THREADS:-2}
+CLI_TIMEOUT=${CLI_TIMEOUT:-20}
+TIMEOUT=${TIMEOUT:-600}
+[[ "$HOSTS" =~ ^[0-9]+$ && "$HOSTS" -ge 2 ]] || die "HOSTS must be at least 2, got '$HOSTS'"
+[[ "$MEMBERS_PER_HOST" =~ ^[0-9]+$ && "$MEMBERS_PER_HOST" -ge 1 ]] || die "MEMBERS_PER_HOST must be at least 1"
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || die "ROUNDS must be at least 1"
+[[ "$KILL" =~ ^[0-9]+$ && "$KILL" -ge 1 && $((KILL * ROUNDS)) -lt "$HOSTS" ]] ||
+  die "KILL x ROUNDS must be at least 1 and below HOSTS"
+[[ "$KILL_MODE" == close || "$KILL_MODE" == silent ]] || die "KILL_MODE is close or silent, got '$KILL_MODE'"
+MEMBERS=$((HOSTS * MEMBERS_PER_HOST))
+# Room for the replacements on the hosts that are left.
+SLOTS=$((2 * MEMBERS_PER_HOST + 2))
+HB_S=$(seconds_of "$HEARTBEAT")
+TIMEOUT_S=$(seconds_of "$HEARTBEAT_TIMEOUT")
+BOUND_MS=$(awk -v t="$TIMEOUT_S" -v i="$HB_S" 'BEGIN { printf "%d", (t + i) * 1000 }')
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tranche-failure-detection.XXXXXX")
+CONTROLLER_PID=""
+SIM_PID=""
+WATCHDOG_PID=""
+
+stop_process() { # PID NAME
+  local pid=$1
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do # up to 10 s
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    note "$2 did not stop on SIGTERM within 10 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - INT TERM
+  if [[ -n "$WATCHDOG_PID" ]]; then
+    kill -TERM "$WATCHDOG_PID" 2>/dev/null || true
+    wait "$WATCHDOG_PID" 2>/dev/null || true
+  fi
+  stop_process "$SIM_PID" simulator
+  stop_process "$CONTROLLER_PID" controller
+  if [[ $status -ne 0 ]]; then
+    for f in controller.log simulator.err; do
+      if [[ -f "$WORK/$f" ]]; then
+        note "last lines of $f:"
+        tail -n 15 "$WORK/$f" >&2 || true
+      fi
+    done
+  fi
+  if [[ "${KEEP:-0}" == 1 ]]; then
+    note "work dir kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+(
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  sleep "$TIMEOUT" &
+  sleeper=$!
+  wait "$sleeper"
+  echo "failure-detection: the whole run took longer than TIMEOUT=${TIMEOUT} s; stopping" >&2
+  kill -TERM $$
+) &
+WATCHDOG_PID=$!
+
+MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+MACHINE="${MODEL:-unknown CPU}, $(nproc) CPUs, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+BUILD=unknown
+dir=$(dirname "$TRANCHE")
+while [[ "$dir" != / ]]; do
+  if [[ -f "$dir/CMakeCache.txt" ]]; then
+    BUILD=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$dir/CMakeCache.txt")
+    break
+  fi
+  dir=$(dirname "$dir")
+done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+alive() { kill -0 "$CONTROLLER_PID" 2>/dev/null || die "the controller exited ($1)"; }
+
+# --- controller ---------------------------------------------------------------
+DATA="$WORK/data"
+mkdir -p "$DATA"
+"$TRANCHE" controller --listen 127.0.0.1:0 --data-dir "$DATA" --heartbeat-interval "$HEARTBEAT" \
+  --heartbeat-timeout "$HEARTBEAT_TIMEOUT" >"$WORK/controller.log" 2>&1 &
+CONTROLLER_PID=$!
+URL=""
+for _ in $(seq 1 200); do # up to 20 s
+  kill -0 "$CONTROLLER_PID" 2>/dev/null || die "the controller exited during start-up"
+  if [[ -s "$DATA/controller.url" && -s "$DATA/admin.token" && -s "$DATA/join.token" ]]; then
+    URL=$(head -n 1 "$DATA/controller.url")
+    curl -sf -o /dev/null "$URL/readyz" 2>/dev/null && break
+  fi
+  URL=""
+  sleep 0.1
+done
+[[ -n "$URL" ]] || die "the controller did not become ready within 20 s"
+TOKEN=$(head -n 1 "$DATA/admin.token")
+api() { # METHOD PATH [curl args...]: the body on stdout; fails on a non-2xx answer
+  local method=$1 path=$2
+  shift 2
+  curl -sS --fail-with-body --max-time "$CLI_TIMEOUT" -X "$method" -H "Authorization: Bearer $TOKEN" "$@" \
+    "$URL/api/v1$path"
+}
+
+# --- simulated hosts: KILL others die at each SIGUSR1 ---------------------------
+"$SIMULATOR" --server "$URL" --join-token-file "$DATA/join.token" --hosts "$HOSTS" \
+  --members-per-host "$MEMBERS_PER_HOST" --slots "$SLOTS" --threads "$SIM_THREADS" --duration 24h --progress 30s \
+  --kill-hosts "$KILL" --kill-mode "$KILL_MODE" --kill-file "$WORK/kills.jsonl" \
+  >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
+SIM_PID=$!
+deadline=$((SECONDS + 30 + 3 * HOSTS / 500))
+while :; do
+  kill -0 "$SIM_PID" 2>/dev/null || die "the simulator exited"
+  alive "while hosts connected"
+  connected=$(api GET /hosts 2>/dev/null | jq '[.items[] | select(.connected and .state == "Ready")] | length' \
+    2>/dev/null || echo 0)
+  [[ "$connected" -ge "$HOSTS" ]] && break
+  [[ $SECONDS -lt $deadline ]] || die "only $connected of $HOSTS hosts connected in time"
+  sleep 0.5
+done
+note "$HOSTS hosts connected"
+
+# --- the application ------------------------------------------------------------
+APP=simfail
+cat >"$WORK/manifest.yaml" <<YAML
+application: $APP
+description: failure-detection benchmark, $MEMBERS members on $HOSTS simulated hosts
+clusters:
+  - name: web
+    members: {min: 1, max: $MEMBERS, desired: $MEMBERS}
+    artifact: {version: "1.0.0", command: ["sim"]}
+    ports: [main]
+    update: {minReadySeconds: 0}
+    operational: {autoscaling: "off"}
+    placement: {hostLabels: {sim: "1"}, slots: 1}
+YAML
+api POST /applications -H "Content-Type: application/yaml" --data-binary "@$WORK/manifest.yaml" >"$WORK/apply.json" ||
+  die "apply failed: $(cat "$WORK/apply.json")"
+active_count() {
+  api GET "/members?app=$APP&state=Active" 2>/dev/null | jq '.items | length' 2>/dev/null || echo -1
+}
+deadline=$((SECONDS + 120 + MEMBERS / 20))
+while :; do
+  alive "while members started"
+  active=$(active_count)
+  [[ "$active" -ge "$MEMBERS" ]] && break
+  [[ $SECONDS -lt $deadline ]] || die "only $active of $MEMBERS members Active in time"
+  sleep 1
+done
+note "all $MEMBERS members Active"
+
+# Every event after SEQ (paged), as one JSON array.
+events_since() { # SEQ
+  local since=$1 page all="[]" n
+  while :; do
+    page=$(api GET "/events?since=$since&limit=10000") || return 1
+    all=$(jq -c --argjson a "$all" '$a + .items' <<<"$page")
+    n=$(jq '.items | length' <<<"$page")
+    since=$(jq '.last' <<<"$page")
+    [[ "$n" -lt 10000 ]] && break
+  done
+  echo "$all"
+}
+newest_seq() {
+  local since=0 page n
+  while :; do
+    page=$(api GET "/events?since=$since&limit=10000") || return 1
+    n=$(jq '.items | length' <<<"$page")
+    since=$(jq '.last' <<<"$page")
+    [[ "$n" -lt 10000 ]] && break
+  done
+  echo "$since"
+}
+
+ROUND_JSON="[]"
+for round in $(seq 1 "$ROUNDS"); do
+  sleep 2 # a few heartbeats of a settled fleet
+  SEQ=$(newest_seq)
+  before=$(wc -l <"$WORK/kills.jsonl" 2>/dev/null || echo 0)
+  kill -USR1 "$SIM_PID"
+  deadline=$((SECONDS + 10))
+  while [[ $(wc -l <"$WORK/kills.jsonl") -lt $((before + KILL)) ]]; do
+    [[ $SECONDS -lt $deadline ]] || die "the simulator did not kill $KILL hosts"
+    sleep 0.05
+  done
+  tail -n "$KILL" "$WORK/kills.jsonl" | jq -s -c . >"$WORK/kills-$round.json"
+  # Wait for every killed host to be Unreachable and every one of its members
+  # to have a replacement Starting.
+  deadline=$((SECONDS + 60 + ${TIMEOUT_S%.*} * 3))
+  while :; do
+    alive "after the kill"
+    events_since "$SEQ" >"$WORK/events-$round.json"
+    result=$(jq -c --slurpfile kills "$WORK/kills-$round.json" '
+      def ms: (.[0:19] + "Z" | fromdate) * 1000 + (.[20:23] | tonumber);
+      ($kills[0] | map({key: .hostId, value: .killedAtMs}) | from_entries) as $killed |
+      [ .[] | select(.type == "HostStateChanged" and .to == "Unreachable" and
+                     ($killed[.path | ltrimstr("host/")] != null))
+        | {host: (.path | ltrimstr("host/")), at: (.time | ms)} ] as $unreachable |
+      [ .[] | select(.type == "MemberStateChanged" and .to == "Unreachable") | {member, at: (.time | ms)} ]
+        as $lost |
+      [ .[] | select(.type == "MemberStateChanged" and .to == "Starting" and .from == "Created")
+        | {member, at: (.time | ms)} ] as $started |
+      { killed: ($killed | length),
+        detection_ms: [ $unreachable[] | .at - $killed[.host] ],
+        lost: ($lost | length),
+        started: ($started | length),
+        # The i-th replacement answers the i-th member lost (one cluster).
+        replace_ms: [ range(0; [($lost | length), ($started | length)] | min) as $i
+                      | ($started | sort_by(.at))[$i].at - ($lost | sort_by(.at))[$i].at ],
+        unreachable: ($unreachable | length) }' "$WORK/events-$round.json")
+    unreachable=$(jq '.unreachable' <<<"$result")
+    lost=$(jq '.lost' <<<"$result")
+    started=$(jq '.started' <<<"$result")
+    if [[ "$unreachable" -ge "$KILL" && "$lost" -ge $((KILL * MEMBERS_PER_HOST)) && "$started" -ge "$lost" ]]; then
+      break
+    fi
+    [[ $SECONDS -lt $deadline ]] ||
+      die "round $round: $unreachable of $KILL hosts Unreachable, $started replacements for $lost members lost"
+    sleep 0.5
+  done
+  ROUND_JSON=$(jq -c --argjson r "$result" '. + [$r]' <<<"$ROUND_JSON")
+  note "round $round: $(jq -c '{detection_ms: (.detection_ms | max), replace_ms: (.replace_ms | max)}' <<<"$result")"
+  # The replacements are Active again before the next round.
+  deadline=$((SECONDS + 60))
+  while [[ $(active_count) -lt "$MEMBERS" ]]; do
+    [[ $SECONDS -lt $deadline ]] || die "the replacements of round $round did not become Active"
+    sleep 0.5
+  done
+done
+
+# --- report ---------------------------------------------------------------------
+SUMMARY=$(jq -c --argjson bound "$BOUND_MS" '
+  def q(p): sort | .[((length - 1) * p | floor)];
+  (map(.detection_ms) | add) as $d | (map(.replace_ms) | add) as $r |
+  { hosts_killed: ($d | length), members_replaced: ($r | length),
+    detection_ms_min: ($d | min), detection_ms_p50: ($d | q(0.5)), detection_ms_p99: ($d | q(0.99)),
+    detection_ms_max: ($d | max), detection_bound_ms: $bound, detection_within_bound: (($d | max) <= $bound),
+    replacement_starting_ms_p50: ($r | q(0.5)), replacement_starting_ms_p99: ($r | q(0.99)),
+    replacement_starting_ms_max: ($r | max), replacement_within_250ms: (($r | max) <= 250) }' <<<"$ROUND_JSON")
+s() { jq -r ".$1" <<<"$SUMMARY"; }
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "failure-detection (quality.md P3): $HOSTS simulated hosts, $MEMBERS members, $ROUNDS x $KILL hosts killed ($KILL_MODE)"
+echo "machine: $MACHINE; build: $BUILD; heartbeat interval $HEARTBEAT, timeout $HEARTBEAT_TIMEOUT"
+echo
+echo "| figure | value |"
+echo "| --- | --- |"
+echo "| hosts killed / members replaced | $(s hosts_killed) / $(s members_replaced) |"
+echo "| kill -> host Unreachable min / p50 / p99 / max (ms) | $(s detection_ms_min) / $(s detection_ms_p50) / $(s detection_ms_p99) / $(s detection_ms_max) |"
+echo "| bound: heartbeat timeout + 1 interval (ms) | $BOUND_MS ($(s detection_within_bound)) |"
+echo "| member Unreachable -> replacement Starting p50 / p99 / max (ms) | $(s replacement_starting_ms_p50) / $(s replacement_starting_ms_p99) / $(s replacement_starting_ms_max) |"
+echo "| replacement within 250 ms | $(s replacement_within_250ms) |"
+echo
+jq -c -n --argjson s "$SUMMARY" --argjson rounds "$ROUND_JSON" --arg machine "$MACHINE" --arg build "$BUILD" \
+  --argjson hosts "$HOSTS" --argjson members "$MEMBERS" --argjson kill "$KILL" --arg mode "$KILL_MODE" \
+  --arg hb "$HEARTBEAT" --arg hbt "$HEARTBEAT_TIMEOUT" --arg lb "$LOAD_BEFORE" --arg la "$LOAD_AFTER" '
+  {bench: "failure-detection", machine: $machine, build: $build, hosts: $hosts, members: $members,
+   kill_per_round: $kill, rounds: ($rounds | length), kill_mode: $mode, heartbeat_interval: $hb,
+   heartbeat_timeout: $hbt} + $s + {load_before: $lb, load_after: $la}'
