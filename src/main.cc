@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   auto* listen = ctl->add_option("--listen", controller.listen, "ADDR:PORT to serve the API on (port 0: any)");
   auto* data_dir = ctl->add_option("--data-dir", controller.data_dir, "store, tokens and state");
   ctl->add_option("--config", controller.config_file, "YAML settings; flags win")->check(CLI::ExistingFile);
+  auto* haproxy = ctl->add_option("--haproxy-socket", controller.haproxy_socket,
+                                  "HAProxy runtime API (stats socket ... level admin): PATH or 127.0.0.1:PORT");
+  ctl->add_flag("--no-lb-drain", controller.no_lb_drain,
+                "control experiment: stop members without draining them from the load balancer first");
   std::string heartbeat_interval;
   std::string heartbeat_timeout;
   ctl->add_option("--heartbeat-interval", heartbeat_interval, "how often agents report (default 2s)");
@@ -44,6 +48,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> given;
     if (listen->count() > 0) given.push_back("listen");
     if (data_dir->count() > 0) given.push_back("data-dir");
+    if (haproxy->count() > 0) given.push_back("haproxy-socket");
     exit_code = tranche::api::run_controller(controller, given);
   });
 

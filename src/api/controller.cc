@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -28,7 +29,9 @@
 #include "common/secrets.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
+#include "engine/balancer_sync.h"
 #include "engine/fleet.h"
+#include "lb/haproxy_runtime.h"
 #include "store/store.h"
 
 namespace tranche::api {
@@ -43,6 +46,8 @@ constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
 // one heartbeat interval.
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
+// Load balancer passes: a drained server leaves within this of its last session.
+constexpr auto kBalancerInterval = std::chrono::milliseconds(100);
 
 Status read_config(ControllerOptions& options, const std::vector<std::string>& flags_given) {
   YAML::Node root;
@@ -80,6 +85,8 @@ Status read_config(ControllerOptions& options, const std::vector<std::string>& f
         options.heartbeat_interval = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
       } else if (key == "heartbeatTimeoutSeconds") {
         options.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
+      } else if (key == "haproxySocket") {
+        if (!given("haproxy-socket")) options.haproxy_socket = value.as<std::string>();
       } else if (key == "apiThreads") {
         options.threads = std::clamp(value.as<int>(), 1, 64);
       } else {
@@ -236,10 +243,38 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   AccessControl access(**store, clock);
   ApplicationService apps(**store, clock);
   Fleet fleet(**store, clock,
-              FleetOptions{options.heartbeat_interval, options.heartbeat_timeout, std::chrono::seconds(10), *join});
+              FleetOptions{options.heartbeat_interval, options.heartbeat_timeout, std::chrono::seconds(10), *join,
+                           !options.no_lb_drain});
   if (auto loaded = fleet.load(); !loaded) {
     spdlog::error("fleet: {}", loaded.error().describe());
     return 1;
+  }
+  std::optional<lb::HaproxyRuntime> haproxy;
+  std::optional<BalancerSync> balancer;
+  if (!options.haproxy_socket.empty()) {
+    auto endpoint = lb::parse_haproxy_endpoint(options.haproxy_socket);
+    if (!endpoint) {
+      spdlog::error("--haproxy-socket: {}", endpoint.error().describe());
+      return 2;
+    }
+    haproxy.emplace(*endpoint);
+    balancer.emplace(*haproxy, clock);
+    fleet.attach_balancer(*balancer);
+    spdlog::info("load balancer: HAProxy runtime API at {}{}", lb::to_string(*endpoint),
+                 options.no_lb_drain ? " (--no-lb-drain: members are stopped without draining)" : "");
+  }
+  // Balancer calls block: a thread of their own, off the fleet's lock.
+  std::jthread balancer_loop;
+  if (balancer) {
+    balancer_loop = std::jthread([&balancer](std::stop_token stop) {
+      std::mutex mutex;
+      std::condition_variable_any wake;
+      while (!stop.stop_requested()) {
+        balancer->run_once();
+        std::unique_lock lock(mutex);
+        wake.wait_for(lock, stop, kBalancerInterval, [] { return false; });
+      }
+    });
   }
   ControllerApi api(apps, access, fleet, **store, metrics);
   if (auto ok = bootstrap_admin_token(access, data_dir); !ok) {

@@ -17,10 +17,12 @@ struct ControllerOptions {
   int threads = 4;
   std::chrono::milliseconds heartbeat_interval{2000};
   std::chrono::milliseconds heartbeat_timeout{6000};
+  std::string haproxy_socket;  // empty: no load balancer
+  bool no_lb_drain = false;
 };
 
 // Reads `options.config_file` into the fields not set on the command line
-// (`flags_given` names them: "listen", "data-dir"). Errors name the key.
+// (`flags_given` names them: "listen", "data-dir", "haproxy-socket"). Errors name the key.
 int run_controller(ControllerOptions options, const std::vector<std::string>& flags_given);
 
 }  // namespace tranche::api

@@ -43,7 +43,8 @@ constexpr const char* kAgentPath = "/agent/v1/connect";
 // the connection's strand, where writes go out one at a time in order.
 class WebSocketAgentLink final : public AgentLink, public std::enable_shared_from_this<WebSocketAgentLink> {
  public:
-  WebSocketAgentLink(Strand strand, beast::tcp_stream&& stream) : strand_(strand), ws_(std::move(stream)) {}
+  WebSocketAgentLink(Strand strand, beast::tcp_stream&& stream)
+      : strand_(strand), peer_address_(remote_address(stream)), ws_(std::move(stream)) {}
 
   websocket::stream<beast::tcp_stream>& ws() { return ws_; }
 
@@ -53,6 +54,8 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
       self->pump();
     });
   }
+
+  std::string peer_address() const override { return peer_address_; }
 
   void close(std::string reason) override {
     asio::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
@@ -88,7 +91,14 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
                     }));
   }
 
+  static std::string remote_address(beast::tcp_stream& stream) {
+    error_code ec;
+    const auto endpoint = stream.socket().remote_endpoint(ec);
+    return ec ? std::string() : endpoint.address().to_string();
+  }
+
   Strand strand_;
+  std::string peer_address_;
   websocket::stream<beast::tcp_stream> ws_;
   std::deque<std::string> queue_;
   bool writing_ = false;

@@ -12,6 +12,7 @@
 #include "engine/events.h"
 #include "engine/operational_state.h"
 #include "engine/scheduler.h"
+#include "lb/load_balancer.h"
 
 namespace tranche {
 
@@ -48,6 +49,11 @@ bool agent_runs(const std::string& agent_state) {
 Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
     : store_(store), clock_(clock), options_(std::move(options)), join_token_hash_(sha256_hex(options_.join_token)) {}
 
+void Fleet::attach_balancer(BalancerSync& balancer) {
+  std::lock_guard lock(mu_);
+  balancer_ = &balancer;
+}
+
 Status Fleet::load() {
   std::lock_guard lock(mu_);
   auto hosts = store_.list_hosts();
@@ -56,7 +62,7 @@ Status Fleet::load() {
   }
   const TimePoint now = clock_.now();
   for (auto& h : *hosts) {
-    hosts_[h.id] = HostEntry{h, nullptr, now, {}};
+    hosts_[h.id] = HostEntry{h, nullptr, {}, now, {}};
   }
   auto members = store_.list_members(MemberQuery{});
   if (!members) {
@@ -167,11 +173,12 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
     if (auto done = store_.commit(batch); !done) {
       return std::unexpected(done.error());
     }
-    host = &(hosts_[record.id] = HostEntry{record, nullptr, now, {}});
+    host = &(hosts_[record.id] = HostEntry{record, nullptr, {}, now, {}});
   }
   if (host->link && host->link.get() != link.get()) {
     host->link->close("replaced by a newer connection of the same host");
   }
+  host->address = link->peer_address();
   host->link = std::move(link);
   host->last_seen = now;
   if (host->record.labels != hello.labels || host->record.slots != hello.slots ||
@@ -602,6 +609,10 @@ void Fleet::send_outstanding(MemberEntry& m) {
       return;
     }
     send(host->second, protocol::Command{"start:" + m.record.id, "start", m.record.id, start_spec(m, *spec)});
+  } else if ((m.state == MemberState::kMaintenance || m.state == MemberState::kUpdating ||
+              m.state == MemberState::kStopping) &&
+             !out_of_traffic(m)) {
+    return;  // its load balancer still sends it requests: drained first
   } else if (m.state == MemberState::kMaintenance) {
     const ClusterSpec* spec = cluster_spec(m);
     json maintenance = {{"graceMs", options_.stop_grace.count()},
@@ -637,9 +648,68 @@ void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutati
     (void)set_state(m, MemberState::kTerminated, reason, std::move(also));
     return;
   }
-  if (can_transition(m.state, MemberState::kStopping)) {
+  if (m.state == MemberState::kActive && !out_of_traffic(m)) {
+    (void)set_state(m, MemberState::kDraining, reason + "; leaving its load balancer first", std::move(also));
+  } else if (can_transition(m.state, MemberState::kStopping)) {
     (void)set_state(m, MemberState::kStopping, reason, std::move(also));
   }
+}
+
+bool Fleet::out_of_traffic(const MemberEntry& m) {
+  if (!balancer_ || !options_.drain_before_stop) {
+    return true;
+  }
+  const ClusterSpec* spec = cluster_spec(m);
+  return !spec || spec->load_balancer.haproxy_backend.empty() ||
+         balancer_->presence(m.record.id) == BalancerPresence::kOut;
+}
+
+MemberState Fleet::planned_state(const MemberEntry& m) {
+  if (m.state != MemberState::kActive || !balancer_) {
+    return m.state;
+  }
+  const ClusterSpec* spec = cluster_spec(m);
+  const bool balanced = spec && !spec->load_balancer.haproxy_backend.empty();
+  return balanced && balancer_->presence(m.record.id) != BalancerPresence::kServing ? MemberState::kStarting : m.state;
+}
+
+// One target per member of a balanced cluster: Active members serve, every
+// other one leaves (at once when it never served: it is not there).
+std::map<std::string, BalancerTarget> Fleet::balancer_targets() {
+  std::map<std::string, BalancerTarget> targets;
+  for (const auto& [id, m] : members_) {
+    const ClusterSpec* spec = cluster_spec(m);
+    auto server = lb::server_name_for(id);
+    if (!spec || spec->load_balancer.haproxy_backend.empty() || !server) {
+      continue;
+    }
+    BalancerTarget target{spec->load_balancer.haproxy_backend, *server, std::nullopt, m.state == MemberState::kActive,
+                          std::chrono::seconds(0)};
+    if (options_.drain_before_stop) {
+      target.drain_timeout = std::chrono::seconds(spec->load_balancer.drain_timeout_seconds);
+    }
+    auto host = hosts_.find(m.record.host);
+    auto port = spec->ports.empty() ? m.record.ports.end() : m.record.ports.find(spec->ports.front());
+    if (host != hosts_.end() && !host->second.address.empty() && port != m.record.ports.end()) {
+      target.address = lb::ServerAddress{host->second.address, static_cast<uint16_t>(port->second)};
+    }
+    targets.emplace(id, std::move(target));
+  }
+  return targets;
+}
+
+std::optional<std::string> Fleet::balancer_problem(const ApplicationSpec& spec) const {
+  if (!balancer_) {
+    return std::nullopt;
+  }
+  for (const auto& node : flatten(spec)) {
+    if (node.cluster && !node.cluster->load_balancer.haproxy_backend.empty()) {
+      if (auto problem = balancer_->problem(node.cluster->load_balancer.haproxy_backend)) {
+        return "backend " + node.cluster->load_balancer.haproxy_backend + ": " + *problem;
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 // model.md, "autohealing off": the fact is recorded and published once, and
@@ -800,7 +870,7 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
                               const std::vector<OperationalValueRecord>& values) {
   int out = 0;
   for (const MemberEntry* m : members) {
-    out += is_live(m->state) && m->state != MemberState::kActive ? 1 : 0;
+    out += is_live(m->state) && planned_state(*m) != MemberState::kActive ? 1 : 0;
   }
   const int budget = unavailable_budget(cluster.spec->update.max_unavailable, cluster.spec->members.desired);
   for (MemberEntry* m : members) {
@@ -947,6 +1017,17 @@ void Fleet::tick() {
       continue;
     }
     std::optional<ActiveRollout> rollout = load_rollout(app);
+    if (rollout && (rollout->phase == RolloutPhase::kProgressing || rollout->phase == RolloutPhase::kRollingBack)) {
+      if (auto problem = balancer_problem(*spec)) {
+        // updates.md: a balancer that cannot drain pauses the rollout
+        // rather than letting it stop members that still get traffic.
+        set_phase(*rollout, RolloutPhase::kPaused,
+                  "the load balancer does not answer (" + *problem +
+                      "); no member leaves its backend meanwhile; `tranche rollout resume " + app.name +
+                      "` once it does");
+        (void)commit_rollout(*rollout);
+      }
+    }
     const bool settled = !rollout || observe_rollout(app, *rollout, by_cluster);
     for (const auto& node : flatten(*spec)) {
       if (node.cluster) {
@@ -969,8 +1050,15 @@ void Fleet::tick() {
     }
   }
   for (auto it = members_.begin(); it != members_.end();) {
-    send_outstanding(it->second);
-    it = it->second.state == MemberState::kTerminated ? members_.erase(it) : std::next(it);
+    MemberEntry& m = it->second;
+    if (m.state == MemberState::kDraining && out_of_traffic(m)) {
+      (void)set_state(m, MemberState::kStopping, "out of its load balancer's traffic");
+    }
+    send_outstanding(m);
+    it = m.state == MemberState::kTerminated ? members_.erase(it) : std::next(it);
+  }
+  if (balancer_) {
+    balancer_->set_targets(balancer_targets());
   }
 }
 
@@ -1020,7 +1108,7 @@ Result<json> Fleet::set_host_draining(const std::string& host_id, bool draining,
   return json{{"id", host_id}, {"state", h.record.state}, {"message", "host " + host_id + " is " + h.record.state}};
 }
 
-json Fleet::to_json(const MemberEntry& m) const {
+json Fleet::to_json(const MemberEntry& m) {
   json j = {{"id", m.record.id},           {"app", m.record.app},
             {"cluster", m.record.cluster}, {"host", m.record.host},
             {"state", m.record.state},     {"revision", m.record.revision},
@@ -1030,6 +1118,11 @@ json Fleet::to_json(const MemberEntry& m) const {
   j["load"] = m.stats ? json(m.stats->load) : json(nullptr);
   j["healingDelayedSince"] =
       m.record.healing_delayed_since ? json(format_rfc3339(*m.record.healing_delayed_since)) : json(nullptr);
+  const ClusterSpec* spec = balancer_ ? cluster_spec(m) : nullptr;
+  if (spec && !spec->load_balancer.haproxy_backend.empty()) {
+    j["loadBalancer"] = {{"backend", spec->load_balancer.haproxy_backend},
+                         {"state", to_string(balancer_->presence(m.record.id))}};
+  }
   return j;
 }
 

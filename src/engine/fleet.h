@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "engine/access.h"
+#include "engine/balancer_sync.h"
 #include "engine/member_state.h"
 #include "engine/rollout.h"
 #include "model/manifest.h"
@@ -41,6 +42,9 @@ class AgentLink {
   virtual ~AgentLink() = default;
   virtual void send(std::string message) = 0;
   virtual void close(std::string reason) = 0;
+  // The address the agent connects from, where the members of its host
+  // listen for a load balancer; empty when unknown.
+  virtual std::string peer_address() const { return {}; }
 };
 
 struct FleetOptions {
@@ -48,6 +52,10 @@ struct FleetOptions {
   std::chrono::milliseconds heartbeat_timeout{6000};
   std::chrono::milliseconds stop_grace{10000};
   std::string join_token;  // the secret agents join with
+  // With a load balancer: hold every command that stops a member's process
+  // until its server is drained. Off only for the control experiment
+  // (`--no-lb-drain`): servers are still added and removed, without waiting.
+  bool drain_before_stop = true;
 };
 
 class Fleet {
@@ -57,6 +65,11 @@ class Fleet {
   // Reads hosts and members from the store. Every known host gets a full
   // heartbeat timeout to reconnect before it is called Unreachable.
   Status load();
+
+  // Members of clusters with `loadBalancer` are kept in their backends
+  // through `balancer` from the next tick on; without one they are not
+  // registered anywhere. Call before the first tick.
+  void attach_balancer(BalancerSync& balancer);
 
   // An agent said hello: authenticates it, registers or refreshes its host,
   // sends `welcome`, and reconciles what it runs. Returns the host id.
@@ -86,6 +99,7 @@ class Fleet {
   struct HostEntry {
     HostRecord record;
     std::shared_ptr<AgentLink> link;
+    std::string address;  // its agent's, as last connected
     TimePoint last_seen{};
     std::map<std::string, protocol::MemberReport> reports;  // from the latest heartbeat
   };
@@ -161,6 +175,15 @@ class Fleet {
   // A member whose template equals its cluster's current one takes the
   // current revision's number without being touched.
   void relabel(MemberEntry& m, const ClusterRef& cluster);
+  // Load balancing (updates.md): whether the member takes no traffic from
+  // its backend (true when it has none), the targets for the balancer, and
+  // the balancer's problem with any backend of `spec`.
+  bool out_of_traffic(const MemberEntry& m);
+  // The state rollouts and maintenance pace by: an Active member that its
+  // load balancer does not send traffic to yet is not available yet.
+  MemberState planned_state(const MemberEntry& m);
+  std::map<std::string, BalancerTarget> balancer_targets();
+  std::optional<std::string> balancer_problem(const ApplicationSpec& spec) const;
   void count_usage();
   // Updates the load state and, with autoscaling on, decides a new member
   // count; returns the count the cluster should have now.
@@ -186,13 +209,14 @@ class Fleet {
   const ClusterSpec* cluster_of(const std::string& app, int64_t revision, const std::string& path);
   int64_t next_ordinal(const std::string& app, const std::string& cluster);
   nlohmann::json start_spec(const MemberEntry& m, const ClusterSpec& c) const;
-  nlohmann::json to_json(const MemberEntry& m) const;
+  nlohmann::json to_json(const MemberEntry& m);
   void report_failure_once(const std::string& key, const std::string& message);
 
   Store& store_;
   const Clock& clock_;
   FleetOptions options_;
   std::string join_token_hash_;
+  BalancerSync* balancer_ = nullptr;
 
   mutable std::mutex mu_;
   std::condition_variable log_results_;

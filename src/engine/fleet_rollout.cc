@@ -229,7 +229,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
   view.reserve(members.size());
   const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   for (MemberEntry* m : ordered) {
-    view.push_back(RolloutMember{m->record.id, m->state, m->record.revision == rollout.record.target_revision,
+    view.push_back(RolloutMember{m->record.id, planned_state(*m), m->record.revision == rollout.record.target_revision,
                                  m->record.revision, m->record.updated_at});
   }
   const bool promoted = rollout.record.promoted || rollout.phase == RolloutPhase::kRollingBack;
@@ -360,7 +360,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
     const bool replace = v != nullptr;
     all_at_once = all_at_once || (replace && v->all_at_once);
     any = any || (replace && is_live(m->state));
-    view.push_back(RolloutMember{m->record.id, m->state, !replace, m->record.revision, m->record.updated_at});
+    view.push_back(RolloutMember{m->record.id, planned_state(*m), !replace, m->record.revision, m->record.updated_at});
     by_id[m->record.id] = m;
   }
   if (!any) {

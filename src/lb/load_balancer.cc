@@ -67,4 +67,10 @@ Result<std::string> server_name_for(std::string_view member_id) {
   return name;
 }
 
+bool is_member_server_name(std::string_view name) {
+  std::string id(name);
+  std::ranges::replace(id, '_', '/');
+  return server_name_for(id).has_value();
+}
+
 }  // namespace tranche::lb

@@ -94,4 +94,8 @@ class LoadBalancer {
 // a member id.
 Result<std::string> server_name_for(std::string_view member_id);
 
+// Whether server_name_for gives `name` to some member: the servers Tranche
+// may remove from a backend (an operator's own servers never match).
+bool is_member_server_name(std::string_view name);
+
 }  // namespace tranche::lb

@@ -687,6 +687,9 @@ ClusterSpec read_cluster(const json& v, const std::string& path) {
   }
   if (const json* x = f.find("loadBalancer")) {
     c.load_balancer = read_load_balancer(*x, f.path("loadBalancer"));
+    if (c.ports.empty()) {
+      reject(f.path("loadBalancer"), "a load balancer needs a port: members are registered on their first port");
+    }
   }
   if (const json* x = f.find("placement")) {
     c.placement = read_placement(*x, f.path("placement"));
