@@ -84,34 +84,47 @@ Status Fleet::load() {
 }
 
 Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also) {
-  if (!can_transition(m.state, to)) {
-    return fail(ErrorCode::kInternal, "member " + m.record.id + ": no transition " + std::string(to_string(m.state)) +
-                                          " -> " + std::string(to_string(to)));
-  }
+  return set_states({&m}, to, reason, std::move(also));
+}
+
+// One commit for all of them: a fan-out to thousands of members costs one
+// fsync, not one each.
+Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
+                         std::vector<Mutation> also) {
   const TimePoint now = clock_.now();
-  MemberRecord next = m.record;
-  next.state = std::string(to_string(to));
-  next.updated_at = now;
-  if (is_live(to)) {
-    next.healing_delayed_since.reset();  // nothing left to heal
-  }
+  std::vector<MemberRecord> next;
   WriteBatch batch;
-  batch.mutations.push_back(PutMember{next});
-  batch.mutations.push_back(
-      AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
-                             "MemberStateChanged", m.record.state, next.state, reason)});
+  for (const MemberEntry* m : members) {
+    if (!can_transition(m->state, to)) {
+      return fail(ErrorCode::kInternal, "member " + m->record.id + ": no transition " +
+                                            std::string(to_string(m->state)) + " -> " + std::string(to_string(to)));
+    }
+    MemberRecord& n = next.emplace_back(m->record);
+    n.state = std::string(to_string(to));
+    n.updated_at = now;
+    if (is_live(to)) {
+      n.healing_delayed_since.reset();  // nothing left to heal
+    }
+    batch.mutations.push_back(PutMember{n});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, m->record.app, full_path(m->record.app, m->record.cluster), m->record.id,
+                               "MemberStateChanged", m->record.state, n.state, reason)});
+  }
   std::move(also.begin(), also.end(), std::back_inserter(batch.mutations));
   if (auto done = store_.commit(batch); !done) {
-    spdlog::error("member {}: cannot persist {} -> {}: {}", m.record.id, m.record.state, next.state,
-                  done.error().describe());
+    spdlog::error("{} member(s), first {}: cannot persist -> {}: {}", members.size(),
+                  members.empty() ? "" : members.front()->record.id, to_string(to), done.error().describe());
     return std::unexpected(done.error());
   }
-  spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next.state, reason);
-  m.record = std::move(next);
-  m.state = to;
-  m.command_sent = false;
-  if (to != MemberState::kStarting && to != MemberState::kActive) {
-    m.healthy_since.reset();
+  for (size_t i = 0; i < members.size(); ++i) {
+    MemberEntry& m = *members[i];
+    spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next[i].state, reason);
+    m.record = std::move(next[i]);
+    m.state = to;
+    m.command_sent = false;
+    if (to != MemberState::kStarting && to != MemberState::kActive) {
+      m.healthy_since.reset();
+    }
   }
   return {};
 }
@@ -873,15 +886,19 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
     out += is_live(m->state) && planned_state(*m) != MemberState::kActive ? 1 : 0;
   }
   const int budget = unavailable_budget(cluster.spec->update.max_unavailable, cluster.spec->members.desired);
+  std::vector<MemberEntry*> taken;
   for (MemberEntry* m : members) {
     if (m->state != MemberState::kActive) {
       continue;
     }
     const OperationalValueRecord* marker = maintenance_marker(values, member_path(m->record));
-    if (marker && (out < budget || marker->all_at_once) &&
-        set_state(*m, MemberState::kMaintenance, "maintenance restart (autohealing off for it meanwhile)")) {
+    if (marker && (out < budget || marker->all_at_once)) {
+      taken.push_back(m);
       ++out;
     }
+  }
+  if (!taken.empty()) {
+    (void)set_states(taken, MemberState::kMaintenance, "maintenance restart (autohealing off for it meanwhile)");
   }
 }
 

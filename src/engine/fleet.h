@@ -142,6 +142,8 @@ class Fleet {
   // All of these run with mu_ held.
   // Persists the change (with `also`, in the same batch) before it is acted on.
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also = {});
+  Status set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
+                    std::vector<Mutation> also = {});
   void start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                          const std::vector<OperationalValueRecord>& values);
   void resume_after_maintenance(MemberEntry& m, const std::string& message, const nlohmann::json& data);
