@@ -10,7 +10,7 @@ namespace {
 
 double ms(std::chrono::microseconds us) { return static_cast<double>(us.count()) / 1000.0; }
 
-// Two decimals are plenty for a JSON consumer and keep the line short.
+// Two decimals are plenty, and the table and the JSON line then agree.
 double rounded(double v) { return std::round(v * 100.0) / 100.0; }
 
 std::string url_of(const Options& opts) { return "http://" + opts.target.host_header + opts.target.path; }
@@ -43,9 +43,9 @@ std::string format_table(const Tally& tally, const Options& opts, std::chrono::m
   const auto& fresh = tally.by_mode(Mode::kNewConnection);
   line("keep-alive sent/failed", fmt::format("{}/{}", ka.sent, ka.failed));
   line("new-conn sent/failed", fmt::format("{}/{}", fresh.sent, fresh.failed));
-  line("latency p50", fmt::format("{:.2f} ms", ms(tally.latency().quantile(0.50))));
-  line("latency p99", fmt::format("{:.2f} ms", ms(tally.latency().quantile(0.99))));
-  line("latency max", fmt::format("{:.2f} ms", ms(tally.latency().max())));
+  line("latency p50", fmt::format("{:.2f} ms", rounded(ms(tally.latency().quantile(0.50)))));
+  line("latency p99", fmt::format("{:.2f} ms", rounded(ms(tally.latency().quantile(0.99)))));
+  line("latency max", fmt::format("{:.2f} ms", rounded(ms(tally.latency().max()))));
 
   out += fmt::format("\n  {:>7}  {:>6}  {:>6}  share of ok responses by version\n", "time", "ok", "failed");
   const double width_s = static_cast<double>(tally.interval().count()) / 1000.0;
