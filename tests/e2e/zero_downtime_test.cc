@@ -68,7 +68,9 @@ class ZeroDowntime : public ::testing::Test {
     const fs::path config = dir_.path() / "haproxy.cfg";
     write_file(config, "global\n  stats socket " + socket_.string() +
                            " level admin\n"
-                           "defaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n"
+                           // retries 0: a refused connection is a failed request, never hidden;
+                           // and HAProxy 2.6.12 can crash deleting a server with retries pending.
+                           "defaults\n  mode http\n  retries 0\n  timeout connect 1s\n  timeout client 10s\n"
                            "  timeout server 10s\n"
                            "frontend www\n  bind 127.0.0.1:" +
                            std::to_string(frontend_port_) +
