@@ -11,6 +11,7 @@
 
 #include "engine/application_service.h"
 #include "engine/fleet.h"
+#include "fake_agent_link.h"
 
 namespace tranche {
 namespace {
@@ -208,25 +209,6 @@ TEST_F(BalancerSyncTest, ABalancerThatIsDownIsAProblemAndNothingIsCalledOut) {
 
 // --- the fleet's side -------------------------------------------------------
 
-class LinkWithAddress final : public AgentLink {
- public:
-  void send(std::string message) override { sent.push_back(json::parse(message)); }
-  void close(std::string) override {}
-  std::string peer_address() const override { return "127.0.0.1"; }
-
-  std::vector<json> commands(const std::string& command) const {
-    std::vector<json> out;
-    for (const auto& m : sent) {
-      if (m["type"] == "command" && m.value("command", "") == command) {
-        out.push_back(m);
-      }
-    }
-    return out;
-  }
-
-  std::vector<json> sent;
-};
-
 std::string balanced_app(const std::string& version, const std::string& method = "replace") {
   return R"(application: shop
 clusters:
@@ -312,7 +294,7 @@ class FleetBalancerTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<ApplicationService> apps_;
   std::unique_ptr<Fleet> fleet_;
-  std::shared_ptr<LinkWithAddress> link_ = std::make_shared<LinkWithAddress>();
+  std::shared_ptr<FakeLink> link_ = std::make_shared<FakeLink>();
   std::string host_;
   std::set<std::string> answered_;
   uint64_t hb_seq_ = 0;

@@ -2,6 +2,7 @@
 // injected clock and in-process fake connections.
 
 #include "engine/fleet.h"
+#include "fake_agent_link.h"
 
 #include <gtest/gtest.h>
 
@@ -13,25 +14,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-class FakeLink final : public AgentLink {
- public:
-  void send(std::string message) override { sent.push_back(json::parse(message)); }
-  void close(std::string reason) override { closed = reason; }
-
-  std::vector<json> of_type(const std::string& type, const std::string& command = "") const {
-    std::vector<json> out;
-    for (const auto& m : sent) {
-      if (m["type"] == type && (command.empty() || m.value("command", "") == command)) {
-        out.push_back(m);
-      }
-    }
-    return out;
-  }
-
-  std::vector<json> sent;
-  std::string closed;
-};
 
 constexpr const char* kApp = R"(application: shop
 clusters:
@@ -403,7 +385,8 @@ TEST_F(FleetTest, MaintenanceRestartGoesAFewAtATimeAndEndsByItself) {
   auto off = parse_operational_change({{"path", "web"}, {"maintenance", "off"}});
   ASSERT_TRUE(apps_->set_operational_state("shop", *off, {"t", "t"}).has_value());
   const json second = a.link->of_type("command", "maintenance").back();
-  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"resumed", second["member"], std::nullopt, "ok"}));
+  fleet_->receive(a.id, "event",
+                  protocol::to_json(protocol::AgentEvent{"resumed", second["member"], std::nullopt, "ok"}));
   heartbeat(a, running);
   fleet_->tick();
   fleet_->tick();
@@ -430,9 +413,9 @@ TEST_F(FleetTest, MaintenanceValueReturnsToOffWhenEveryMemberResumed) {
   }
   fleet_->tick();
   const auto values = store_->list_operational_values("shop").value();
-  EXPECT_TRUE(std::none_of(values.begin(), values.end(),
-                           [](const OperationalValueRecord& v) { return v.setting == Setting::kMaintenance; }))
-      << "markers and the application's value are gone";
+  EXPECT_TRUE(std::none_of(values.begin(), values.end(), [](const OperationalValueRecord& v) {
+    return v.setting == Setting::kMaintenance;
+  })) << "markers and the application's value are gone";
   const auto changed = events_of(*store_, "OperationalStateChanged");
   EXPECT_NE(changed.back().message.find("completed"), std::string::npos) << changed.back().message;
 }
@@ -499,7 +482,8 @@ clusters:
          version + R"(", command: ["web"]}
     hooks: {update: ["sh", "-c", "true"]}
     operational: {autoscaling: "off"}
-    update: )" + update + "\n";
+    update: )" +
+         update + "\n";
 }
 
 class FleetRolloutTest : public FleetTest {

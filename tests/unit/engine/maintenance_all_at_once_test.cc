@@ -8,30 +8,13 @@
 #include "engine/application_service.h"
 #include "engine/fleet.h"
 #include "engine/operational_state.h"
+#include "fake_agent_link.h"
 
 namespace tranche {
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-class FakeLink final : public AgentLink {
- public:
-  void send(std::string message) override { sent.push_back(json::parse(message)); }
-  void close(std::string) override {}
-
-  std::vector<json> commands(const std::string& command) const {
-    std::vector<json> out;
-    for (const auto& m : sent) {
-      if (m["type"] == "command" && m.value("command", "") == command) {
-        out.push_back(m);
-      }
-    }
-    return out;
-  }
-
-  std::vector<json> sent;
-};
 
 // Five members, one of which may be out at a time; a successor is created
 // only when an old member may stop (maxSurge 1).
