@@ -141,6 +141,9 @@ std::string time_left(const std::string& expires_at) {
 // "off (explicit, 4m left)", "off (from backend)", "on (default)".
 std::string setting_cell(const json& s) {
   std::string out = s.value("effective", "?");
+  if (s.value("allAtOnce", false)) {
+    out += " all at once";
+  }
   if (!s["explicit"].is_null()) {
     out += s.contains("expiresAt") ? " (explicit, " + time_left(s["expiresAt"]) + ")" : " (explicit)";
   } else if (s["source"] == "default") {
