@@ -864,23 +864,23 @@ int unavailable_budget(const IntOrPercent& max_unavailable, int desired) {
   const int n = max_unavailable.percent ? max_unavailable.value * desired / 100 : max_unavailable.value;
   return std::max(n, 1);
 }
+}  // namespace
 
-const OperationalValueRecord* maintenance_marker(const std::vector<OperationalValueRecord>& values,
-                                                 const std::string& path) {
+Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValueRecord>& values) {
+  MaintenanceMarkers markers;
   for (const auto& v : values) {
-    if (v.setting == Setting::kMaintenance && v.path == path && v.value == "restart") {
-      return &v;
+    if (v.setting == Setting::kMaintenance && v.value != "off") {
+      markers.emplace(v.path, &v);  // node values too: a node path is never a member's
     }
   }
-  return nullptr;
+  return markers;
 }
-}  // namespace
 
 // model.md, "maintenance restart": marked members go into Maintenance a few
 // at a time, never leaving more than maxUnavailable of the cluster out;
 // members marked --all-at-once go in the same pass, whatever the budget.
 void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                              const std::vector<OperationalValueRecord>& values) {
+                              const MaintenanceMarkers& markers) {
   int out = 0;
   for (const MemberEntry* m : members) {
     out += is_live(m->state) && planned_state(*m) != MemberState::kActive ? 1 : 0;
@@ -891,8 +891,9 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
     if (m->state != MemberState::kActive) {
       continue;
     }
-    const OperationalValueRecord* marker = maintenance_marker(values, member_path(m->record));
-    if (marker && (out < budget || marker->all_at_once)) {
+    auto marker = markers.find(member_path(m->record));
+    if (marker != markers.end() && marker->second->value == "restart" &&
+        (out < budget || marker->second->all_at_once)) {
       taken.push_back(m);
       ++out;
     }
@@ -947,7 +948,7 @@ void Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
 }
 
 void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                              const std::vector<OperationalValueRecord>& values,
+                              const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
                               const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {
   const TimePoint now = clock_.now();
   std::vector<MemberEntry*> live;
@@ -983,14 +984,14 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       live.push_back(&m);
     }
   }
-  start_maintenance(cluster, members, values);
+  start_maintenance(cluster, members, markers);
   const int scaled = autoscale(cluster, values, scales);
   const int desired = cluster.app->deployed ? scaled : 0;
   // Failed members that autohealing off keeps are not compensated for.
   if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
     return;  // the rollout owns the cluster's members for now
   }
-  if (cluster.app->deployed && replace_for_maintenance(cluster, members, values, desired - held)) {
+  if (cluster.app->deployed && replace_for_maintenance(cluster, members, markers, desired - held)) {
     return;
   }
   const int64_t revision = held_revision(cluster, members, rollout);
@@ -1046,12 +1047,13 @@ void Fleet::tick() {
       }
     }
     const bool settled = !rollout || observe_rollout(app, *rollout, by_cluster);
+    const MaintenanceMarkers markers = index_markers(*values);
     for (const auto& node : flatten(*spec)) {
       if (node.cluster) {
         wanted.insert({app.name, node.path});
         if (settled) {
           reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, by_cluster[app.name + "/" + node.path], *values,
-                            *scales, rollout ? &*rollout : nullptr);
+                            markers, *scales, rollout ? &*rollout : nullptr);
         }
       }
     }

@@ -21,6 +21,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -144,15 +145,20 @@ class Fleet {
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also = {});
   Status set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
                     std::vector<Mutation> also = {});
+  // Members' maintenance markers (restart|replace) by member path, indexed
+  // once per pass: with every member marked, a scan per member would cost
+  // members x markers on every tick.
+  using MaintenanceMarkers = std::unordered_map<std::string, const OperationalValueRecord*>;
+  static MaintenanceMarkers index_markers(const std::vector<OperationalValueRecord>& values);
   void start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                         const std::vector<OperationalValueRecord>& values);
+                         const MaintenanceMarkers& markers);
   void resume_after_maintenance(MemberEntry& m, const std::string& message, const nlohmann::json& data);
   void complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
   static std::string maintenance_command_id(const MemberEntry& m);
   Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
   void reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                         const std::vector<OperationalValueRecord>& values,
+                         const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
                          const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout);
   // Rollouts (fleet_rollout.cc).
   std::optional<ActiveRollout> load_rollout(const ApplicationRecord& app);
@@ -197,7 +203,7 @@ class Fleet {
   // model.md, "maintenance replace": members marked for it are replaced by
   // new ones with the rollouts' replace step; false when none is marked.
   bool replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                               const std::vector<OperationalValueRecord>& values, int desired);
+                               const MaintenanceMarkers& markers, int desired);
   Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);

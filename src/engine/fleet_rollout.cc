@@ -341,14 +341,10 @@ void Fleet::relabel(MemberEntry& m, const ClusterRef& cluster) {
 }
 
 bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                                    const std::vector<OperationalValueRecord>& values, int desired) {
+                                    const MaintenanceMarkers& markers, int desired) {
   auto marker = [&](const MemberEntry& m) -> const OperationalValueRecord* {
-    for (const OperationalValueRecord& v : values) {
-      if (v.setting == Setting::kMaintenance && v.value == "replace" && v.path == member_path(m.record)) {
-        return &v;
-      }
-    }
-    return nullptr;
+    auto it = markers.find(member_path(m.record));
+    return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
   };
   const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   std::vector<RolloutMember> view;
