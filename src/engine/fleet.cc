@@ -483,17 +483,25 @@ const ClusterSpec* Fleet::cluster_spec(const MemberEntry& m) {
   return cluster_of(m.record.app, m.record.revision, m.record.cluster);
 }
 
+// Asked per member several times a tick (placement, the load balancer's
+// targets and gate): the clusters of a revision are indexed once.
 const ClusterSpec* Fleet::cluster_of(const std::string& app, int64_t revision, const std::string& path) {
-  const ApplicationSpec* spec = spec_of(app, revision);
-  if (!spec) {
-    return nullptr;
-  }
-  for (const auto& node : flatten(*spec)) {
-    if (node.cluster && node.path == path) {
-      return node.cluster;
+  const auto key = std::pair{app, revision};
+  auto index = cluster_index_.find(key);
+  if (index == cluster_index_.end()) {
+    const ApplicationSpec* spec = spec_of(app, revision);
+    if (!spec) {
+      return nullptr;
+    }
+    index = cluster_index_.emplace(key, std::map<std::string, const ClusterSpec*>{}).first;
+    for (const auto& node : flatten(*spec)) {
+      if (node.cluster) {
+        index->second.emplace(node.path, node.cluster);
+      }
     }
   }
-  return nullptr;
+  auto cluster = index->second.find(path);
+  return cluster == index->second.end() ? nullptr : cluster->second;
 }
 
 int64_t Fleet::next_ordinal(const std::string& app, const std::string& cluster) {

@@ -229,8 +229,9 @@ class Fleet {
   mutable std::mutex mu_;
   std::condition_variable log_results_;
   std::map<std::string, HostEntry> hosts_;
-  std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
-  std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;
+  std::map<std::string, MemberEntry> members_;                        // by id; Terminated ones leave memory
+  std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;  // never evicted: the index points into it
+  std::map<std::pair<std::string, int64_t>, std::map<std::string, const ClusterSpec*>> cluster_index_;
   // (app, cluster, revision a, revision b) -> whether their member templates are equal.
   std::map<std::tuple<std::string, std::string, int64_t, int64_t>, bool> same_template_;
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
