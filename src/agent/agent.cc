@@ -198,7 +198,9 @@ class Agent {
         m.state = "Exited";
         spdlog::info("member {} exited while the agent was down", id);
       } else if (m.process) {
-        spdlog::info("re-adopted member {} (pid {})", id, m.process->pid);
+        health_[id].healthy = m.healthy;
+        spdlog::info("re-adopted member {} (pid {}, {})", id, m.process->pid,
+                     m.healthy ? "healthy" : "not yet healthy");
       }
     }
     if (auto saved = save(); !saved) {
@@ -608,6 +610,7 @@ class Agent {
     }
     m.process = *process;
     m.state = "Running";
+    m.healthy = false;
     health_[id] = Health{};
     spdlog::info("member {} resumed after maintenance (pid {}): {}", id, process->pid, note);
     complete(command, true, note, json{{"pid", process->pid}, {"ports", process->ports}});
@@ -714,6 +717,7 @@ class Agent {
     m.spec = std::move(update.spec);
     m.health = std::move(update.health);
     m.stats = std::move(update.stats);
+    m.healthy = false;
     health_[id] = Health{};
     const std::string target = "revision " + std::to_string(m.spec.revision) + " (version " + m.spec.version + ")";
     auto process = driver_->start(m.spec, member_dir(id) / "logs");
@@ -863,6 +867,13 @@ class Agent {
     });
   }
 
+  void journal_health(const std::string& id, bool healthy) {
+    if (auto it = state_.members.find(id); it != state_.members.end()) {
+      it->second.healthy = healthy;
+      save();
+    }
+  }
+
   void on_probe(const std::string& id, const std::optional<ProbeResult>& result, const std::optional<Stats>& figures,
                 int threshold) {
     auto it = health_.find(id);
@@ -881,10 +892,12 @@ class Agent {
       h.failures = 0;
       if (!h.healthy) {
         h.healthy = true;
+        journal_health(id, true);
         send(protocol::to_json(protocol::AgentEvent{"healthy", id, std::nullopt, "health check passing"}));
       }
     } else if (++h.failures >= threshold && h.healthy) {
       h.healthy = false;
+      journal_health(id, false);
       send(protocol::to_json(protocol::AgentEvent{
           "unhealthy", id, std::nullopt, result->message + " (" + std::to_string(h.failures) + " checks in a row)"}));
     }

@@ -110,7 +110,8 @@ json member_to_json(const JournalMember& member) {
            {"process", member.process ? process_to_json(*member.process) : json(nullptr)},
            {"state", member.state},
            {"exitCode", member.exit_code ? json(*member.exit_code) : json(nullptr)},
-           {"update", member.update ? update_to_json(*member.update) : json(nullptr)}};
+           {"update", member.update ? update_to_json(*member.update) : json(nullptr)},
+           {"healthy", member.healthy}};
   return obj;
 }
 
@@ -133,6 +134,7 @@ JournalMember member_from_json(const json& obj, const std::string& where) {
   if (const auto it = obj.find("update"); it != obj.end() && !it->is_null()) {
     member.update = update_from_json(object_at(obj, "update", where), where + ".update");
   }
+  read(obj, "healthy", member.healthy);
   return member;
 }
 

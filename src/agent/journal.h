@@ -42,6 +42,11 @@ struct JournalMember {
   std::string state;
   std::optional<int> exit_code;
   std::optional<PendingUpdate> update;
+  // The last health verdict of the running process. Journaled so that an
+  // agent restarted under a healthy member keeps reporting it healthy until
+  // its own checks fail beyond the threshold, instead of reporting it
+  // unhealthy (and the controller failing it) before the first probe.
+  bool healthy = false;
 };
 
 struct JournalCommand {

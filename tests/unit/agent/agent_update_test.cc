@@ -363,6 +363,31 @@ TEST_F(AgentUpdateTest, AnAgentKilledDuringTheHookFinishesTheUpdateAfterItsResta
   EXPECT_EQ(read_file(runs), "run\n");  // not run again by the new incarnation
 }
 
+// An agent restarted under a healthy member must not report it unhealthy
+// before its first probe: the controller would fail a member that serves.
+TEST_F(AgentUpdateTest, AnAgentRestartedUnderAHealthyMemberKeepsReportingItHealthy) {
+  // A slow check, so that the first heartbeat after the restart goes out
+  // before the new incarnation's first probe has answered.
+  json slow = spec(1, "1.0");
+  slow["health"] = {{"exec", {"sh", "-c", "sleep 1"}}, {"timeoutSeconds", 3}, {"intervalSeconds", 1}};
+  const json started = run("start:web/0", "start", "web/0", slow);
+  ASSERT_TRUE(started.value("ok", false)) << started.dump();
+  ASSERT_TRUE(wait_until([&] {
+    const auto report = controller_.report("web/0");
+    return report && report->value("healthy", false);
+  })) << agent_log();
+  agent_.kill();
+  ASSERT_TRUE(wait_until([&] { return !controller_.connected(); }));
+  const size_t beats_before = controller_.of_type("heartbeat").size();
+  agent_.start();
+  ASSERT_TRUE(wait_until([&] { return controller_.of_type("heartbeat").size() >= beats_before + 3; })) << agent_log();
+  const auto beats = controller_.of_type("heartbeat");
+  for (size_t i = beats_before; i < beats.size(); ++i) {
+    ASSERT_EQ(beats[i]["members"].size(), 1u) << beats[i].dump();
+    EXPECT_TRUE(beats[i]["members"][0].value("healthy", false)) << "heartbeat " << i << ": " << beats[i].dump();
+  }
+}
+
 TEST_F(AgentUpdateTest, AnAgentKilledWhileTheOldProcessStopsStartsTheNewOneAfterItsRestart) {
   // The old process takes its time over SIGTERM, so the agent can be killed
   // while it waits for it to end.

@@ -40,6 +40,7 @@ JournalState sample_state() {
   process.log_dir = "/var/lib/tranche/members/web-3";
   running.process = process;
   running.state = "Running";
+  running.healthy = true;
   state.members["web/3"] = running;
 
   JournalMember exited;
@@ -79,7 +80,9 @@ TEST(JournalTest, RoundTripsEveryField) {
   EXPECT_EQ(web.process->ports.at("admin-api"), 40002);
   EXPECT_EQ(web.process->log_dir, std::filesystem::path("/var/lib/tranche/members/web-3"));
   EXPECT_EQ(web.exit_code, std::nullopt);
+  EXPECT_TRUE(web.healthy);
   const auto& db = loaded.members.at("db/0");
+  EXPECT_FALSE(db.healthy);
   EXPECT_FALSE(db.process);
   EXPECT_EQ(db.exit_code, 3);
   EXPECT_EQ(db.state, "Exited");
