@@ -29,14 +29,14 @@ std::string_view to_string(BalancerPresence presence) {
 struct BalancerSync::Pass {
   std::map<std::string, BalancerTarget> targets;
   std::map<std::string, BalancerPresence> presence;
-  std::map<std::string, std::string> problems;  // the first failure per backend
-  std::string backend;                          // the one being synced
+  std::map<std::string, BalancerProblem> problems;  // the first failure per backend
+  std::string backend;                              // the one being synced
   TimePoint now;
 
   // Records a failure of the balancer; true when `done` succeeded.
   bool note(const Status& done) {
     if (!done) {
-      problems.try_emplace(backend, done.error().message);
+      problems.try_emplace(backend, BalancerProblem{done.error().message, now});
     }
     return done.has_value();
   }
@@ -58,7 +58,7 @@ BalancerPresence BalancerSync::presence(const std::string& member) const {
   return it == presence_.end() ? BalancerPresence::kUnknown : it->second;
 }
 
-std::optional<std::string> BalancerSync::problem(const std::string& backend) const {
+std::optional<BalancerProblem> BalancerSync::problem(const std::string& backend) const {
   std::lock_guard lock(mu_);
   auto it = problems_.find(backend);
   return it == problems_.end() ? std::nullopt : std::optional(it->second);
@@ -86,7 +86,7 @@ void BalancerSync::run_once() {
   std::erase_if(presence_, [&](const auto& entry) { return !targets_.contains(entry.first); });
   for (const auto& [backend, problem] : pass.problems) {
     if (!problems_.contains(backend)) {
-      spdlog::warn("load balancer, backend {}: {}", backend, problem);
+      spdlog::warn("load balancer, backend {}: {}", backend, problem.message);
     }
   }
   for (const auto& [backend, problem] : problems_) {

@@ -46,6 +46,12 @@ enum class BalancerPresence {
 
 std::string_view to_string(BalancerPresence presence);
 
+// Why the balancer of a backend could not be read or changed.
+struct BalancerProblem {
+  std::string message;
+  TimePoint seen_at;  // when the last pass that met it began on the backend
+};
+
 class BalancerSync {
  public:
   BalancerSync(lb::LoadBalancer& balancer, const Clock& clock);
@@ -56,9 +62,9 @@ class BalancerSync {
 
   BalancerPresence presence(const std::string& member) const;
 
-  // Why the balancer of `backend` could not be read or changed in the last
-  // pass; nullopt when everything it was asked succeeded.
-  std::optional<std::string> problem(const std::string& backend) const;
+  // The problem the last pass met on `backend`; nullopt when everything it
+  // was asked succeeded.
+  std::optional<BalancerProblem> problem(const std::string& backend) const;
 
   // One pass over every backend; blocks on the balancer.
   void run_once();
@@ -75,8 +81,8 @@ class BalancerSync {
   mutable std::mutex mu_;
   std::map<std::string, BalancerTarget> targets_;
   std::map<std::string, BalancerPresence> presence_;
-  std::map<std::string, std::string> problems_;  // by backend
-  std::set<std::string> backends_;               // every backend a target ever named
+  std::map<std::string, BalancerProblem> problems_;  // by backend
+  std::set<std::string> backends_;                   // every backend a target ever named
 
   // Touched by run_once() only.
   std::map<std::string, TimePoint> drain_started_;  // by server name

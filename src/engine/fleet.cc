@@ -719,18 +719,27 @@ std::map<std::string, BalancerTarget> Fleet::balancer_targets() {
   return targets;
 }
 
-std::optional<std::string> Fleet::balancer_problem(const ApplicationSpec& spec) const {
+std::optional<std::string> Fleet::balancer_problem(const ApplicationSpec& spec, TimePoint since) const {
   if (!balancer_) {
     return std::nullopt;
   }
   for (const auto& node : flatten(spec)) {
     if (node.cluster && !node.cluster->load_balancer.haproxy_backend.empty()) {
-      if (auto problem = balancer_->problem(node.cluster->load_balancer.haproxy_backend)) {
-        return "backend " + node.cluster->load_balancer.haproxy_backend + ": " + *problem;
+      auto problem = balancer_->problem(node.cluster->load_balancer.haproxy_backend);
+      if (problem && problem->seen_at >= since) {
+        return "backend " + node.cluster->load_balancer.haproxy_backend + ": " + problem->message;
       }
     }
   }
   return std::nullopt;
+}
+
+TimePoint Fleet::phase_seen_since(const ActiveRollout& rollout) {
+  PhaseSeen& seen = phases_seen_[rollout.record.app];
+  if (seen.rollout != rollout.record.id || seen.phase != rollout.phase) {
+    seen = PhaseSeen{rollout.record.id, rollout.phase, clock_.now()};
+  }
+  return seen.since;
 }
 
 // model.md, "autohealing off": the fact is recorded and published once, and
@@ -1043,8 +1052,12 @@ void Fleet::tick() {
       continue;
     }
     std::optional<ActiveRollout> rollout = load_rollout(app);
-    if (rollout && (rollout->phase == RolloutPhase::kProgressing || rollout->phase == RolloutPhase::kRollingBack)) {
-      if (auto problem = balancer_problem(*spec)) {
+    if (!rollout) {
+      phases_seen_.erase(app.name);
+    } else {
+      const TimePoint since = phase_seen_since(*rollout);
+      const bool moving = rollout->phase == RolloutPhase::kProgressing || rollout->phase == RolloutPhase::kRollingBack;
+      if (auto problem = moving ? balancer_problem(*spec, since) : std::nullopt) {
         // updates.md: a balancer that cannot drain pauses the rollout
         // rather than letting it stop members that still get traffic.
         set_phase(*rollout, RolloutPhase::kPaused,
@@ -1052,6 +1065,7 @@ void Fleet::tick() {
                       "); no member leaves its backend meanwhile; `tranche rollout resume " + app.name +
                       "` once it does");
         (void)commit_rollout(*rollout);
+        (void)phase_seen_since(*rollout);
       }
     }
     const bool settled = !rollout || observe_rollout(app, *rollout, by_cluster);

@@ -185,13 +185,16 @@ class Fleet {
   void relabel(MemberEntry& m, const ClusterRef& cluster);
   // Load balancing (updates.md): whether the member takes no traffic from
   // its backend (true when it has none), the targets for the balancer, and
-  // the balancer's problem with any backend of `spec`.
+  // the balancer's problem with any backend of `spec`, met by a pass that
+  // began at `since` or later.
   bool out_of_traffic(const MemberEntry& m);
   // The state rollouts and maintenance pace by: an Active member that its
   // load balancer does not send traffic to yet is not available yet.
   MemberState planned_state(const MemberEntry& m);
   std::map<std::string, BalancerTarget> balancer_targets();
-  std::optional<std::string> balancer_problem(const ApplicationSpec& spec) const;
+  std::optional<std::string> balancer_problem(const ApplicationSpec& spec, TimePoint since) const;
+  // When this controller first saw the rollout in its present phase.
+  TimePoint phase_seen_since(const ActiveRollout& rollout);
   void count_usage();
   // Updates the load state and, with autoscaling on, decides a new member
   // count; returns the count the cluster should have now.
@@ -246,6 +249,15 @@ class Fleet {
   Usage usage_;
   std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
+  // By app. Only a balancer pass that began after a rollout entered its
+  // phase may pause it: else a resume is undone by what a pass found
+  // before the operator resumed it.
+  struct PhaseSeen {
+    int64_t rollout = 0;
+    RolloutPhase phase = RolloutPhase::kProgressing;
+    TimePoint since;
+  };
+  std::map<std::string, PhaseSeen> phases_seen_;
 };
 
 }  // namespace tranche
