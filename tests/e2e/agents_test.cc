@@ -426,7 +426,8 @@ groups:
         artifact:
           version: "1"
           command: ["tranche-hello", "--port", "${PORT_HTTP}"]
-          env: {MARKERS: ")" + markers.string() + R"("}
+          env: {MARKERS: ")" +
+         markers.string() + R"("}
         ports: [http]
         health: {http: {port: http, path: /healthz}}
         hooks:
@@ -728,7 +729,10 @@ clusters:
   ASSERT_TRUE(wait_until([&] { return pids() == before; }, 15s)) << "members kept their processes";
 
   ASSERT_EQ(controller.cli({"delete", "solo"}).exit_code, 0);
-  EXPECT_TRUE(wait_until([&] { return pids().empty(); }, 15s));
+  // Until the processes are gone, not only no longer Active: the agent is
+  // stopped next, and members it had not stopped yet would outlive the test.
+  EXPECT_TRUE(wait_until([&] { return std::ranges::none_of(before, process_alive); }, 15s))
+      << "delete stops every member";
   ::kill(std::stoi(agent_pid), SIGTERM);
 }
 
