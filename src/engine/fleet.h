@@ -97,6 +97,11 @@ class Fleet {
                               const std::optional<std::string>& hook, std::chrono::milliseconds timeout);
 
  private:
+  // Host states (model.md): Ready, Draining (cordoned), Unreachable, Left.
+  static constexpr const char* kHostReady = "Ready";
+  static constexpr const char* kHostUnreachable = "Unreachable";
+  static constexpr const char* kHostDraining = "Draining";
+
   struct HostEntry {
     HostRecord record;
     std::shared_ptr<AgentLink> link;

@@ -1,0 +1,491 @@
+// The fleet's edge to its agents: hellos, heartbeats, results and events
+// coming in, commands going out, and the heartbeat deadline.
+
+#include "engine/fleet.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/names.h"
+#include "common/secrets.h"
+#include "common/time_format.h"
+#include "engine/events.h"
+#include "engine/operational_state.h"
+#include "engine/scheduler.h"
+#include "lb/load_balancer.h"
+
+namespace tranche {
+
+namespace {
+
+using nlohmann::json;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+// "web-01.example" -> "web-01-example": host ids are resource names.
+std::string host_id_for(const std::string& hostname) {
+  std::string id;
+  for (char c : hostname) {
+    const char lower = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    id.push_back((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') ? lower : '-');
+  }
+  while (!id.empty() && id.front() == '-') id.erase(id.begin());
+  if (id.size() > 50) id.resize(50);
+  while (!id.empty() && id.back() == '-') id.pop_back();
+  return (id.empty() ? "host" : id) + "-" + random_hex(2);
+}
+
+bool agent_runs(const std::string& agent_state) {
+  return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping" ||
+         agent_state == "Maintenance" || agent_state == "Restarting" || agent_state == "Updating";
+}
+
+}  // namespace
+
+Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
+  if (hello.protocol != protocol::kVersion && hello.protocol != protocol::kVersion - 1) {
+    return fail(ErrorCode::kInvalid, "protocol " + std::to_string(hello.protocol) + " is not supported (controller " +
+                                         std::to_string(protocol::kVersion) + ")");
+  }
+  std::lock_guard lock(mu_);
+  const TimePoint now = clock_.now();
+  std::string host_token;
+  HostEntry* host = nullptr;
+  if (!hello.host_token.empty()) {
+    auto it = hosts_.find(hello.host_id);
+    if (it == hosts_.end() || !constant_time_equals(sha256_hex(hello.host_token), it->second.record.token_hash)) {
+      return fail(ErrorCode::kUnauthenticated, "unknown host or wrong host token");
+    }
+    host = &it->second;
+    host_token = hello.host_token;
+  } else {
+    if (!constant_time_equals(sha256_hex(hello.join_token), join_token_hash_)) {
+      return fail(ErrorCode::kUnauthenticated, "wrong join token");
+    }
+    host_token = "ht_" + random_hex(32);
+    HostRecord record{host_id_for(hello.hostname),
+                      hello.hostname,
+                      kHostReady,
+                      hello.labels,
+                      hello.slots,
+                      sha256_hex(host_token),
+                      now,
+                      now};
+    WriteBatch batch;
+    batch.mutations.push_back(PutHost{record});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, "", "host/" + record.id, "", "HostStateChanged", "", kHostReady,
+                               "host " + record.id + " (" + hello.hostname + ") joined")});
+    if (auto done = store_.commit(batch); !done) {
+      return std::unexpected(done.error());
+    }
+    host = &(hosts_[record.id] = HostEntry{record, nullptr, {}, now, {}});
+  }
+  if (host->link && host->link.get() != link.get()) {
+    host->link->close("replaced by a newer connection of the same host");
+  }
+  host->address = link->peer_address();
+  host->link = std::move(link);
+  host->last_seen = now;
+  if (host->record.labels != hello.labels || host->record.slots != hello.slots ||
+      host->record.hostname != hello.hostname) {
+    HostRecord next = host->record;
+    next.labels = hello.labels;
+    next.slots = hello.slots;
+    next.hostname = hello.hostname;
+    WriteBatch batch;
+    batch.mutations.push_back(PutHost{next});
+    if (auto done = store_.commit(batch); done) {
+      host->record = std::move(next);
+    }
+  }
+  if (host->record.state == kHostUnreachable || host->record.state == "Left") {
+    (void)set_host_state(*host, kHostReady, "agent reconnected");
+  }
+  protocol::Welcome welcome{host->record.id, host_token,
+                            static_cast<double>(options_.heartbeat_interval.count()) / 1000.0, protocol::kVersion};
+  host->link->send(protocol::to_json(welcome).dump());
+  for (auto& [id, m] : members_) {
+    if (m.record.host == host->record.id) {
+      m.command_sent = false;  // a new connection: outstanding commands go out again
+    }
+  }
+  reconcile_hello(*host, hello);
+  return host->record.id;
+}
+
+void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
+  std::map<std::string, const protocol::HelloMember*> running;
+  for (const auto& m : hello.members) {
+    running[m.id] = &m;
+  }
+  for (auto& [id, m] : members_) {
+    if (m.record.host != h.record.id) {
+      continue;
+    }
+    auto it = running.find(id);
+    const bool runs = it != running.end() && agent_runs(it->second->state);
+    if (m.state == MemberState::kUnreachable) {
+      if (!runs) {
+        (void)set_state(m, MemberState::kFailed, "host " + h.record.id + " came back without it");
+        continue;
+      }
+      // Replaced meanwhile (the usual case) or still needed.
+      const ClusterSpec* spec = cluster_spec(m);
+      int live = 0;
+      for (const auto& [oid, o] : members_) {
+        live += (o.record.app == m.record.app && o.record.cluster == m.record.cluster && is_live(o.state)) ? 1 : 0;
+      }
+      if (spec == nullptr || live >= spec->members.desired) {
+        (void)set_state(m, MemberState::kStopping, "stale: replaced while host " + h.record.id + " was unreachable");
+      } else {
+        (void)set_state(m, MemberState::kStarting, "host " + h.record.id + " is back and still runs it");
+      }
+    } else if (!runs && (m.state == MemberState::kActive || m.state == MemberState::kUpdating ||
+                         m.state == MemberState::kMaintenance || m.state == MemberState::kDraining)) {
+      (void)set_state(m, MemberState::kFailed, "host " + h.record.id + " no longer runs it");
+    }
+    if (it != running.end()) {
+      running.erase(it);
+    }
+  }
+  // What the agent runs that the controller no longer wants.
+  for (const auto& [id, m] : running) {
+    if (agent_runs(m->state)) {
+      send(h, protocol::Command{"stop:" + id, "stop", id, {{"graceMs", options_.stop_grace.count()}}});
+    }
+  }
+}
+
+void Fleet::disconnect(const std::string& host_id, const AgentLink* link) {
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(host_id);
+  if (it != hosts_.end() && it->second.link.get() == link) {
+    it->second.link.reset();
+    spdlog::info("host {}: agent disconnected", host_id);
+  }
+}
+
+void Fleet::receive(const std::string& host_id, const std::string& type, const json& message) {
+  std::lock_guard lock(mu_);
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) {
+    return;
+  }
+  HostEntry& h = it->second;
+  h.last_seen = clock_.now();
+  if (type == "heartbeat") {
+    if (auto hb = protocol::parse_heartbeat(message)) {
+      on_heartbeat(h, *hb);
+    } else {
+      spdlog::warn("host {}: bad heartbeat: {}", host_id, hb.error().describe());
+    }
+  } else if (type == "result") {
+    if (auto r = protocol::parse_result(message)) {
+      h.link->send(protocol::to_json(protocol::Ack{r->id}).dump());
+      on_result(h, *r);
+    }
+  } else if (type == "event") {
+    if (auto e = protocol::parse_event(message)) {
+      on_event(h, *e);
+    }
+  } else if (type != "ack") {
+    spdlog::warn("host {}: unexpected message type {}", host_id, type);
+  }
+}
+
+void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
+  h.reports.clear();
+  for (const auto& report : hb.members) {
+    h.reports[report.id] = report;
+    auto it = members_.find(report.id);
+    // A host token only speaks for its own members.
+    if (it != members_.end() && it->second.record.host == h.record.id) {
+      on_report(it->second, report);
+    }
+  }
+}
+
+void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
+  m.stats = report.stats;
+  if (report.stats && m.state == MemberState::kActive) {
+    ClusterLoad& load = loads_[m.record.app + "/" + m.record.cluster];
+    load.samples.emplace_back(clock_.now(), report.stats->load);
+    if (!load.observed_since) {
+      load.observed_since = clock_.now();
+    }
+  }
+  if (report.state == "Exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
+    (void)set_state(m, MemberState::kFailed, "the process exited");
+    return;
+  }
+  if (report.state != "Running") {
+    return;
+  }
+  if (report.pid && report.pid != m.record.pid && may_run(m.state)) {
+    // A process the agent (re)started, e.g. after a maintenance: keep pid and ports true.
+    MemberRecord next = m.record;
+    next.pid = report.pid;
+    next.ports = report.ports;
+    WriteBatch batch;
+    batch.mutations.push_back(PutMember{next});
+    if (store_.commit(batch)) {
+      m.record = std::move(next);
+    }
+  }
+  m.healthy = report.healthy;
+  if (m.state == MemberState::kStarting) {
+    if (!report.healthy) {
+      m.healthy_since.reset();
+    } else if (!m.healthy_since) {
+      m.healthy_since = clock_.now();
+    }
+  } else if (m.state == MemberState::kActive && !report.healthy) {
+    (void)set_state(m, MemberState::kFailed, "health checks failing beyond the threshold");
+  }
+}
+
+void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
+  if (result.id.starts_with("logs:")) {
+    if (auto it = log_requests_.find(result.id); it != log_requests_.end()) {
+      it->second.result = result;
+      log_results_.notify_all();
+    }
+    return;
+  }
+  // "start:ID", "stop:ID", "maintenance:ID:N" (N tells one maintenance from
+  // the next), "update:ID:REVISION".
+  const size_t colon = result.id.find(':');
+  const std::string kind = result.id.substr(0, colon);
+  std::string member = result.id.substr(colon + 1);
+  if (kind == "maintenance" || kind == "update") {
+    member = member.substr(0, member.rfind(':'));
+  }
+  auto it = members_.find(member);
+  if (it == members_.end() || it->second.record.host != h.record.id) {
+    return;  // stale or duplicate: harmless
+  }
+  MemberEntry& m = it->second;
+  if (kind == "start" && m.state == MemberState::kStarting) {
+    if (!result.ok) {
+      (void)set_state(m, MemberState::kFailed, "start failed: " + result.message);
+      return;
+    }
+    if (m.record.pid) {
+      // The replayed result of the member's first start (its id never
+      // changes): an in-place update or a maintenance restart has started
+      // the process the record names since.
+      return;
+    }
+    MemberRecord next = m.record;
+    if (result.data.is_object()) {
+      if (result.data.contains("pid")) next.pid = result.data["pid"].get<int64_t>();
+      if (result.data.contains("ports")) next.ports = result.data["ports"].get<std::map<std::string, int>>();
+    }
+    if (next != m.record) {
+      WriteBatch batch;
+      batch.mutations.push_back(PutMember{next});
+      if (store_.commit(batch)) {
+        m.record = std::move(next);
+      }
+    }
+  } else if (kind == "maintenance" && m.state == MemberState::kMaintenance && result.id == maintenance_command_id(m)) {
+    if (result.ok) {
+      resume_after_maintenance(m, result.message, result.data);
+    } else {
+      (void)set_state(m, MemberState::kFailed, "maintenance failed: " + result.message);
+    }
+  } else if (kind == "update" && m.state == MemberState::kUpdating && result.id == update_command_id(m)) {
+    if (!result.ok) {
+      (void)set_state(m, MemberState::kFailed, "update failed: " + result.message);
+      return;
+    }
+    if (result.data.is_object() && result.data.contains("pid")) {
+      m.record.pid = result.data["pid"].get<int64_t>();
+      m.record.ports = result.data.value("ports", m.record.ports);
+    }
+    (void)set_state(m, MemberState::kStarting,
+                    "updated in place to revision " + std::to_string(m.record.revision) +
+                        (result.message.empty() ? "" : ": " + result.message));
+  } else if (kind == "stop" && m.state == MemberState::kStopping) {
+    (void)set_state(m, MemberState::kTerminated, result.ok ? "stopped" : "stop reported: " + result.message);
+    members_.erase(it);
+  }
+}
+
+void Fleet::on_event(HostEntry& h, const protocol::AgentEvent& e) {
+  auto it = members_.find(e.member);
+  if (it == members_.end() || it->second.record.host != h.record.id) {
+    return;
+  }
+  MemberEntry& m = it->second;
+  if (e.type == "exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {
+    const std::string how = e.exit_code ? "exited with code " + std::to_string(*e.exit_code) : "exited";
+    (void)set_state(m, MemberState::kFailed, how + (e.message.empty() ? "" : ": " + e.message));
+  } else if (e.type == "resumed" && m.state == MemberState::kMaintenance) {
+    resume_after_maintenance(m, e.message, nullptr);
+  } else if (e.type == "unhealthy" && m.state == MemberState::kActive) {
+    (void)set_state(m, MemberState::kFailed, "unhealthy: " + e.message);
+  } else if (e.type == "healthy" && m.state == MemberState::kStarting && !m.healthy_since) {
+    m.healthy = true;
+    m.healthy_since = clock_.now();
+  }
+}
+
+void Fleet::check_heartbeats() {
+  const TimePoint now = clock_.now();
+  for (auto& [id, h] : hosts_) {
+    if ((h.record.state != kHostReady && h.record.state != kHostDraining) ||
+        now - h.last_seen <= options_.heartbeat_timeout) {
+      continue;
+    }
+    const auto silent = duration_cast<milliseconds>(now - h.last_seen);
+    if (!set_host_state(h, kHostUnreachable, "no heartbeat for " + format_duration(silent))) {
+      continue;
+    }
+    if (h.link) {
+      h.link->close("heartbeat timeout");
+      h.link.reset();
+    }
+    for (auto& [mid, m] : members_) {
+      if (m.record.host == id && can_transition(m.state, MemberState::kUnreachable)) {
+        (void)set_state(m, MemberState::kUnreachable, "host " + id + " is unreachable");
+      }
+    }
+  }
+}
+
+json Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c) const {
+  json health = nullptr;
+  switch (c.health.kind) {
+    case HealthCheck::Kind::kHttp:
+      health = {{"http", {{"port", c.health.port}, {"path", c.health.path}}}};
+      break;
+    case HealthCheck::Kind::kTcp:
+      health = {{"tcp", {{"port", c.health.port}}}};
+      break;
+    case HealthCheck::Kind::kExec:
+      health = {{"exec", c.health.exec}};
+      break;
+    case HealthCheck::Kind::kNone:
+      break;
+  }
+  if (!health.is_null()) {
+    health["intervalSeconds"] = c.health.interval_seconds;
+    health["timeoutSeconds"] = c.health.timeout_seconds;
+    health["unhealthyThreshold"] = c.health.unhealthy_threshold;
+  }
+  json stats = c.stats ? json{{"http", {{"port", c.stats->port}, {"path", c.stats->path}}}} : json(nullptr);
+  return {{"app", m.record.app},
+          {"cluster", m.record.cluster},
+          {"revision", m.record.revision},
+          {"version", c.artifact.version},
+          {"command", c.artifact.command},
+          {"env", c.artifact.env},
+          {"workdir", c.artifact.workdir},
+          {"ports", c.ports},
+          {"health", health},
+          {"stats", stats},
+          {"hooks", {{"drain", c.hooks.drain}}}};
+}
+
+void Fleet::send(HostEntry& h, const protocol::Command& command) {
+  if (h.link) {
+    h.link->send(protocol::to_json(command).dump());
+  }
+}
+
+// The command that the member's current state calls for, once per link.
+void Fleet::send_outstanding(MemberEntry& m) {
+  if (m.command_sent) {
+    return;
+  }
+  auto host = hosts_.find(m.record.host);
+  if (host == hosts_.end() || !host->second.link) {
+    return;
+  }
+  if (m.state == MemberState::kStarting) {
+    const ClusterSpec* spec = cluster_spec(m);
+    if (!spec) {
+      return;
+    }
+    send(host->second, protocol::Command{"start:" + m.record.id, "start", m.record.id, start_spec(m, *spec)});
+  } else if ((m.state == MemberState::kMaintenance || m.state == MemberState::kUpdating ||
+              m.state == MemberState::kStopping) &&
+             !out_of_traffic(m)) {
+    return;  // its load balancer still sends it requests: drained first
+  } else if (m.state == MemberState::kMaintenance) {
+    const ClusterSpec* spec = cluster_spec(m);
+    json maintenance = {{"graceMs", options_.stop_grace.count()},
+                        {"hook", spec ? spec->hooks.maintenance : std::vector<std::string>{}}};
+    send(host->second, protocol::Command{maintenance_command_id(m), "maintenance", m.record.id, maintenance});
+  } else if (m.state == MemberState::kUpdating) {
+    const ClusterSpec* spec = cluster_spec(m);
+    if (!spec) {
+      return;
+    }
+    json update = start_spec(m, *spec);
+    update["hook"] = spec->hooks.update;
+    update["graceMs"] = options_.stop_grace.count();
+    send(host->second, protocol::Command{update_command_id(m), "update", m.record.id, update});
+  } else if (m.state == MemberState::kStopping) {
+    const ClusterSpec* spec = cluster_spec(m);
+    json stop = {{"graceMs", options_.stop_grace.count()}};
+    if (spec && !spec->hooks.drain.empty()) {
+      stop["drainHook"] = spec->hooks.drain;
+    }
+    send(host->second, protocol::Command{"stop:" + m.record.id, "stop", m.record.id, stop});
+  } else {
+    return;
+  }
+  m.command_sent = true;
+}
+
+// Unique per maintenance of a member: the time it entered Maintenance.
+std::string Fleet::maintenance_command_id(const MemberEntry& m) {
+  return "maintenance:" + m.record.id + ":" + std::to_string(to_unix_millis(m.record.updated_at));
+}
+
+Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::string>& visible_app,
+                         const std::optional<std::string>& hook, std::chrono::milliseconds timeout) {
+  if (hook && *hook != "update" && *hook != "maintenance") {
+    return fail(ErrorCode::kInvalid, "hook must be update or maintenance", "hook");
+  }
+  const std::string app = member_id.substr(0, member_id.find('/'));
+  if (visible_app && app != *visible_app) {
+    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+  }
+  std::unique_lock lock(mu_);
+  std::string host_id;
+  if (auto it = members_.find(member_id); it != members_.end()) {
+    host_id = it->second.record.host;
+  } else if (auto record = store_.get_member(app, member_id); record && *record) {
+    host_id = (*record)->host;
+  } else {
+    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+  }
+  auto host = hosts_.find(host_id);
+  if (host == hosts_.end() || !host->second.link) {
+    return fail(ErrorCode::kUnavailable, "the agent of host " + host_id + " is not connected");
+  }
+  const std::string id = "logs:" + random_hex(8);
+  log_requests_[id] = LogRequest{};
+  send(host->second, protocol::Command{id, "logs", member_id, hook ? json{{"hook", *hook}} : json::object()});
+  const bool answered = log_results_.wait_for(lock, timeout, [&] { return log_requests_[id].result.has_value(); });
+  auto result = log_requests_[id].result;
+  log_requests_.erase(id);
+  if (!answered) {
+    return fail(ErrorCode::kUnavailable, "the agent did not send the logs within " + format_duration(timeout));
+  }
+  if (!result->ok) {
+    return fail(ErrorCode::kUnavailable, "agent: " + result->message);
+  }
+  return json{{"member", member_id},
+              {"stdout", result->data.value("stdout", "")},
+              {"stderr", result->data.value("stderr", "")}};
+}
+
+}  // namespace tranche
