@@ -1,4 +1,5 @@
-// Names of the store's enums, as written in the database and the API.
+// Names of the store's enums, as written in the database and the API; the
+// interface's default group commit.
 
 #include <utility>
 
@@ -45,5 +46,18 @@ std::string_view to_string(Setting setting) { return name_of(kSettings, setting)
 std::optional<Setting> setting_from_string(std::string_view name) { return value_of<Setting>(kSettings, name); }
 std::string_view to_string(Role role) { return name_of(kRoles, role); }
 std::optional<Role> role_from_string(std::string_view name) { return value_of<Role>(kRoles, name); }
+
+}  // namespace tranche
+
+namespace tranche {
+
+std::vector<Result<CommitResult>> Store::commit_group(const std::vector<WriteBatch>& batches) {
+  std::vector<Result<CommitResult>> results;
+  results.reserve(batches.size());
+  for (const WriteBatch& batch : batches) {
+    results.push_back(commit(batch));
+  }
+  return results;
+}
 
 }  // namespace tranche

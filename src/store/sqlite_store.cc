@@ -246,24 +246,33 @@ class SqliteStore final : public Store {
 
   int schema_version() const override { return version_; }
 
-  Result<CommitResult> commit(const WriteBatch& batch) override {
-    CommitResult result;
+  Result<CommitResult> commit(const WriteBatch& batch) override { return std::move(commit_group({batch}).front()); }
+
+  std::vector<Result<CommitResult>> commit_group(const std::vector<WriteBatch>& batches) override {
+    std::vector<Result<CommitResult>> results;
+    uint64_t newest = 0;
     {
       std::lock_guard lock(mu_);
       const auto started = std::chrono::steady_clock::now();
-      auto done = commit_locked(batch, result);
+      Status done = commit_group_locked(batches, results);
       if (!done && sqlite3_get_autocommit(db_) == 0) {  // some errors roll back by themselves
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       }
       report_commit(std::chrono::steady_clock::now() - started, done.has_value());
       if (!done) {
-        return std::unexpected(done.error());
+        results.assign(batches.size(), std::unexpected(done.error()));
+        return results;
+      }
+      for (const auto& r : results) {
+        if (r && !r->event_seqs.empty()) {
+          newest = r->event_seqs.back();
+        }
       }
     }
-    if (!result.event_seqs.empty()) {
-      notify(result.event_seqs.back());
+    if (newest != 0) {
+      notify(newest);
     }
-    return result;
+    return results;
   }
 
   Result<std::optional<ApplicationRecord>> get_application(const std::string& name) override {
@@ -441,10 +450,48 @@ class SqliteStore final : public Store {
     return static_cast<uint64_t>(seq->value_or(0));
   }
 
-  Status commit_locked(const WriteBatch& batch, CommitResult& result) {
+  // One transaction for the group; each batch under a savepoint, so that a
+  // conflict rolls back that batch alone (and gives its seqs back).
+  Status commit_group_locked(const std::vector<WriteBatch>& batches, std::vector<Result<CommitResult>>& results) {
     if (auto begun = query("BEGIN IMMEDIATE").run(); !begun) {
       return begun;
     }
+    EventCounter events;
+    for (const WriteBatch& batch : batches) {
+      if (auto saved = query("SAVEPOINT batch").run(); !saved) {
+        return saved;
+      }
+      const EventCounter before = events;
+      CommitResult result;
+      Status applied = apply_batch(batch, events, result);
+      if (!applied && applied.error().code != ErrorCode::kConflict) {
+        return applied;
+      }
+      if (!applied) {
+        events = before;
+        if (auto undone = query("ROLLBACK TO batch").run(); !undone) {
+          return undone;
+        }
+        results.emplace_back(std::unexpected(applied.error()));
+      } else {
+        results.emplace_back(std::move(result));
+      }
+      if (auto released = query("RELEASE batch").run(); !released) {
+        return released;
+      }
+    }
+    if (events.loaded) {
+      auto saved = query("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_event_seq', ?)")
+                       .bind(static_cast<int64_t>(events.last))
+                       .run();
+      if (!saved) {
+        return saved;
+      }
+    }
+    return query("COMMIT").run();
+  }
+
+  Status apply_batch(const WriteBatch& batch, EventCounter& events, CommitResult& result) {
     for (const ExpectApplicationVersion& expect : batch.preconditions) {
       auto found = one(query("SELECT version FROM applications WHERE name = ?").bind(expect.app), read_i64);
       if (!found) {
@@ -458,22 +505,13 @@ class SqliteStore final : public Store {
                                               (expect.version == 0 ? " (must not exist)" : ""));
       }
     }
-    EventCounter events;
     for (const Mutation& mutation : batch.mutations) {
       auto applied = std::visit([&](const auto& m) { return apply(m, events, result); }, mutation);
       if (!applied) {
         return applied;
       }
     }
-    if (!result.event_seqs.empty()) {
-      auto saved = query("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_event_seq', ?)")
-                       .bind(static_cast<int64_t>(events.last))
-                       .run();
-      if (!saved) {
-        return saved;
-      }
-    }
-    return query("COMMIT").run();
+    return {};
   }
 
   Status apply(const PutApplication& m, EventCounter&, CommitResult&) {

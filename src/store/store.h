@@ -107,6 +107,15 @@ class Store {
   // failed precondition, kUnavailable when the medium refuses the write.
   virtual Result<CommitResult> commit(const WriteBatch& batch) = 0;
 
+  // Commits `batches` in order, one result each. A batch whose precondition
+  // or rollout version fails (kConflict) is rejected alone; any other error
+  // fails every batch of the group. The default commits them one by one;
+  // SQLite writes the whole group in one transaction (one fsync), each batch
+  // under its own savepoint. An etcd backend would send a transaction per
+  // batch (at most 128 operations each): callers keep batches that small
+  // unless they must be atomic.
+  virtual std::vector<Result<CommitResult>> commit_group(const std::vector<WriteBatch>& batches);
+
   virtual Result<std::optional<ApplicationRecord>> get_application(const std::string& name) = 0;
   virtual Result<std::vector<ApplicationRecord>> list_applications() = 0;
 

@@ -699,6 +699,58 @@ TEST(SqliteStore, AFailureInsideABatchWritesNothing) {
   EXPECT_EQ(commit(*store, {AppendEvent{event("shop")}}).event_seqs, std::vector<uint64_t>{2});
 }
 
+// The fleet's group commit: one transaction, each batch under a savepoint.
+TEST(SqliteStore, AGroupRejectsOnlyTheBatchWhoseConditionFails) {
+  auto store = open_store();
+  commit(*store, {PutApplication{app_record("shop")}, AppendEvent{event("shop")}});
+  MemberRecord member{};
+  member.id = "shop/web/1";
+  member.app = "shop";
+  member.cluster = "web";
+  member.state = "Active";
+  std::vector<uint64_t> watched;
+  store->watch([&](uint64_t seq) { watched.push_back(seq); });
+
+  auto results = store->commit_group({
+      WriteBatch{{}, {AppendEvent{event("shop", "First")}}},
+      WriteBatch{{{"shop", 7}}, {PutMember{member}, AppendEvent{event("shop", "Stale")}}},
+      WriteBatch{{{"shop", 1}}, {AppendEvent{event("shop", "Third")}, AppendEvent{event("shop", "Fourth")}}},
+  });
+
+  ASSERT_EQ(results.size(), 3u);
+  ASSERT_TRUE(results[0]);
+  EXPECT_EQ(results[0]->event_seqs, std::vector<uint64_t>{2});
+  ASSERT_FALSE(results[1]);
+  EXPECT_EQ(results[1].error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(results[2]);
+  EXPECT_EQ(results[2]->event_seqs, (std::vector<uint64_t>{3, 4}));  // the rejected batch gave its seq back
+  EXPECT_EQ(ok(store->get_member("shop", "shop/web/1")), std::nullopt);
+  EXPECT_THAT(seqs(ok(store->list_events({}))), ElementsAre(1u, 2u, 3u, 4u));
+  EXPECT_EQ(ok(store->last_event_seq()), 4u);
+  EXPECT_THAT(watched, ElementsAre(4u));  // one notification for the group
+}
+
+TEST(SqliteStore, AFailureOfTheMediumFailsTheWholeGroup) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  auto store = open_store(path);
+  commit(*store, {PutApplication{app_record("shop")}, AppendEvent{event("shop")}});
+  RawDb(path).exec(
+      "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END");
+
+  auto results = store->commit_group({WriteBatch{{}, {AppendEvent{event("shop")}}},
+                                      WriteBatch{{}, {AppendAudit{audit("alice")}}},
+                                      WriteBatch{{}, {AppendEvent{event("shop")}}}});
+
+  ASSERT_EQ(results.size(), 3u);
+  for (const auto& r : results) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  }
+  EXPECT_THAT(seqs(ok(store->list_events({}))), ElementsAre(1u));
+  EXPECT_EQ(ok(store->last_event_seq()), 1u);
+}
+
 TEST(SqliteStore, AReadOnlyFileMakesCommitUnavailable) {
   TempDir dir;
   const std::string path = dir.file("store.db");
