@@ -142,6 +142,18 @@ Result<std::string> join_token(const fs::path& data_dir) {
   return token;
 }
 
+// Closes every descriptor >= `first`; for a forked child before exec (no
+// allocation). close_range exists since Linux 5.9; before, one by one.
+void close_descriptors_from(int first) {
+  if (::close_range(static_cast<unsigned>(first), ~0U, 0) == 0) {
+    return;
+  }
+  const long max = ::sysconf(_SC_OPEN_MAX);
+  for (long fd = first; fd < (max > 0 ? std::min(max, 1L << 20) : 1024); ++fd) {
+    ::close(static_cast<int>(fd));
+  }
+}
+
 // --dev: one local agent in its own session, so that it and its members
 // outlive a controller crash. It holds agent/agent.lock while it runs; a
 // restarted controller that finds the lock taken reuses it.
@@ -174,11 +186,15 @@ Status ensure_local_agent(const fs::path& data_dir) {
     if (::fork() != 0) {
       ::_exit(0);
     }
-    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    const int null = ::open("/dev/null", O_RDONLY);
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     ::dup2(null, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
+    // Nothing else of ours goes with it: a listening socket the agent held
+    // would outlive a controller crash (its port stays taken, clients and the
+    // agent's own reconnects hang on it), and so would the data dir's lock.
+    close_descriptors_from(3);
     const std::string server_file = (data_dir / "controller.url").string();
     const std::string token_file = (data_dir / "join.token").string();
     const std::string state_dir = dir.string();

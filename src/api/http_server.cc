@@ -2,6 +2,8 @@
 
 #include "api/http_server.h"
 
+#include <fcntl.h>
+
 #include <array>
 #include <atomic>
 #include <mutex>
@@ -38,6 +40,15 @@ constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr size_t kStreamBatch = 500;
 constexpr size_t kAgentMessageLimit = 16 * 1024 * 1024;
 constexpr const char* kAgentPath = "/agent/v1/connect";
+
+// Asio opens and accepts sockets without SOCK_CLOEXEC: a program the
+// controller starts (the --dev agent) must not inherit them.
+void set_close_on_exec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) {
+    ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
 
 // One agent's WebSocket, usable from any thread: send() and close() post to
 // the connection's strand, where writes go out one at a time in order.
@@ -215,6 +226,7 @@ asio::awaitable<void> HttpServer::State::accept_loop() {
       spdlog::warn("accept failed: {}", ec.message());
       continue;
     }
+    set_close_on_exec(socket.native_handle());
     auto conn = std::make_shared<Connection>(Connection{asio::make_strand(io)});
     {
       std::lock_guard lock(connections_mutex);
@@ -417,6 +429,7 @@ unsigned short HttpServer::start() {
   auto& s = *state_;
   tcp::endpoint endpoint(asio::ip::make_address(s.options.host), s.options.port);
   s.acceptor.open(endpoint.protocol());
+  set_close_on_exec(s.acceptor.native_handle());
   s.acceptor.set_option(asio::socket_base::reuse_address(true));
   s.acceptor.bind(endpoint);
   s.acceptor.listen(asio::socket_base::max_listen_connections);

@@ -1,7 +1,13 @@
 // End-to-end: a controller, several real agents with their own state dirs,
 // and real tranche-hello members (issue "Agents and members").
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <functional>
@@ -43,6 +49,18 @@ clusters:
 )";
 
 bool process_alive(int64_t pid) { return ::kill(static_cast<pid_t>(pid), 0) == 0; }
+
+// Whether a connection to 127.0.0.1:port is refused (nothing listens there).
+bool refuses_connections(unsigned short port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool refused = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno == ECONNREFUSED;
+  ::close(fd);
+  return refused;
+}
 
 class Fleet : public ::testing::Test {
  protected:
@@ -733,6 +751,50 @@ clusters:
   // stopped next, and members it had not stopped yet would outlive the test.
   EXPECT_TRUE(wait_until([&] { return std::ranges::none_of(before, process_alive); }, 15s))
       << "delete stops every member";
+  ::kill(std::stoi(agent_pid), SIGTERM);
+}
+
+// The local agent inherits no descriptor of the controller: once the
+// controller is gone (SIGKILL or SIGTERM), nothing listens on its port, a new
+// controller binds the same port and the agent reconnects to it before its
+// host is declared Unreachable. (The agent used to inherit the listening
+// socket: the restart failed with "Address already in use", and clients and
+// the agent's reconnects hung on a socket nobody accepted on.)
+TEST(DevMode, RestartOnTheSamePortServesAndTheLocalAgentReconnects) {
+  TempDir dir;
+  Controller controller(dir.path() / "data");
+  const unsigned short port = free_port();
+  controller.listen_on("127.0.0.1:" + std::to_string(port));
+  const std::vector<std::string> args = {"--dev", "--heartbeat-interval", "300ms", "--heartbeat-timeout", "10s"};
+  controller.start(args);
+  const std::string agent_pid = read_file(dir.path() / "data" / "agent" / "agent.pid");
+  auto host_ready = [&] {
+    const auto r = controller.cli({"get", "hosts", "-o", "json"});
+    if (r.exit_code != 0) {
+      return false;
+    }
+    const json hosts = json::parse(r.out)["items"];
+    return hosts.size() == 1 && hosts[0]["connected"] == true && hosts[0]["state"] == "Ready";
+  };
+  ASSERT_TRUE(wait_until(host_ready, 15s)) << controller.process().err();
+
+  for (const int signal : {SIGKILL, SIGTERM}) {
+    SCOPED_TRACE(signal == SIGKILL ? "after SIGKILL" : "after SIGTERM");
+    controller.process().signal(signal);
+    ASSERT_TRUE(controller.process().wait(30s).has_value());
+    EXPECT_TRUE(refuses_connections(port)) << "nothing may listen on a dead controller's port";
+    ASSERT_NO_THROW(controller.start(args));
+    EXPECT_EQ(controller.url(), "http://127.0.0.1:" + std::to_string(port));
+    EXPECT_EQ(read_file(dir.path() / "data" / "agent" / "agent.pid"), agent_pid) << "the same local agent";
+    EXPECT_TRUE(wait_until(host_ready, 15s)) << "the local agent reconnects";
+  }
+  const auto events = controller.cli({"events", "-o", "json"});
+  ASSERT_EQ(events.exit_code, 0) << events.err;
+  std::istringstream lines(events.out);
+  for (std::string line; std::getline(lines, line);) {
+    const json e = json::parse(line);
+    EXPECT_FALSE(e["type"] == "HostStateChanged" && e["to"] == "Unreachable") << e.dump();
+  }
   ::kill(std::stoi(agent_pid), SIGTERM);
 }
 

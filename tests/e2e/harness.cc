@@ -1,8 +1,11 @@
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +42,23 @@ std::string read_file(const fs::path& path) {
 void write_file(const fs::path& path, const std::string& content) {
   std::ofstream out(path);
   out << content;
+}
+
+unsigned short free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  const bool bound = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  if (fd >= 0) {
+    ::close(fd);
+  }
+  if (!bound) {
+    throw std::runtime_error("no free port");
+  }
+  return ntohs(addr.sin_port);
 }
 
 TempDir::TempDir() {
@@ -136,7 +156,7 @@ Controller::~Controller() {
 void Controller::start(const std::vector<std::string>& extra_args) {
   fs::remove(data_dir_ / "controller.url");
   std::vector<std::string> argv = {tranche_binary(), "controller", "--listen",
-                                   "127.0.0.1:0",    "--data-dir", data_dir_.string()};
+                                   listen_,          "--data-dir", data_dir_.string()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<Process>(argv, data_dir_.parent_path(), "controller-" + std::to_string(++starts_));
   const bool up = wait_until(

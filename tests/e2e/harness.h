@@ -72,6 +72,8 @@ class Controller {
 
   // Starts (or restarts) the process and waits until it serves /readyz.
   void start(const std::vector<std::string>& extra_args = {});
+  // The next start()s listen on this ADDR:PORT instead of 127.0.0.1:0.
+  void listen_on(std::string address) { listen_ = std::move(address); }
   void kill_hard();  // SIGKILL and reap
   int stop();        // SIGTERM; returns the exit status
 
@@ -86,6 +88,7 @@ class Controller {
 
  private:
   fs::path data_dir_;
+  std::string listen_ = "127.0.0.1:0";
   std::string url_;
   std::unique_ptr<Process> process_;
   int starts_ = 0;
@@ -93,6 +96,9 @@ class Controller {
 
 // Runs a command to completion and captures its output.
 CliResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+
+// A loopback port that nothing listens on right now.
+unsigned short free_port();
 
 std::string tranche_binary();
 fs::path source_dir();
