@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,7 @@
 #include "api/metrics.h"
 #include "common/atomic_file.h"
 #include "common/clock.h"
+#include "common/file_lock.h"
 #include "common/secrets.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
@@ -109,6 +111,12 @@ Result<std::pair<std::string, unsigned short>> parse_listen(const std::string& l
     return fail(ErrorCode::kInvalid, "bad port in '" + listen + "'", "listen");
   }
   return std::pair{listen.substr(0, colon), static_cast<unsigned short>(std::stoi(port))};
+}
+
+// A refusal to start goes to stderr, where the caller who started us looks.
+void refuse_to_start(const std::string& message) {
+  std::fprintf(stderr, "tranche controller: error: %s\n", message.c_str());
+  std::fflush(stderr);
 }
 
 // The first start of a data dir issues an admin token and leaves it in
@@ -230,6 +238,20 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     return 1;
   }
   fs::permissions(data_dir, fs::perms::owner_all, fs_error);
+  // One controller per data dir, for as long as this one runs.
+  auto data_dir_lock = FileLock::acquire(data_dir / "controller.lock");
+  if (!data_dir_lock) {
+    if (data_dir_lock.error().code == ErrorCode::kConflict) {
+      const auto holder = FileLock::holder(data_dir / "controller.lock");
+      refuse_to_start("data dir " + data_dir.string() + " is in use by another controller (" +
+                      (holder ? "pid " + std::to_string(*holder) : std::string("pid unknown")) + ", holding " +
+                      (data_dir / "controller.lock").string() +
+                      "); stop it first, or give this one another --data-dir");
+    } else {
+      refuse_to_start(data_dir_lock.error().describe());
+    }
+    return 1;
+  }
 
   Metrics metrics;
   auto store = open_sqlite_store(SqliteStoreOptions{(data_dir / "tranche.db").string()});

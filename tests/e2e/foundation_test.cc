@@ -279,6 +279,26 @@ TEST_F(Foundation, SigkillLosesNothingAndSigtermDrains) {
   EXPECT_EQ(follower.wait(10s), 0);
 }
 
+// One controller per data dir (quality.md): a second one on the same dir
+// refuses to start, on stderr, naming the dir and the pid that holds it,
+// while the first goes on serving. (Both used to accept applies and
+// overwrite each other's rows.)
+TEST_F(Foundation, ASecondControllerOnTheSameDataDirRefusesToStart) {
+  const std::string data_dir = controller_->data_dir().string();
+  Process second({tranche_binary(), "controller", "--listen", "127.0.0.1:0", "--data-dir", data_dir}, dir_.path(),
+                 "second");
+  const auto status = second.wait(20s);
+  ASSERT_TRUE(status.has_value()) << "the second controller runs:\n" << second.out();
+  EXPECT_EQ(*status, 1);
+  EXPECT_NE(second.err().find("data dir " + data_dir + " is in use by another controller (pid " +
+                              std::to_string(controller_->process().pid()) + ","),
+            std::string::npos)
+      << second.err();
+  EXPECT_EQ(controller_->cli({"version"}).exit_code, 0) << "the first one still serves";
+  controller_->kill_hard();
+  controller_->start();  // the lock went with the process
+}
+
 TEST_F(Foundation, TimeBoxedSettingRevertsAcrossARestart) {
   ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
   auto set = controller_->cli({"set", "autoscaling", "off", "shop", "--for", "3s"});
