@@ -148,10 +148,13 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
 
   add("GET", v1 + "/hosts", Role::kViewer, [this](const Params&) { return ok(fleet_.hosts_json()); });
   for (const char* action : {"drain", "undrain"}) {
-    add("POST", v1 + "/hosts/{id}/" + action, Role::kAdmin, [this, action](const Params& p) {
-      return ok(fleet_.set_host_draining(p.path.at("id"), std::string(action) == "drain",
-                                         Caller{p.principal.name, "POST " + p.request.path}));
-    });
+    add(
+        "POST", v1 + "/hosts/{id}/" + action, Role::kAdmin,
+        [this, action](const Params& p) {
+          return ok(fleet_.set_host_draining(p.path.at("id"), std::string(action) == "drain",
+                                             Caller{p.principal.name, "POST " + p.request.path}));
+        },
+        Scope::kUnscoped);
   }
   add("GET", v1 + "/members", Role::kViewer, [this](const Params& p) {
     return ok(fleet_.members_json(
@@ -306,7 +309,7 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
       }
       name = body["name"].get<std::string>();
     }
-    auto issued = access_.create_token(*role, app, name, Caller{p.principal.name, "POST /api/v1/tokens"});
+    auto issued = access_.create_token(p.principal, *role, app, name, Caller{p.principal.name, "POST /api/v1/tokens"});
     if (!issued) {
       return std::unexpected(issued.error());
     }
@@ -329,8 +332,8 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   });
 }
 
-void ControllerApi::add(std::string method, std::string pattern, Role role, Handler handler) {
-  routes_.push_back(Route{std::move(method), std::move(pattern), role, std::move(handler)});
+void ControllerApi::add(std::string method, std::string pattern, Role role, Handler handler, Scope scope) {
+  routes_.push_back(Route{std::move(method), std::move(pattern), role, std::move(handler), scope});
 }
 
 void ControllerApi::audit_refusal(const Request& request, const std::string& actor, const Error& error) {
@@ -418,6 +421,13 @@ RouteResult ControllerApi::handle(const Request& request) {
     return fail_with(Error{ErrorCode::kForbidden,
                            "token '" + principal->name + "' has role " + std::string(to_string(principal->role)) +
                                "; this needs " + std::string(to_string(route->role)),
+                           ""},
+                     principal->name);
+  }
+  if (route->scope == Scope::kUnscoped && principal->app) {
+    return fail_with(Error{ErrorCode::kForbidden,
+                           "token '" + principal->name + "' is scoped to application '" + *principal->app +
+                               "'; host-wide operations need a token scoped to no application",
                            ""},
                      principal->name);
   }

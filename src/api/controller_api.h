@@ -1,7 +1,8 @@
 #pragma once
 // The REST API of interfaces.md as a table of routes over the engine. Each
 // route names the role it needs; a token scoped to one application gets 404
-// for every other application, as if it did not exist.
+// for every other application, as if it did not exist, and 403 on host-wide
+// operations (those need an unscoped admin token).
 
 #include <atomic>
 #include <functional>
@@ -42,14 +43,18 @@ class ControllerApi {
     const Principal& principal;
   };
   using Handler = std::function<Result<Response>(const Params&)>;
+  // Who may call a route besides having its role: any token, or only one
+  // scoped to no application (host-wide operations).
+  enum class Scope { kAny, kUnscoped };
   struct Route {
     std::string method;
     std::string pattern;  // "/api/v1/applications/{app}"
     Role role;
     Handler handler;
+    Scope scope = Scope::kAny;
   };
 
-  void add(std::string method, std::string pattern, Role role, Handler handler);
+  void add(std::string method, std::string pattern, Role role, Handler handler, Scope scope = Scope::kAny);
   void audit_refusal(const Request& request, const std::string& actor, const Error& error);
 
   ApplicationService& apps_;

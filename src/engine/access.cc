@@ -27,6 +27,25 @@ bool Principal::has_role(Role needed) const { return rank(role) >= rank(needed);
 
 bool Principal::can_see(std::string_view app_name) const { return !app || *app == app_name; }
 
+Status Principal::may_create_token(Role wanted, const std::optional<std::string>& wanted_app) const {
+  if (!has_role(wanted)) {
+    return fail(ErrorCode::kForbidden,
+                "token '" + name + "' has role " + std::string(to_string(role)) +
+                    "; it cannot create a token of role " + std::string(to_string(wanted)),
+                "role");
+  }
+  if (app && wanted_app && *wanted_app != *app) {
+    return fail(ErrorCode::kNotFound, "application '" + *wanted_app + "' not found", "app");
+  }
+  if (app && !wanted_app) {
+    return fail(ErrorCode::kForbidden,
+                "token '" + name + "' is scoped to application '" + *app +
+                    "'; a token it creates must be scoped to it too (\"app\": \"" + *app + "\")",
+                "app");
+  }
+  return {};
+}
+
 Result<Principal> AccessControl::authenticate(std::string_view bearer_token) const {
   auto unauthenticated = [] { return fail(ErrorCode::kUnauthenticated, "missing or invalid bearer token"); };
   if (!bearer_token.starts_with(kPrefix)) {
@@ -50,6 +69,14 @@ Result<Principal> AccessControl::authenticate(std::string_view bearer_token) con
   }
   const TokenRecord& t = **record;
   return Principal{t.id, t.name, t.role, t.app};
+}
+
+Result<IssuedToken> AccessControl::create_token(const Principal& issuer, Role role, std::optional<std::string> app,
+                                                std::string name, const Caller& caller) {
+  if (auto allowed = issuer.may_create_token(role, app); !allowed) {
+    return std::unexpected(allowed.error());
+  }
+  return create_token(role, std::move(app), std::move(name), caller);
 }
 
 Result<IssuedToken> AccessControl::create_token(Role role, std::optional<std::string> app, std::string name,

@@ -29,6 +29,11 @@ struct Principal {
   bool has_role(Role needed) const;
   // A scoped token sees only its application; everything else is hidden.
   bool can_see(std::string_view app_name) const;
+  // Whether this token may create a token of `role` scoped to `app`: never
+  // above its own role (kForbidden), never outside its own scope (a scoped
+  // token creates tokens of its application only: another application is
+  // kNotFound, as if it did not exist; none, i.e. unscoped, is kForbidden).
+  Status may_create_token(Role role, const std::optional<std::string>& app) const;
 };
 
 struct IssuedToken {
@@ -41,6 +46,11 @@ class AccessControl {
   AccessControl(Store& store, const Clock& clock) : store_(store), clock_(clock) {}
 
   Result<Principal> authenticate(std::string_view bearer_token) const;
+  // A token asked for by `issuer`, within its role and scope
+  // (Principal::may_create_token).
+  Result<IssuedToken> create_token(const Principal& issuer, Role role, std::optional<std::string> app, std::string name,
+                                   const Caller& caller);
+  // A token on the controller's own authority (the bootstrap admin token).
   Result<IssuedToken> create_token(Role role, std::optional<std::string> app, std::string name, const Caller& caller);
 
  private:

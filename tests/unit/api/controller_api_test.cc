@@ -112,6 +112,63 @@ TEST_F(ControllerApiTest, ScopedTokensSeeOnlyTheirApplication) {
   EXPECT_FALSE(json::parse(call("GET", "/api/v1/events", mine).body)["items"].empty());
 }
 
+// quality.md: a token never creates a token above its own role or outside
+// its own scope. An admin token scoped to one application minted unscoped
+// admin tokens, i.e. got the whole controller.
+TEST_F(ControllerApiTest, ScopedAdminCreatesTokensOfItsApplicationOnly) {
+  const std::string scoped = token(Role::kAdmin, std::string("shop"));
+  for (const char* body : {R"({"role": "admin"})", R"({"role": "viewer"})"}) {
+    const Response r = call("POST", "/api/v1/tokens", scoped, body);
+    EXPECT_EQ(r.status, 403) << body << " " << r.body;
+    EXPECT_FALSE(json::parse(r.body).contains("token")) << body;
+    EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("scoped to application 'shop'"),
+              std::string::npos)
+        << r.body;
+  }
+  const Response elsewhere = call("POST", "/api/v1/tokens", scoped, R"({"role": "viewer", "app": "other"})");
+  EXPECT_EQ(elsewhere.status, 404) << "another application is hidden, not forbidden";
+  EXPECT_EQ(json::parse(elsewhere.body)["error"]["message"], "application 'other' not found");
+  EXPECT_NE(store_->list_audit(1).value().back().result.find("404"), std::string::npos) << "refusals are audited";
+
+  const Response own = call("POST", "/api/v1/tokens", scoped, R"({"role": "operator", "app": "shop"})");
+  ASSERT_EQ(own.status, 201) << own.body;
+  EXPECT_EQ(json::parse(own.body)["app"], "shop");
+  auto minted = access_->authenticate(json::parse(own.body)["token"].get<std::string>());
+  ASSERT_TRUE(minted.has_value());
+  EXPECT_EQ(minted->app, "shop");
+  EXPECT_EQ(minted->role, Role::kOperator);
+
+  const Response unscoped = call("POST", "/api/v1/tokens", admin_, R"({"role": "admin"})");
+  ASSERT_EQ(unscoped.status, 201) << "an unscoped admin still may";
+  EXPECT_TRUE(json::parse(unscoped.body)["app"].is_null());
+}
+
+// Draining a host affects every application on it: an unscoped admin only.
+TEST_F(ControllerApiTest, HostOperationsNeedAnUnscopedAdmin) {
+  HostRecord host;
+  host.id = "h1";
+  host.hostname = "one";
+  host.state = "Ready";
+  WriteBatch batch;
+  batch.mutations.push_back(PutHost{host});
+  ASSERT_TRUE(store_->commit(batch).has_value());
+  ASSERT_TRUE(fleet_->load().has_value());
+  auto state = [&] { return json::parse(call("GET", "/api/v1/hosts", admin_).body)["items"][0]["state"]; };
+
+  const std::string scoped = token(Role::kAdmin, std::string("shop"));
+  for (const char* action : {"drain", "undrain"}) {
+    const Response r = call("POST", std::string("/api/v1/hosts/h1/") + action, scoped);
+    EXPECT_EQ(r.status, 403) << action << " " << r.body;
+    EXPECT_EQ(state(), "Ready") << action;
+  }
+  EXPECT_EQ(call("POST", "/api/v1/hosts/h1/drain", admin_).status, 200);
+  EXPECT_EQ(state(), "Draining");
+  EXPECT_EQ(call("POST", "/api/v1/hosts/h1/undrain", scoped).status, 403);
+  EXPECT_EQ(state(), "Draining");
+  EXPECT_EQ(call("POST", "/api/v1/hosts/h1/undrain", admin_).status, 200);
+  EXPECT_EQ(state(), "Ready");
+}
+
 TEST_F(ControllerApiTest, MemberIdsWithSlashesRoute) {
   EXPECT_EQ(call("GET", "/api/v1/members/shop/web/3", admin_).status, 404);
   const Response logs = call("GET", "/api/v1/members/shop/web/3/logs", admin_);

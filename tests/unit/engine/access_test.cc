@@ -47,6 +47,46 @@ TEST_F(AccessTest, WrongOrMalformedTokensAreRefused) {
   }
 }
 
+TEST_F(AccessTest, ATokenNeverCreatesOneAboveItsRoleOrOutsideItsScope) {
+  const Principal admin{"a", "root", Role::kAdmin, std::nullopt};
+  const Principal shop_admin{"b", "shop-admin", Role::kAdmin, std::string("shop")};
+  const Principal operator_{"c", "deployer", Role::kOperator, std::nullopt};
+  const std::optional<std::string> none;
+  const std::optional<std::string> shop("shop");
+  const std::optional<std::string> other("other");
+
+  EXPECT_TRUE(admin.may_create_token(Role::kAdmin, none).has_value());
+  EXPECT_TRUE(admin.may_create_token(Role::kViewer, other).has_value());
+
+  EXPECT_TRUE(shop_admin.may_create_token(Role::kAdmin, shop).has_value());
+  EXPECT_TRUE(shop_admin.may_create_token(Role::kViewer, shop).has_value());
+  for (Role role : {Role::kAdmin, Role::kOperator, Role::kViewer}) {
+    auto unscoped = shop_admin.may_create_token(role, none);
+    ASSERT_FALSE(unscoped.has_value());
+    EXPECT_EQ(unscoped.error().code, ErrorCode::kForbidden);
+    auto elsewhere = shop_admin.may_create_token(role, other);
+    ASSERT_FALSE(elsewhere.has_value());
+    EXPECT_EQ(elsewhere.error().code, ErrorCode::kNotFound) << "another application is hidden";
+  }
+
+  auto above = operator_.may_create_token(Role::kAdmin, none);
+  ASSERT_FALSE(above.has_value());
+  EXPECT_EQ(above.error().code, ErrorCode::kForbidden);
+  EXPECT_TRUE(operator_.may_create_token(Role::kOperator, shop).has_value());
+}
+
+TEST_F(AccessTest, CreateTokenForAnIssuerChecksItsRoleAndScope) {
+  AccessControl access(*store_, clock_);
+  const Principal shop_admin{"b", "shop-admin", Role::kAdmin, std::string("shop")};
+  auto refused = access.create_token(shop_admin, Role::kAdmin, std::nullopt, "", {"shop-admin", "test"});
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kForbidden);
+  EXPECT_FALSE(store_->has_admin_token().value()) << "no unscoped admin token was stored";
+  auto issued = access.create_token(shop_admin, Role::kOperator, std::string("shop"), "", {"shop-admin", "test"});
+  ASSERT_TRUE(issued.has_value());
+  EXPECT_EQ(issued->record.app, "shop");
+}
+
 TEST_F(AccessTest, ScopeMustBeAName) {
   AccessControl access(*store_, clock_);
   EXPECT_FALSE(access.create_token(Role::kViewer, std::string("Bad App"), "", {"t", "t"}).has_value());
