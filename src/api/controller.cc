@@ -43,6 +43,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+constexpr const char* kStoreFile = "tranche.db";
 constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
 // Reconcile passes: often enough that a failure is acted on well within
 // one heartbeat interval.
@@ -117,6 +118,36 @@ Result<std::pair<std::string, unsigned short>> parse_listen(const std::string& l
 void refuse_to_start(const std::string& message) {
   std::fprintf(stderr, "tranche controller: error: %s\n", message.c_str());
   std::fflush(stderr);
+}
+
+// A data dir that a controller has started in before (it wrote admin.token,
+// whose hash is in the store) must still have its store: opening a missing
+// or empty tranche.db would silently start a new, empty one, under which the
+// old admin token no longer works and no new one is written (admin.token
+// exists). An empty tranche.db beside a WAL would also lose the WAL: SQLite
+// deletes the WAL of an empty database.
+Status check_store_present(const fs::path& data_dir) {
+  const fs::path db = data_dir / kStoreFile;
+  const fs::path wal = data_dir / (std::string(kStoreFile) + "-wal");
+  std::error_code ec;
+  const bool exists = fs::exists(db, ec);
+  const uintmax_t size = exists ? fs::file_size(db, ec) : 0;
+  if (exists && size > 0) {
+    return {};
+  }
+  std::string evidence;
+  if (fs::exists(data_dir / "admin.token", ec)) {
+    evidence = "admin.token";
+  } else if (fs::exists(wal, ec) && fs::file_size(wal, ec) > 0) {
+    evidence = wal.filename().string();
+  } else {
+    return {};  // a new data dir
+  }
+  return fail(ErrorCode::kUnavailable,
+              "data dir " + data_dir.string() + " was used before (it has " + evidence + ") but its store " +
+                  db.string() + (exists ? " is empty" : " is missing") +
+                  "; restore tranche.db from a backup, or delete the data dir to start afresh with a new store "
+                  "and a new admin token");
 }
 
 // The first start of a data dir issues an admin token and leaves it in
@@ -252,11 +283,15 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     }
     return 1;
   }
+  if (auto ok = check_store_present(data_dir); !ok) {
+    refuse_to_start(ok.error().describe());
+    return 1;
+  }
 
   Metrics metrics;
-  auto store = open_sqlite_store(SqliteStoreOptions{(data_dir / "tranche.db").string()});
+  auto store = open_sqlite_store(SqliteStoreOptions{(data_dir / kStoreFile).string()});
   if (!store) {
-    spdlog::error("store: {}", store.error().describe());
+    refuse_to_start("store: " + store.error().describe());
     return 1;
   }
   (*store)->observe_commits(

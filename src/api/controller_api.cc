@@ -358,8 +358,9 @@ RouteResult ControllerApi::handle(const Request& request) {
   }
   if (request.method == "GET" && path == "/readyz") {
     result.route = path;
-    auto seq = store_.last_event_seq();
-    const bool ready = ready_ && seq.has_value();
+    // Ready only while the store answers what every reconcile pass reads
+    // (a damaged table fails there, not on the meta row of the seq).
+    const bool ready = ready_ && store_.last_event_seq().has_value() && store_.list_applications().has_value();
     result.response = Response{ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n"};
     return result;
   }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -678,6 +679,38 @@ Status exec(sqlite3* db, const char* sql) {
   return {};
 }
 
+// PRAGMA quick_check before anything else: a damaged database is refused
+// here rather than served with reads that fail later (every reconcile pass).
+// O(size of the database), read-only; it does not check indexes against
+// their tables (integrity_check does, slower).
+Status check_integrity(sqlite3* db, const std::string& path) {
+  sqlite3_stmt* raw = nullptr;
+  std::vector<std::string> problems;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(3)", -1, &raw, nullptr);
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw, sqlite3_finalize);
+  while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+    rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_ROW) {
+      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt.get(), 0));
+      problems.emplace_back(text != nullptr ? text : "");
+    }
+  }
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+    return fail(ErrorCode::kUnavailable, "cannot check " + path + ": " + sqlite3_errmsg(db));
+  }
+  if (rc != SQLITE_DONE) {
+    problems.assign(1, sqlite3_errmsg(db));
+  } else if (problems.size() == 1 && problems.front() == "ok") {
+    return {};
+  }
+  std::string found;
+  for (const auto& p : problems) {
+    found += (found.empty() ? "" : "; ") + p;
+  }
+  return fail(ErrorCode::kUnavailable,
+              path + " is damaged (PRAGMA quick_check: " + found + "); restore it from a backup");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteStoreOptions& options) {
@@ -690,6 +723,9 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteStoreOptions& optio
                                              (raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
   }
   sqlite3_busy_timeout(db.get(), 5000);
+  if (auto intact = check_integrity(db.get(), options.path); !intact) {
+    return std::unexpected(intact.error());
+  }
   // Connection settings only: nothing is written before the schema version
   // is known, so a store newer than this binary is left untouched.
   if (auto set = exec(db.get(), "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL"); !set) {

@@ -299,6 +299,39 @@ TEST_F(Foundation, ASecondControllerOnTheSameDataDirRefusesToStart) {
   controller_->start();  // the lock went with the process
 }
 
+// A data dir a controller has run in keeps its store: a missing or empty
+// tranche.db is refused, saying what is missing. (It used to be replaced by a
+// new, empty store, under which the existing admin.token no longer worked,
+// and no new one was written.)
+TEST_F(Foundation, AMissingOrEmptyStoreInAUsedDataDirIsRefused) {
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  ASSERT_EQ(controller_->stop(), 0);
+  const fs::path data_dir = controller_->data_dir();
+  const fs::path db = data_dir / "tranche.db";
+  for (const bool empty : {false, true}) {
+    SCOPED_TRACE(empty ? "empty" : "missing");
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      fs::remove(db.string() + suffix);
+    }
+    if (empty) {
+      write_file(db, "");
+    }
+    Process again({tranche_binary(), "controller", "--listen", "127.0.0.1:0", "--data-dir", data_dir.string()},
+                  dir_.path(), "again");
+    const auto status = again.wait(20s);
+    ASSERT_TRUE(status.has_value()) << "the controller started on a new store:\n" << again.out();
+    EXPECT_EQ(*status, 1);
+    EXPECT_NE(
+        again.err().find("(it has admin.token) but its store " + db.string() + (empty ? " is empty" : " is missing")),
+        std::string::npos)
+        << again.err();
+    EXPECT_EQ(fs::exists(db), empty) << "nothing is created in its place";
+    if (empty) {
+      EXPECT_EQ(fs::file_size(db), 0u);
+    }
+  }
+}
+
 TEST_F(Foundation, TimeBoxedSettingRevertsAcrossARestart) {
   ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
   auto set = controller_->cli({"set", "autoscaling", "off", "shop", "--for", "3s"});

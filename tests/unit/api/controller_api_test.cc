@@ -1,6 +1,11 @@
 #include "api/controller_api.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 namespace tranche::api {
@@ -59,6 +64,39 @@ TEST_F(ControllerApiTest, HealthNeedsNoToken) {
   api_->set_ready(false);
   EXPECT_EQ(call("GET", "/readyz", "").status, 503);
   EXPECT_EQ(call("GET", "/metrics", "").status, 200);
+}
+
+// A store that fails what the reconciler reads every pass is not ready,
+// even though its event seq (one meta row) still reads.
+TEST(ControllerApiReadiness, NotReadyWhileTheStoreFails) {
+  std::string dir = (std::filesystem::temp_directory_path() / "tranche-api-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string path = dir + "/tranche.db";
+  {
+    ManualClock clock;
+    Metrics metrics;
+    auto store = open_sqlite_store({path}).value();
+    AccessControl access(*store, clock);
+    ApplicationService apps(*store, clock);
+    Fleet fleet(*store, clock, FleetOptions{});
+    ControllerApi api(apps, access, fleet, *store, metrics);
+    auto readyz = [&] {
+      Request r;
+      r.method = "GET";
+      r.path = "/readyz";
+      return api.handle(r).response.status;
+    };
+    EXPECT_EQ(readyz(), 200);
+    sqlite3* other = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(other, "DROP TABLE applications", nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(other);
+    sqlite3_close(other);
+    ASSERT_TRUE(store->last_event_seq().has_value());
+    ASSERT_FALSE(store->list_applications().has_value());
+    EXPECT_EQ(readyz(), 503);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(ControllerApiTest, EverythingElseNeedsAValidToken) {

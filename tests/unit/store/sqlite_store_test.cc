@@ -781,6 +781,51 @@ TEST(SqliteStore, UnopenableFileIsUnavailable) {
   EXPECT_THAT(store.error().message, HasSubstr("missing-dir/store.db"));
 }
 
+// Garbage in a table's pages (a disk fault, a bad copy) used to open fine,
+// since opening reads only the schema and meta rows; every later read of
+// that table failed (the reconciler's, ten times a second). PRAGMA
+// quick_check refuses it at open, naming the file and what is wrong.
+TEST(SqliteStore, ADamagedFileIsRefusedAtOpen) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  {
+    auto store = open_store(path);
+    for (int i = 0; i < 20; ++i) {
+      commit(*store, {PutApplication{app_record("app-" + std::to_string(i))}});
+    }
+  }
+  int64_t page_size = 0;
+  int64_t root = 0;
+  {
+    RawDb raw(path);
+    page_size = std::stoll(raw.query("PRAGMA page_size"));
+    root = std::stoll(raw.query("SELECT rootpage FROM sqlite_master WHERE name = 'applications'"));
+  }
+  ASSERT_GT(root, 1);
+  {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp((root - 1) * page_size);
+    const std::string garbage(static_cast<size_t>(page_size), '\xa5');
+    file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+    ASSERT_TRUE(file.good());
+  }
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store) << "a damaged store opened";
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr(path + " is damaged (PRAGMA quick_check: "));
+}
+
+TEST(SqliteStore, AFileThatIsNoDatabaseIsRefusedAtOpen) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  std::ofstream(path) << std::string(8192, 'x');
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr(path));
+  EXPECT_THAT(store.error().message, HasSubstr("not a database"));
+}
+
 TEST(StoreNames, SettingsAndRolesRoundTrip) {
   for (Setting s : {Setting::kAutoscaling, Setting::kAutohealing, Setting::kMaintenance}) {
     EXPECT_EQ(setting_from_string(to_string(s)), s);
