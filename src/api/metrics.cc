@@ -44,6 +44,11 @@ void Metrics::record_events_published(uint64_t count) {
   events_published_ += count;
 }
 
+void Metrics::add_counter(std::string name, std::string help, std::function<uint64_t()> read) {
+  std::lock_guard lock(mutex_);
+  counters_[std::move(name)] = ExternalCounter{std::move(help), std::move(read)};
+}
+
 std::string Metrics::render() const {
   std::lock_guard lock(mutex_);
   std::string out;
@@ -69,6 +74,9 @@ std::string Metrics::render() const {
   out += "# HELP tranche_events_published_total Events appended to the event log since start.\n";
   out += "# TYPE tranche_events_published_total counter\n";
   out += fmt::format("tranche_events_published_total {}\n", events_published_);
+  for (const auto& [name, counter] : counters_) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, counter.help, name, name, counter.read());
+  }
   return out;
 }
 

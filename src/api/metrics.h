@@ -1,11 +1,13 @@
 #pragma once
 // Prometheus text exposition of the controller's own figures: requests by
 // route and code with latency histograms, store commit latency, events
-// published. Thread-safe; cheap enough for every request.
+// published, and counters kept elsewhere (the fleet's rejected agent
+// messages), read when rendering. Thread-safe; cheap enough for every request.
 
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -33,6 +35,10 @@ class Metrics {
                       std::chrono::nanoseconds latency);
   void record_commit(std::chrono::nanoseconds latency, bool ok);
   void record_events_published(uint64_t count);
+  // A counter kept by someone else, rendered as `name` with its HELP line;
+  // `read` is called under the metrics' lock and must not block. A second
+  // one of the same name replaces the first.
+  void add_counter(std::string name, std::string help, std::function<uint64_t()> read);
   std::string render() const;
 
  private:
@@ -42,6 +48,11 @@ class Metrics {
   Histogram commit_latency_;
   uint64_t commit_failures_ = 0;
   uint64_t events_published_ = 0;
+  struct ExternalCounter {
+    std::string help;
+    std::function<uint64_t()> read;
+  };
+  std::map<std::string, ExternalCounter> counters_;  // by name
 };
 
 }  // namespace tranche::api

@@ -30,6 +30,22 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(text.find("tranche_events_published_total 3"), std::string::npos);
 }
 
+TEST(Metrics, RendersCountersKeptElsewhereAsTheyAreNow) {
+  Metrics m;
+  uint64_t rejected = 0;
+  m.add_counter("tranche_agent_messages_rejected_total", "Agent messages rejected.", [&] { return rejected; });
+  EXPECT_NE(m.render().find("# TYPE tranche_agent_messages_rejected_total counter\n"
+                            "tranche_agent_messages_rejected_total 0\n"),
+            std::string::npos)
+      << m.render();
+  rejected = 2;
+  EXPECT_NE(m.render().find("tranche_agent_messages_rejected_total 2\n"), std::string::npos) << m.render();
+  m.add_counter("tranche_agent_messages_rejected_total", "Replaced.", [] { return uint64_t{7}; });
+  const std::string text = m.render();
+  EXPECT_NE(text.find("tranche_agent_messages_rejected_total 7\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("tranche_agent_messages_rejected_total 2"), std::string::npos) << "one series per name";
+}
+
 TEST(Histogram, BucketsAreCumulative) {
   Histogram h;
   h.observe(0.0001);
