@@ -345,7 +345,7 @@ class SimHost {
   asio::awaitable<void> heartbeat_loop(std::shared_ptr<Conn> conn);
   asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
   asio::awaitable<void> delayed_start(std::string command_id, std::string member);
-  asio::awaitable<void> finish_update(std::string command_id, std::string member, nlohmann::json spec);
+  asio::awaitable<void> finish_update(std::string command_id, std::string member, protocol::StartSpec spec);
   asio::awaitable<void> finish_maintenance(std::string command_id, std::string member);
   void on_maintenance(const protocol::Command& command);
   protocol::Hello hello() const;
@@ -354,8 +354,8 @@ class SimHost {
   void on_command(const protocol::Command& command);
   void on_update(const protocol::Command& command);
   void send_healthy(const std::string& member);
-  std::map<std::string, int> fake_ports(const json& spec);
-  std::string complete(const std::string& id, bool ok, const std::string& message, json data);
+  std::map<std::string, int> fake_ports(const std::vector<std::string>& names);
+  std::string complete(const std::string& id, bool ok, const std::string& message, protocol::ResultData data);
   void close_connection(const std::shared_ptr<Conn>& conn);
   Clock::time_point next_heartbeat(Clock::time_point after) const;
 
@@ -657,20 +657,28 @@ void SimHost::on_message(const std::string& text) {
   if (type == "command") {
     if (auto command = protocol::parse_command(body)) {
       on_command(*command);
+    } else if (auto header = protocol::parse_command_header(body)) {
+      // As the real agent: a command it cannot read is answered, not dropped.
+      shard_.counters.unknown_commands.fetch_add(1, std::memory_order_relaxed);
+      send(protocol::to_json(protocol::Ack{header->id}).dump());
+      complete(header->id, false, "malformed " + header->type + " command: " + command.error().describe(), {});
     }
   } else if (type == "ack") {
     // The controller has a result: no need to replay it.
-    if (unacked_results_.erase(body.value("id", "")) > 0) {
+    auto ack = protocol::parse_ack(body);
+    if (ack && unacked_results_.erase(ack->id) > 0) {
       shard_.counters.results_acked.fetch_add(1, std::memory_order_relaxed);
     }
   } else if (type == "error") {
-    std::fprintf(stderr, "simulator: %s: controller: %s\n", hostname_.c_str(), body.value("message", "").c_str());
+    auto error = protocol::parse_error_message(body);
+    std::fprintf(stderr, "simulator: %s: controller: %s\n", hostname_.c_str(),
+                 (error ? error->message : error.error().describe()).c_str());
   }
 }
 
 // Sends a command's result and keeps it until the controller acknowledges
 // it; returns the text sent.
-std::string SimHost::complete(const std::string& id, bool ok, const std::string& message, json data) {
+std::string SimHost::complete(const std::string& id, bool ok, const std::string& message, protocol::ResultData data) {
   std::string text = protocol::to_json(protocol::CommandResult{id, ok, std::nullopt, message, std::move(data)}).dump();
   unacked_results_[id] = text;
   shard_.counters.results_sent.fetch_add(1, std::memory_order_relaxed);
@@ -687,14 +695,10 @@ void SimHost::send_healthy(const std::string& member) {
 }
 
 // A fake port for each port name the spec declares.
-std::map<std::string, int> SimHost::fake_ports(const json& spec) {
+std::map<std::string, int> SimHost::fake_ports(const std::vector<std::string>& names) {
   std::map<std::string, int> ports;
-  if (spec.contains("ports") && spec["ports"].is_array()) {
-    for (const auto& name : spec["ports"]) {
-      if (name.is_string()) {
-        ports[name.get<std::string>()] = 20000 + (shard_.next_port++ % 40000);
-      }
-    }
+  for (const auto& name : names) {
+    ports[name] = 20000 + (shard_.next_port++ % 40000);
   }
   return ports;
 }
@@ -702,7 +706,8 @@ std::map<std::string, int> SimHost::fake_ports(const json& spec) {
 void SimHost::on_command(const protocol::Command& command) {
   Counters& c = shard_.counters;
   c.commands.fetch_add(1, std::memory_order_relaxed);
-  if (command.type == "maintenance") {
+  const std::string type = command.type();
+  if (type == "maintenance") {
     // Arrival before anything is sent back: when the agent has the command.
     const int64_t now = wall_ms();
     if (arrivals_.count.fetch_add(1, std::memory_order_relaxed) == 0) {
@@ -719,25 +724,25 @@ void SimHost::on_command(const protocol::Command& command) {
     send(it->second);  // the outcome again, as the real agent does
     return;
   }
-  if (command.type == "start") {
+  if (const auto* spec = std::get_if<protocol::StartSpec>(&command.spec)) {
     c.starts.fetch_add(1, std::memory_order_relaxed);
     auto it = members_.find(command.member);
     if (it != members_.end()) {
       // Already ours (a resend after a reconnect): the same answer again.
       if (it->second.state == "Running") {
-        complete(command.id, true, "already running", json{{"pid", it->second.pid}, {"ports", it->second.ports}});
+        complete(command.id, true, "already running", protocol::ProcessStarted{it->second.pid, it->second.ports});
       }
       return;
     }
     SimMember m;
-    m.revision = command.spec.value("revision", int64_t{0});
+    m.revision = spec->revision;
     m.pid = shard_.next_pid++;
-    m.ports = fake_ports(command.spec);
-    m.has_health = command.spec.contains("health") && command.spec["health"].is_object();
+    m.ports = fake_ports(spec->ports);
+    m.has_health = spec->health.has_value();
     m.state = shard_.options.start_delay.count() > 0 ? "Starting" : "Running";
     const bool delayed = m.state == "Starting";
     const bool has_health = m.has_health;
-    const json data = {{"pid", m.pid}, {"ports", m.ports}};
+    const protocol::ProcessStarted data{m.pid, m.ports};
     members_[command.member] = std::move(m);
     c.members.fetch_add(1, std::memory_order_relaxed);
     if (delayed) {
@@ -748,23 +753,20 @@ void SimHost::on_command(const protocol::Command& command) {
         send_healthy(command.member);
       }
     }
-  } else if (command.type == "update") {
+  } else if (type == "update") {
     on_update(command);
-  } else if (command.type == "maintenance") {
+  } else if (type == "maintenance") {
     on_maintenance(command);
-  } else if (command.type == "stop") {
+  } else if (type == "stop") {
     c.stops.fetch_add(1, std::memory_order_relaxed);
     const bool had = members_.erase(command.member) > 0;
     if (had) {
       c.members.fetch_sub(1, std::memory_order_relaxed);
     }
-    complete(command.id, true, had ? "stopped" : "not running", nullptr);
-  } else if (command.type == "logs") {
+    complete(command.id, true, had ? "stopped" : "not running", {});
+  } else if (type == "logs") {
     c.logs.fetch_add(1, std::memory_order_relaxed);
-    complete(command.id, true, "no output", json{{"stdout", ""}, {"stderr", ""}});
-  } else {
-    c.unknown_commands.fetch_add(1, std::memory_order_relaxed);
-    complete(command.id, false, "unknown command type '" + command.type + "'", nullptr);
+    complete(command.id, true, "no output", protocol::LogOutput{});
   }
 }
 
@@ -778,7 +780,7 @@ asio::awaitable<void> SimHost::delayed_start(std::string command_id, std::string
     co_return;  // stopped meanwhile
   }
   it->second.state = "Running";
-  complete(command_id, true, "started", json{{"pid", it->second.pid}, {"ports", it->second.ports}});
+  complete(command_id, true, "started", protocol::ProcessStarted{it->second.pid, it->second.ports});
   if (it->second.has_health) {
     send_healthy(member);
   }
@@ -806,17 +808,19 @@ void SimHost::on_update(const protocol::Command& command) {
     complete(command.id, false,
              it == members_.end() ? "member is not running here"
                                   : "member is " + it->second.state + ", not Running: update refused",
-             nullptr);
+             {});
     return;
   }
   c.updates.fetch_add(1, std::memory_order_relaxed);
   it->second.state = "Updating";
   it->second.update_id = command.id;
-  asio::co_spawn(shard_.io, finish_update(command.id, command.member, command.spec), asio::detached);
+  asio::co_spawn(shard_.io,
+                 finish_update(command.id, command.member, std::get<protocol::UpdateSpec>(command.spec).target),
+                 asio::detached);
 }
 
 // A timer, not a sleep: the io thread serves the other hosts meanwhile.
-asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string member, nlohmann::json spec) {
+asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string member, protocol::StartSpec spec) {
   const Clock::time_point due = Clock::now() + shard_.options.update_time;
   asio::steady_timer timer(shard_.io);
   timer.expires_at(due);
@@ -833,16 +837,15 @@ asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string
     c.max_update_lag_ms.store(lag, std::memory_order_relaxed);
   }
   SimMember& m = it->second;
-  m.revision = spec.value("revision", m.revision);
+  m.revision = spec.revision;
   m.pid = shard_.next_pid++;
-  m.ports = fake_ports(spec);
-  m.has_health = spec.contains("health") && spec["health"].is_object();
+  m.ports = fake_ports(spec.ports);
+  m.has_health = spec.health.has_value();
   m.state = "Running";
   m.update_id.clear();
-  const std::string message =
-      "updated to revision " + std::to_string(m.revision) + " (version " + spec.value("version", "") + ")";
+  const std::string message = "updated to revision " + std::to_string(m.revision) + " (version " + spec.version + ")";
   m.done_update_id = command_id;
-  m.done_update_result = complete(command_id, true, message, json{{"pid", m.pid}, {"ports", m.ports}});
+  m.done_update_result = complete(command_id, true, message, protocol::ProcessStarted{m.pid, m.ports});
   c.updates_done.fetch_add(1, std::memory_order_relaxed);
   if (m.has_health) {
     send_healthy(member);
@@ -863,7 +866,7 @@ void SimHost::on_maintenance(const protocol::Command& command) {
   }
   if (it == members_.end() || it->second.state != "Running") {
     c.maintenances_refused.fetch_add(1, std::memory_order_relaxed);
-    complete(command.id, false, "member is not running here", nullptr);
+    complete(command.id, false, "member is not running here", {});
     return;
   }
   c.maintenances.fetch_add(1, std::memory_order_relaxed);
@@ -884,7 +887,7 @@ asio::awaitable<void> SimHost::finish_maintenance(std::string command_id, std::s
   SimMember& m = it->second;
   m.pid = shard_.next_pid++;
   m.state = "Running";
-  complete(command_id, true, "no maintenance hook", json{{"pid", m.pid}, {"ports", m.ports}});
+  complete(command_id, true, "no maintenance hook", protocol::ProcessStarted{m.pid, m.ports});
   send(protocol::to_json(protocol::AgentEvent{"resumed", member, std::nullopt, "no maintenance hook"}).dump());
   shard_.counters.maintenances_done.fetch_add(1, std::memory_order_relaxed);
 }

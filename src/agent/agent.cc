@@ -99,51 +99,23 @@ struct Health {
   std::optional<protocol::MemberStats> stats;
 };
 
-Result<LaunchSpec> launch_spec(const protocol::Command& c) {
-  const json& s = c.spec;
-  try {
-    LaunchSpec spec;
-    spec.member = c.member;
-    spec.app = s.at("app").get<std::string>();
-    spec.cluster = s.at("cluster").get<std::string>();
-    spec.revision = s.at("revision").get<int64_t>();
-    spec.version = s.at("version").get<std::string>();
-    spec.command = s.at("command").get<std::vector<std::string>>();
-    spec.env = s.value("env", std::map<std::string, std::string>{});
-    spec.workdir = s.value("workdir", "");
-    spec.ports = s.value("ports", std::vector<std::string>{});
-    return spec;
-  } catch (const json::exception& e) {
-    return fail(ErrorCode::kInvalid, "bad " + c.type + " spec: " + e.what(), "spec");
-  }
-}
-
-// An update command: the new template's launch spec and blocks, the hook to
-// run first, the stop grace for the old process.
-struct UpdateRequest {
-  PendingUpdate update;
-  std::vector<std::string> hook;
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
 };
 
-Result<UpdateRequest> update_request(const protocol::Command& c) {
-  auto spec = launch_spec(c);
-  if (!spec) {
-    return std::unexpected(spec.error());
-  }
-  try {
-    UpdateRequest request;
-    request.update = PendingUpdate{c.id,
-                                   std::move(*spec),
-                                   c.spec.value("health", json()),
-                                   c.spec.value("stats", json()),
-                                   c.spec.value("graceMs", int64_t{10000}),
-                                   ""};
-    request.hook = c.spec.value("hook", std::vector<std::string>{});
-    return request;
-  } catch (const json::exception& e) {
-    return fail(ErrorCode::kInvalid, std::string("bad update spec: ") + e.what(), "spec");
-  }
+// What the driver needs of a (decoded) start spec.
+LaunchSpec launch_spec(const std::string& member, const protocol::StartSpec& s) {
+  return LaunchSpec{member, s.app, s.cluster, s.revision, s.version, s.command, s.env, s.workdir, s.ports};
 }
+
+// The health and stats blocks as the journal keeps them: the protocol's JSON,
+// null when the cluster has none.
+json health_block(const protocol::StartSpec& s) { return s.health ? protocol::to_json(*s.health) : json(); }
+json stats_block(const protocol::StartSpec& s) { return s.stats ? protocol::to_json(*s.stats) : json(); }
+
+// The data of a result that started a process.
+protocol::ProcessStarted started(const MemberProcess& process) { return {process.pid, process.ports}; }
 
 }  // namespace
 
@@ -301,7 +273,8 @@ class Agent {
       if (envelope && envelope->first == "welcome") {
         welcomed = on_welcome(envelope->second);
       } else if (envelope && envelope->first == "error") {
-        spdlog::error("controller refused this agent: {}", envelope->second.value("message", ""));
+        auto refusal = protocol::parse_error_message(envelope->second);
+        spdlog::error("controller refused this agent: {}", refusal ? refusal->message : refusal.error().describe());
       }
     }
     if (welcomed) {
@@ -369,15 +342,21 @@ class Agent {
       }
       const auto& [type, body] = *envelope;
       if (type == "command") {
+        // Decoded once, here: what acts on a command sees only its typed spec.
         if (auto command = protocol::parse_command(body)) {
           on_command(*command);
+        } else if (auto header = protocol::parse_command_header(body)) {
+          on_malformed_command(*header, command.error());
         } else {
-          spdlog::warn("bad command: {}", command.error().describe());
+          spdlog::warn("command without an id, not answered: {}", command.error().describe());
         }
       } else if (type == "ack") {
-        on_result_acked(body.value("id", ""));
+        if (auto ack = protocol::parse_ack(body)) {
+          on_result_acked(ack->id);
+        }
       } else if (type == "error") {
-        spdlog::error("controller: {}", body.value("message", ""));
+        auto error = protocol::parse_error_message(body);
+        spdlog::error("controller: {}", error ? error->message : error.error().describe());
       }
     }
   }
@@ -415,39 +394,53 @@ class Agent {
 
   // ---- commands -------------------------------------------------------------
 
-  void on_command(const protocol::Command& command) {
+  // Acknowledges the command and journals it; false when it is not new (a
+  // redelivery gets the outcome it already had, or nothing while it runs).
+  bool admit(const protocol::CommandHeader& command) {
     send(protocol::to_json(protocol::Ack{command.id}));
     CommandBook book(state_.commands);
     switch (book.admit(command)) {
       case CommandBook::Admission::kDone:
-        send(*book.find(command.id)->result);  // a redelivery gets the outcome it already had
-        return;
+        send(*book.find(command.id)->result);
+        return false;
       case CommandBook::Admission::kRunning:
-        return;
+        return false;
       case CommandBook::Admission::kNew:
         break;
     }
-    // An update journals its admission together with the update itself
-    // (update_member), so that no journal holds one without the other.
-    if (command.type != "update" && !save()) {
-      return;  // not journaled, not acted on; the controller will resend
-    }
-    if (command.type == "start") {
-      start_member(command);
-    } else if (command.type == "stop") {
-      stop_member(command);
-    } else if (command.type == "maintenance") {
-      maintain_member(command);
-    } else if (command.type == "update") {
-      update_member(command);
-    } else if (command.type == "logs") {
-      send_logs(command);
-    } else {
-      complete(command.id, false, "unknown command type '" + command.type + "'");
-    }
+    return true;
   }
 
-  void complete(const std::string& id, bool ok, const std::string& message, json data = nullptr,
+  void on_command(const protocol::Command& command) {
+    if (!admit(command.header())) {
+      return;
+    }
+    // An update journals its admission together with the update itself
+    // (update_member), so that no journal holds one without the other.
+    if (!std::holds_alternative<protocol::UpdateSpec>(command.spec) && !save()) {
+      return;  // not journaled, not acted on; the controller will resend
+    }
+    std::visit(Overloaded{
+                   [&](const protocol::StartSpec& spec) { start_member(command, spec); },
+                   [&](const protocol::StopSpec& spec) { stop_member(command, spec); },
+                   [&](const protocol::MaintenanceSpec& spec) { maintain_member(command, spec); },
+                   [&](const protocol::UpdateSpec& spec) { update_member(command, spec); },
+                   [&](const protocol::LogsSpec& spec) { send_logs(command, spec); },
+               },
+               command.spec);
+  }
+
+  // A command whose spec (or type) does not decode: journaled and answered
+  // with a failed result that names the field, like any other outcome.
+  void on_malformed_command(const protocol::CommandHeader& command, const Error& error) {
+    spdlog::warn("command {} refused: {}", command.id, error.describe());
+    if (!admit(command) || !save()) {
+      return;
+    }
+    complete(command.id, false, "malformed " + command.type + " command: " + error.describe());
+  }
+
+  void complete(const std::string& id, bool ok, const std::string& message, protocol::ResultData data = {},
                 std::optional<int> exit_code = std::nullopt) {
     auto result =
         CommandBook(state_.commands).complete(protocol::CommandResult{id, ok, exit_code, message, std::move(data)});
@@ -478,54 +471,43 @@ class Agent {
 
   // A member's output, or with spec.hook the output of its last update or
   // maintenance hook. Hook logs stay in the member's dir after it stopped.
-  void send_logs(const protocol::Command& command) {
-    if (const auto hook = command.spec.find("hook"); hook != command.spec.end() && !hook->is_null() && *hook != "") {
-      if (*hook != "update" && *hook != "maintenance") {
-        complete(command.id, false, "unknown hook " + hook->dump() + ": expected \"update\" or \"maintenance\"");
-        return;
-      }
-      const fs::path file = member_dir(command.member) / (hook->get<std::string>() + "-hook.log");
+  void send_logs(const protocol::Command& command, const protocol::LogsSpec& spec) {
+    if (spec.hook) {  // "update" or "maintenance": the decoder allows no other
+      const fs::path file = member_dir(command.member) / (*spec.hook + "-hook.log");
       std::error_code ec;
       const bool exists = fs::exists(file, ec);
       complete(command.id, true, exists ? "ok" : "no output",
-               json{{"stdout", exists ? tail(file, kLogTailBytes) : ""}, {"stderr", ""}});
+               protocol::LogOutput{exists ? tail(file, kLogTailBytes) : "", ""});
       return;
     }
     const fs::path dir = state_.members.contains(command.member) && state_.members[command.member].process
                              ? state_.members[command.member].process->log_dir
                              : fs::path();
     complete(command.id, true, dir.empty() ? "no output" : "ok",
-             json{{"stdout", dir.empty() ? "" : tail(dir / "stdout.log", kLogTailBytes)},
-                  {"stderr", dir.empty() ? "" : tail(dir / "stderr.log", kLogTailBytes)}});
+             protocol::LogOutput{dir.empty() ? "" : tail(dir / "stdout.log", kLogTailBytes),
+                                 dir.empty() ? "" : tail(dir / "stderr.log", kLogTailBytes)});
   }
 
-  void start_member(const protocol::Command& command) {
+  void start_member(const protocol::Command& command, const protocol::StartSpec& start) {
     if (auto it = state_.members.find(command.member);
         it != state_.members.end() && it->second.process && it->second.state != "Exited") {
-      complete(command.id, true, "already running",
-               json{{"pid", it->second.process->pid}, {"ports", it->second.process->ports}});
+      complete(command.id, true, "already running", started(*it->second.process));
       return;
     }
-    auto spec = launch_spec(command);
-    if (!spec) {
-      complete(command.id, false, spec.error().describe());
-      return;
-    }
-    auto process = driver_->start(*spec, member_dir(command.member) / "logs");
+    const LaunchSpec spec = launch_spec(command.member, start);
+    auto process = driver_->start(spec, member_dir(command.member) / "logs");
     if (!process) {
       complete(command.id, false, process.error().describe());
       return;
     }
-    JournalMember m{
-        *spec,       command.spec.value("health", json()), command.spec.value("stats", json()), *process, "Running",
-        std::nullopt};
+    JournalMember m{spec, health_block(start), stats_block(start), *process, "Running", std::nullopt};
     state_.members[command.member] = std::move(m);
     health_[command.member] = Health{};
     spdlog::info("started member {} (pid {})", command.member, process->pid);
-    complete(command.id, true, "started", json{{"pid", process->pid}, {"ports", process->ports}});
+    complete(command.id, true, "started", started(*process));
   }
 
-  void stop_member(const protocol::Command& command) {
+  void stop_member(const protocol::Command& command, const protocol::StopSpec& stop) {
     auto it = state_.members.find(command.member);
     if (it == state_.members.end() || !it->second.process || it->second.state == "Exited") {
       state_.members.erase(command.member);
@@ -537,8 +519,8 @@ class Agent {
     m.state = "Stopping";
     pending_stops_[command.member] = command.id;
     save();
-    const auto grace = std::chrono::milliseconds(command.spec.value("graceMs", 10000));
-    const auto hook = command.spec.value("drainHook", std::vector<std::string>{});
+    const auto grace = std::chrono::milliseconds(stop.grace_ms);
+    const auto& hook = stop.drain_hook;
     const MemberProcess process = *m.process;
     if (hook.empty()) {
       driver_->begin_stop(process, grace);
@@ -554,7 +536,7 @@ class Agent {
   // model.md, "maintenance restart": run the hook, restart the member, say
   // `resumed`. Every step is journaled, so an agent restarted meanwhile
   // finishes it.
-  void maintain_member(const protocol::Command& command) {
+  void maintain_member(const protocol::Command& command, const protocol::MaintenanceSpec& maintenance) {
     auto it = state_.members.find(command.member);
     if (it == state_.members.end() || !it->second.process || it->second.state != "Running") {
       complete(command.id, false, "member is not running here");
@@ -564,7 +546,7 @@ class Agent {
     m.state = "Maintenance";
     pending_maintenance_[command.member] = command.id;
     save();
-    const auto hook = command.spec.value("hook", std::vector<std::string>{});
+    const auto& hook = maintenance.hook;
     if (hook.empty()) {
       restart_after_hook(command.member, "no maintenance hook");
       return;
@@ -613,7 +595,7 @@ class Agent {
     m.healthy = false;
     health_[id] = Health{};
     spdlog::info("member {} resumed after maintenance (pid {}): {}", id, process->pid, note);
-    complete(command, true, note, json{{"pid", process->pid}, {"ports", process->ports}});
+    complete(command, true, note, started(*process));
     send(protocol::to_json(protocol::AgentEvent{"resumed", id, std::nullopt, note}));
   }
 
@@ -623,7 +605,7 @@ class Agent {
   // journaled (with the command's admission) before the hook starts, and
   // every later step too, so the hook runs at most once per command id and
   // an agent restarted meanwhile still restarts the member and answers.
-  void update_member(const protocol::Command& command) {
+  void update_member(const protocol::Command& command, const protocol::UpdateSpec& request) {
     auto it = state_.members.find(command.member);
     if (it == state_.members.end() || !it->second.process || it->second.state == "Exited") {
       complete(command.id, false, "member is not running here");
@@ -634,12 +616,12 @@ class Agent {
       complete(command.id, false, "member is " + m.state + ", not Running: update refused");
       return;
     }
-    auto request = update_request(command);
-    if (!request) {
-      complete(command.id, false, request.error().describe());
-      return;
-    }
-    m.update = request->update;
+    m.update = PendingUpdate{command.id,
+                             launch_spec(command.member, request.target),
+                             health_block(request.target),
+                             stats_block(request.target),
+                             request.grace_ms,
+                             ""};
     m.state = "Updating";
     if (auto saved = save(); !saved) {
       m.update.reset();
@@ -647,11 +629,11 @@ class Agent {
       complete(command.id, false, "cannot journal the update: " + saved.error().describe());
       return;
     }
-    if (request->hook.empty()) {
+    if (request.hook.empty()) {
       restart_for_update(command.member, "no update hook");
       return;
     }
-    const LaunchSpec& target = request->update.spec;
+    const LaunchSpec& target = m.update->spec;
     std::map<std::string, std::string> env = target.env;
     env["TRANCHE_APP"] = target.app;
     env["TRANCHE_CLUSTER"] = target.cluster;
@@ -666,7 +648,7 @@ class Agent {
     // what the hook is about to create.
     const fs::path workdir = m.spec.workdir.empty() ? m.process->log_dir : fs::path(m.spec.workdir);
     const fs::path output = member_dir(command.member) / "update-hook.log";
-    asio::post(pool_, [this, hook = request->hook, env, workdir, output, member = command.member, id = command.id] {
+    asio::post(pool_, [this, hook = request.hook, env, workdir, output, member = command.member, id = command.id] {
       std::error_code ignored;
       fs::remove(output, ignored);  // the log holds the latest run only
       const HookOutcome outcome = run_hook(hook, env, workdir, output, 10min);
@@ -696,7 +678,7 @@ class Agent {
       message += ": " + last_output_line;
     }
     spdlog::warn("member {}: {}; it keeps running revision {}", member, message, m.spec.revision);
-    complete(command_id, false, message, nullptr,
+    complete(command_id, false, message, {},
              outcome.exit_code >= 0 ? std::optional<int>(outcome.exit_code) : std::nullopt);
   }
 
@@ -732,8 +714,7 @@ class Agent {
     m.state = "Running";
     m.exit_code.reset();
     spdlog::info("member {} updated to {} (pid {}): {}", id, target, process->pid, update.note);
-    complete(update.command_id, true, "updated to " + target + ": " + update.note,
-             json{{"pid", process->pid}, {"ports", process->ports}});
+    complete(update.command_id, true, "updated to " + target + ": " + update.note, started(*process));
   }
 
   // ---- watching members -------------------------------------------------------

@@ -2,7 +2,7 @@
 
 namespace tranche::agent {
 
-CommandBook::Admission CommandBook::admit(const protocol::Command& command) {
+CommandBook::Admission CommandBook::admit(const protocol::CommandHeader& command) {
   if (const JournalCommand* seen = find(command.id)) {
     return seen->result ? Admission::kDone : Admission::kRunning;
   }

@@ -21,7 +21,9 @@ class CommandBook {
 
   enum class Admission { kNew, kRunning, kDone };
   // kNew records the command (the caller saves the journal before acting).
-  Admission admit(const protocol::Command& command);
+  // Takes the header only: a command whose spec does not decode is journaled
+  // and answered (with a failed result) like any other.
+  Admission admit(const protocol::CommandHeader& command);
 
   // Records the outcome and returns the result message to send; nullopt when
   // the id is unknown or already has an outcome (a late duplicate).

@@ -407,7 +407,7 @@ RouteResult ControllerApi::handle(const Request& request) {
 
   if (version_route) {
     result.response = json_response(
-        200, json{{"version", build_version()}, {"protocol", kProtocolVersion}, {"schema", store_.schema_version()}});
+        200, json{{"version", build_version()}, {"protocol", protocol::kVersion}, {"schema", store_.schema_version()}});
     return result;
   }
   if (!route) {

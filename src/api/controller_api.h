@@ -20,7 +20,6 @@
 
 namespace tranche::api {
 
-inline constexpr int kProtocolVersion = 1;
 std::string build_version();
 
 nlohmann::json event_json(const EventRecord& e);

@@ -395,12 +395,14 @@ asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream, h
     if (ec) {
       break;
     }
-    auto message = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
-    if (!message) {
-      spdlog::warn("host {}: {}", *host_id, message.error().describe());
-      continue;
+    // Decoded once, here; a frame that does not decode is the fleet's to
+    // count and log, and the connection goes on.
+    auto message = protocol::decode_agent_message(beast::buffers_to_string(buffer.data()));
+    if (message) {
+      fleet.receive(*host_id, *message);
+    } else {
+      fleet.reject(*host_id, message.error());
     }
-    fleet.receive(*host_id, message->first, message->second);
   }
   fleet.disconnect(*host_id, link.get());
 }
@@ -421,7 +423,11 @@ void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
 
 HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
                        HttpServerOptions options)
-    : state_(std::make_shared<State>(io, api, store, fleet, metrics, std::move(options))) {}
+    : state_(std::make_shared<State>(io, api, store, fleet, metrics, std::move(options))) {
+  metrics.add_counter("tranche_agent_messages_rejected_total",
+                      "Agent messages that did not decode, rejected without closing their connection.",
+                      [&fleet] { return fleet.rejected_messages(); });
+}
 
 HttpServer::~HttpServer() = default;
 

@@ -11,6 +11,7 @@
 // handlers call in from their own threads; nothing here blocks on I/O except
 // store commits and logs() (which waits for an agent, without the lock).
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -75,8 +76,15 @@ class Fleet {
   // An agent said hello: authenticates it, registers or refreshes its host,
   // sends `welcome`, and reconciles what it runs. Returns the host id.
   Result<std::string> connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
-  // A message from the agent of `host_id` (not hello).
-  void receive(const std::string& host_id, const std::string& type, const nlohmann::json& message);
+  // A message from the agent of `host_id` (not hello), decoded at the edge
+  // (protocol::decode_agent_message): nothing here reads an agent's JSON.
+  void receive(const std::string& host_id, const protocol::AgentMessage& message);
+  // A frame from the agent of `host_id` that did not decode: counted and
+  // logged (host and reason), nothing else. The link stays up; a rejected
+  // message does not count as hearing from the host.
+  void reject(const std::string& host_id, const Error& reason);
+  // Frames rejected since start (/metrics: tranche_agent_messages_rejected_total).
+  uint64_t rejected_messages() const { return rejected_messages_.load(std::memory_order_relaxed); }
   void disconnect(const std::string& host_id, const AgentLink* link);
 
   // Heartbeat timeouts, then one reconcile pass over every application.
@@ -157,7 +165,8 @@ class Fleet {
   static MaintenanceMarkers index_markers(const std::vector<OperationalValueRecord>& values);
   void start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                          const MaintenanceMarkers& markers);
-  void resume_after_maintenance(MemberEntry& m, const std::string& message, const nlohmann::json& data);
+  // `started`: the restarted process, when the agent said (a result's data).
+  void resume_after_maintenance(MemberEntry& m, const std::string& message, const protocol::ProcessStarted* started);
   void complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
   static std::string maintenance_command_id(const MemberEntry& m);
   Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
@@ -224,7 +233,7 @@ class Fleet {
   const ClusterSpec* cluster_spec(const MemberEntry& m);
   const ClusterSpec* cluster_of(const std::string& app, int64_t revision, const std::string& path);
   int64_t next_ordinal(const std::string& app, const std::string& cluster);
-  nlohmann::json start_spec(const MemberEntry& m, const ClusterSpec& c) const;
+  protocol::StartSpec start_spec(const MemberEntry& m, const ClusterSpec& c) const;
   nlohmann::json to_json(const MemberEntry& m);
   void report_failure_once(const std::string& key, const std::string& message);
 
@@ -245,6 +254,7 @@ class Fleet {
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
   std::map<std::string, LogRequest> log_requests_;
+  std::atomic<uint64_t> rejected_messages_{0};  // agent frames that did not decode
   // Counted once per tick, so that placing a member costs O(hosts) rather
   // than O(hosts x members): slots in use per host, members per cluster and host.
   struct Usage {

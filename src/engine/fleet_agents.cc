@@ -38,6 +38,11 @@ std::string host_id_for(const std::string& hostname) {
   return (id.empty() ? "host" : id) + "-" + random_hex(2);
 }
 
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
 bool agent_runs(const std::string& agent_state) {
   return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping" ||
          agent_state == "Maintenance" || agent_state == "Restarting" || agent_state == "Updating";
@@ -46,9 +51,8 @@ bool agent_runs(const std::string& agent_state) {
 }  // namespace
 
 Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
-  if (hello.protocol != protocol::kVersion && hello.protocol != protocol::kVersion - 1) {
-    return fail(ErrorCode::kInvalid, "protocol " + std::to_string(hello.protocol) + " is not supported (controller " +
-                                         std::to_string(protocol::kVersion) + ")");
+  if (auto supported = protocol::check_version(hello.protocol); !supported) {
+    return std::unexpected(supported.error());
   }
   std::lock_guard lock(mu_);
   const TimePoint now = clock_.now();
@@ -155,7 +159,7 @@ void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
   // What the agent runs that the controller no longer wants.
   for (const auto& [id, m] : running) {
     if (agent_runs(m->state)) {
-      send(h, protocol::Command{"stop:" + id, "stop", id, {{"graceMs", options_.stop_grace.count()}}});
+      send(h, protocol::Command{"stop:" + id, id, protocol::StopSpec{options_.stop_grace.count(), {}}});
     }
   }
 }
@@ -169,7 +173,7 @@ void Fleet::disconnect(const std::string& host_id, const AgentLink* link) {
   }
 }
 
-void Fleet::receive(const std::string& host_id, const std::string& type, const json& message) {
+void Fleet::receive(const std::string& host_id, const protocol::AgentMessage& message) {
   std::lock_guard lock(mu_);
   auto it = hosts_.find(host_id);
   if (it == hosts_.end()) {
@@ -177,24 +181,22 @@ void Fleet::receive(const std::string& host_id, const std::string& type, const j
   }
   HostEntry& h = it->second;
   h.last_seen = clock_.now();
-  if (type == "heartbeat") {
-    if (auto hb = protocol::parse_heartbeat(message)) {
-      on_heartbeat(h, *hb);
-    } else {
-      spdlog::warn("host {}: bad heartbeat: {}", host_id, hb.error().describe());
-    }
-  } else if (type == "result") {
-    if (auto r = protocol::parse_result(message)) {
-      h.link->send(protocol::to_json(protocol::Ack{r->id}).dump());
-      on_result(h, *r);
-    }
-  } else if (type == "event") {
-    if (auto e = protocol::parse_event(message)) {
-      on_event(h, *e);
-    }
-  } else if (type != "ack") {
-    spdlog::warn("host {}: unexpected message type {}", host_id, type);
-  }
+  std::visit(Overloaded{
+                 [&](const protocol::Heartbeat& hb) { on_heartbeat(h, hb); },
+                 [&](const protocol::CommandResult& r) {
+                   h.link->send(protocol::to_json(protocol::Ack{r.id}).dump());
+                   on_result(h, r);
+                 },
+                 [&](const protocol::AgentEvent& e) { on_event(h, e); },
+                 [](const protocol::Ack&) {},  // the agent has a command: its result follows
+             },
+             message);
+}
+void Fleet::reject(const std::string& host_id, const Error& reason) {
+  // Not a sign of life: an agent that only sends what does not decode is
+  // Unreachable after the heartbeat timeout, as if it sent nothing.
+  rejected_messages_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("host {}: agent message rejected: {}", host_id, reason.describe());
 }
 
 void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
@@ -281,9 +283,9 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
       return;
     }
     MemberRecord next = m.record;
-    if (result.data.is_object()) {
-      if (result.data.contains("pid")) next.pid = result.data["pid"].get<int64_t>();
-      if (result.data.contains("ports")) next.ports = result.data["ports"].get<std::map<std::string, int>>();
+    if (const protocol::ProcessStarted* started = result.process()) {
+      next.pid = started->pid;
+      next.ports = started->ports.value_or(next.ports);
     }
     if (next != m.record) {
       WriteBatch batch;
@@ -294,7 +296,7 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
     }
   } else if (kind == "maintenance" && m.state == MemberState::kMaintenance && result.id == maintenance_command_id(m)) {
     if (result.ok) {
-      resume_after_maintenance(m, result.message, result.data);
+      resume_after_maintenance(m, result.message, result.process());
     } else {
       (void)set_state(m, MemberState::kFailed, "maintenance failed: " + result.message);
     }
@@ -303,9 +305,9 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
       (void)set_state(m, MemberState::kFailed, "update failed: " + result.message);
       return;
     }
-    if (result.data.is_object() && result.data.contains("pid")) {
-      m.record.pid = result.data["pid"].get<int64_t>();
-      m.record.ports = result.data.value("ports", m.record.ports);
+    if (const protocol::ProcessStarted* started = result.process()) {
+      m.record.pid = started->pid;
+      m.record.ports = started->ports.value_or(m.record.ports);
     }
     (void)set_state(m, MemberState::kStarting,
                     "updated in place to revision " + std::to_string(m.record.revision) +
@@ -358,38 +360,31 @@ void Fleet::check_heartbeats() {
   }
 }
 
-json Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c) const {
-  json health = nullptr;
+protocol::StartSpec Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c) const {
+  protocol::StartSpec spec{m.record.app,       m.record.cluster, m.record.revision,  c.artifact.version,
+                           c.artifact.command, c.artifact.env,   c.artifact.workdir, c.ports};
+  const auto checked = [&](decltype(protocol::HealthCheckSpec::probe) probe) {
+    return protocol::HealthCheckSpec{std::move(probe), c.health.interval_seconds, c.health.timeout_seconds,
+                                     c.health.unhealthy_threshold};
+  };
   switch (c.health.kind) {
     case HealthCheck::Kind::kHttp:
-      health = {{"http", {{"port", c.health.port}, {"path", c.health.path}}}};
+      spec.health = checked(protocol::HttpEndpoint{c.health.port, c.health.path});
       break;
     case HealthCheck::Kind::kTcp:
-      health = {{"tcp", {{"port", c.health.port}}}};
+      spec.health = checked(protocol::TcpProbe{c.health.port});
       break;
     case HealthCheck::Kind::kExec:
-      health = {{"exec", c.health.exec}};
+      spec.health = checked(protocol::ExecProbe{c.health.exec});
       break;
     case HealthCheck::Kind::kNone:
       break;
   }
-  if (!health.is_null()) {
-    health["intervalSeconds"] = c.health.interval_seconds;
-    health["timeoutSeconds"] = c.health.timeout_seconds;
-    health["unhealthyThreshold"] = c.health.unhealthy_threshold;
+  if (c.stats) {
+    spec.stats = protocol::StatsSpec{{c.stats->port, c.stats->path}};
   }
-  json stats = c.stats ? json{{"http", {{"port", c.stats->port}, {"path", c.stats->path}}}} : json(nullptr);
-  return {{"app", m.record.app},
-          {"cluster", m.record.cluster},
-          {"revision", m.record.revision},
-          {"version", c.artifact.version},
-          {"command", c.artifact.command},
-          {"env", c.artifact.env},
-          {"workdir", c.artifact.workdir},
-          {"ports", c.ports},
-          {"health", health},
-          {"stats", stats},
-          {"hooks", {{"drain", c.hooks.drain}}}};
+  spec.drain_hook = c.hooks.drain;
+  return spec;
 }
 
 void Fleet::send(HostEntry& h, const protocol::Command& command) {
@@ -412,32 +407,27 @@ void Fleet::send_outstanding(MemberEntry& m) {
     if (!spec) {
       return;
     }
-    send(host->second, protocol::Command{"start:" + m.record.id, "start", m.record.id, start_spec(m, *spec)});
+    send(host->second, protocol::Command{"start:" + m.record.id, m.record.id, start_spec(m, *spec)});
   } else if ((m.state == MemberState::kMaintenance || m.state == MemberState::kUpdating ||
               m.state == MemberState::kStopping) &&
              !out_of_traffic(m)) {
     return;  // its load balancer still sends it requests: drained first
   } else if (m.state == MemberState::kMaintenance) {
     const ClusterSpec* spec = cluster_spec(m);
-    json maintenance = {{"graceMs", options_.stop_grace.count()},
-                        {"hook", spec ? spec->hooks.maintenance : std::vector<std::string>{}}};
-    send(host->second, protocol::Command{maintenance_command_id(m), "maintenance", m.record.id, maintenance});
+    protocol::MaintenanceSpec maintenance{options_.stop_grace.count(),
+                                          spec ? spec->hooks.maintenance : std::vector<std::string>{}};
+    send(host->second, protocol::Command{maintenance_command_id(m), m.record.id, std::move(maintenance)});
   } else if (m.state == MemberState::kUpdating) {
     const ClusterSpec* spec = cluster_spec(m);
     if (!spec) {
       return;
     }
-    json update = start_spec(m, *spec);
-    update["hook"] = spec->hooks.update;
-    update["graceMs"] = options_.stop_grace.count();
-    send(host->second, protocol::Command{update_command_id(m), "update", m.record.id, update});
+    protocol::UpdateSpec update{start_spec(m, *spec), spec->hooks.update, options_.stop_grace.count()};
+    send(host->second, protocol::Command{update_command_id(m), m.record.id, std::move(update)});
   } else if (m.state == MemberState::kStopping) {
     const ClusterSpec* spec = cluster_spec(m);
-    json stop = {{"graceMs", options_.stop_grace.count()}};
-    if (spec && !spec->hooks.drain.empty()) {
-      stop["drainHook"] = spec->hooks.drain;
-    }
-    send(host->second, protocol::Command{"stop:" + m.record.id, "stop", m.record.id, stop});
+    protocol::StopSpec stop{options_.stop_grace.count(), spec ? spec->hooks.drain : std::vector<std::string>{}};
+    send(host->second, protocol::Command{"stop:" + m.record.id, m.record.id, std::move(stop)});
   } else {
     return;
   }
@@ -473,7 +463,7 @@ Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::
   }
   const std::string id = "logs:" + random_hex(8);
   log_requests_[id] = LogRequest{};
-  send(host->second, protocol::Command{id, "logs", member_id, hook ? json{{"hook", *hook}} : json::object()});
+  send(host->second, protocol::Command{id, member_id, protocol::LogsSpec{hook}});
   const bool answered = log_results_.wait_for(lock, timeout, [&] { return log_requests_[id].result.has_value(); });
   auto result = log_requests_[id].result;
   log_requests_.erase(id);
@@ -483,9 +473,10 @@ Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::
   if (!result->ok) {
     return fail(ErrorCode::kUnavailable, "agent: " + result->message);
   }
+  const protocol::LogOutput* output = result->logs();
   return json{{"member", member_id},
-              {"stdout", result->data.value("stdout", "")},
-              {"stderr", result->data.value("stderr", "")}};
+              {"stdout", output ? output->out : std::string()},
+              {"stderr", output ? output->err : std::string()}};
 }
 
 }  // namespace tranche

@@ -200,10 +200,11 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
 
 // The agent restarted the member after its hook: back to Starting (Active
 // again once healthy) and the marker cleared, in one commit.
-void Fleet::resume_after_maintenance(MemberEntry& m, const std::string& message, const json& data) {
-  if (data.is_object() && data.contains("pid")) {
-    m.record.pid = data["pid"].get<int64_t>();
-    m.record.ports = data.value("ports", m.record.ports);
+void Fleet::resume_after_maintenance(MemberEntry& m, const std::string& message,
+                                     const protocol::ProcessStarted* started) {
+  if (started) {
+    m.record.pid = started->pid;
+    m.record.ports = started->ports.value_or(m.record.ports);
   }
   (void)set_state(m, MemberState::kStarting, "resumed after maintenance" + (message.empty() ? "" : ": " + message),
                   {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance}});

@@ -1,13 +1,25 @@
 #include "protocol/messages.h"
 
+#include <iterator>
+#include <limits>
+
 namespace tranche::protocol {
 
 namespace {
 
 using nlohmann::json;
 
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+constexpr int64_t kIntMin = std::numeric_limits<int>::min();
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+constexpr int64_t kPidMax = kIntMax;  // pid_t
+constexpr int64_t kPortMax = 65535;
+constexpr int64_t kGraceMax = kIntMax;  // ms: about 24 days, far beyond any sensible grace
+
 // Reads fields of one object, remembering the first problem so that a parse
-// function reads straight through and reports once.
+// function reads straight through and reports once. Never throws: every
+// value is checked for its type (and integers for their range) before it
+// is read. For optional fields null is the same as absent.
 class Reader {
  public:
   Reader(const json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {
@@ -18,23 +30,55 @@ class Reader {
 
   std::string str(const char* key, bool required = true) {
     const json* v = find(key, required);
-    if (v && !v->is_string()) {
+    if (!v || (!required && v->is_null())) {
+      return {};
+    }
+    if (!v->is_string()) {
       fail_at(key, "expected a string");
       return {};
     }
-    return v ? v->get<std::string>() : std::string();
+    return v->get<std::string>();
   }
-  template <class T>
-  std::optional<T> number(const char* key, bool required = false) {
+  // A required string that must not be empty.
+  std::string nonempty_str(const char* key) {
+    std::string s = str(key);
+    if (s.empty() && ok()) {
+      fail_at(key, "must not be empty");
+    }
+    return s;
+  }
+  std::optional<int64_t> integer(const char* key, bool required, int64_t min, int64_t max) {
     const json* v = find(key, required);
-    if (!v || v->is_null()) {
+    if (!v || (!required && v->is_null())) {
+      return std::nullopt;
+    }
+    return checked_integer(*v, key, min, max);
+  }
+  std::optional<uint64_t> unsigned_integer(const char* key, bool required) {
+    const json* v = find(key, required);
+    if (!v || (!required && v->is_null())) {
+      return std::nullopt;
+    }
+    if (v->is_number_unsigned()) {
+      return v->get<uint64_t>();
+    }
+    if (v->is_number_integer()) {
+      fail_at(key, "must not be negative");
+    } else {
+      fail_at(key, "expected an integer");
+    }
+    return std::nullopt;
+  }
+  std::optional<double> number(const char* key, bool required) {
+    const json* v = find(key, required);
+    if (!v || (!required && v->is_null())) {
       return std::nullopt;
     }
     if (!v->is_number()) {
       fail_at(key, "expected a number");
       return std::nullopt;
     }
-    return v->get<T>();
+    return v->get<double>();
   }
   bool boolean(const char* key) {
     const json* v = find(key, true);
@@ -63,19 +107,43 @@ class Reader {
     }
     return out;
   }
-  std::map<std::string, int> port_map(const char* key) {
-    std::map<std::string, int> out;
+  // Port name -> 1..65535; nullopt when absent or null.
+  std::optional<std::map<std::string, int>> port_map(const char* key) {
     const json* v = find(key, false);
-    if (v && v->is_object()) {
-      for (const auto& [k, value] : v->items()) {
-        if (!value.is_number_integer()) {
-          fail_at(std::string(key) + "." + k, "expected a port number");
-          return out;
-        }
-        out[k] = value.get<int>();
+    if (!v || v->is_null()) {
+      return std::nullopt;
+    }
+    if (!v->is_object()) {
+      fail_at(key, "expected an object of port numbers");
+      return std::nullopt;
+    }
+    std::map<std::string, int> out;
+    for (const auto& [k, value] : v->items()) {
+      const std::string field = std::string(key) + "." + k;
+      auto port = checked_integer(value, field, 1, kPortMax, "expected a port number");
+      if (!port) {
+        return std::nullopt;
       }
-    } else if (v && !v->is_null()) {
-      fail_at(key, "expected an object");
+      out[k] = static_cast<int>(*port);
+    }
+    return out;
+  }
+  std::vector<std::string> string_list(const char* key, bool required = false) {
+    std::vector<std::string> out;
+    const json* v = find(key, required);
+    if (!v || (!required && v->is_null())) {
+      return out;
+    }
+    if (!v->is_array()) {
+      fail_at(key, "expected an array of strings");
+      return out;
+    }
+    for (size_t i = 0; i < v->size(); ++i) {
+      if (!(*v)[i].is_string()) {
+        fail_at(std::string(key) + "[" + std::to_string(i) + "]", "expected a string");
+        return out;
+      }
+      out.push_back((*v)[i].get<std::string>());
     }
     return out;
   }
@@ -91,16 +159,30 @@ class Reader {
       return;
     }
     for (size_t i = 0; i < v->size() && !error_; ++i) {
-      each((*v)[i], prefix_ + "." + key + "[" + std::to_string(i) + "]");
+      each((*v)[i], path(key) + "[" + std::to_string(i) + "]");
     }
   }
+  // An optional value of any type; nullptr when absent (null is returned).
   const json* raw(const char* key) { return find(key, false); }
+  std::string path(const std::string& key) const { return key.empty() ? prefix_ : prefix_ + "." + key; }
 
+  void fail_at(const std::string& key, const std::string& message) {
+    if (!error_) {
+      error_ = Error{ErrorCode::kInvalid, message, path(key)};
+    }
+  }
   void absorb(const Error& e) {
     if (!error_) {
       error_ = e;
     }
   }
+  template <class T>
+  void absorb(const Result<T>& r) {
+    if (!r) {
+      absorb(r.error());
+    }
+  }
+  bool ok() const { return !error_; }
   template <class T>
   Result<T> done(T value) {
     if (error_) {
@@ -123,10 +205,23 @@ class Reader {
     }
     return &*it;
   }
-  void fail_at(const std::string& key, const std::string& message) {
-    if (!error_) {
-      error_ = Error{ErrorCode::kInvalid, message, key.empty() ? prefix_ : prefix_ + "." + key};
+  std::optional<int64_t> checked_integer(const json& v, const std::string& key, int64_t min, int64_t max,
+                                         const char* what = "expected an integer") {
+    if (!v.is_number_integer()) {
+      fail_at(key, what);
+      return std::nullopt;
     }
+    // Unsigned beyond int64 (1e19) and signed values alike, without a cast
+    // that could wrap.
+    const bool is_unsigned = v.is_number_unsigned();  // every non-negative integer parsed
+    const bool too_big = is_unsigned ? v.get<uint64_t>() > static_cast<uint64_t>(max) : v.get<int64_t>() > max;
+    const bool too_small =
+        is_unsigned ? min > 0 && v.get<uint64_t>() < static_cast<uint64_t>(min) : v.get<int64_t>() < min;
+    if (too_big || too_small) {
+      fail_at(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      return std::nullopt;
+    }
+    return is_unsigned ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
   }
 
   const json& j_;
@@ -141,7 +236,223 @@ void put_optional(json& j, const char* key, const std::optional<T>& v) {
   }
 }
 
+// ---- command specs ------------------------------------------------------------------
+
+json endpoint_json(const HttpEndpoint& e) { return {{"port", e.port}, {"path", e.path}}; }
+
+HttpEndpoint read_endpoint(const json& j, const std::string& path, Reader& outer) {
+  Reader r(j, path);
+  HttpEndpoint e;
+  e.port = r.nonempty_str("port");
+  if (const json* p = r.raw("path"); p && !p->is_null()) {
+    e.path = r.str("path");
+  }
+  outer.absorb(r.done(0));
+  return e;
+}
+
+struct ProbeJson {
+  json operator()(const HttpEndpoint& e) const { return {{"http", endpoint_json(e)}}; }
+  json operator()(const TcpProbe& t) const { return {{"tcp", {{"port", t.port}}}}; }
+  json operator()(const ExecProbe& x) const { return {{"exec", x.argv}}; }
+};
+
+Result<HealthCheckSpec> read_health(const json& j, const std::string& path) {
+  Reader r(j, path);
+  HealthCheckSpec h;
+  auto present = [&](const char* key) {
+    const json* v = r.raw(key);
+    return v && !v->is_null() ? v : nullptr;
+  };
+  const json* http = present("http");
+  const json* tcp = present("tcp");
+  const json* exec = present("exec");
+  const int kinds = (http ? 1 : 0) + (tcp ? 1 : 0) + (exec ? 1 : 0);
+  if (r.ok() && kinds != 1) {
+    r.fail_at("", kinds == 0 ? "expected one of http, tcp, exec" : "expected only one of http, tcp, exec");
+  } else if (http) {
+    h.probe = read_endpoint(*http, r.path("http"), r);
+  } else if (tcp) {
+    Reader t(*tcp, r.path("tcp"));
+    h.probe = TcpProbe{t.nonempty_str("port")};
+    r.absorb(t.done(0));
+  } else if (exec) {
+    ExecProbe x{r.string_list("exec", true)};
+    if (r.ok() && x.argv.empty()) {
+      r.fail_at("exec", "must not be empty");
+    }
+    h.probe = std::move(x);
+  }
+  h.interval_seconds = static_cast<int>(r.integer("intervalSeconds", false, 1, kIntMax).value_or(1));
+  h.timeout_seconds = static_cast<int>(r.integer("timeoutSeconds", false, 1, kIntMax).value_or(1));
+  h.unhealthy_threshold = static_cast<int>(r.integer("unhealthyThreshold", false, 1, kIntMax).value_or(3));
+  return r.done(std::move(h));
+}
+
+json start_json(const StartSpec& s) {
+  return {{"app", s.app},
+          {"cluster", s.cluster},
+          {"revision", s.revision},
+          {"version", s.version},
+          {"command", s.command},
+          {"env", s.env},
+          {"workdir", s.workdir},
+          {"ports", s.ports},
+          {"health", s.health ? to_json(*s.health) : json(nullptr)},
+          {"stats", s.stats ? to_json(*s.stats) : json(nullptr)},
+          {"hooks", {{"drain", s.drain_hook}}}};
+}
+
+StartSpec read_start(Reader& r) {
+  StartSpec s;
+  s.app = r.nonempty_str("app");
+  s.cluster = r.nonempty_str("cluster");
+  s.revision = r.integer("revision", true, 1, kInt64Max).value_or(0);
+  s.version = r.str("version");
+  s.command = r.string_list("command", true);
+  if (r.ok() && s.command.empty()) {
+    r.fail_at("command", "must not be empty");
+  }
+  s.env = r.string_map("env");
+  s.workdir = r.str("workdir", false);
+  s.ports = r.string_list("ports");
+  if (const json* health = r.raw("health"); health && !health->is_null() && r.ok()) {
+    auto h = read_health(*health, r.path("health"));
+    r.absorb(h);
+    if (h) {
+      s.health = std::move(*h);
+    }
+  }
+  if (const json* stats = r.raw("stats"); stats && !stats->is_null() && r.ok()) {
+    Reader sr(*stats, r.path("stats"));
+    if (const json* http = sr.raw("http"); http && !http->is_null()) {
+      s.stats = StatsSpec{read_endpoint(*http, sr.path("http"), sr)};
+    } else {
+      sr.fail_at("http", "is required");
+    }
+    r.absorb(sr.done(0));
+  }
+  if (const json* hooks = r.raw("hooks"); hooks && !hooks->is_null() && r.ok()) {
+    Reader hr(*hooks, r.path("hooks"));
+    s.drain_hook = hr.string_list("drain");
+    r.absorb(hr.done(0));
+  }
+  return s;
+}
+
+struct SpecJson {
+  json operator()(const StartSpec& s) const { return start_json(s); }
+  json operator()(const UpdateSpec& u) const {
+    json j = start_json(u.target);
+    j["hook"] = u.hook;
+    j["graceMs"] = u.grace_ms;
+    return j;
+  }
+  json operator()(const StopSpec& s) const {
+    json j = {{"graceMs", s.grace_ms}};
+    if (!s.drain_hook.empty()) {
+      j["drainHook"] = s.drain_hook;
+    }
+    return j;
+  }
+  json operator()(const MaintenanceSpec& m) const { return {{"graceMs", m.grace_ms}, {"hook", m.hook}}; }
+  json operator()(const LogsSpec& l) const { return l.hook ? json{{"hook", *l.hook}} : json::object(); }
+};
+
+Result<CommandSpec> read_spec(const std::string& type, const json& j, const std::string& path) {
+  static const json kEmpty = json::object();
+  // A spec-less stop or logs is a spec of defaults, as before.
+  Reader r(j.is_null() ? kEmpty : j, path);
+  CommandSpec spec;
+  if (type == "start") {
+    spec = read_start(r);
+  } else if (type == "update") {
+    UpdateSpec u;
+    u.target = read_start(r);
+    u.hook = r.string_list("hook");
+    u.grace_ms = r.integer("graceMs", false, 0, kGraceMax).value_or(10000);
+    spec = std::move(u);
+  } else if (type == "stop") {
+    StopSpec s;
+    s.grace_ms = r.integer("graceMs", false, 0, kGraceMax).value_or(10000);
+    s.drain_hook = r.string_list("drainHook");
+    spec = std::move(s);
+  } else if (type == "maintenance") {
+    MaintenanceSpec m;
+    m.grace_ms = r.integer("graceMs", false, 0, kGraceMax).value_or(10000);
+    m.hook = r.string_list("hook");
+    spec = std::move(m);
+  } else if (type == "logs") {
+    LogsSpec l;
+    if (std::string hook = r.str("hook", false); !hook.empty()) {
+      if (hook != "update" && hook != "maintenance") {
+        r.fail_at("hook", "unknown hook '" + hook + "': expected \"update\" or \"maintenance\"");
+      }
+      l.hook = std::move(hook);
+    }
+    spec = std::move(l);
+  }
+  return r.done(std::move(spec));
+}
+
+// ---- result data -------------------------------------------------------------------
+
+struct DataJson {
+  json operator()(std::monostate) const { return nullptr; }
+  json operator()(const ProcessStarted& p) const {
+    json j = {{"pid", p.pid}};
+    put_optional(j, "ports", p.ports);
+    return j;
+  }
+  json operator()(const LogOutput& l) const { return {{"stdout", l.out}, {"stderr", l.err}}; }
+};
+
+ResultData read_data(Reader& result) {
+  const json* data = result.raw("data");
+  if (!data || data->is_null() || !result.ok()) {
+    return std::monostate{};
+  }
+  Reader r(*data, result.path("data"));
+  ResultData out;
+  if (data->is_object() && (data->contains("pid") || data->contains("ports"))) {
+    ProcessStarted p;
+    p.pid = r.integer("pid", true, 1, kPidMax).value_or(0);
+    p.ports = r.port_map("ports");
+    out = std::move(p);
+  } else if (data->is_object() && (data->contains("stdout") || data->contains("stderr"))) {
+    out = LogOutput{r.str("stdout", false), r.str("stderr", false)};
+  }
+  result.absorb(r.done(0));
+  return out;
+}
+
+struct MessageJson {
+  template <class T>
+  json operator()(const T& m) const {
+    return to_json(m);
+  }
+};
+
 }  // namespace
+
+Status check_version(int version) {
+  if (version >= kOldestVersion && version <= kVersion) {
+    return {};
+  }
+  const std::string speaks = kOldestVersion == kVersion
+                                 ? "version " + std::to_string(kVersion)
+                                 : "versions " + std::to_string(kOldestVersion) + " to " + std::to_string(kVersion);
+  return fail(ErrorCode::kInvalid,
+              "agent protocol version " + std::to_string(version) + " is not supported: this controller speaks " +
+                  speaks + " (run an agent of the same release)",
+              "hello.protocol");
+}
+
+std::string Command::type() const {
+  static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs"};
+  static_assert(std::size(kTypes) == std::variant_size_v<CommandSpec>);
+  return kTypes[spec.index()];
+}
 
 json to_json(const Hello& m) {
   json members = json::array();
@@ -183,14 +494,25 @@ json to_json(const Heartbeat& m) {
   return {{"type", "heartbeat"}, {"seq", m.seq}, {"members", members}};
 }
 
+json to_json(const CommandSpec& spec) { return std::visit(SpecJson{}, spec); }
+json to_json(const HealthCheckSpec& h) {
+  json j = std::visit(ProbeJson{}, h.probe);
+  j["intervalSeconds"] = h.interval_seconds;
+  j["timeoutSeconds"] = h.timeout_seconds;
+  j["unhealthyThreshold"] = h.unhealthy_threshold;
+  return j;
+}
+json to_json(const StatsSpec& s) { return {{"http", endpoint_json(s.http)}}; }
+
 json to_json(const Command& m) {
-  return {{"type", "command"}, {"id", m.id}, {"command", m.type}, {"member", m.member}, {"spec", m.spec}};
+  return {{"type", "command"}, {"id", m.id}, {"command", m.type()}, {"member", m.member}, {"spec", to_json(m.spec)}};
 }
 
 json to_json(const Ack& m) { return {{"type", "ack"}, {"id", m.id}}; }
 
 json to_json(const CommandResult& m) {
-  json j = {{"type", "result"}, {"id", m.id}, {"ok", m.ok}, {"message", m.message}, {"data", m.data}};
+  json j = {
+      {"type", "result"}, {"id", m.id}, {"ok", m.ok}, {"message", m.message}, {"data", std::visit(DataJson{}, m.data)}};
   put_optional(j, "exitCode", m.exit_code);
   return j;
 }
@@ -203,30 +525,27 @@ json to_json(const AgentEvent& m) {
 
 json to_json(const ErrorMessage& m) { return {{"type", "error"}, {"message", m.message}}; }
 
+json to_json(const AgentMessage& m) { return std::visit(MessageJson{}, m); }
+
 Result<Hello> parse_hello(const json& j) {
   Reader r(j, "hello");
   Hello m;
-  m.protocol = r.number<int>("protocol", true).value_or(0);
+  m.protocol = static_cast<int>(r.integer("protocol", true, kIntMin, kIntMax).value_or(0));
   m.host_id = r.str("hostId", false);
   m.join_token = r.str("joinToken", false);
   m.host_token = r.str("hostToken", false);
   m.hostname = r.str("hostname");
   m.labels = r.string_map("labels");
-  m.slots = r.number<int64_t>("slots").value_or(64);
+  m.slots = r.integer("slots", false, 1, kInt64Max).value_or(64);
   r.array("members", [&](const json& item, const std::string& path) {
     Reader mr(item, path);
-    HelloMember mem{mr.str("id"), mr.number<int64_t>("revision").value_or(0), mr.str("state"),
-                    mr.number<int64_t>("pid")};
-    if (auto e = mr.done(0); !e) {
-      r.absorb(e.error());
-    }
+    HelloMember mem{mr.str("id"), mr.integer("revision", false, 0, kInt64Max).value_or(0), mr.str("state"),
+                    mr.integer("pid", false, 1, kPidMax)};
+    r.absorb(mr.done(0));
     m.members.push_back(std::move(mem));
   });
-  if (m.join_token.empty() && m.host_token.empty()) {
+  if (r.ok() && m.join_token.empty() && m.host_token.empty()) {
     r.absorb(Error{ErrorCode::kInvalid, "a joinToken or a hostToken is required", "hello"});
-  }
-  if (m.slots < 1) {
-    r.absorb(Error{ErrorCode::kInvalid, "must be at least 1", "hello.slots"});
   }
   return r.done(std::move(m));
 }
@@ -236,10 +555,10 @@ Result<Welcome> parse_welcome(const json& j) {
   Welcome m;
   m.host_id = r.str("hostId");
   m.host_token = r.str("hostToken");
-  m.heartbeat_interval_seconds = r.number<double>("heartbeatIntervalSeconds", true).value_or(2);
-  m.protocol = r.number<int>("protocol", true).value_or(0);
-  if (m.heartbeat_interval_seconds <= 0) {
-    r.absorb(Error{ErrorCode::kInvalid, "must be positive", "welcome.heartbeatIntervalSeconds"});
+  m.heartbeat_interval_seconds = r.number("heartbeatIntervalSeconds", true).value_or(2);
+  m.protocol = static_cast<int>(r.integer("protocol", true, kIntMin, kIntMax).value_or(0));
+  if (r.ok() && m.heartbeat_interval_seconds <= 0) {
+    r.fail_at("heartbeatIntervalSeconds", "must be positive");
   }
   return r.done(std::move(m));
 }
@@ -247,40 +566,52 @@ Result<Welcome> parse_welcome(const json& j) {
 Result<Heartbeat> parse_heartbeat(const json& j) {
   Reader r(j, "heartbeat");
   Heartbeat m;
-  m.seq = r.number<uint64_t>("seq", true).value_or(0);
+  m.seq = r.unsigned_integer("seq", true).value_or(0);
   r.array("members", [&](const json& item, const std::string& path) {
     Reader mr(item, path);
     MemberReport report;
     report.id = mr.str("id");
     report.state = mr.str("state");
     report.healthy = mr.boolean("healthy");
-    report.pid = mr.number<int64_t>("pid");
-    report.ports = mr.port_map("ports");
-    if (const json* stats = mr.raw("stats"); stats && !stats->is_null()) {
+    report.pid = mr.integer("pid", false, 1, kPidMax);
+    report.ports = mr.port_map("ports").value_or(std::map<std::string, int>{});
+    if (const json* stats = mr.raw("stats"); stats && !stats->is_null() && mr.ok()) {
       Reader sr(*stats, path + ".stats");
-      report.stats = MemberStats{sr.number<double>("load", true).value_or(0), sr.number<int64_t>("requestsInFlight")};
-      if (auto e = sr.done(0); !e) {
-        r.absorb(e.error());
-      }
+      // Whatever the member's stats endpoint said (agent/health.cc): its
+      // meaning is the autoscaler's business, not the protocol's.
+      report.stats = MemberStats{sr.number("load", true).value_or(0),
+                                 sr.integer("requestsInFlight", false, std::numeric_limits<int64_t>::min(), kInt64Max)};
+      mr.absorb(sr.done(0));
     }
-    if (auto e = mr.done(0); !e) {
-      r.absorb(e.error());
-    }
+    r.absorb(mr.done(0));
     m.members.push_back(std::move(report));
   });
   return r.done(std::move(m));
 }
 
-Result<Command> parse_command(const json& j) {
+Result<CommandHeader> parse_command_header(const json& j) {
   Reader r(j, "command");
-  Command m;
-  m.id = r.str("id");
-  m.type = r.str("command");
-  m.member = r.str("member");
-  if (const json* spec = r.raw("spec"); spec && spec->is_object()) {
-    m.spec = *spec;
+  CommandHeader h;
+  h.id = r.nonempty_str("id");
+  h.type = r.str("command");
+  h.member = r.str("member");
+  return r.done(std::move(h));
+}
+
+Result<Command> parse_command(const json& j) {
+  auto header = parse_command_header(j);
+  if (!header) {
+    return std::unexpected(header.error());
   }
-  return r.done(std::move(m));
+  const std::string& type = header->type;
+  if (type != "start" && type != "stop" && type != "maintenance" && type != "update" && type != "logs") {
+    return fail(ErrorCode::kInvalid, "unknown command '" + type + "'", "command.command");
+  }
+  auto spec = read_spec(type, j.contains("spec") ? j["spec"] : json(nullptr), "command.spec");
+  if (!spec) {
+    return std::unexpected(spec.error());
+  }
+  return Command{std::move(header->id), std::move(header->member), std::move(*spec)};
 }
 
 Result<Ack> parse_ack(const json& j) {
@@ -292,13 +623,11 @@ Result<Ack> parse_ack(const json& j) {
 Result<CommandResult> parse_result(const json& j) {
   Reader r(j, "result");
   CommandResult m;
-  m.id = r.str("id");
+  m.id = r.nonempty_str("id");
   m.ok = r.boolean("ok");
-  m.exit_code = r.number<int>("exitCode");
+  m.exit_code = r.integer("exitCode", false, kIntMin, kIntMax);
   m.message = r.str("message", false);
-  if (const json* data = r.raw("data")) {
-    m.data = *data;
-  }
+  m.data = read_data(r);
   return r.done(std::move(m));
 }
 
@@ -307,10 +636,18 @@ Result<AgentEvent> parse_event(const json& j) {
   AgentEvent m;
   m.type = r.str("event");
   m.member = r.str("member");
-  m.exit_code = r.number<int>("exitCode");
+  m.exit_code = r.integer("exitCode", false, kIntMin, kIntMax);
   m.message = r.str("message", false);
   return r.done(std::move(m));
 }
+
+Result<ErrorMessage> parse_error_message(const json& j) {
+  Reader r(j, "error");
+  ErrorMessage m{r.str("message")};
+  return r.done(std::move(m));
+}
+
+Result<HealthCheckSpec> parse_health_check(const json& j, const std::string& path) { return read_health(j, path); }
 
 Result<std::pair<std::string, json>> parse_envelope(std::string_view text) {
   json j = json::parse(text, nullptr, false);
@@ -323,6 +660,36 @@ Result<std::pair<std::string, json>> parse_envelope(std::string_view text) {
   }
   std::string type = it->get<std::string>();
   return std::pair{std::move(type), std::move(j)};
+}
+
+Result<AgentMessage> decode_agent_message(std::string_view text) {
+  auto envelope = parse_envelope(text);
+  if (!envelope) {
+    return std::unexpected(envelope.error());
+  }
+  const auto& [type, j] = *envelope;
+  auto as_message = [](auto parsed) -> Result<AgentMessage> {
+    if (!parsed) {
+      return std::unexpected(parsed.error());
+    }
+    return AgentMessage(std::move(*parsed));
+  };
+  if (type == "heartbeat") {
+    return as_message(parse_heartbeat(j));
+  }
+  if (type == "result") {
+    return as_message(parse_result(j));
+  }
+  if (type == "event") {
+    return as_message(parse_event(j));
+  }
+  if (type == "ack") {
+    return as_message(parse_ack(j));
+  }
+  if (type == "hello") {
+    return fail(ErrorCode::kInvalid, "hello only opens a connection", "type");
+  }
+  return fail(ErrorCode::kInvalid, "unknown message type '" + type + "'", "type");
 }
 
 }  // namespace tranche::protocol

@@ -1,10 +1,28 @@
 #pragma once
-// Messages of the agent protocol. Each is a JSON object with a "type".
+// Messages of the agent protocol (interfaces.md, "Agent protocol"). On the
+// wire each is a JSON object with a "type"; in memory each is a typed struct,
+// decoded once where it comes in:
+//
+// - the controller decodes every frame an agent sends with
+//   decode_agent_message() into an AgentMessage, at its WebSocket edge, and
+//   the engine sees only the typed form;
+// - the agent decodes every command with parse_command() into a Command
+//   whose spec is a typed StartSpec, StopSpec, ... before acting on it.
+//
+// Parsing never throws. Its errors name the offending field with the
+// message's path ("result.data.pid", "command.spec.health.http.port"), so
+// that a rejection says what was wrong. Keys a parser does not know are
+// ignored (a newer peer may send more); a known key of the wrong type or out
+// of range is an error. to_json writes exactly what the previous, untyped
+// build wrote, so controllers and agents of either build understand each
+// other (tests/unit/protocol/messages_test.cc keeps that true).
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -13,8 +31,17 @@
 
 namespace tranche::protocol {
 
-// The version this build speaks; a controller accepts this one and the one before.
+// The protocol version this build speaks, the only definition of it (the
+// API's /version reports it too). A controller accepts the versions from
+// kOldestVersion to kVersion: 1 is the first and only one that exists.
 inline constexpr int kVersion = 1;
+inline constexpr int kOldestVersion = 1;
+
+// Whether a controller of this build talks to an agent of `version`; the
+// error says which versions it speaks (field "hello.protocol").
+Status check_version(int version);
+
+// ---- the connection ------------------------------------------------------------
 
 struct HelloMember {
   std::string id;
@@ -23,6 +50,8 @@ struct HelloMember {
   // Stopping | Exited (agent/journal.h says what each means).
   std::string state;
   std::optional<int64_t> pid;
+
+  bool operator==(const HelloMember&) const = default;
 };
 
 struct Hello {
@@ -34,6 +63,8 @@ struct Hello {
   std::map<std::string, std::string> labels;
   int64_t slots = 64;
   std::vector<HelloMember> members;
+
+  bool operator==(const Hello&) const = default;
 };
 
 struct Welcome {
@@ -41,11 +72,23 @@ struct Welcome {
   std::string host_token;
   double heartbeat_interval_seconds = 2;
   int protocol = kVersion;
+
+  bool operator==(const Welcome&) const = default;
 };
 
+struct ErrorMessage {
+  std::string message;
+
+  bool operator==(const ErrorMessage&) const = default;
+};
+
+// ---- agent to controller ---------------------------------------------------------
+
 struct MemberStats {
-  double load = 0;
+  double load = 0;  // as the member's stats endpoint reports it
   std::optional<int64_t> requests_in_flight;
+
+  bool operator==(const MemberStats&) const = default;
 };
 
 struct MemberReport {
@@ -54,34 +97,52 @@ struct MemberReport {
   bool healthy = false;
   std::optional<MemberStats> stats;
   std::optional<int64_t> pid;
-  std::map<std::string, int> ports;
+  std::map<std::string, int> ports;  // name -> 1..65535
+
+  bool operator==(const MemberReport&) const = default;
 };
 
 struct Heartbeat {
   uint64_t seq = 0;
   std::vector<MemberReport> members;
+
+  bool operator==(const Heartbeat&) const = default;
 };
 
-struct Command {
-  std::string id;
-  // start | stop | maintenance | update | logs. On the wire the field is
-  // "command" (the message's "type" is "command"). update: spec holds a
-  // start spec for the new template plus "hook" (argv) and "graceMs".
-  std::string type;
-  std::string member;
-  nlohmann::json spec = nlohmann::json::object();
+// The process a command started: the data of a successful start, update or
+// maintenance result, {"pid": N, "ports": {"http": 8080}}.
+struct ProcessStarted {
+  int64_t pid = 0;  // 1..2^31-1
+  // Absent: the ports the controller knows stay as they are.
+  std::optional<std::map<std::string, int>> ports;
+
+  bool operator==(const ProcessStarted&) const = default;
 };
 
-struct Ack {
-  std::string id;
+// A member's (or a hook's) output: the data of a logs result,
+// {"stdout": "...", "stderr": "..."}.
+struct LogOutput {
+  std::string out;  // "stdout"
+  std::string err;  // "stderr"
+
+  bool operator==(const LogOutput&) const = default;
 };
+
+// A result's "data": null (nothing to say), a process or log output. An
+// object with neither a pid nor output reads as null (a newer agent's).
+using ResultData = std::variant<std::monostate, ProcessStarted, LogOutput>;
 
 struct CommandResult {
   std::string id;
   bool ok = false;
   std::optional<int> exit_code;
   std::string message;
-  nlohmann::json data = nullptr;  // e.g. pid and ports of a started member, log text
+  ResultData data;
+
+  const ProcessStarted* process() const { return std::get_if<ProcessStarted>(&data); }
+  const LogOutput* logs() const { return std::get_if<LogOutput>(&data); }
+
+  bool operator==(const CommandResult&) const = default;
 };
 
 struct AgentEvent {
@@ -89,11 +150,142 @@ struct AgentEvent {
   std::string member;
   std::optional<int> exit_code;
   std::string message;
+
+  bool operator==(const AgentEvent&) const = default;
 };
 
-struct ErrorMessage {
-  std::string message;
+struct Ack {
+  std::string id;
+
+  bool operator==(const Ack&) const = default;
 };
+
+// Everything an agent sends after its hello.
+using AgentMessage = std::variant<Heartbeat, CommandResult, AgentEvent, Ack>;
+
+// One frame of an agent, decoded: never throws; the error names the field
+// ("type" for an unknown or missing type, "result.data.pid", ...).
+Result<AgentMessage> decode_agent_message(std::string_view text);
+
+// ---- controller to agent: commands --------------------------------------------
+
+// An HTTP endpoint on one of the member's declared ports.
+struct HttpEndpoint {
+  std::string port;  // a port name
+  std::string path = "/";
+
+  bool operator==(const HttpEndpoint&) const = default;
+};
+struct TcpProbe {
+  std::string port;  // a port name
+
+  bool operator==(const TcpProbe&) const = default;
+};
+struct ExecProbe {
+  std::vector<std::string> argv;  // not empty
+
+  bool operator==(const ExecProbe&) const = default;
+};
+
+// The cluster's health check: {"http": {"port", "path"}} | {"tcp": {"port"}}
+// | {"exec": [argv]}, with "intervalSeconds", "timeoutSeconds" and
+// "unhealthyThreshold" (each at least 1).
+struct HealthCheckSpec {
+  std::variant<HttpEndpoint, TcpProbe, ExecProbe> probe;
+  int interval_seconds = 1;
+  int timeout_seconds = 1;
+  int unhealthy_threshold = 3;
+
+  bool operator==(const HealthCheckSpec&) const = default;
+};
+
+// The cluster's stats endpoint (for autoscaling): {"http": {"port", "path"}}.
+struct StatsSpec {
+  HttpEndpoint http;
+
+  bool operator==(const StatsSpec&) const = default;
+};
+
+// `start`: everything an agent needs to run a member of the cluster's
+// current template. Wire: {"app", "cluster", "revision", "version",
+// "command", "env", "workdir", "ports", "health", "stats", "hooks":
+// {"drain"}}; app, cluster, revision, version and command are required.
+struct StartSpec {
+  std::string app;
+  std::string cluster;
+  int64_t revision = 0;  // at least 1
+  std::string version;
+  std::vector<std::string> command;  // argv, not empty
+  std::map<std::string, std::string> env;
+  std::string workdir;             // empty: the agent's default
+  std::vector<std::string> ports;  // names; the agent allocates one port each
+  std::optional<HealthCheckSpec> health;
+  std::optional<StatsSpec> stats;
+  std::vector<std::string> drain_hook;  // "hooks": {"drain": argv}
+
+  bool operator==(const StartSpec&) const = default;
+};
+
+// `update` (updates.md, "method: in-place"): the new template's start spec
+// plus the update hook and the stop grace, flat in one object.
+struct UpdateSpec {
+  StartSpec target;
+  std::vector<std::string> hook;  // may be empty
+  int64_t grace_ms = 10000;
+
+  bool operator==(const UpdateSpec&) const = default;
+};
+
+// `stop`: {"graceMs", "drainHook"?}; the drain hook runs first when given.
+struct StopSpec {
+  int64_t grace_ms = 10000;
+  std::vector<std::string> drain_hook;
+
+  bool operator==(const StopSpec&) const = default;
+};
+
+// `maintenance`: {"graceMs", "hook"}.
+struct MaintenanceSpec {
+  int64_t grace_ms = 10000;
+  std::vector<std::string> hook;  // may be empty
+
+  bool operator==(const MaintenanceSpec&) const = default;
+};
+
+// `logs`: {} for the member's output, {"hook": "update"|"maintenance"} for
+// that hook's.
+struct LogsSpec {
+  std::optional<std::string> hook;
+
+  bool operator==(const LogsSpec&) const = default;
+};
+
+using CommandSpec = std::variant<StartSpec, StopSpec, MaintenanceSpec, UpdateSpec, LogsSpec>;
+
+// What every command has, whatever its spec: enough to journal it and to
+// answer it, also when its spec does not decode.
+struct CommandHeader {
+  std::string id;
+  std::string type;  // start | stop | maintenance | update | logs, or what a newer controller sends
+  std::string member;
+
+  bool operator==(const CommandHeader&) const = default;
+};
+
+// Wire: {"type": "command", "id", "command": TYPE, "member", "spec"}; idempotent by id.
+struct Command {
+  std::string id;
+  std::string member;
+  CommandSpec spec;
+
+  // "start", "stop", ...: the wire's "command", from the spec's alternative.
+  std::string type() const;
+  CommandHeader header() const { return {id, type(), member}; }
+
+  bool operator==(const Command&) const = default;
+};
+
+// ---- serialising and parsing -----------------------------------------------------
 
 nlohmann::json to_json(const Hello& m);
 nlohmann::json to_json(const Welcome& m);
@@ -103,14 +295,29 @@ nlohmann::json to_json(const Ack& m);
 nlohmann::json to_json(const CommandResult& m);
 nlohmann::json to_json(const AgentEvent& m);
 nlohmann::json to_json(const ErrorMessage& m);
+nlohmann::json to_json(const AgentMessage& m);
+// A command's spec alone, as it goes in the command's "spec".
+nlohmann::json to_json(const CommandSpec& spec);
+// The blocks of a start spec, as the agent journals them.
+nlohmann::json to_json(const HealthCheckSpec& health);
+nlohmann::json to_json(const StatsSpec& stats);
 
 Result<Hello> parse_hello(const nlohmann::json& j);
 Result<Welcome> parse_welcome(const nlohmann::json& j);
 Result<Heartbeat> parse_heartbeat(const nlohmann::json& j);
+// The whole command, its spec decoded by the "command" type; an unknown type
+// is an error ("command.command").
 Result<Command> parse_command(const nlohmann::json& j);
+// Only the id, type and member of a command: what the agent needs to answer
+// one whose spec does not decode.
+Result<CommandHeader> parse_command_header(const nlohmann::json& j);
 Result<Ack> parse_ack(const nlohmann::json& j);
 Result<CommandResult> parse_result(const nlohmann::json& j);
 Result<AgentEvent> parse_event(const nlohmann::json& j);
+Result<ErrorMessage> parse_error_message(const nlohmann::json& j);
+// The blocks of a start spec as the agent journals them ("health" is the
+// field path errors start with).
+Result<HealthCheckSpec> parse_health_check(const nlohmann::json& j, const std::string& path = "health");
 
 // The "type" of a message text, or an error when it is not a JSON object
 // with a string type.

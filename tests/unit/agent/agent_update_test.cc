@@ -1,6 +1,7 @@
 // The real `tranche agent` against a fake controller: in-place updates
 // (updates.md, "method: in-place") and hook logs, also across an agent
-// killed mid-way. Members are the real sample workload, tranche-hello.
+// killed mid-way, and commands it cannot read. Members are the real sample
+// workload, tranche-hello.
 
 #include <utility>  // before Asio: coroutine support needs it on g++ 12
 
@@ -455,6 +456,35 @@ TEST_F(AgentUpdateTest, HookLogsOutliveTheMember) {
   const json bad = run("logs:3", "logs", "web/0", {{"hook", "../journal"}});
   EXPECT_FALSE(bad.value("ok", true));
   EXPECT_THAT(bad.value("message", ""), HasSubstr("unknown hook"));
+}
+
+TEST_F(AgentUpdateTest, AMalformedCommandIsAnsweredWithAFailedResultNamingTheField) {
+  const json started = start_member();
+  json bad_update = update_spec(2, "2.0", "touch " + quoted(dir_ / "hook-ran"));
+  bad_update["revision"] = "two";
+  const json refused = run("update:web/0:2", "update", "web/0", bad_update);
+  EXPECT_FALSE(refused.value("ok", true)) << refused.dump();
+  EXPECT_THAT(refused.value("message", ""), HasSubstr("command.spec.revision"));
+  json bad_start = spec(1, "1.0");
+  bad_start["ports"] = {{"http", 8080}};
+  const json refused_start = run("start:web/1", "start", "web/1", bad_start);
+  EXPECT_FALSE(refused_start.value("ok", true));
+  EXPECT_THAT(refused_start.value("message", ""), HasSubstr("command.spec.ports"));
+  const json unknown = run("replace:web/0", "replace", "web/0", json::object());
+  EXPECT_FALSE(unknown.value("ok", true));
+  EXPECT_THAT(unknown.value("message", ""), HasSubstr("command.command: unknown command 'replace'"));
+
+  // Nothing was acted on: the member runs on, untouched, and no hook ran.
+  EXPECT_EQ(journal_state("web/0"), "Running");
+  EXPECT_EQ(journal_state("web/1"), "");
+  EXPECT_TRUE(is_alive(pid_of(started)));
+  EXPECT_FALSE(fs::exists(dir_ / "hook-ran"));
+  // Answered like any command: a redelivery gets the same outcome, and the
+  // connection goes on.
+  const json again = run("update:web/0:2", "update", "web/0", bad_update);
+  EXPECT_EQ(again.value("message", ""), refused.value("message", ""));
+  EXPECT_TRUE(controller_.connected());
+  EXPECT_TRUE(run("logs:1", "logs", "web/0", json::object()).value("ok", false));
 }
 
 }  // namespace

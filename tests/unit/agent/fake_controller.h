@@ -52,9 +52,12 @@ class FakeController {
 
   size_t hellos() const { return of_type("hello").size(); }
 
-  // Sends a command to the connected agent (dropped when none is).
+  // Sends a command to the connected agent (dropped when none is). Written
+  // by hand as on the wire, so that a test may send what no typed command
+  // serialises to (a malformed spec, an unknown type).
   void command(const std::string& id, const std::string& type, const std::string& member, const nlohmann::json& spec) {
-    const std::string text = protocol::to_json(protocol::Command{id, type, member, spec}).dump();
+    const std::string text =
+        nlohmann::json{{"type", "command"}, {"id", id}, {"command", type}, {"member", member}, {"spec", spec}}.dump();
     boost::asio::post(io_, [this, text] {
       if (session_) {
         enqueue(session_, text);

@@ -105,7 +105,7 @@ TEST_F(ControllerApiTest, EverythingElseNeedsAValidToken) {
   EXPECT_EQ(json::parse(r.body)["error"]["code"], "unauthenticated");
   EXPECT_EQ(call("GET", "/version", "tt_x_y").status, 401);
   const json version = json::parse(call("GET", "/version", admin_).body);
-  EXPECT_EQ(version["protocol"], kProtocolVersion);
+  EXPECT_EQ(version["protocol"], protocol::kVersion);
   EXPECT_EQ(version["schema"], current_schema_version());
 }
 

@@ -253,8 +253,7 @@ class FleetBalancerTest : public ::testing::Test {
         const std::string id = c["id"];
         if (answered_.insert(id).second) {
           const int port = 8000 + static_cast<int>(answered_.size());
-          receive("result", protocol::to_json(protocol::CommandResult{
-                                id, true, std::nullopt, "", json{{"pid", port}, {"ports", {{"http", port}}}}}));
+          receive(result_message(id, true, json{{"pid", port}, {"ports", {{"http", port}}}}));
         }
       }
     }
@@ -265,17 +264,17 @@ class FleetBalancerTest : public ::testing::Test {
         reports.push_back({m.id, "Running", true, std::nullopt, m.pid.value_or(1), m.ports});
       }
     }
-    receive("heartbeat", protocol::to_json(protocol::Heartbeat{++hb_seq_, reports}));
+    receive(protocol::to_json(protocol::Heartbeat{++hb_seq_, reports}));
     fleet_->tick();
     sync_.run_once();
   }
 
-  void receive(const std::string& type, const json& message) { fleet_->receive(host_, type, message); }
+  void receive(const json& message) { deliver(*fleet_, host_, message); }
 
   void stop_results() {
     for (const auto& c : link_->commands("stop")) {
       if (answered_.insert(c["id"]).second) {
-        receive("result", protocol::to_json(protocol::CommandResult{c["id"], true, std::nullopt, "", nullptr}));
+        receive(result_message(c["id"], true));
       }
     }
   }

@@ -1,7 +1,8 @@
 #pragma once
 // An agent connection for fleet tests: records what the fleet sends, in
 // order, and says it connects from loopback (where a load balancer finds the
-// members of its host).
+// members of its host). deliver() hands the fleet what an agent sends, the
+// way the API's WebSocket edge does.
 
 #include <string>
 #include <vector>
@@ -34,5 +35,22 @@ class FakeLink final : public AgentLink {
   std::vector<nlohmann::json> sent;
   std::string closed;
 };
+
+// What the API's WebSocket edge does with an agent's frame: decode it once,
+// then hand the fleet the typed message or the reason it was rejected.
+inline void deliver(Fleet& fleet, const std::string& host_id, const nlohmann::json& message) {
+  auto decoded = protocol::decode_agent_message(message.dump());
+  if (decoded) {
+    fleet.receive(host_id, *decoded);
+  } else {
+    fleet.reject(host_id, decoded.error());
+  }
+}
+
+// A result as an agent sends it; `data` as on the wire: {"pid", "ports"},
+// {"stdout", "stderr"} or null.
+inline nlohmann::json result_message(const std::string& id, bool ok, nlohmann::json data = nullptr) {
+  return {{"type", "result"}, {"id", id}, {"ok", ok}, {"message", ""}, {"data", std::move(data)}};
+}
 
 }  // namespace tranche

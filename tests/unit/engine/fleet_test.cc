@@ -71,11 +71,11 @@ class FleetTest : public ::testing::Test {
   }
 
   void heartbeat(const Joined& host, std::vector<protocol::MemberReport> members) {
-    fleet_->receive(host.id, "heartbeat", protocol::to_json(protocol::Heartbeat{++hb_seq_, std::move(members)}));
+    deliver(*fleet_, host.id, protocol::to_json(protocol::Heartbeat{++hb_seq_, std::move(members)}));
   }
 
   void result(const Joined& host, const std::string& id, bool ok, json data = nullptr) {
-    fleet_->receive(host.id, "result", protocol::to_json(protocol::CommandResult{id, ok, std::nullopt, "", data}));
+    deliver(*fleet_, host.id, result_message(id, ok, std::move(data)));
   }
 
   std::map<std::string, std::string> states() {
@@ -162,11 +162,52 @@ TEST_F(FleetTest, DuplicateAndOutOfOrderResultsAreHarmless) {
   EXPECT_EQ(a.link->of_type("ack").size(), 5u) << "every result is acknowledged, so the agent stops replaying";
 }
 
+TEST_F(FleetTest, AMalformedMessageIsRejectedAndCountedAndTheLinkStaysUp) {
+  Joined a = join("a");
+  apply();
+  fleet_->tick();
+  const std::string member = a.link->of_type("command", "start")[0]["member"];
+  const size_t before = events();
+
+  // A string pid threw in the untyped build and ended the agent's connection.
+  deliver(*fleet_, a.id, result_message("start:" + member, true, {{"pid", "42"}, {"ports", {{"http", 8080}}}}));
+  deliver(*fleet_, a.id, result_message("start:" + member, true, {{"pid", 42}, {"ports", json::array({8080})}}));
+  deliver(*fleet_, a.id, result_message("start:" + member, true, {{"pid", -42}}));
+  deliver(*fleet_, a.id,
+          {{"type", "heartbeat"}, {"seq", 1}, {"members", {{{"id", member}, {"state", "Exited"}, {"healthy", "no"}}}}});
+  deliver(*fleet_, a.id, {{"type", "event"}, {"event", "exited"}, {"exitCode", 1}});  // whose?
+  deliver(*fleet_, a.id, {{"type", "gossip"}});
+
+  EXPECT_EQ(fleet_->rejected_messages(), 6u);
+  EXPECT_EQ(states()[member], "Starting");
+  EXPECT_FALSE(store_->get_member("shop", member).value()->pid.has_value());
+  EXPECT_EQ(events(), before) << "nothing changed state";
+  EXPECT_TRUE(a.link->closed.empty()) << "the link stays up";
+  EXPECT_TRUE(a.link->of_type("ack").empty()) << "a rejected result is not acknowledged: the agent keeps it";
+  EXPECT_EQ(store_->get_host(a.id).value()->state, "Ready");
+
+  // The same link goes on.
+  result(a, "start:" + member, true, {{"pid", 42}, {"ports", {{"http", 8080}}}});
+  EXPECT_EQ(store_->get_member("shop", member).value()->pid, 42);
+  EXPECT_EQ(a.link->of_type("ack").size(), 1u);
+  EXPECT_EQ(fleet_->rejected_messages(), 6u);
+}
+
+TEST_F(FleetTest, RejectedMessagesAreNoSignOfLife) {
+  Joined a = join("a");
+  clock_.advance(2s);
+  deliver(*fleet_, a.id, {{"type", "heartbeat"}, {"seq", "1"}});
+  clock_.advance(1500ms);  // 3.5 s since a's last message that decoded
+  fleet_->tick();
+  EXPECT_EQ(fleet_->rejected_messages(), 1u);
+  EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
+}
+
 TEST_F(FleetTest, AnExitedMemberIsReplaced) {
   Joined a = join("a");
   apply();
   fleet_->tick();
-  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 137, "killed"}));
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 137, "killed"}));
   EXPECT_EQ(states()["shop/web/1"], "Failed");
   fleet_->tick();
   EXPECT_EQ(states()["shop/web/1"], "Stopping") << "cleaned up on its host";
@@ -385,8 +426,7 @@ TEST_F(FleetTest, MaintenanceRestartGoesAFewAtATimeAndEndsByItself) {
   auto off = parse_operational_change({{"path", "web"}, {"maintenance", "off"}});
   ASSERT_TRUE(apps_->set_operational_state("shop", *off, {"t", "t"}).has_value());
   const json second = a.link->of_type("command", "maintenance").back();
-  fleet_->receive(a.id, "event",
-                  protocol::to_json(protocol::AgentEvent{"resumed", second["member"], std::nullopt, "ok"}));
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"resumed", second["member"], std::nullopt, "ok"}));
   heartbeat(a, running);
   fleet_->tick();
   fleet_->tick();
@@ -432,7 +472,7 @@ TEST_F(FleetTest, AutohealingOffDelaysHealingUntilItIsOnAgain) {
   fleet_->tick();
   auto off = parse_operational_change({{"path", "web"}, {"autohealing", "off"}});
   ASSERT_TRUE(apps_->set_operational_state("shop", *off, {"t", "t"}).has_value());
-  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, ""}));
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, ""}));
   fleet_->tick();
   for (int i = 0; i < 5; ++i) {
     clock_.advance(1s);
@@ -586,7 +626,7 @@ TEST_F(FleetRolloutTest, AFailingNewMemberRollsBackToThePreviousTemplates) {
   fleet_->tick();
   EXPECT_EQ(states()["shop/web/3"], "Starting") << "surge: the new member starts before an old one stops";
   EXPECT_EQ(states()["shop/web/1"], "Active");
-  fleet_->receive(a.id, "event", protocol::to_json(protocol::AgentEvent{"exited", "shop/web/3", 1, "crashed"}));
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/3", 1, "crashed"}));
   fleet_->tick();  // counts the failure and starts the rollback
   EXPECT_EQ(phase(), "RollingBack");
   auto app = store_->get_application("shop").value();

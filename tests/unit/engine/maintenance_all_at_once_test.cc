@@ -58,12 +58,10 @@ class MaintenanceAllAtOnceTest : public ::testing::Test {
         reports.push_back({m.id, "Running", true, std::nullopt, 100, {}});
       }
     }
-    fleet_->receive(host_, "heartbeat", protocol::to_json(protocol::Heartbeat{++hb_seq_, std::move(reports)}));
+    deliver(*fleet_, host_, protocol::to_json(protocol::Heartbeat{++hb_seq_, std::move(reports)}));
   }
 
-  void result(const std::string& id) {
-    fleet_->receive(host_, "result", protocol::to_json(protocol::CommandResult{id, true, std::nullopt, "", nullptr}));
-  }
+  void result(const std::string& id) { deliver(*fleet_, host_, result_message(id, true)); }
 
   json set(const json& body) {
     auto change = parse_operational_change(body);

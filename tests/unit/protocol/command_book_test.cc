@@ -8,14 +8,15 @@
 namespace tranche::agent {
 namespace {
 
-protocol::Command start(const std::string& member) { return {"start:" + member, "start", member, {}}; }
+protocol::CommandHeader start(const std::string& member) { return {"start:" + member, "start", member}; }
 
 TEST(CommandBook, FirstDeliveryIsNewThenRunningThenDone) {
   std::vector<JournalCommand> journal;
   CommandBook book(journal);
   EXPECT_EQ(book.admit(start("a/w/1")), CommandBook::Admission::kNew);
   EXPECT_EQ(book.admit(start("a/w/1")), CommandBook::Admission::kRunning) << "redelivered while it runs";
-  ASSERT_TRUE(book.complete({"start:a/w/1", true, std::nullopt, "started", {{"pid", 5}}}).has_value());
+  ASSERT_TRUE(book.complete({"start:a/w/1", true, std::nullopt, "started", protocol::ProcessStarted{5, std::nullopt}})
+                  .has_value());
   EXPECT_EQ(book.admit(start("a/w/1")), CommandBook::Admission::kDone);
   EXPECT_EQ(book.find("start:a/w/1")->result->at("data")["pid"], 5) << "the same outcome is sent again";
   EXPECT_EQ(journal.size(), 1u) << "journaled once";
@@ -25,10 +26,10 @@ TEST(CommandBook, ALateSecondOutcomeIsIgnored) {
   std::vector<JournalCommand> journal;
   CommandBook book(journal);
   book.admit(start("a/w/1"));
-  ASSERT_TRUE(book.complete({"start:a/w/1", true, std::nullopt, "started", nullptr}).has_value());
-  EXPECT_FALSE(book.complete({"start:a/w/1", false, std::nullopt, "again", nullptr}).has_value());
+  ASSERT_TRUE(book.complete({"start:a/w/1", true, std::nullopt, "started", {}}).has_value());
+  EXPECT_FALSE(book.complete({"start:a/w/1", false, std::nullopt, "again", {}}).has_value());
   EXPECT_EQ(book.find("start:a/w/1")->result->at("ok"), true);
-  EXPECT_FALSE(book.complete({"unknown", true, std::nullopt, "", nullptr}).has_value());
+  EXPECT_FALSE(book.complete({"unknown", true, std::nullopt, "", {}}).has_value());
 }
 
 TEST(CommandBook, ResultsReplayUntilAcknowledgedInAnyOrder) {
@@ -36,7 +37,7 @@ TEST(CommandBook, ResultsReplayUntilAcknowledgedInAnyOrder) {
   CommandBook book(journal);
   for (const char* m : {"a/w/1", "a/w/2", "a/w/3"}) {
     book.admit(start(m));
-    book.complete({std::string("start:") + m, true, std::nullopt, "started", nullptr});
+    book.complete({std::string("start:") + m, true, std::nullopt, "started", {}});
   }
   EXPECT_EQ(book.unacknowledged().size(), 3u);
   EXPECT_TRUE(book.acknowledge("start:a/w/3"));  // out of order
@@ -53,7 +54,7 @@ TEST(CommandBook, AnAckBeforeTheResultIsHarmless) {
   CommandBook book(journal);
   book.admit(start("a/w/1"));
   EXPECT_FALSE(book.acknowledge("start:a/w/1"));
-  ASSERT_TRUE(book.complete({"start:a/w/1", true, std::nullopt, "started", nullptr}).has_value());
+  ASSERT_TRUE(book.complete({"start:a/w/1", true, std::nullopt, "started", {}}).has_value());
   EXPECT_EQ(book.unacknowledged().size(), 1u) << "still owed to the controller";
 }
 
