@@ -349,6 +349,34 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
       }
     });
   }
+  // Agents' messages stage their changes; this thread writes them, a group
+  // at a time (fleet.h, "Group commit"), so that no connection waits for the
+  // disk. What is staged when it stops is written on the way out.
+  struct CommitSignal {
+    std::mutex mutex;
+    std::condition_variable_any wake;
+    bool pending = false;
+  } commit_signal;
+  fleet.on_staged([&commit_signal] {
+    {
+      std::lock_guard lock(commit_signal.mutex);
+      commit_signal.pending = true;
+    }
+    commit_signal.wake.notify_one();
+  });
+  std::jthread committer([&fleet, &commit_signal](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      {
+        std::unique_lock lock(commit_signal.mutex);
+        if (!commit_signal.wake.wait(lock, stop, [&] { return commit_signal.pending; })) {
+          break;
+        }
+        commit_signal.pending = false;
+      }
+      (void)fleet.flush();
+    }
+    (void)fleet.flush();
+  });
   ControllerApi api(apps, access, fleet, **store, metrics);
   if (auto ok = bootstrap_admin_token(access, data_dir); !ok) {
     spdlog::error("{}", ok.error().describe());

@@ -25,7 +25,11 @@ using std::chrono::milliseconds;
 }  // namespace
 
 Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
-    : store_(store), clock_(clock), options_(std::move(options)), join_token_hash_(sha256_hex(options_.join_token)) {}
+    : store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      join_token_hash_(sha256_hex(options_.join_token)),
+      deadlines_(options_.heartbeat_timeout) {}
 
 void Fleet::attach_balancer(BalancerSync& balancer) {
   std::lock_guard lock(mu_);
@@ -40,24 +44,159 @@ Status Fleet::load() {
   }
   const TimePoint now = clock_.now();
   for (auto& h : *hosts) {
+    deadlines_.arrived(h.id, now);
     hosts_[h.id] = HostEntry{h, nullptr, {}, now, {}};
   }
+  if (auto loaded = reload_members(); !loaded) {
+    return loaded;
+  }
+  auto last = store_.last_event_seq();
+  if (!last) {
+    return std::unexpected(last.error());
+  }
+  seen_seq_ = *last;  // the first pass is a resync
+  spdlog::info("fleet: {} hosts, {} members loaded", hosts_.size(), members_.size());
+  return {};
+}
+
+Status Fleet::reload_members() {
   auto members = store_.list_members(MemberQuery{});
   if (!members) {
     return std::unexpected(members.error());
   }
+  std::vector<std::pair<MemberRecord, MemberState>> loaded;
   for (auto& m : *members) {
-    const std::string key = m.app + "/" + m.cluster;
-    last_ordinal_[key] = std::max(last_ordinal_[key], m.ordinal);
     auto state = member_state_from_string(m.state);
     if (!state) {
       return fail(ErrorCode::kInternal, "member " + m.id + " has unknown state " + m.state);
     }
     if (*state != MemberState::kTerminated) {
-      members_[m.id] = MemberEntry{m, *state};
+      loaded.emplace_back(std::move(m), *state);
     }
   }
-  spdlog::info("fleet: {} hosts, {} members loaded", hosts_.size(), members_.size());
+  members_.clear();
+  by_cluster_.clear();
+  by_host_.clear();
+  outstanding_.clear();
+  for (auto& [record, state] : loaded) {
+    const std::string key = record.app + "/" + record.cluster;
+    last_ordinal_[key] = std::max(last_ordinal_[key], record.ordinal);
+    remember(std::move(record), state);
+  }
+  return {};
+}
+
+Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
+  const std::string id = record.id;
+  MemberEntry& m = members_[id] = MemberEntry{std::move(record), state};
+  by_cluster_[m.record.app + "/" + m.record.cluster][id] = &m;
+  by_host_[m.record.host][id] = &m;
+  outstanding_.insert(id);
+  return m;
+}
+
+void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
+  const MemberRecord& r = it->second.record;
+  for (auto* index : {&by_cluster_, &by_host_}) {
+    const std::string key = index == &by_cluster_ ? r.app + "/" + r.cluster : r.host;
+    auto entry = index->find(key);
+    if (entry != index->end()) {
+      entry->second.erase(r.id);
+      if (entry->second.empty()) {
+        index->erase(entry);
+      }
+    }
+  }
+  outstanding_.erase(r.id);
+  members_.erase(it);
+}
+
+std::vector<Fleet::MemberEntry*> Fleet::members_of(const std::string& app, const std::string& cluster) const {
+  std::vector<MemberEntry*> members;
+  if (auto it = by_cluster_.find(app + "/" + cluster); it != by_cluster_.end()) {
+    members.reserve(it->second.size());
+    for (const auto& [id, m] : it->second) {
+      members.push_back(m);
+    }
+  }
+  return members;
+}
+
+void Fleet::stage(WriteBatch batch) {
+  staged_.batches.push_back(std::move(batch));
+}
+
+void Fleet::after_commit(std::function<void()> action) {
+  staged_.after_commit.push_back(std::move(action));
+}
+
+void Fleet::on_staged(std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  wake_committer_ = std::move(wake);
+}
+
+void Fleet::wake_or_flush() {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (staged_.batches.empty() && staged_.after_commit.empty()) {
+      return;
+    }
+    wake = wake_committer_;
+  }
+  if (wake) {
+    wake();
+  } else {
+    (void)flush();
+  }
+}
+
+Status Fleet::flush() {
+  std::lock_guard committing(commit_mu_);
+  std::unique_lock lock(mu_);
+  return commit_staged(lock, true);
+}
+
+Status Fleet::commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing) {
+  if (staged_.batches.empty() && staged_.after_commit.empty()) {
+    return {};
+  }
+  Staged group = std::exchange(staged_, Staged{});
+  const uint64_t generation = staged_generation_++;
+  if (release_while_writing) {
+    lock.unlock();
+  }
+  auto results = group.batches.empty() ? std::vector<Result<CommitResult>>{} : store_.commit_group(group.batches);
+  if (release_while_writing) {
+    lock.lock();
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i]) {
+      continue;
+    }
+    if (results[i].error().code == ErrorCode::kConflict) {
+      // An operator's change won the race (e.g. a rollout paused meanwhile):
+      // the next pass reads it.
+      spdlog::info("fleet: a change was not saved ({}); the next pass reads what won",
+                   results[i].error().describe());
+      continue;
+    }
+    spdlog::error("fleet: cannot persist {} change(s): {}; reloading the fleet from the store", group.batches.size(),
+                  results[i].error().describe());
+    staged_ = Staged{};  // staged on top of what was not written
+    durable_generation_ = staged_generation_ - 1;
+    if (auto reloaded = reload_members(); !reloaded) {
+      spdlog::error("fleet: cannot reload members: {}", reloaded.error().describe());
+    }
+    return std::unexpected(results[i].error());
+  }
+  durable_generation_ = generation;
+  for (const auto& r : results) {
+    own_events_ += r ? r->event_seqs.size() : 0;
+  }
+  for (auto& action : group.after_commit) {
+    action();
+  }
   return {};
 }
 
@@ -65,51 +204,53 @@ Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reaso
   return set_states({&m}, to, reason, std::move(also));
 }
 
-// One commit for all of them: a fan-out to thousands of members costs one
-// fsync, not one each.
+// Staged in batches of at most kMembersPerBatch members (an etcd
+// transaction holds 128 operations); the group still costs one fsync.
 Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
                          std::vector<Mutation> also) {
-  const TimePoint now = clock_.now();
-  std::vector<MemberRecord> next;
-  WriteBatch batch;
+  constexpr size_t kMembersPerBatch = 60;
   for (const MemberEntry* m : members) {
     if (!can_transition(m->state, to)) {
       return fail(ErrorCode::kInternal, "member " + m->record.id + ": no transition " +
                                             std::string(to_string(m->state)) + " -> " + std::string(to_string(to)));
     }
-    MemberRecord& n = next.emplace_back(m->record);
-    n.state = std::string(to_string(to));
-    n.updated_at = now;
-    if (is_live(to)) {
-      n.healing_delayed_since.reset();  // nothing left to heal
-    }
-    batch.mutations.push_back(PutMember{n});
-    batch.mutations.push_back(
-        AppendEvent{make_event(now, m->record.app, full_path(m->record.app, m->record.cluster), m->record.id,
-                               "MemberStateChanged", m->record.state, n.state, reason)});
   }
-  std::move(also.begin(), also.end(), std::back_inserter(batch.mutations));
-  if (auto done = store_.commit(batch); !done) {
-    spdlog::error("{} member(s), first {}: cannot persist -> {}: {}", members.size(),
-                  members.empty() ? "" : members.front()->record.id, to_string(to), done.error().describe());
-    return std::unexpected(done.error());
-  }
+  const TimePoint now = clock_.now();
+  WriteBatch batch;
   for (size_t i = 0; i < members.size(); ++i) {
     MemberEntry& m = *members[i];
-    spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next[i].state, reason);
-    m.record = std::move(next[i]);
+    MemberRecord next = m.record;
+    next.state = std::string(to_string(to));
+    next.updated_at = now;
+    if (is_live(to)) {
+      next.healing_delayed_since.reset();  // nothing left to heal
+    }
+    batch.mutations.push_back(PutMember{next});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
+                               "MemberStateChanged", m.record.state, next.state, reason)});
+    spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next.state, reason);
+    m.record = std::move(next);
     m.state = to;
     m.command_sent = false;
+    m.generation = staged_generation_;
+    outstanding_.insert(m.record.id);
+    dirty_clusters_.insert(m.record.app + "/" + m.record.cluster);
     if (to != MemberState::kStarting && to != MemberState::kActive) {
       m.healthy_since.reset();
     }
+    if ((i + 1) % kMembersPerBatch == 0 && i + 1 < members.size()) {
+      stage(std::exchange(batch, WriteBatch{}));
+    }
   }
+  std::move(also.begin(), also.end(), std::back_inserter(batch.mutations));
+  stage(std::move(batch));
   return {};
 }
 
-Status Fleet::set_host_state(HostEntry& h, const std::string& to, const std::string& reason) {
+void Fleet::set_host_state(HostEntry& h, const std::string& to, const std::string& reason) {
   if (h.record.state == to) {
-    return {};
+    return;
   }
   const TimePoint now = clock_.now();
   HostRecord next = h.record;
@@ -119,12 +260,9 @@ Status Fleet::set_host_state(HostEntry& h, const std::string& to, const std::str
   batch.mutations.push_back(PutHost{next});
   batch.mutations.push_back(
       AppendEvent{make_event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state, to, reason)});
-  if (auto done = store_.commit(batch); !done) {
-    return std::unexpected(done.error());
-  }
+  stage(std::move(batch));
   spdlog::info("host {} {} -> {}: {}", h.record.id, h.record.state, to, reason);
   h.record = std::move(next);
-  return {};
 }
 
 const ApplicationSpec* Fleet::spec_of(const std::string& app, int64_t revision) {
@@ -182,6 +320,10 @@ void Fleet::report_failure_once(const std::string& key, const std::string& messa
 }
 
 void Fleet::count_usage() {
+  if (usage_counted_) {
+    return;
+  }
+  usage_counted_ = true;
   usage_ = Usage{};
   for (const auto& [id, m] : members_) {
     if (may_run(m.state)) {
@@ -198,6 +340,7 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   if (!spec) {
     return fail(ErrorCode::kInternal, where + " has no revision " + std::to_string(revision));
   }
+  count_usage();
   auto& in_cluster = usage_.per_cluster[where];
   std::vector<HostCapacity> capacity;
   capacity.reserve(hosts_.size());
@@ -229,15 +372,9 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   batch.mutations.push_back(
       AppendEvent{make_event(now, record.app, where, record.id, "MemberStateChanged", "", "Created",
                              (reason.empty() ? "" : reason + ": ") + "placed on " + record.host)});
-  if (auto done = store_.commit(batch); !done) {
-    return std::unexpected(done.error());
-  }
-  MemberEntry& m = members_[record.id] = MemberEntry{record, MemberState::kCreated};
-  if (auto started = set_state(m, MemberState::kStarting, "starting on " + record.host); !started) {
-    return started;
-  }
-  send_outstanding(m);
-  return {};
+  stage(std::move(batch));
+  MemberEntry& m = remember(std::move(record), MemberState::kCreated);
+  return set_state(m, MemberState::kStarting, "starting on " + m.record.host);
 }
 
 // Takes a member out: stop it where it may run, or just mark it gone.
@@ -255,7 +392,7 @@ void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutati
   }
 }
 
-void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
                               const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {
   const TimePoint now = clock_.now();
@@ -263,6 +400,9 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   int held = 0;  // failing members that autohealing off keeps in place
   for (MemberEntry* member : members) {
     MemberEntry& m = *member;
+    if (m.state == MemberState::kDraining && out_of_traffic(m)) {
+      (void)set_state(m, MemberState::kStopping, "out of its load balancer's traffic");
+    }
     if (m.state == MemberState::kCreated) {
       // Placed but not started: the controller stopped between the two commits.
       (void)set_state(m, MemberState::kStarting, "starting on " + m.record.host);
@@ -292,15 +432,15 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       live.push_back(&m);
     }
   }
-  start_maintenance(cluster, members, markers);
   const int scaled = autoscale(cluster, values, scales);
+  start_maintenance(cluster, members, markers, scaled);
   const int desired = cluster.app->deployed ? scaled : 0;
   // Failed members that autohealing off keeps are not compensated for.
   if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
-    return;  // the rollout owns the cluster's members for now
+    return false;  // the rollout owns the cluster's members for now
   }
   if (cluster.app->deployed && replace_for_maintenance(cluster, members, markers, desired - held)) {
-    return;
+    return false;
   }
   const int64_t revision = held_revision(cluster, members, rollout);
   if (static_cast<int>(live.size()) > desired) {
@@ -319,29 +459,126 @@ void Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       break;
     }
   }
+  return settled(cluster, desired);
+}
+
+// Nothing is left for a pass to do until something changes: every member
+// Active, as many as wanted, and no load balancer whose view of its servers
+// moves on by itself. (Load windows move on with time too: a settled
+// cluster's autoscaler still runs each pass, see reconcile_pass.)
+bool Fleet::settled(const ClusterRef& cluster, int desired) const {
+  const std::string key = cluster.app->name + "/" + cluster.path;
+  int active = 0;
+  if (auto index = by_cluster_.find(key); index != by_cluster_.end()) {
+    for (const auto& [id, m] : index->second) {
+      if (m->state != MemberState::kActive) {
+        return false;
+      }
+      ++active;
+    }
+  }
+  return active == desired && (!balancer_ || cluster.spec->load_balancer.haproxy_backend.empty());
+}
+
+// Applications changed by someone else since the last pass (an apply, an
+// operator's command, a setting that expired): every such change appends an
+// event, and the fleet knows how many of the new events are its own. A full
+// resync now and then is the safety net.
+void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps) {
+  const TimePoint now = clock_.now();
+  auto last = store_.last_event_seq();
+  if (!last || now - last_resync_ >= options_.resync_interval) {
+    last_resync_ = now;
+    for (const auto& app : apps) {
+      dirty_apps_.insert(app.name);
+    }
+  } else if (*last > seen_seq_ + own_events_) {
+    for (uint64_t after = seen_seq_; after < *last;) {
+      auto events = store_.list_events({after, std::nullopt, 10000});
+      if (!events || events->empty()) {
+        break;
+      }
+      for (const auto& e : *events) {
+        if (!e.app.empty()) {
+          dirty_apps_.insert(e.app);
+        }
+        after = e.seq;
+      }
+    }
+  }
+  if (last) {
+    seen_seq_ = *last;
+    own_events_ = 0;
+  }
+}
+
+bool Fleet::tracks_load(const std::string& app) const {
+  for (auto it = loads_.lower_bound(app + "/"); it != loads_.end() && it->first.starts_with(app + "/"); ++it) {
+    if (!it->second.samples.empty()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Fleet::has_dirty_cluster(const std::string& app) const {
+  auto it = dirty_clusters_.lower_bound(app + "/");
+  return it != dirty_clusters_.end() && it->starts_with(app + "/");
 }
 
 void Fleet::tick() {
-  std::lock_guard lock(mu_);
+  std::lock_guard committing(commit_mu_);
+  std::unique_lock lock(mu_);
+  // What agents' messages staged since the last pass is written first, with
+  // the view held: the pass reads the store and must find it there.
+  if (commit_staged(lock, false)) {
+    reconcile_pass();
+    (void)commit_staged(lock, true);
+  }
+  dispatch_outstanding();
+}
+
+// Reconciles the applications and clusters marked dirty (see fleet.h,
+// "Work queue"); an idle fleet costs a heartbeat check and a store read.
+void Fleet::reconcile_pass() {
   check_heartbeats();
   auto apps = store_.list_applications();
   if (!apps) {
     spdlog::error("reconcile: {}", apps.error().describe());
     return;
   }
-  count_usage();
-  std::map<std::string, std::vector<MemberEntry*>> by_cluster;
-  for (auto& [id, m] : members_) {
-    by_cluster[m.record.app + "/" + m.record.cluster].push_back(&m);
-  }
-  std::set<std::pair<std::string, std::string>> wanted;
+  usage_counted_ = false;
+  mark_changed_applications(*apps);
+  std::set<std::string> known;       // every application's name
+  std::set<std::string> visited;     // the applications this pass reconciled
+  std::set<std::string> wanted;      // "app/cluster" of those
   for (const auto& app : *apps) {
+    known.insert(app.name);
+    const bool app_dirty = dirty_apps_.contains(app.name);
+    const bool queued = app_dirty || has_dirty_cluster(app.name);
+    if (!queued && !tracks_load(app.name)) {
+      continue;
+    }
     const ApplicationSpec* spec = spec_of(app.name, app.current_revision);
     auto values = store_.list_operational_values(app.name);
     auto scales = store_.list_cluster_scales(app.name);
     if (!spec || !values || !scales) {
+      continue;  // stays dirty: tried again next pass
+    }
+    if (!queued) {
+      // Settled, but its load windows move on: the autoscaler alone, and the
+      // cluster is queued if it now wants another count.
+      for (const auto& node : flatten(*spec)) {
+        const std::string key = app.name + "/" + node.path;
+        if (node.cluster && by_cluster_.contains(key) &&
+            autoscale(ClusterRef{&app, node.path, node.cluster}, *values, *scales) !=
+                static_cast<int>(by_cluster_.at(key).size())) {
+          dirty_clusters_.insert(key);
+        }
+      }
       continue;
     }
+    visited.insert(app.name);
     std::optional<ActiveRollout> rollout = load_rollout(app);
     if (!rollout) {
       phases_seen_.erase(app.name);
@@ -355,39 +592,82 @@ void Fleet::tick() {
                   "the load balancer does not answer (" + *problem +
                       "); no member leaves its backend meanwhile; `tranche rollout resume " + app.name +
                       "` once it does");
-        (void)commit_rollout(*rollout);
+        stage_rollout(*rollout);
         (void)phase_seen_since(*rollout);
       }
     }
-    const bool settled = !rollout || observe_rollout(app, *rollout, by_cluster);
+    const bool observed = !rollout || observe_rollout(app, *rollout);
     const MaintenanceMarkers markers = index_markers(*values);
     for (const auto& node : flatten(*spec)) {
-      if (node.cluster) {
-        wanted.insert({app.name, node.path});
-        if (settled) {
-          reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, by_cluster[app.name + "/" + node.path], *values,
-                            markers, *scales, rollout ? &*rollout : nullptr);
+      if (!node.cluster) {
+        continue;
+      }
+      const std::string key = app.name + "/" + node.path;
+      wanted.insert(key);
+      if (observed && (app_dirty || dirty_clusters_.contains(key))) {
+        const bool done = reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, members_of(app.name, node.path),
+                                            *values, markers, *scales, rollout ? &*rollout : nullptr);
+        if (done) {
+          dirty_clusters_.erase(key);
+        } else {
+          dirty_clusters_.insert(key);
         }
       }
     }
-    if (rollout && settled) {
+    if (rollout && observed) {
       advance_rollout(app, *rollout);
     }
     complete_maintenance(app.name, *values);
+    // A rollout or a maintenance moves on with time: the application stays
+    // in the queue while one runs.
+    if (observed && !rollout && markers.empty()) {
+      dirty_apps_.erase(app.name);
+    } else {
+      dirty_apps_.insert(app.name);
+    }
   }
   // Members of clusters that no longer exist in their application.
-  for (auto& [id, m] : members_) {
-    if (!wanted.contains({m.record.app, m.record.cluster}) && (is_live(m.state) || m.state == MemberState::kFailed)) {
-      retire(m, "its cluster was removed from the application");
+  for (const auto& [key, index] : by_cluster_) {
+    const std::string app = key.substr(0, key.find('/'));
+    if (wanted.contains(key) || (known.contains(app) && !visited.contains(app))) {
+      continue;
+    }
+    dirty_apps_.insert(app);  // until they are gone
+    for (const auto& [id, m] : index) {
+      if (is_live(m->state) || m->state == MemberState::kFailed) {
+        retire(*m, "its cluster was removed from the application");
+      }
+      if (m->state == MemberState::kDraining && out_of_traffic(*m)) {
+        (void)set_state(*m, MemberState::kStopping, "out of its load balancer's traffic");
+      }
     }
   }
-  for (auto it = members_.begin(); it != members_.end();) {
-    MemberEntry& m = it->second;
-    if (m.state == MemberState::kDraining && out_of_traffic(m)) {
-      (void)set_state(m, MemberState::kStopping, "out of its load balancer's traffic");
+  std::erase_if(dirty_clusters_, [&](const std::string& key) { return !known.contains(key.substr(0, key.find('/'))); });
+}
+
+// Only what is durable is acted on: a change staged by an agent's message
+// since the pass's commit waits for the next one.
+void Fleet::dispatch_outstanding() {
+  for (auto it = outstanding_.begin(); it != outstanding_.end();) {
+    auto member = members_.find(*it);
+    if (member == members_.end()) {
+      it = outstanding_.erase(it);
+      continue;
+    }
+    MemberEntry& m = member->second;
+    if (m.generation > durable_generation_) {
+      ++it;
+      continue;
+    }
+    if (m.state == MemberState::kTerminated) {
+      ++it;  // forget() drops it from outstanding_
+      forget(member);
+      continue;
     }
     send_outstanding(m);
-    it = m.state == MemberState::kTerminated ? members_.erase(it) : std::next(it);
+    const bool waits = !m.command_sent && (m.state == MemberState::kStarting || m.state == MemberState::kMaintenance ||
+                                           m.state == MemberState::kUpdating || m.state == MemberState::kStopping);
+    it = waits ? std::next(it) : outstanding_.erase(it);
   }
   if (balancer_) {
     balancer_->set_targets(balancer_targets());

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,7 @@
 #include "common/clock.h"
 #include "engine/access.h"
 #include "engine/balancer_sync.h"
+#include "engine/host_deadlines.h"
 #include "engine/member_state.h"
 #include "engine/rollout.h"
 #include "model/manifest.h"
@@ -58,6 +60,8 @@ struct FleetOptions {
   // until its server is drained. Off only for the control experiment
   // (`--no-lb-drain`): servers are still added and removed, without waiting.
   bool drain_before_stop = true;
+  // Every application is reconciled at least this often, changed or not.
+  std::chrono::milliseconds resync_interval{10000};
 };
 
 class Fleet {
@@ -87,8 +91,17 @@ class Fleet {
   uint64_t rejected_messages() const { return rejected_messages_.load(std::memory_order_relaxed); }
   void disconnect(const std::string& host_id, const AgentLink* link);
 
-  // Heartbeat timeouts, then one reconcile pass over every application.
+  // Heartbeat timeouts, then one reconcile pass over every application,
+  // committed as one group; then the commands it made durable go out.
   void tick();
+
+  // Commits what is staged (see above). Any thread; commits are serialized.
+  Status flush();
+  // Called, without the fleet's lock, whenever an agent's message staged a
+  // change: the controller's committer wakes on it and flushes, so that
+  // agents' connections never wait for the disk. Without one, receive()
+  // flushes before it returns.
+  void on_staged(std::function<void()> wake);
 
   nlohmann::json hosts_json() const;
   Result<nlohmann::json> set_host_draining(const std::string& host_id, bool draining, const Caller& caller);
@@ -114,7 +127,7 @@ class Fleet {
     HostRecord record;
     std::shared_ptr<AgentLink> link;
     std::string address;  // its agent's, as last connected
-    TimePoint last_seen{};
+    TimePoint last_seen{};  // as of the last message the fleet handled (deadlines_ knows better)
     std::map<std::string, protocol::MemberReport> reports;  // from the latest heartbeat
   };
   struct MemberEntry {
@@ -124,6 +137,12 @@ class Fleet {
     std::optional<TimePoint> healthy_since;
     std::optional<protocol::MemberStats> stats;
     bool command_sent = false;  // the command of the current state went out on the current link
+    uint64_t generation = 0;    // of the group its latest change was staged in
+    // It was Active when its host fell silent: if the host comes back still
+    // running it, it is Active again at once (a blip must not cost a member
+    // its availability, or a rollout would retire it without charging its
+    // maxUnavailable).
+    bool active_when_lost = false;
   };
   struct ClusterRef {
     const ApplicationRecord* app;
@@ -133,6 +152,20 @@ class Fleet {
   // The autoscaler's view of one cluster (model.md, "Autoscaling").
   struct ClusterLoad {
     std::deque<std::pair<TimePoint, double>> samples;  // one per member report
+    double sum = 0;  // of the samples' loads, kept as they come and go
+    void add(TimePoint at, double value) {
+      samples.emplace_back(at, value);
+      sum += value;
+    }
+    void expire_before(TimePoint cutoff) {
+      while (!samples.empty() && samples.front().first < cutoff) {
+        sum -= samples.front().second;
+        samples.pop_front();
+      }
+      if (samples.empty()) {
+        sum = 0;  // no drift survives an empty window
+      }
+    }
     std::optional<TimePoint> observed_since;           // no verdict before a whole window
     std::string state = "normal";                      // normal | overload | underload
     std::optional<double> average;
@@ -153,7 +186,26 @@ class Fleet {
     bool dirty = false;
   };
 
+  MemberEntry& remember(MemberRecord record, MemberState state);
+  void forget(std::map<std::string, MemberEntry>::iterator it);
+  std::vector<MemberEntry*> members_of(const std::string& app, const std::string& cluster) const;
+
+  // Without mu_: hands what is staged to the committer, or commits it.
+  void wake_or_flush();
+  Result<std::string> connect_and_stage(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
+
   // All of these run with mu_ held.
+  void receive_locked(const std::string& host_id, TimePoint arrived, const protocol::AgentMessage& message);
+  // Writes to come with the next flush, and what to do once they are durable.
+  void stage(WriteBatch batch);
+  void after_commit(std::function<void()> action);
+  // commit_mu_ held, mu_ held through `lock`; with `release_while_writing`
+  // the view is free for readers and agents while the store writes.
+  Status commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing);
+  // After a refused group: the view as the store has it (links kept).
+  Status reload_members();
+  void reconcile_pass();
+  void dispatch_outstanding();
   // Persists the change (with `also`, in the same batch) before it is acted on.
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also = {});
   Status set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
@@ -164,22 +216,27 @@ class Fleet {
   using MaintenanceMarkers = std::unordered_map<std::string, const OperationalValueRecord*>;
   static MaintenanceMarkers index_markers(const std::vector<OperationalValueRecord>& values);
   void start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                         const MaintenanceMarkers& markers);
+                         const MaintenanceMarkers& markers, int desired);
   // `started`: the restarted process, when the agent said (a result's data).
   void resume_after_maintenance(MemberEntry& m, const std::string& message, const protocol::ProcessStarted* started);
   void complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
   static std::string maintenance_command_id(const MemberEntry& m);
-  Status set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
+  void set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
-  void reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+  // Returns whether the cluster is settled (see settled()).
+  bool reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                          const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
                          const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout);
+  bool settled(const ClusterRef& cluster, int desired) const;
+  void mark_changed_applications(const std::vector<ApplicationRecord>& apps);
+  bool has_dirty_cluster(const std::string& app) const;
+  // Whether load samples of the application's clusters are in a window.
+  bool tracks_load(const std::string& app) const;
   // Rollouts (fleet_rollout.cc).
   std::optional<ActiveRollout> load_rollout(const ApplicationRecord& app);
   // Counts new failures and applies onFailure, persisted before anything acts
   // on them; false when this application must wait for the next tick.
-  bool observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout,
-                       std::map<std::string, std::vector<MemberEntry*>>& by_cluster);
+  bool observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout);
   // Takes the cluster's next rollout step; false when the rollout does not
   // own the cluster's members now (done, waiting or paused).
   bool drive_rollout(const ClusterRef& cluster, const std::vector<MemberEntry*>& members, int desired,
@@ -189,9 +246,9 @@ class Fleet {
                         const ActiveRollout* rollout) const;
   void advance_rollout(const ApplicationRecord& app, ActiveRollout& rollout);
   void set_phase(ActiveRollout& rollout, RolloutPhase to, const std::string& reason);
-  // Appends the record and the collected events to `batch` and commits it.
-  Status commit_rollout(ActiveRollout& rollout, WriteBatch batch = {});
-  Status begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason);
+  // Appends the record and the collected events to `batch` and stages it.
+  void stage_rollout(ActiveRollout& rollout, WriteBatch batch = {});
+  void begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason);
   void begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t rollout_id);
   static std::string update_command_id(const MemberEntry& m);
   // A member whose template equals its cluster's current one takes the
@@ -209,6 +266,7 @@ class Fleet {
   std::optional<std::string> balancer_problem(const ApplicationSpec& spec, TimePoint since) const;
   // When this controller first saw the rollout in its present phase.
   TimePoint phase_seen_since(const ActiveRollout& rollout);
+  // Counted at most once per pass, and only when a member is placed.
   void count_usage();
   // Updates the load state and, with autoscaling on, decides a new member
   // count; returns the count the cluster should have now.
@@ -243,10 +301,36 @@ class Fleet {
   std::string join_token_hash_;
   BalancerSync* balancer_ = nullptr;
 
+  std::mutex commit_mu_;  // taken before mu_, never after
   mutable std::mutex mu_;
+  struct Staged {
+    std::vector<WriteBatch> batches;
+    std::vector<std::function<void()>> after_commit;
+  };
+  Staged staged_;
+  uint64_t staged_generation_ = 1;   // the group being staged now
+  uint64_t durable_generation_ = 0;  // the newest group written
+  std::function<void()> wake_committer_;
+  HostDeadlines deadlines_;
   std::condition_variable log_results_;
   std::map<std::string, HostEntry> hosts_;
-  std::map<std::string, MemberEntry> members_;                        // by id; Terminated ones leave memory
+  std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
+  // Indexes into members_ (whose entries never move), kept by remember()
+  // and forget(): a pass, a reconnect or a read costs what it touches.
+  using MemberIndex = std::map<std::string, MemberEntry*>;  // by id
+  std::unordered_map<std::string, MemberIndex> by_cluster_;  // "app/cluster"
+  std::unordered_map<std::string, MemberIndex> by_host_;
+  // Members whose state may call for a command not sent yet.
+  std::set<std::string> outstanding_;
+  // Work queue: what the next pass reconciles. A cluster is queued when one
+  // of its members changes state and stays queued until it is settled; an
+  // application when someone else's change names it (an event the fleet did
+  // not write), while a rollout or a maintenance runs, and at every resync.
+  std::set<std::string> dirty_apps_;
+  std::set<std::string> dirty_clusters_;  // "app/cluster"
+  uint64_t seen_seq_ = 0;                 // the newest event seq a pass has accounted for
+  uint64_t own_events_ = 0;               // events the fleet wrote since then
+  TimePoint last_resync_{};
   std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;  // never evicted: the index points into it
   std::map<std::pair<std::string, int64_t>, std::map<std::string, const ClusterSpec*>> cluster_index_;
   // (app, cluster, revision a, revision b) -> whether their member templates are equal.
@@ -262,6 +346,7 @@ class Fleet {
     std::map<std::string, std::map<std::string, int>> per_cluster;  // "app/cluster" -> host -> members
   };
   Usage usage_;
+  bool usage_counted_ = false;
   std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
   // By app. Only a balancer pass that began after a rollout entered its

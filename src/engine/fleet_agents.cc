@@ -51,6 +51,12 @@ bool agent_runs(const std::string& agent_state) {
 }  // namespace
 
 Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
+  auto connected = connect_and_stage(hello, std::move(link));
+  wake_or_flush();
+  return connected;
+}
+
+Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
   if (auto supported = protocol::check_version(hello.protocol); !supported) {
     return std::unexpected(supported.error());
   }
@@ -94,6 +100,7 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
   host->address = link->peer_address();
   host->link = std::move(link);
   host->last_seen = now;
+  deadlines_.arrived(host->record.id, now);
   if (host->record.labels != hello.labels || host->record.slots != hello.slots ||
       host->record.hostname != hello.hostname) {
     HostRecord next = host->record;
@@ -102,9 +109,8 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
     next.hostname = hello.hostname;
     WriteBatch batch;
     batch.mutations.push_back(PutHost{next});
-    if (auto done = store_.commit(batch); done) {
-      host->record = std::move(next);
-    }
+    stage(std::move(batch));
+    host->record = std::move(next);
   }
   if (host->record.state == kHostUnreachable || host->record.state == "Left") {
     (void)set_host_state(*host, kHostReady, "agent reconnected");
@@ -112,9 +118,10 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
   protocol::Welcome welcome{host->record.id, host_token,
                             static_cast<double>(options_.heartbeat_interval.count()) / 1000.0, protocol::kVersion};
   host->link->send(protocol::to_json(welcome).dump());
-  for (auto& [id, m] : members_) {
-    if (m.record.host == host->record.id) {
-      m.command_sent = false;  // a new connection: outstanding commands go out again
+  if (auto on_host = by_host_.find(host->record.id); on_host != by_host_.end()) {
+    for (auto& [id, m] : on_host->second) {
+      m->command_sent = false;  // a new connection: outstanding commands go out again
+      outstanding_.insert(id);
     }
   }
   reconcile_hello(*host, hello);
@@ -126,10 +133,9 @@ void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
   for (const auto& m : hello.members) {
     running[m.id] = &m;
   }
-  for (auto& [id, m] : members_) {
-    if (m.record.host != h.record.id) {
-      continue;
-    }
+  const MemberIndex on_host = by_host_.contains(h.record.id) ? by_host_.at(h.record.id) : MemberIndex{};
+  for (auto& [id, member] : on_host) {
+    MemberEntry& m = *member;
     auto it = running.find(id);
     const bool runs = it != running.end() && agent_runs(it->second->state);
     if (m.state == MemberState::kUnreachable) {
@@ -140,11 +146,13 @@ void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
       // Replaced meanwhile (the usual case) or still needed.
       const ClusterSpec* spec = cluster_spec(m);
       int live = 0;
-      for (const auto& [oid, o] : members_) {
-        live += (o.record.app == m.record.app && o.record.cluster == m.record.cluster && is_live(o.state)) ? 1 : 0;
+      for (const MemberEntry* o : members_of(m.record.app, m.record.cluster)) {
+        live += is_live(o->state) ? 1 : 0;
       }
       if (spec == nullptr || live >= spec->members.desired) {
         (void)set_state(m, MemberState::kStopping, "stale: replaced while host " + h.record.id + " was unreachable");
+      } else if (m.active_when_lost) {
+        (void)set_state(m, MemberState::kActive, "host " + h.record.id + " is back and still runs it, as it was");
       } else {
         (void)set_state(m, MemberState::kStarting, "host " + h.record.id + " is back and still runs it");
       }
@@ -174,24 +182,36 @@ void Fleet::disconnect(const std::string& host_id, const AgentLink* link) {
 }
 
 void Fleet::receive(const std::string& host_id, const protocol::AgentMessage& message) {
-  std::lock_guard lock(mu_);
+  const TimePoint arrived = clock_.now();
+  deadlines_.arrived(host_id, arrived);  // before the lock: see host_deadlines.h
+  {
+    std::lock_guard lock(mu_);
+    receive_locked(host_id, arrived, message);
+  }
+  wake_or_flush();
+}
+
+void Fleet::receive_locked(const std::string& host_id, TimePoint arrived, const protocol::AgentMessage& message) {
   auto it = hosts_.find(host_id);
   if (it == hosts_.end()) {
     return;
   }
   HostEntry& h = it->second;
-  h.last_seen = clock_.now();
-  std::visit(Overloaded{
-                 [&](const protocol::Heartbeat& hb) { on_heartbeat(h, hb); },
-                 [&](const protocol::CommandResult& r) {
-                   h.link->send(protocol::to_json(protocol::Ack{r.id}).dump());
-                   on_result(h, r);
-                 },
-                 [&](const protocol::AgentEvent& e) { on_event(h, e); },
-                 [](const protocol::Ack&) {},  // the agent has a command: its result follows
-             },
-             message);
+  h.last_seen = std::max(h.last_seen, arrived);
+  std::visit(
+      Overloaded{
+          [&](const protocol::Heartbeat& hb) { on_heartbeat(h, hb); },
+          [&](const protocol::CommandResult& r) {
+            // Acknowledged once its effect is durable: until then the agent keeps it.
+            after_commit([link = h.link, ack = protocol::to_json(protocol::Ack{r.id}).dump()] { link->send(ack); });
+            on_result(h, r);
+          },
+          [&](const protocol::AgentEvent& e) { on_event(h, e); },
+          [](const protocol::Ack&) {},  // the agent has a command: its result follows
+      },
+      message);
 }
+
 void Fleet::reject(const std::string& host_id, const Error& reason) {
   // Not a sign of life: an agent that only sends what does not decode is
   // Unreachable after the heartbeat timeout, as if it sent nothing.
@@ -215,7 +235,7 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
   m.stats = report.stats;
   if (report.stats && m.state == MemberState::kActive) {
     ClusterLoad& load = loads_[m.record.app + "/" + m.record.cluster];
-    load.samples.emplace_back(clock_.now(), report.stats->load);
+    load.add(clock_.now(), report.stats->load);
     if (!load.observed_since) {
       load.observed_since = clock_.now();
     }
@@ -234,9 +254,8 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
     next.ports = report.ports;
     WriteBatch batch;
     batch.mutations.push_back(PutMember{next});
-    if (store_.commit(batch)) {
-      m.record = std::move(next);
-    }
+    stage(std::move(batch));
+    m.record = std::move(next);
   }
   m.healthy = report.healthy;
   if (m.state == MemberState::kStarting) {
@@ -290,9 +309,8 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
     if (next != m.record) {
       WriteBatch batch;
       batch.mutations.push_back(PutMember{next});
-      if (store_.commit(batch)) {
-        m.record = std::move(next);
-      }
+      stage(std::move(batch));
+      m.record = std::move(next);
     }
   } else if (kind == "maintenance" && m.state == MemberState::kMaintenance && result.id == maintenance_command_id(m)) {
     if (result.ok) {
@@ -314,7 +332,7 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
                         (result.message.empty() ? "" : ": " + result.message));
   } else if (kind == "stop" && m.state == MemberState::kStopping) {
     (void)set_state(m, MemberState::kTerminated, result.ok ? "stopped" : "stop reported: " + result.message);
-    members_.erase(it);
+    forget(it);
   }
 }
 
@@ -339,22 +357,33 @@ void Fleet::on_event(HostEntry& h, const protocol::AgentEvent& e) {
 
 void Fleet::check_heartbeats() {
   const TimePoint now = clock_.now();
-  for (auto& [id, h] : hosts_) {
-    if ((h.record.state != kHostReady && h.record.state != kHostDraining) ||
-        now - h.last_seen <= options_.heartbeat_timeout) {
+  std::vector<std::string> unreachable;
+  for (const auto& silent : deadlines_.expired(now)) {
+    auto it = hosts_.find(silent.host);
+    if (it == hosts_.end()) {
       continue;
     }
-    const auto silent = duration_cast<milliseconds>(now - h.last_seen);
-    if (!set_host_state(h, kHostUnreachable, "no heartbeat for " + format_duration(silent))) {
+    HostEntry& h = it->second;
+    if (h.record.state != kHostReady && h.record.state != kHostDraining) {
       continue;
     }
+    const auto quiet = duration_cast<milliseconds>(now - silent.last_heard);
+    set_host_state(h, kHostUnreachable, "no heartbeat for " + format_duration(quiet));
     if (h.link) {
       h.link->close("heartbeat timeout");
       h.link.reset();
     }
-    for (auto& [mid, m] : members_) {
-      if (m.record.host == id && can_transition(m.state, MemberState::kUnreachable)) {
-        (void)set_state(m, MemberState::kUnreachable, "host " + id + " is unreachable");
+    unreachable.push_back(silent.host);
+  }
+  if (unreachable.empty()) {
+    return;
+  }
+  for (const std::string& host : unreachable) {
+    auto on_host = by_host_.find(host);
+    for (auto& [id, m] : on_host == by_host_.end() ? MemberIndex{} : on_host->second) {
+      if (can_transition(m->state, MemberState::kUnreachable)) {
+        m->active_when_lost = m->state == MemberState::kActive;
+        (void)set_state(*m, MemberState::kUnreachable, "host " + host + " is unreachable");
       }
     }
   }

@@ -25,13 +25,6 @@ using nlohmann::json;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
-// maxUnavailable against desired, rounded down as Kubernetes does; at least
-// one, or maintenance could never start.
-int unavailable_budget(const IntOrPercent& max_unavailable, int desired) {
-  const int n = max_unavailable.percent ? max_unavailable.value * desired / 100 : max_unavailable.value;
-  return std::max(n, 1);
-}
-
 }  // namespace
 
 // model.md, "autohealing off": the fact is recorded and published once, and
@@ -50,10 +43,9 @@ void Fleet::delay_healing(MemberEntry& m) {
   batch.mutations.push_back(
       AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
                              "HealingDelayed", m.record.state, m.record.state, message)});
-  if (store_.commit(batch)) {
-    spdlog::warn("{}", message);
-    m.record = std::move(next);
-  }
+  stage(std::move(batch));
+  spdlog::warn("{}", message);
+  m.record = std::move(next);
 }
 
 // Autohealing is back on for a member that still needs it: say for how long
@@ -70,10 +62,9 @@ void Fleet::resume_healing(MemberEntry& m) {
   batch.mutations.push_back(
       AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
                              "HealingResumed", m.record.state, m.record.state, message)});
-  if (store_.commit(batch)) {
-    spdlog::info("{}", message);
-    m.record = std::move(next);
-  }
+  stage(std::move(batch));
+  spdlog::info("{}", message);
+  m.record = std::move(next);
 }
 
 int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
@@ -84,17 +75,11 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
   const std::string where = cluster.app->name + "/" + cluster.path;
   ClusterLoad& load = loads_[where];
 
-  while (!load.samples.empty() && now - load.samples.front().first > std::chrono::seconds(policy.window_seconds)) {
-    load.samples.pop_front();
-  }
+  load.expire_before(now - std::chrono::seconds(policy.window_seconds));
   const bool window_covered =
       load.observed_since && now - *load.observed_since >= std::chrono::seconds(policy.window_seconds);
   if (!load.samples.empty() && window_covered) {
-    double sum = 0;
-    for (const auto& [t, value] : load.samples) {
-      sum += value;
-    }
-    load.average = sum / static_cast<double>(load.samples.size());
+    load.average = load.sum / static_cast<double>(load.samples.size());
     const std::string state = *load.average > policy.scale_up_above     ? "overload"
                               : *load.average < policy.scale_down_below ? "underload"
                                                                         : "normal";
@@ -105,10 +90,9 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
       WriteBatch batch;
       batch.mutations.push_back(
           AppendEvent{make_event(now, cluster.app->name, where, "", "LoadStateChanged", load.state, state, message)});
-      if (store_.commit(batch)) {
-        spdlog::info("{}: load {} -> {}: {}", where, load.state, state, message);
-        load.state = state;
-      }
+      stage(std::move(batch));
+      spdlog::info("{}: load {} -> {}: {}", where, load.state, state, message);
+      load.state = state;
     }
   }
 
@@ -136,9 +120,7 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
                                                    std::to_string(desired), std::to_string(wanted),
                                                    "autoscaling " + where + " from " + std::to_string(desired) +
                                                        " to " + std::to_string(wanted) + " members (" + reason + ")")});
-  if (!store_.commit(batch)) {
-    return desired;
-  }
+  stage(std::move(batch));
   spdlog::info("{}: autoscaling {} -> {} ({})", where, desired, wanted, reason);
   load.last_decision = now;
   scaled_[where] = wanted != counts.desired ? std::optional<int>(wanted) : std::nullopt;
@@ -175,12 +157,14 @@ Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValu
 // at a time, never leaving more than maxUnavailable of the cluster out;
 // members marked --all-at-once go in the same pass, whatever the budget.
 void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                              const MaintenanceMarkers& markers) {
+                              const MaintenanceMarkers& markers, int desired) {
   int out = 0;
   for (const MemberEntry* m : members) {
     out += is_live(m->state) && planned_state(*m) != MemberState::kActive ? 1 : 0;
   }
-  const int budget = unavailable_budget(cluster.spec->update.max_unavailable, cluster.spec->members.desired);
+  // The rollouts' rule (resolve_max_unavailable, against the same desired),
+  // but at least one: a restart has no surge to make progress with.
+  const int budget = std::max(resolve_max_unavailable(cluster.spec->update, desired), 1);
   std::vector<MemberEntry*> taken;
   for (MemberEntry* m : members) {
     if (m->state != MemberState::kActive) {
@@ -213,10 +197,18 @@ void Fleet::resume_after_maintenance(MemberEntry& m, const std::string& message,
 // A node's maintenance returns to off by itself once every member it took in
 // has resumed (its markers are gone).
 void Fleet::complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values) {
+  const bool any = std::any_of(values.begin(), values.end(), [](const OperationalValueRecord& v) {
+    return v.setting == Setting::kMaintenance && v.value != "off";
+  });
+  if (!any) {
+    return;
+  }
   std::set<std::string> member_paths;
-  for (const auto& [id, m] : members_) {
-    if (m.record.app == app) {
-      member_paths.insert(member_path(m.record));
+  for (const auto& [key, index] : by_cluster_) {
+    if (key.starts_with(app + "/")) {
+      for (const auto& [id, m] : index) {
+        member_paths.insert(member_path(m->record));
+      }
     }
   }
   for (const auto& v : values) {
@@ -237,9 +229,8 @@ void Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
     batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance});
     batch.mutations.push_back(AppendEvent{
         make_event(now, app, full_path(app, v.path), "", "OperationalStateChanged", v.value, nullptr, message)});
-    if (store_.commit(batch)) {
-      spdlog::info("{}", message);
-    }
+    stage(std::move(batch));
+    spdlog::info("{}", message);
   }
 }
 

@@ -68,7 +68,7 @@ void Fleet::set_phase(ActiveRollout& rollout, RolloutPhase to, const std::string
   rollout.dirty = true;
 }
 
-Status Fleet::commit_rollout(ActiveRollout& rollout, WriteBatch batch) {
+void Fleet::stage_rollout(ActiveRollout& rollout, WriteBatch batch) {
   RolloutRecord next = rollout.record;
   next.progress_json = progress_to_json(rollout.progress);
   next.updated_at = clock_.now();
@@ -78,20 +78,16 @@ Status Fleet::commit_rollout(ActiveRollout& rollout, WriteBatch batch) {
   }
   rollout.events.clear();
   rollout.dirty = false;
-  if (auto done = store_.commit(batch); !done) {
-    // Most likely an operator's control won the race: the next tick reads it.
-    spdlog::info("rollout {} of {}: not saved ({}); retrying next tick", next.id, next.app, done.error().describe());
-    return std::unexpected(done.error());
-  }
+  // An operator's control may win the race (the version differs): the group
+  // then rejects this batch alone, and the next pass reads what won.
+  stage(std::move(batch));
   next.version += 1;
   rollout.record = std::move(next);
-  return {};
 }
 
 // updates.md, "health gating": a member on the target revision that failed
 // counts once; beyond maxFailures the cluster's onFailure applies.
-bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout,
-                            std::map<std::string, std::vector<MemberEntry*>>& by_cluster) {
+bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout) {
   std::string exceeded;
   UpdatePolicy::OnFailure on_failure = UpdatePolicy::OnFailure::kPause;
   for (auto& [path, progress] : rollout.progress) {
@@ -103,7 +99,7 @@ bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout
     if (!spec) {
       continue;
     }
-    for (MemberEntry* m : by_cluster[app.name + "/" + path]) {
+    for (MemberEntry* m : members_of(app.name, path)) {
       if (m->state == MemberState::kFailed && m->record.revision == rollout.record.target_revision &&
           progress.failed.insert(m->record.id).second) {
         ++progress.failures;
@@ -129,25 +125,27 @@ bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout
       set_phase(rollout, RolloutPhase::kFailed, "the rollback failed too: " + exceeded);
     } else if (rollout.phase != RolloutPhase::kPaused) {
       if (on_failure == UpdatePolicy::OnFailure::kRollback) {
-        (void)begin_rollback(app, rollout, exceeded);
+        begin_rollback(app, rollout, exceeded);
         return false;  // the application record changed: reconcile it next tick
       }
       set_phase(rollout, RolloutPhase::kPaused, exceeded + "; waiting for the operator (onFailure: pause)");
     }
   }
-  return commit_rollout(rollout).has_value();
+  stage_rollout(rollout);
+  return true;
 }
 
 // onFailure: rollback. A new revision restores the templates of the revision
 // the rollout started from, and the same rollout moves members to it.
-Status Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason) {
+void Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason) {
   const TimePoint now = clock_.now();
   const int64_t from = rollout.record.from_revision;
   auto source = store_.get_revision(app.name, from);
   if (!source || !*source) {
     set_phase(rollout, RolloutPhase::kFailed,
               reason + "; cannot roll back: revision " + std::to_string(from) + " is no longer kept");
-    return commit_rollout(rollout);
+    stage_rollout(rollout);
+    return;
   }
   const int64_t number = app.current_revision + 1;
   const std::string summary = fmt::format("rollback to revision {} ({})", from, reason);
@@ -167,7 +165,7 @@ Status Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollou
   batch.mutations.push_back(PutApplication{next_app});
   batch.mutations.push_back(AppendEvent{make_event(now, app.name, app.name, "", "RevisionCreated", app.current_revision,
                                                    number, "revision " + std::to_string(number) + ": " + summary)});
-  return commit_rollout(rollout, std::move(batch));
+  stage_rollout(rollout, std::move(batch));
 }
 
 int64_t Fleet::held_revision(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
@@ -293,7 +291,7 @@ void Fleet::advance_rollout(const ApplicationRecord& app, ActiveRollout& rollout
     set_phase(rollout, RolloutPhase::kCanaryPaused, "the canary members are Active; `rollout promote` goes on");
   }
   if (rollout.dirty) {
-    (void)commit_rollout(rollout);
+    (void)stage_rollout(rollout);
   }
 }
 
@@ -333,11 +331,10 @@ void Fleet::relabel(MemberEntry& m, const ClusterRef& cluster) {
   next.revision = current;
   WriteBatch batch;
   batch.mutations.push_back(PutMember{next});
-  if (store_.commit(batch)) {
-    spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
-                 m.record.revision, current);
-    m.record = std::move(next);
-  }
+  stage(std::move(batch));
+  spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
+               m.record.revision, current);
+  m.record = std::move(next);
 }
 
 bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,

@@ -97,8 +97,10 @@ json Fleet::hosts_json() const {
   json items = json::array();
   for (const auto& [id, h] : hosts_) {
     int members = 0;
-    for (const auto& [mid, m] : members_) {
-      members += m.record.host == id && may_run(m.state) ? 1 : 0;
+    if (auto on_host = by_host_.find(id); on_host != by_host_.end()) {
+      for (const auto& [mid, m] : on_host->second) {
+        members += may_run(m->state) ? 1 : 0;
+      }
     }
     items.push_back({{"id", id},
                      {"hostname", h.record.hostname},
@@ -113,7 +115,8 @@ json Fleet::hosts_json() const {
 }
 
 Result<json> Fleet::set_host_draining(const std::string& host_id, bool draining, const Caller& caller) {
-  std::lock_guard lock(mu_);
+  std::lock_guard committing(commit_mu_);
+  std::unique_lock lock(mu_);
   auto it = hosts_.find(host_id);
   if (it == hosts_.end()) {
     return fail(ErrorCode::kNotFound, "host '" + host_id + "' not found");
@@ -121,20 +124,20 @@ Result<json> Fleet::set_host_draining(const std::string& host_id, bool draining,
   HostEntry& h = it->second;
   const std::string from = h.record.state;
   if (draining && from == kHostReady) {
-    if (auto ok = set_host_state(h, kHostDraining, "cordoned by " + caller.actor); !ok) {
-      return std::unexpected(ok.error());
-    }
+    set_host_state(h, kHostDraining, "cordoned by " + caller.actor);
   } else if (!draining && from == kHostDraining) {
-    if (auto ok = set_host_state(h, kHostReady, "uncordoned by " + caller.actor); !ok) {
-      return std::unexpected(ok.error());
-    }
+    set_host_state(h, kHostReady, "uncordoned by " + caller.actor);
   } else if (from != (draining ? kHostDraining : kHostReady)) {
     return fail(ErrorCode::kConflict, "host " + host_id + " is " + from);
   }
   WriteBatch audit;
   audit.mutations.push_back(
       AppendAudit{{0, clock_.now(), caller.actor, caller.action, "host " + host_id, from + " -> " + h.record.state}});
-  (void)store_.commit(audit);
+  stage(std::move(audit));
+  // Acknowledged only once durable.
+  if (auto done = commit_staged(lock, false); !done) {
+    return std::unexpected(done.error());
+  }
   return json{{"id", host_id}, {"state", h.record.state}, {"message", "host " + host_id + " is " + h.record.state}};
 }
 
@@ -177,10 +180,29 @@ Result<json> Fleet::members_json(const MemberQuery& query, const std::optional<s
       items.push_back(to_json(MemberEntry{r, MemberState::kTerminated}));
     }
   } else {
-    for (const auto& [id, m] : members_) {
-      if ((!q.app || m.record.app == *q.app) && (!q.cluster || m.record.cluster == *q.cluster) &&
-          (!q.state || m.record.state == *q.state)) {
-        items.push_back(to_json(m));
+    // From the cluster index when the query names an application: O(result).
+    std::vector<const MemberEntry*> candidates;
+    if (q.app && q.cluster) {
+      auto found = members_of(*q.app, *q.cluster);
+      candidates.assign(found.begin(), found.end());
+    } else if (q.app) {
+      for (const auto& [key, index] : by_cluster_) {
+        if (key.starts_with(*q.app + "/")) {
+          for (const auto& [id, m] : index) {
+            candidates.push_back(m);
+          }
+        }
+      }
+      std::sort(candidates.begin(), candidates.end(),
+                [](const MemberEntry* a, const MemberEntry* b) { return a->record.id < b->record.id; });
+    } else {
+      for (const auto& [id, m] : members_) {
+        candidates.push_back(&m);
+      }
+    }
+    for (const MemberEntry* m : candidates) {
+      if (!q.state || m->record.state == *q.state) {
+        items.push_back(to_json(*m));
       }
     }
   }

@@ -1,0 +1,75 @@
+#include "engine/host_deadlines.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace tranche {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+const TimePoint kStart{seconds{1'800'000'000}};
+
+std::vector<std::string> hosts_of(const std::vector<HostDeadlines::Silent>& silent) {
+  std::vector<std::string> hosts;
+  for (const auto& s : silent) {
+    hosts.push_back(s.host);
+  }
+  return hosts;
+}
+
+TEST(HostDeadlines, AHostIsSilentOnlyAfterMoreThanTheTimeout) {
+  HostDeadlines deadlines(seconds(6));
+  deadlines.arrived("a", kStart);
+  EXPECT_THAT(deadlines.expired(kStart + seconds(6)), IsEmpty());
+  auto silent = deadlines.expired(kStart + seconds(6) + milliseconds(1));
+  ASSERT_EQ(silent.size(), 1u);
+  EXPECT_EQ(silent[0].host, "a");
+  EXPECT_EQ(silent[0].last_heard, kStart);
+}
+
+TEST(HostDeadlines, AHostHeardFromBeforeItsDeadlineIsNotSilent) {
+  HostDeadlines deadlines(seconds(6));
+  deadlines.arrived("a", kStart);
+  deadlines.arrived("a", kStart + seconds(4));
+  EXPECT_THAT(deadlines.expired(kStart + seconds(7)), IsEmpty());  // its first deadline passed: re-queued
+  EXPECT_THAT(hosts_of(deadlines.expired(kStart + seconds(10) + milliseconds(1))), ElementsAre("a"));
+}
+
+TEST(HostDeadlines, ASilentHostIsReportedOnceUntilItArrivesAgain) {
+  HostDeadlines deadlines(seconds(6));
+  deadlines.arrived("a", kStart);
+  EXPECT_THAT(hosts_of(deadlines.expired(kStart + seconds(7))), ElementsAre("a"));
+  EXPECT_THAT(deadlines.expired(kStart + seconds(20)), IsEmpty());
+  EXPECT_EQ(deadlines.last_heard("a"), std::nullopt);
+  deadlines.arrived("a", kStart + seconds(21));
+  EXPECT_THAT(hosts_of(deadlines.expired(kStart + seconds(28))), ElementsAre("a"));
+}
+
+TEST(HostDeadlines, OnlyTheExpiredAreVisitedAndEachHostIsQueuedOnce) {
+  HostDeadlines deadlines(seconds(6));
+  for (int i = 0; i < 1000; ++i) {
+    deadlines.arrived("h" + std::to_string(i), kStart + milliseconds(i));
+  }
+  for (int beat = 0; beat < 100; ++beat) {  // arrivals of a queued host queue nothing more
+    deadlines.arrived("h0", kStart + milliseconds(beat));
+  }
+  // Deadlines at kStart + 6 s + i ms: those of h0 to h9 have passed, and h0
+  // was heard from later.
+  auto silent = deadlines.expired(kStart + seconds(6) + milliseconds(10));
+  EXPECT_EQ(silent.size(), 9u);
+  EXPECT_EQ(silent.front().host, "h1");
+}
+
+TEST(HostDeadlines, AForgottenHostIsNeverReported) {
+  HostDeadlines deadlines(seconds(6));
+  deadlines.arrived("a", kStart);
+  deadlines.forget("a");
+  EXPECT_THAT(deadlines.expired(kStart + seconds(60)), IsEmpty());
+}
+
+}  // namespace
+}  // namespace tranche
