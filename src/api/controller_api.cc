@@ -161,8 +161,13 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
         MemberQuery{query_param(p.request, "app"), query_param(p.request, "cluster"), query_param(p.request, "state")},
         p.principal.app));
   });
-  add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) {
-    return ok(fleet_.logs(p.path.at("id"), p.principal.app, query_param(p.request, "hook"), std::chrono::seconds(5)));
+  add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) -> Result<Answer> {
+    return Answer([this, id = p.path.at("id"), app = p.principal.app, hook = query_param(p.request, "hook")](
+                      Reply reply) {
+      fleet_.logs(id, app, hook, std::chrono::seconds(5), [reply = std::move(reply)](Result<json> body) {
+        reply(body ? json_response(200, *body) : error_response(body.error()));
+      });
+    });
   });
   add("GET", v1 + "/members/{id+}", Role::kViewer,
       [this](const Params& p) { return ok(fleet_.member_json(p.path.at("id"), p.principal.app)); });
@@ -446,17 +451,18 @@ RouteResult ControllerApi::handle(const Request& request) {
     return result;
   }
 
-  Result<Response> response = [&]() -> Result<Response> {
+  Result<Answer> answer = [&]() -> Result<Answer> {
     try {
       return route->handler(Params{params, request, *principal});
     } catch (const std::exception& e) {
       return fail(ErrorCode::kInternal, std::string("internal error: ") + e.what());
     }
   }();
-  if (!response) {
-    return fail_with(response.error(), principal->name);
+  if (!answer) {
+    return fail_with(answer.error(), principal->name);
   }
-  result.response = std::move(*response);
+  result.response = std::move(answer->response);
+  result.deferred = std::move(answer->deferred);
   return result;
 }
 

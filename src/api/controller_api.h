@@ -41,7 +41,7 @@ class ControllerApi {
     const Request& request;
     const Principal& principal;
   };
-  using Handler = std::function<Result<Response>(const Params&)>;
+  using Handler = std::function<Result<Answer>(const Params&)>;
   // Who may call a route besides having its role: any token, or only one
   // scoped to no application (host-wide operations).
   enum class Scope { kAny, kUnscoped };

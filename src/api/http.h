@@ -2,9 +2,11 @@
 // Transport-neutral request and response types shared by the router and the
 // Beast server, so handlers are testable without sockets.
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace tranche::api {
 
@@ -29,9 +31,24 @@ struct EventStreamRequest {
   std::optional<std::string> app;
 };
 
+// How an answer that comes later is given: once, from any thread.
+using Reply = std::function<void(Response)>;
+// Starts the work whose answer comes later; it calls the reply when done.
+using Deferred = std::function<void(Reply)>;
+
+// What a route answers: a response now, or later (`deferred` set: nothing
+// waits meanwhile, e.g. a member's logs asked of its agent).
+struct Answer {
+  Answer(Response r) : response(std::move(r)) {}  // NOLINT: a response is an answer
+  explicit Answer(Deferred d) : deferred(std::move(d)) {}
+  Response response;
+  Deferred deferred;
+};
+
 struct RouteResult {
   Response response;
   std::optional<EventStreamRequest> stream;  // set: answer with SSE instead
+  Deferred deferred;                         // set: the response comes later, through it
   std::string route;                         // template, for metrics: "/api/v1/applications/{app}"
 };
 

@@ -145,6 +145,25 @@ class StreamWaker {
   asio::steady_timer timer_;
   bool pending_ = false;
 };
+// The answer of a deferred route, without holding a thread: the reply,
+// from whatever thread gives it, is posted to the connection's strand and
+// wakes the coroutine.
+asio::awaitable<Response> await_reply(const Deferred& deferred) {
+  auto executor = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
+  auto answer = std::make_shared<std::optional<Response>>();
+  deferred([timer, answer](Response response) {
+    asio::post(timer->get_executor(), [timer, answer, response = std::move(response)]() mutable {
+      *answer = std::move(response);
+      timer->cancel();
+    });
+  });
+  while (!*answer) {
+    error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  co_return std::move(**answer);
+}
 }  // namespace
 
 struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
@@ -283,6 +302,9 @@ asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_p
     const auto started = std::chrono::steady_clock::now();
     const auto& req = parser.get();
     RouteResult result = api.handle(to_request(req));
+    if (result.deferred) {
+      result.response = co_await await_reply(result.deferred);
+    }
     if (result.stream) {
       metrics.record_request(std::string(req.method_string()), result.route, 200,
                              std::chrono::steady_clock::now() - started);

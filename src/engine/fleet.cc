@@ -536,6 +536,7 @@ void Fleet::tick() {
     (void)commit_staged(lock, true);
   }
   dispatch_outstanding();
+  expire_log_requests();
 }
 
 // Reconciles the applications and clusters marked dirty (see fleet.h,

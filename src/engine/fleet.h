@@ -13,7 +13,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
@@ -114,8 +113,13 @@ class Fleet {
   // A member's output, or with `hook` ("update", "maintenance") that hook's
   // output, asked of its agent; also for members that are gone, as long as
   // their host's agent is connected (hook output outlives the member).
-  Result<nlohmann::json> logs(const std::string& member_id, const std::optional<std::string>& visible_app,
-                              const std::optional<std::string>& hook, std::chrono::milliseconds timeout);
+  // Nothing waits for the agent: `done` is called once, with the logs or why
+  // there are none, at once, from the thread that receives the agent's
+  // answer, or from the pass that finds `timeout` passed. It must not call
+  // back into the fleet.
+  using LogsCallback = std::function<void(Result<nlohmann::json>)>;
+  void logs(const std::string& member_id, const std::optional<std::string>& visible_app,
+            const std::optional<std::string>& hook, std::chrono::milliseconds timeout, LogsCallback done);
 
  private:
   // Host states (model.md): Ready, Draining (cordoned), Unreachable, Left.
@@ -172,7 +176,10 @@ class Fleet {
     std::optional<TimePoint> last_decision;
   };
   struct LogRequest {
-    std::optional<protocol::CommandResult> result;
+    std::string member;
+    TimePoint deadline;
+    std::chrono::milliseconds timeout;
+    LogsCallback done;
   };
   // The application's rollout while it moves members, as read at the start
   // of a tick; changes are collected and committed together (see
@@ -205,6 +212,7 @@ class Fleet {
   // After a refused group: the view as the store has it (links kept).
   Status reload_members();
   void reconcile_pass();
+  void expire_log_requests();
   void dispatch_outstanding();
   // Persists the change (with `also`, in the same batch) before it is acted on.
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also = {});
@@ -312,7 +320,6 @@ class Fleet {
   uint64_t durable_generation_ = 0;  // the newest group written
   std::function<void()> wake_committer_;
   HostDeadlines deadlines_;
-  std::condition_variable log_results_;
   std::map<std::string, HostEntry> hosts_;
   std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
   // Indexes into members_ (whose entries never move), kept by remember()

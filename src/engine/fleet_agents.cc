@@ -272,8 +272,16 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
 void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
   if (result.id.starts_with("logs:")) {
     if (auto it = log_requests_.find(result.id); it != log_requests_.end()) {
-      it->second.result = result;
-      log_results_.notify_all();
+      LogRequest request = std::move(it->second);
+      log_requests_.erase(it);
+      if (!result.ok) {
+        request.done(fail(ErrorCode::kUnavailable, "agent: " + result.message));
+        return;
+      }
+      const protocol::LogOutput* output = result.logs();
+      request.done(json{{"member", request.member},
+                        {"stdout", output ? output->out : std::string()},
+                        {"stderr", output ? output->err : std::string()}});
     }
     return;
   }
@@ -468,44 +476,44 @@ std::string Fleet::maintenance_command_id(const MemberEntry& m) {
   return "maintenance:" + m.record.id + ":" + std::to_string(to_unix_millis(m.record.updated_at));
 }
 
-Result<json> Fleet::logs(const std::string& member_id, const std::optional<std::string>& visible_app,
-                         const std::optional<std::string>& hook, std::chrono::milliseconds timeout) {
+void Fleet::logs(const std::string& member_id, const std::optional<std::string>& visible_app,
+                 const std::optional<std::string>& hook, std::chrono::milliseconds timeout, LogsCallback done) {
   if (hook && *hook != "update" && *hook != "maintenance") {
-    return fail(ErrorCode::kInvalid, "hook must be update or maintenance", "hook");
+    return done(fail(ErrorCode::kInvalid, "hook must be update or maintenance", "hook"));
   }
   const std::string app = member_id.substr(0, member_id.find('/'));
   if (visible_app && app != *visible_app) {
-    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+    return done(fail(ErrorCode::kNotFound, "member '" + member_id + "' not found"));
   }
-  std::unique_lock lock(mu_);
+  std::lock_guard lock(mu_);
   std::string host_id;
   if (auto it = members_.find(member_id); it != members_.end()) {
     host_id = it->second.record.host;
   } else if (auto record = store_.get_member(app, member_id); record && *record) {
     host_id = (*record)->host;
   } else {
-    return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");
+    return done(fail(ErrorCode::kNotFound, "member '" + member_id + "' not found"));
   }
   auto host = hosts_.find(host_id);
   if (host == hosts_.end() || !host->second.link) {
-    return fail(ErrorCode::kUnavailable, "the agent of host " + host_id + " is not connected");
+    return done(fail(ErrorCode::kUnavailable, "the agent of host " + host_id + " is not connected"));
   }
   const std::string id = "logs:" + random_hex(8);
-  log_requests_[id] = LogRequest{};
+  log_requests_[id] = LogRequest{member_id, clock_.now() + timeout, timeout, std::move(done)};
   send(host->second, protocol::Command{id, member_id, protocol::LogsSpec{hook}});
-  const bool answered = log_results_.wait_for(lock, timeout, [&] { return log_requests_[id].result.has_value(); });
-  auto result = log_requests_[id].result;
-  log_requests_.erase(id);
-  if (!answered) {
-    return fail(ErrorCode::kUnavailable, "the agent did not send the logs within " + format_duration(timeout));
+}
+
+void Fleet::expire_log_requests() {
+  const TimePoint now = clock_.now();
+  for (auto it = log_requests_.begin(); it != log_requests_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    it->second.done(
+        fail(ErrorCode::kUnavailable, "the agent did not send the logs within " + format_duration(it->second.timeout)));
+    it = log_requests_.erase(it);
   }
-  if (!result->ok) {
-    return fail(ErrorCode::kUnavailable, "agent: " + result->message);
-  }
-  const protocol::LogOutput* output = result->logs();
-  return json{{"member", member_id},
-              {"stdout", output ? output->out : std::string()},
-              {"stderr", output ? output->err : std::string()}};
 }
 
 }  // namespace tranche

@@ -685,5 +685,68 @@ TEST_F(FleetRolloutTest, MaintenanceReplaceGivesEveryMarkedMemberASuccessor) {
   })) << "markers and the node's value are cleared when every member is replaced";
 }
 
+// Issue 14, defect 2: members that were Active before their host's blip
+// are Active again when it comes back still running them, so a rolling
+// replace keeps charging them to maxUnavailable (they went back to Starting,
+// and the planner retired every old member at once).
+TEST_F(FleetRolloutTest, AHostBlipDuringARollingReplaceKeepsTheAvailabilityBudget) {
+  auto manifest = [](const std::string& version) {
+    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 8, desired: 4}\n"
+           "    artifact: {version: \"" +
+           version +
+           "\", command: [\"web\"]}\n    operational: {autoscaling: \"off\"}\n"
+           "    update: {method: replace, maxUnavailable: 0, maxSurge: 1, minReadySeconds: 0}\n";
+  };
+  Joined a = join("a");
+  apply(manifest("1"));
+  fleet_->tick();
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+  ASSERT_EQ(live_members().size(), 4u);
+
+  apply(manifest("2"));
+  fleet_->tick();  // the surge member
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+  healthy(a);
+  fleet_->tick();
+  auto retired_old = [&] {
+    int n = 0;
+    const auto all = store_->list_members({}).value();
+    for (const auto& m : all) {
+      n += m.revision == 1 && m.state != "Active" ? 1 : 0;
+    }
+    return n;
+  };
+  const int before_blip = retired_old();
+  ASSERT_LE(before_blip, 1);
+
+  // The agent stops answering past the heartbeat timeout, then comes back
+  // still running every member.
+  clock_.advance(4s);
+  fleet_->tick();
+  ASSERT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
+  std::vector<protocol::HelloMember> running;
+  const auto all = store_->list_members({}).value();
+  for (const auto& m : all) {
+    if (m.state == "Unreachable") {
+      running.push_back({m.id, m.revision, "Running", 100});
+    }
+  }
+  reconnect(a, running);
+  healthy(a);
+  fleet_->tick();
+
+  EXPECT_LE(retired_old(), before_blip + 1) << "maxUnavailable 0, maxSurge 1: one old member at a time";
+  const auto after = store_->list_members({}).value();
+  for (const auto& m : after) {
+    if (m.revision == 1 && m.state != "Stopping" && m.state != "Terminated" && m.state != "Draining") {
+      EXPECT_EQ(m.state, "Active") << m.id << " was Active before the blip";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tranche

@@ -1,5 +1,5 @@
-// The fleet's group commit: what one pass writes, and that nothing is acted
-// on before it is durable (fleet.h, "Group commit").
+// The fleet engine's machinery: the group commit (nothing is acted on
+// before it is durable), the work queue, and what never waits on an agent.
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class FleetCommitTest : public ::testing::Test {
+class FleetEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = dir_.file("tranche.db");
@@ -80,7 +80,7 @@ class FleetCommitTest : public ::testing::Test {
   std::function<void()> on_commit_;
 };
 
-TEST_F(FleetCommitTest, OnePassPlacesAThousandMembersInOneCommit) {
+TEST_F(FleetEngineTest, OnePassPlacesAThousandMembersInOneCommit) {
   std::vector<Joined> hosts;
   for (int i = 0; i < 20; ++i) {
     hosts.push_back(join("h" + std::to_string(i)));
@@ -108,7 +108,7 @@ TEST_F(FleetCommitTest, OnePassPlacesAThousandMembersInOneCommit) {
   }
 }
 
-TEST_F(FleetCommitTest, AnIdlePassWritesNothing) {
+TEST_F(FleetEngineTest, AnIdlePassWritesNothing) {
   join("a");
   apply(2);
   fleet_->tick();
@@ -118,7 +118,7 @@ TEST_F(FleetCommitTest, AnIdlePassWritesNothing) {
   EXPECT_EQ(commits_, before);
 }
 
-TEST_F(FleetCommitTest, CommandsGoOutOnlyOnceDurableAndAgainUnderTheSameIdsAfterACrash) {
+TEST_F(FleetEngineTest, CommandsGoOutOnlyOnceDurableAndAgainUnderTheSameIdsAfterACrash) {
   Joined a = join("a");
   apply(3);
   std::vector<size_t> sent_at_commit;
@@ -147,7 +147,7 @@ TEST_F(FleetCommitTest, CommandsGoOutOnlyOnceDurableAndAgainUnderTheSameIdsAfter
   EXPECT_EQ(store_->list_members({}).value().size(), 3u) << "no member placed twice";
 }
 
-TEST_F(FleetCommitTest, AGroupTheStoreRefusesIsNotActedOnAndTheFleetReloads) {
+TEST_F(FleetEngineTest, AGroupTheStoreRefusesIsNotActedOnAndTheFleetReloads) {
   Joined a = join("a");
   apply(2);
   fleet_->tick();
@@ -183,7 +183,7 @@ TEST_F(FleetCommitTest, AGroupTheStoreRefusesIsNotActedOnAndTheFleetReloads) {
   EXPECT_EQ(started(), stored);
 }
 
-TEST_F(FleetCommitTest, AResultIsAcknowledgedOnlyOnceItsEffectIsDurable) {
+TEST_F(FleetEngineTest, AResultIsAcknowledgedOnlyOnceItsEffectIsDurable) {
   Joined a = join("a");
   apply(1);
   fleet_->tick();
@@ -200,7 +200,7 @@ TEST_F(FleetCommitTest, AResultIsAcknowledgedOnlyOnceItsEffectIsDurable) {
   EXPECT_EQ(a.link->of_type("ack")[0]["id"], "start:shop/web/1");
 }
 
-TEST_F(FleetCommitTest, ASettledClusterWaitsForAChangeOrTheResync) {
+TEST_F(FleetEngineTest, ASettledClusterWaitsForAChangeOrTheResync) {
   Joined a = join("a");
   uint64_t seq = 0;
   auto beat = [&] {  // every member the agent was told to start runs, healthy
@@ -242,6 +242,51 @@ TEST_F(FleetCommitTest, ASettledClusterWaitsForAChangeOrTheResync) {
     live += m.state == "Starting" || m.state == "Active" ? 1 : 0;
   }
   EXPECT_EQ(live, 1);
+}
+
+TEST_F(FleetEngineTest, LogsAreAnsweredWhenTheAgentAnswersWithoutAThreadWaiting) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  std::vector<Result<json>> answers;
+  fleet_->logs("shop/web/1", std::nullopt, std::nullopt, 5s, [&](Result<json> r) { answers.push_back(std::move(r)); });
+  EXPECT_TRUE(answers.empty()) << "logs() returned before the agent answered";
+  const auto asked = a.link->commands("logs");
+  ASSERT_EQ(asked.size(), 1u);
+  deliver(*fleet_, a.id,
+          json{{"type", "result"},
+               {"id", asked[0]["id"]},
+               {"ok", true},
+               {"message", ""},
+               {"data", {{"stdout", "hello\n"}, {"stderr", ""}}}});
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_TRUE(answers[0].has_value()) << answers[0].error().describe();
+  EXPECT_EQ((*answers[0])["stdout"], "hello\n");
+  EXPECT_EQ((*answers[0])["member"], "shop/web/1");
+}
+
+TEST_F(FleetEngineTest, LogsNotAnsweredInTimeFailOnTheNextPassAndUnknownMembersAtOnce) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  std::vector<Result<json>> answers;
+  auto collect = [&](Result<json> r) { answers.push_back(std::move(r)); };
+  fleet_->logs("shop/web/9", std::nullopt, std::nullopt, 5s, collect);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].error().code, ErrorCode::kNotFound);
+  fleet_->logs("shop/web/1", std::string("other"), std::nullopt, 5s, collect);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[1].error().code, ErrorCode::kNotFound) << "another application's member is hidden";
+
+  fleet_->logs("shop/web/1", std::nullopt, std::nullopt, 5s, collect);
+  clock_.advance(4s);
+  fleet_->tick();
+  EXPECT_EQ(answers.size(), 2u);
+  clock_.advance(2s);
+  fleet_->tick();
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[2].error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(answers[2].error().message.find("did not send the logs within"), std::string::npos);
 }
 
 }  // namespace
