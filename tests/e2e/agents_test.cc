@@ -767,7 +767,12 @@ TEST(DevMode, RestartOnTheSamePortServesAndTheLocalAgentReconnects) {
   controller.listen_on("127.0.0.1:" + std::to_string(port));
   const std::vector<std::string> args = {"--dev", "--heartbeat-interval", "300ms", "--heartbeat-timeout", "10s"};
   controller.start(args);
-  const std::string agent_pid = read_file(dir.path() / "data" / "agent" / "agent.pid");
+  std::string agent_pid;
+  ASSERT_TRUE(
+      wait_until([&] { return !(agent_pid = read_file(dir.path() / "data" / "agent" / "agent.pid")).empty(); }, 10s));
+  // The agent outlives the controller by design: stopped however the test ends.
+  const std::unique_ptr<const std::string, void (*)(const std::string*)> stop_agent(
+      &agent_pid, [](const std::string* pid) { ::kill(std::stoi(*pid), SIGTERM); });
   auto host_ready = [&] {
     const auto r = controller.cli({"get", "hosts", "-o", "json"});
     if (r.exit_code != 0) {
@@ -795,7 +800,6 @@ TEST(DevMode, RestartOnTheSamePortServesAndTheLocalAgentReconnects) {
     const json e = json::parse(line);
     EXPECT_FALSE(e["type"] == "HostStateChanged" && e["to"] == "Unreachable") << e.dump();
   }
-  ::kill(std::stoi(agent_pid), SIGTERM);
 }
 
 }  // namespace
