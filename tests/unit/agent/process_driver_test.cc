@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -137,6 +138,17 @@ TEST_F(ProcessDriverTest, MemberHasItsOwnSession) {
   EXPECT_EQ(::getsid(pid), pid);
   EXPECT_EQ(::getpgid(pid), pid);
   EXPECT_NE(::getsid(pid), ::getsid(0));
+}
+
+// quality.md: members never inherit the agent's file descriptors, not even
+// one it opened without close-on-exec (Asio's sockets are such).
+TEST_F(ProcessDriverTest, MemberInheritsNoDescriptorOfTheAgent) {
+  const int leaky = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(leaky, 3);
+  const auto process = start(make_spec({"sh", "-c", "ls /proc/$$/fd; exec sleep 60"}));
+  ::close(leaky);
+  ASSERT_TRUE(wait_for_output("2\n"));
+  EXPECT_EQ(read_file(dir_ / "logs" / "stdout.log"), "0\n1\n2\n") << "only stdin, stdout and stderr";
 }
 
 TEST_F(ProcessDriverTest, ReportsExitCodeOfChild) {
