@@ -1,0 +1,243 @@
+// The fleet's view and its durability: members and their indexes, loaded
+// from the store; changes staged and written as one group (fleet.h, "Group
+// commit"), then acted on.
+
+#include "engine/fleet.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/events.h"
+
+namespace tranche {
+Status Fleet::load() {
+  std::lock_guard lock(mu_);
+  auto hosts = store_.list_hosts();
+  if (!hosts) {
+    return std::unexpected(hosts.error());
+  }
+  const TimePoint now = clock_.now();
+  for (auto& h : *hosts) {
+    deadlines_.arrived(h.id, now);
+    hosts_[h.id] = HostEntry{h, nullptr, {}, now, {}};
+  }
+  if (auto loaded = reload_members(); !loaded) {
+    return loaded;
+  }
+  auto last = store_.last_event_seq();
+  if (!last) {
+    return std::unexpected(last.error());
+  }
+  seen_seq_ = *last;  // the first pass is a resync
+  spdlog::info("fleet: {} hosts, {} members loaded", hosts_.size(), members_.size());
+  return {};
+}
+
+Status Fleet::reload_members() {
+  auto members = store_.list_members(MemberQuery{});
+  if (!members) {
+    return std::unexpected(members.error());
+  }
+  std::vector<std::pair<MemberRecord, MemberState>> loaded;
+  for (auto& m : *members) {
+    auto state = member_state_from_string(m.state);
+    if (!state) {
+      return fail(ErrorCode::kInternal, "member " + m.id + " has unknown state " + m.state);
+    }
+    if (*state != MemberState::kTerminated) {
+      loaded.emplace_back(std::move(m), *state);
+    }
+  }
+  members_.clear();
+  by_cluster_.clear();
+  by_host_.clear();
+  outstanding_.clear();
+  for (auto& [record, state] : loaded) {
+    const std::string key = record.app + "/" + record.cluster;
+    last_ordinal_[key] = std::max(last_ordinal_[key], record.ordinal);
+    remember(std::move(record), state);
+  }
+  return {};
+}
+
+Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
+  const std::string id = record.id;
+  MemberEntry& m = members_[id] = MemberEntry{std::move(record), state};
+  by_cluster_[m.record.app + "/" + m.record.cluster][id] = &m;
+  by_host_[m.record.host][id] = &m;
+  outstanding_.insert(id);
+  return m;
+}
+
+void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
+  const MemberRecord& r = it->second.record;
+  for (auto* index : {&by_cluster_, &by_host_}) {
+    const std::string key = index == &by_cluster_ ? r.app + "/" + r.cluster : r.host;
+    auto entry = index->find(key);
+    if (entry != index->end()) {
+      entry->second.erase(r.id);
+      if (entry->second.empty()) {
+        index->erase(entry);
+      }
+    }
+  }
+  outstanding_.erase(r.id);
+  members_.erase(it);
+}
+
+std::vector<Fleet::MemberEntry*> Fleet::members_of(const std::string& app, const std::string& cluster) const {
+  std::vector<MemberEntry*> members;
+  if (auto it = by_cluster_.find(app + "/" + cluster); it != by_cluster_.end()) {
+    members.reserve(it->second.size());
+    for (const auto& [id, m] : it->second) {
+      members.push_back(m);
+    }
+  }
+  return members;
+}
+
+void Fleet::stage(WriteBatch batch) {
+  staged_.batches.push_back(std::move(batch));
+}
+
+void Fleet::after_commit(std::function<void()> action) {
+  staged_.after_commit.push_back(std::move(action));
+}
+
+void Fleet::on_staged(std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  wake_committer_ = std::move(wake);
+}
+
+void Fleet::wake_or_flush() {
+  std::function<void()> wake;
+  {
+    std::lock_guard lock(mu_);
+    if (staged_.batches.empty() && staged_.after_commit.empty()) {
+      return;
+    }
+    wake = wake_committer_;
+  }
+  if (wake) {
+    wake();
+  } else {
+    (void)flush();
+  }
+}
+
+Status Fleet::flush() {
+  std::lock_guard committing(commit_mu_);
+  std::unique_lock lock(mu_);
+  return commit_staged(lock, true);
+}
+
+Status Fleet::commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing) {
+  if (staged_.batches.empty() && staged_.after_commit.empty()) {
+    return {};
+  }
+  Staged group = std::exchange(staged_, Staged{});
+  const uint64_t generation = staged_generation_++;
+  if (release_while_writing) {
+    lock.unlock();
+  }
+  auto results = group.batches.empty() ? std::vector<Result<CommitResult>>{} : store_.commit_group(group.batches);
+  if (release_while_writing) {
+    lock.lock();
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i]) {
+      continue;
+    }
+    if (results[i].error().code == ErrorCode::kConflict) {
+      // An operator's change won the race (e.g. a rollout paused meanwhile):
+      // the next pass reads it.
+      spdlog::info("fleet: a change was not saved ({}); the next pass reads what won",
+                   results[i].error().describe());
+      continue;
+    }
+    spdlog::error("fleet: cannot persist {} change(s): {}; reloading the fleet from the store", group.batches.size(),
+                  results[i].error().describe());
+    staged_ = Staged{};  // staged on top of what was not written
+    durable_generation_ = staged_generation_ - 1;
+    if (auto reloaded = reload_members(); !reloaded) {
+      spdlog::error("fleet: cannot reload members: {}", reloaded.error().describe());
+    }
+    return std::unexpected(results[i].error());
+  }
+  durable_generation_ = generation;
+  for (const auto& r : results) {
+    own_events_ += r ? r->event_seqs.size() : 0;
+  }
+  for (auto& action : group.after_commit) {
+    action();
+  }
+  return {};
+}
+
+Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also) {
+  return set_states({&m}, to, reason, std::move(also));
+}
+
+// Staged in batches of at most kMembersPerBatch members (an etcd
+// transaction holds 128 operations); the group still costs one fsync.
+Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
+                         std::vector<Mutation> also) {
+  constexpr size_t kMembersPerBatch = 60;
+  for (const MemberEntry* m : members) {
+    if (!can_transition(m->state, to)) {
+      return fail(ErrorCode::kInternal, "member " + m->record.id + ": no transition " +
+                                            std::string(to_string(m->state)) + " -> " + std::string(to_string(to)));
+    }
+  }
+  const TimePoint now = clock_.now();
+  WriteBatch batch;
+  for (size_t i = 0; i < members.size(); ++i) {
+    MemberEntry& m = *members[i];
+    MemberRecord next = m.record;
+    next.state = std::string(to_string(to));
+    next.updated_at = now;
+    if (is_live(to)) {
+      next.healing_delayed_since.reset();  // nothing left to heal
+    }
+    batch.mutations.push_back(PutMember{next});
+    batch.mutations.push_back(
+        AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
+                               "MemberStateChanged", m.record.state, next.state, reason)});
+    spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next.state, reason);
+    m.record = std::move(next);
+    m.state = to;
+    m.command_sent = false;
+    m.generation = staged_generation_;
+    outstanding_.insert(m.record.id);
+    dirty_clusters_.insert(m.record.app + "/" + m.record.cluster);
+    if (to != MemberState::kStarting && to != MemberState::kActive) {
+      m.healthy_since.reset();
+    }
+    if ((i + 1) % kMembersPerBatch == 0 && i + 1 < members.size()) {
+      stage(std::exchange(batch, WriteBatch{}));
+    }
+  }
+  std::move(also.begin(), also.end(), std::back_inserter(batch.mutations));
+  stage(std::move(batch));
+  return {};
+}
+
+void Fleet::set_host_state(HostEntry& h, const std::string& to, const std::string& reason) {
+  if (h.record.state == to) {
+    return;
+  }
+  const TimePoint now = clock_.now();
+  HostRecord next = h.record;
+  next.state = to;
+  next.updated_at = now;
+  WriteBatch batch;
+  batch.mutations.push_back(PutHost{next});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state, to, reason)});
+  stage(std::move(batch));
+  spdlog::info("host {} {} -> {}: {}", h.record.id, h.record.state, to, reason);
+  h.record = std::move(next);
+}
+
+}  // namespace tranche
