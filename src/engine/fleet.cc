@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <set>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/names.h"
@@ -12,13 +11,11 @@
 #include "engine/events.h"
 #include "engine/operational_state.h"
 #include "engine/scheduler.h"
-#include "lb/load_balancer.h"
 
 namespace tranche {
 
 namespace {
 
-using nlohmann::json;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 

@@ -4,18 +4,12 @@
 #include "engine/fleet.h"
 
 #include <algorithm>
-#include <set>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "common/names.h"
 #include "common/secrets.h"
 #include "common/time_format.h"
 #include "engine/events.h"
-#include "engine/operational_state.h"
-#include "engine/scheduler.h"
-#include "lb/load_balancer.h"
 
 namespace tranche {
 

@@ -10,12 +10,9 @@
 #include <spdlog/spdlog.h>
 
 #include "common/names.h"
-#include "common/secrets.h"
 #include "common/time_format.h"
 #include "engine/events.h"
 #include "engine/operational_state.h"
-#include "engine/scheduler.h"
-#include "lb/load_balancer.h"
 
 namespace tranche {
 

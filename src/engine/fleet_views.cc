@@ -3,17 +3,8 @@
 #include "engine/fleet.h"
 
 #include <algorithm>
-#include <set>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
-#include "common/names.h"
-#include "common/secrets.h"
 #include "common/time_format.h"
-#include "engine/events.h"
-#include "engine/operational_state.h"
-#include "engine/scheduler.h"
 #include "lb/load_balancer.h"
 
 namespace tranche {
@@ -21,8 +12,6 @@ namespace tranche {
 namespace {
 
 using nlohmann::json;
-using std::chrono::duration_cast;
-using std::chrono::milliseconds;
 
 }  // namespace
 
