@@ -87,17 +87,26 @@ void Fleet::report_failure_once(const std::string& key, const std::string& messa
   }
 }
 
-void Fleet::count_usage() {
-  if (usage_counted_) {
+void Fleet::view_placement() {
+  if (placement_.built) {
     return;
   }
-  usage_counted_ = true;
-  usage_ = Usage{};
+  placement_ = PlacementView{};
+  placement_.built = true;
+  placement_.hosts.reserve(hosts_.size());
+  for (const auto& [id, h] : hosts_) {
+    placement_.position[id] = placement_.hosts.size();
+    placement_.hosts.push_back(
+        HostCapacity{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels, h.record.slots, 0, 0});
+  }
   for (const auto& [id, m] : members_) {
-    if (may_run(m.state)) {
+    auto at = placement_.position.find(m.record.host);
+    if (may_run(m.state) && at != placement_.position.end()) {
       const ClusterSpec* spec = cluster_spec(m);
-      usage_.slots[m.record.host] += spec ? spec->placement.slots : 1;
-      ++usage_.per_cluster[m.record.app + "/" + m.record.cluster][m.record.host];
+      placement_.hosts[at->second].used_slots += spec ? spec->placement.slots : 1;
+      auto& counts = placement_.in_cluster[m.record.app + "/" + m.record.cluster];
+      counts.resize(placement_.hosts.size());
+      ++counts[at->second];
     }
   }
 }
@@ -108,29 +117,40 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   if (!spec) {
     return fail(ErrorCode::kInternal, where + " has no revision " + std::to_string(revision));
   }
-  count_usage();
-  auto& in_cluster = usage_.per_cluster[where];
-  std::vector<HostCapacity> capacity;
-  capacity.reserve(hosts_.size());
-  for (const auto& [id, h] : hosts_) {
-    capacity.push_back(HostCapacity{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels,
-                                    h.record.slots, usage_.slots[id], in_cluster[id]});
+  view_placement();
+  auto& candidates = placement_.candidates[where + "@" + std::to_string(revision)];
+  if (candidates.empty()) {
+    for (size_t i = 0; i < placement_.hosts.size(); ++i) {
+      const HostCapacity& h = placement_.hosts[i];
+      const bool labelled = std::all_of(spec->placement.host_labels.begin(), spec->placement.host_labels.end(),
+                                        [&](const auto& label) {
+                                          auto it = h.labels.find(label.first);
+                                          return it != h.labels.end() && it->second == label.second;
+                                        });
+      if (h.schedulable && labelled) {
+        candidates.push_back(i);
+      }
+    }
   }
-  PlacementDecision decision = place(capacity, spec->placement);
-  if (!decision.host) {
-    report_failure_once(where, "cannot place a member: " + decision.reason);
-    return fail(ErrorCode::kUnavailable, decision.reason);
+  auto& in_cluster = placement_.in_cluster[where];
+  in_cluster.resize(placement_.hosts.size());
+  const std::optional<size_t> chosen = pick(placement_.hosts, candidates, in_cluster, spec->placement.slots);
+  if (!chosen) {
+    const std::string why = place(placement_.hosts, spec->placement).reason;
+    report_failure_once(where, "cannot place a member: " + why);
+    return fail(ErrorCode::kUnavailable, why);
   }
   reported_failures_.erase(where);
-  usage_.slots[*decision.host] += spec->placement.slots;
-  ++in_cluster[*decision.host];
+  placement_.hosts[*chosen].used_slots += spec->placement.slots;
+  ++in_cluster[*chosen];
+  const std::string host = placement_.hosts[*chosen].id;
   const TimePoint now = clock_.now();
   MemberRecord record;
   record.ordinal = next_ordinal(cluster.app->name, cluster.path);
   record.id = where + "/" + std::to_string(record.ordinal);
   record.app = cluster.app->name;
   record.cluster = cluster.path;
-  record.host = *decision.host;
+  record.host = host;
   record.state = std::string(to_string(MemberState::kCreated));
   record.revision = revision;
   record.version = spec->artifact.version;
@@ -316,7 +336,7 @@ void Fleet::reconcile_pass() {
     spdlog::error("reconcile: {}", apps.error().describe());
     return;
   }
-  usage_counted_ = false;
+  placement_.built = false;
   mark_changed_applications(*apps);
   std::set<std::string> known;       // every application's name
   std::set<std::string> visited;     // the applications this pass reconciled

@@ -32,6 +32,7 @@
 #include "engine/host_deadlines.h"
 #include "engine/member_state.h"
 #include "engine/rollout.h"
+#include "engine/scheduler.h"
 #include "model/manifest.h"
 #include "protocol/messages.h"
 #include "store/store.h"
@@ -274,8 +275,8 @@ class Fleet {
   std::optional<std::string> balancer_problem(const ApplicationSpec& spec, TimePoint since) const;
   // When this controller first saw the rollout in its present phase.
   TimePoint phase_seen_since(const ActiveRollout& rollout);
-  // Counted at most once per pass, and only when a member is placed.
-  void count_usage();
+  // Builds placement_ for this pass, at most once, and only when a member is placed.
+  void view_placement();
   // Updates the load state and, with autoscaling on, decides a new member
   // count; returns the count the cluster should have now.
   int autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
@@ -346,14 +347,19 @@ class Fleet {
   std::map<std::string, std::string> reported_failures_;
   std::map<std::string, LogRequest> log_requests_;
   std::atomic<uint64_t> rejected_messages_{0};  // agent frames that did not decode
-  // Counted once per tick, so that placing a member costs O(hosts) rather
-  // than O(hosts x members): slots in use per host, members per cluster and host.
-  struct Usage {
-    std::map<std::string, int64_t> slots;
-    std::map<std::string, std::map<std::string, int>> per_cluster;  // "app/cluster" -> host -> members
+  // The hosts as placement sees them, built at most once per pass (when a
+  // member is placed) and kept up to date by each placement: placing a
+  // member scans the cluster's candidate hosts, copying and matching nothing.
+  struct PlacementView {
+    bool built = false;
+    std::vector<HostCapacity> hosts;  // in id order
+    std::unordered_map<std::string, size_t> position;
+    // "app/cluster@revision" -> positions of the schedulable hosts with its labels
+    std::unordered_map<std::string, std::vector<size_t>> candidates;
+    // "app/cluster" -> its members on hosts[i]
+    std::unordered_map<std::string, std::vector<int>> in_cluster;
   };
-  Usage usage_;
-  bool usage_counted_ = false;
+  PlacementView placement_;
   std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
   // By app. Only a balancer pass that began after a rollout entered its

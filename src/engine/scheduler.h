@@ -31,4 +31,12 @@ struct PlacementDecision {
 // so the same inputs always give the same answer.
 PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement& placement);
 
+// The same choice among `candidates` (positions in `hosts` that are
+// schedulable and carry the cluster's labels), where `in_cluster[i]` counts
+// the cluster's members on hosts[i]: for a caller placing many members
+// against one view of the hosts, without copying it or matching labels
+// again for each. nullopt: none has `slots` free (place() says why).
+std::optional<size_t> pick(const std::vector<HostCapacity>& hosts, const std::vector<size_t>& candidates,
+                           const std::vector<int>& in_cluster, int64_t slots);
+
 }  // namespace tranche

@@ -38,5 +38,26 @@ TEST(Scheduler, ExplainsWhyNothingFits) {
   EXPECT_NE(place({host("a", 0)}, Placement{{{"gpu", "yes"}}, 1}).reason.find("labels"), std::string::npos);
 }
 
+TEST(Scheduler, PickChoosesAsPlaceDoesAmongTheCandidates) {
+  // Every combination of cluster members (0..2) and used slots (0..3) on
+  // three hosts: pick() over all of them agrees with place().
+  for (int combo = 0; combo < 12 * 12 * 12; ++combo) {
+    std::vector<HostCapacity> hosts;
+    std::vector<int> in_cluster;
+    for (int h = 0, c = combo; h < 3; ++h, c /= 12) {
+      hosts.push_back(host(std::string(1, static_cast<char>('a' + h)), c % 3, (c / 3) % 4));
+      in_cluster.push_back(hosts.back().members_of_cluster);
+    }
+    const Placement p{{}, 2};
+    const auto placed = place(hosts, p);
+    const auto picked = pick(hosts, {0, 1, 2}, in_cluster, p.slots);
+    ASSERT_EQ(placed.host.has_value(), picked.has_value()) << combo;
+    if (picked) {
+      EXPECT_EQ(hosts[*picked].id, *placed.host) << combo;
+    }
+  }
+  EXPECT_EQ(pick({host("a", 0), host("b", 0)}, {1}, {0, 0}, 1), std::optional<size_t>(1)) << "only candidates";
+}
+
 }  // namespace
 }  // namespace tranche
