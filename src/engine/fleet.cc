@@ -118,6 +118,10 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
     return fail(ErrorCode::kInternal, where + " has no revision " + std::to_string(revision));
   }
   view_placement();
+  if (placement_.placed >= kPlacementsPerPass) {
+    // The rest waits for the next pass: its clusters stay queued.
+    return fail(ErrorCode::kUnavailable, "this pass has placed " + std::to_string(kPlacementsPerPass) + " members");
+  }
   auto& candidates = placement_.candidates[where + "@" + std::to_string(revision)];
   if (candidates.empty()) {
     for (size_t i = 0; i < placement_.hosts.size(); ++i) {
@@ -143,6 +147,7 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   reported_failures_.erase(where);
   placement_.hosts[*chosen].used_slots += spec->placement.slots;
   ++in_cluster[*chosen];
+  ++placement_.placed;
   const std::string host = placement_.hosts[*chosen].id;
   const TimePoint now = clock_.now();
   MemberRecord record;

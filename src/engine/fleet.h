@@ -352,6 +352,7 @@ class Fleet {
   // member scans the cluster's candidate hosts, copying and matching nothing.
   struct PlacementView {
     bool built = false;
+    int placed = 0;  // members placed in this pass
     std::vector<HostCapacity> hosts;  // in id order
     std::unordered_map<std::string, size_t> position;
     // "app/cluster@revision" -> positions of the schedulable hosts with its labels
@@ -360,6 +361,10 @@ class Fleet {
     std::unordered_map<std::string, std::vector<int>> in_cluster;
   };
   PlacementView placement_;
+  // A pass places at most this many members, so that it commits, sends their
+  // start commands and lets go of the view within a bounded time; a large
+  // apply is placed over several passes.
+  static constexpr int kPlacementsPerPass = 2000;
   std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
   // By app. Only a balancer pass that began after a rollout entered its

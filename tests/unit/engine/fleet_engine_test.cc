@@ -108,6 +108,27 @@ TEST_F(FleetEngineTest, OnePassPlacesAThousandMembersInOneCommit) {
   }
 }
 
+TEST_F(FleetEngineTest, ALargeApplyIsPlacedOverSeveralBoundedPasses) {
+  std::vector<Joined> hosts;
+  for (int i = 0; i < 10; ++i) {
+    hosts.push_back(join("h" + std::to_string(i), 1000));
+  }
+  apply(2500);
+  auto started = [&] {
+    size_t n = 0;
+    for (const auto& h : hosts) {
+      n += h.link->commands("start").size();
+    }
+    return n;
+  };
+  fleet_->tick();
+  EXPECT_EQ(store_->list_members({}).value().size(), 2000u) << "at most 2,000 a pass";
+  EXPECT_EQ(started(), 2000u) << "and their commands go out with it";
+  fleet_->tick();
+  EXPECT_EQ(store_->list_members({}).value().size(), 2500u);
+  EXPECT_EQ(started(), 2500u);
+}
+
 TEST_F(FleetEngineTest, AnIdlePassWritesNothing) {
   join("a");
   apply(2);
