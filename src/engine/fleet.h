@@ -2,14 +2,23 @@
 // The fleet: hosts and their agents, members and their lifecycle, the
 // scheduler and the reconciler that keeps every deployed cluster at
 // `desired` members. Level-triggered: tick() compares what the store wants
-// with what agents report and takes the next safe step; every member state
-// change is persisted (with its MemberStateChanged event) before the
-// command that acts on it is sent, and commands are idempotent by id, so a
-// restart at any instant re-derives and resends what is outstanding.
+// with what agents report and takes the next safe step, for the clusters and
+// applications in its work queue (see dirty_apps_).
 //
-// Thread-safety: one mutex guards the whole view; agent connections and API
-// handlers call in from their own threads; nothing here blocks on I/O except
-// store commits and logs() (which waits for an agent, without the lock).
+// Group commit: a change is applied to the fleet's view at once and staged
+// (with its MemberStateChanged event); flush() writes everything staged
+// since the last one as one store group (one fsync), and only then is it
+// acted on: a member's command goes out once the change that calls for it
+// is durable, an agent's result is acknowledged once its effect is. Commands
+// are idempotent by id, so a restart at any instant re-derives and resends
+// what is outstanding. A group the store refuses makes the fleet reload its
+// view from the store, dropping what was staged on top of it.
+//
+// Thread-safety: one mutex guards the view; a second one serializes
+// commits, which hold the view's lock only while they stage and apply, not
+// while the store writes. Agent connections and API handlers call in from
+// their own threads; nothing waits for an agent (logs() answers through a
+// callback).
 
 #include <atomic>
 #include <chrono>
