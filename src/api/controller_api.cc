@@ -342,10 +342,16 @@ void ControllerApi::add(std::string method, std::string pattern, Role role, Hand
 }
 
 void ControllerApi::audit_refusal(const Request& request, const std::string& actor, const Error& error) {
+  // The request line is the caller's to make as long as it likes: a row
+  // keeps its first kAuditedPathBytes.
+  constexpr size_t kAuditedPathBytes = 256;
+  std::string path = request.path.substr(0, kAuditedPathBytes);
+  if (request.path.size() > kAuditedPathBytes) {
+    path += "... (" + std::to_string(request.path.size()) + " bytes)";
+  }
   WriteBatch batch;
-  batch.mutations.push_back(
-      AppendAudit{{0, std::chrono::system_clock::now(), actor, request.method + " " + request.path, "",
-                   std::to_string(http_status(error.code)) + " " + error.describe()}});
+  batch.mutations.push_back(AppendAudit{{0, std::chrono::system_clock::now(), actor, request.method + " " + path, "",
+                                         std::to_string(http_status(error.code)) + " " + error.describe()}});
   // An audit write that fails must not mask the answer the caller is owed;
   // the failure is visible in the store commit-failure metric.
   (void)store_.commit(batch);
@@ -392,8 +398,11 @@ RouteResult ControllerApi::handle(const Request& request) {
   const bool version_route = request.method == "GET" && (path == "/version" || path == "/api/v1/version");
   result.route = route ? route->pattern : version_route ? "/version" : "unmatched";
 
+  // Refusals of callers without a valid token are not written: anyone could
+  // fill the disk with them (one fsynced row each). /metrics counts them
+  // (tranche_http_requests_total by status).
   auto fail_with = [&](const Error& e, const std::string& actor) {
-    if (is_mutating(request.method)) {
+    if (is_mutating(request.method) && e.code != ErrorCode::kUnauthenticated) {
       audit_refusal(request, actor, e);
     }
     result.response = error_response(e);

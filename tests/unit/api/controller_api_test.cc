@@ -123,6 +123,26 @@ TEST_F(ControllerApiTest, ApplyAnswersCreatedThenOk) {
   EXPECT_EQ(json::parse(again.body)["changed"], false);
 }
 
+// Issue 14, defect 8: unauthenticated calls wrote an fsynced audit row each,
+// with their whole path (200 x 7 KB paths: +1.4 MB).
+TEST_F(ControllerApiTest, RefusalsCannotFillTheAuditLog) {
+  const size_t before = store_->list_audit(1000).value().size();
+  const std::string long_path = "/api/v1/applications/" + std::string(7000, 'x');
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(call("POST", long_path, "").status, 401);
+    EXPECT_EQ(call("POST", long_path, "tt_wrong").status, 401);
+  }
+  EXPECT_EQ(store_->list_audit(1000).value().size(), before) << "no row for a caller without a valid token";
+
+  const std::string viewer = token(Role::kViewer, std::nullopt);
+  EXPECT_EQ(call("POST", long_path + "/rollout/pause", viewer).status, 403);
+  const auto rows = store_->list_audit(1).value();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_LT(rows.back().action.size(), 300u) << "a refused caller's path is cut";
+  EXPECT_NE(rows.back().action.find("bytes)"), std::string::npos) << rows.back().action;
+  EXPECT_NE(rows.back().result.find("403"), std::string::npos);
+}
+
 TEST_F(ControllerApiTest, InvalidManifestIs422WithField) {
   const Response r = call("POST", "/api/v1/applications", admin_, R"({"application": "shop", "clusters": 3})");
   EXPECT_EQ(r.status, 422);
