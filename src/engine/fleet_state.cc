@@ -11,6 +11,7 @@
 #include "engine/events.h"
 
 namespace tranche {
+
 Status Fleet::load() {
   std::lock_guard lock(mu_);
   auto hosts = store_.list_hosts();
