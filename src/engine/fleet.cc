@@ -125,13 +125,7 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   auto& candidates = placement_.candidates[where + "@" + std::to_string(revision)];
   if (candidates.empty()) {
     for (size_t i = 0; i < placement_.hosts.size(); ++i) {
-      const HostCapacity& h = placement_.hosts[i];
-      const bool labelled = std::all_of(spec->placement.host_labels.begin(), spec->placement.host_labels.end(),
-                                        [&](const auto& label) {
-                                          auto it = h.labels.find(label.first);
-                                          return it != h.labels.end() && it->second == label.second;
-                                        });
-      if (h.schedulable && labelled) {
+      if (eligible(placement_.hosts[i], spec->placement)) {
         candidates.push_back(i);
       }
     }
@@ -170,6 +164,12 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   return set_state(m, MemberState::kStarting, "starting on " + m.record.host);
 }
 
+void Fleet::stop_if_drained(MemberEntry& m) {
+  if (m.state == MemberState::kDraining && out_of_traffic(m)) {
+    (void)set_state(m, MemberState::kStopping, "out of its load balancer's traffic");
+  }
+}
+
 // Takes a member out: stop it where it may run, or just mark it gone.
 void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also) {
   auto host = hosts_.find(m.record.host);
@@ -193,9 +193,7 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   int held = 0;  // failing members that autohealing off keeps in place
   for (MemberEntry* member : members) {
     MemberEntry& m = *member;
-    if (m.state == MemberState::kDraining && out_of_traffic(m)) {
-      (void)set_state(m, MemberState::kStopping, "out of its load balancer's traffic");
-    }
+    stop_if_drained(m);
     if (m.state == MemberState::kCreated) {
       // Placed but not started: the controller stopped between the two commits.
       (void)set_state(m, MemberState::kStarting, "starting on " + m.record.host);
@@ -431,9 +429,7 @@ void Fleet::reconcile_pass() {
       if (is_live(m->state) || m->state == MemberState::kFailed) {
         retire(*m, "its cluster was removed from the application");
       }
-      if (m->state == MemberState::kDraining && out_of_traffic(*m)) {
-        (void)set_state(*m, MemberState::kStopping, "out of its load balancer's traffic");
-      }
+      stop_if_drained(*m);
     }
   }
   std::erase_if(dirty_clusters_, [&](const std::string& key) { return !known.contains(key.substr(0, key.find('/'))); });

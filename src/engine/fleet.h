@@ -292,6 +292,10 @@ class Fleet {
                 const std::vector<ClusterScaleRecord>& scales);
   void delay_healing(MemberEntry& m);
   void resume_healing(MemberEntry& m);
+  void record_healing(MemberEntry& m, std::optional<TimePoint> delayed_since, const char* event,
+                      const std::string& message);
+  // Draining -> Stopping once its load balancer sends it nothing more.
+  void stop_if_drained(MemberEntry& m);
   void retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also = {});
   // model.md, "maintenance replace": members marked for it are replaced by
   // new ones with the rollouts' replace step; false when none is marked.

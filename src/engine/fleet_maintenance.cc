@@ -30,37 +30,33 @@ void Fleet::delay_healing(MemberEntry& m) {
   if (m.record.healing_delayed_since) {
     return;
   }
-  const TimePoint now = clock_.now();
-  MemberRecord next = m.record;
-  next.healing_delayed_since = now;
   const std::string message =
       "autohealing is off: " + m.record.id + " (" + m.record.state + ") is neither restarted nor replaced";
-  WriteBatch batch;
-  batch.mutations.push_back(PutMember{next});
-  batch.mutations.push_back(
-      AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
-                             "HealingDelayed", m.record.state, m.record.state, message)});
-  stage(std::move(batch));
   spdlog::warn("{}", message);
-  m.record = std::move(next);
+  record_healing(m, clock_.now(), "HealingDelayed", message);
 }
 
 // Autohealing is back on for a member that still needs it: say for how long
 // healing waited, then heal as usual.
 void Fleet::resume_healing(MemberEntry& m) {
-  const TimePoint now = clock_.now();
-  const auto waited = duration_cast<milliseconds>(now - *m.record.healing_delayed_since);
+  const auto waited = duration_cast<milliseconds>(clock_.now() - *m.record.healing_delayed_since);
   const std::string message = "autohealing is on again: healing of " + m.record.id + " had been delayed since " +
                               format_rfc3339(*m.record.healing_delayed_since) + " (" + format_duration(waited) + ")";
+  spdlog::info("{}", message);
+  record_healing(m, std::nullopt, "HealingResumed", message);
+}
+
+// The member's healing waits since `delayed_since` (or no longer waits),
+// staged with the event that tells the operator.
+void Fleet::record_healing(MemberEntry& m, std::optional<TimePoint> delayed_since, const char* event,
+                           const std::string& message) {
   MemberRecord next = m.record;
-  next.healing_delayed_since.reset();
+  next.healing_delayed_since = delayed_since;
   WriteBatch batch;
   batch.mutations.push_back(PutMember{next});
-  batch.mutations.push_back(
-      AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
-                             "HealingResumed", m.record.state, m.record.state, message)});
+  batch.mutations.push_back(AppendEvent{make_event(clock_.now(), m.record.app, full_path(m.record.app, m.record.cluster),
+                                                   m.record.id, event, m.record.state, m.record.state, message)});
   stage(std::move(batch));
-  spdlog::info("{}", message);
   m.record = std::move(next);
 }
 

@@ -1,8 +1,17 @@
 #include "engine/scheduler.h"
 
+#include <algorithm>
 #include <tuple>
 
 namespace tranche {
+
+bool eligible(const HostCapacity& host, const Placement& placement) {
+  return host.schedulable &&
+         std::all_of(placement.host_labels.begin(), placement.host_labels.end(), [&](const auto& label) {
+           auto it = host.labels.find(label.first);
+           return it != host.labels.end() && it->second == label.second;
+         });
+}
 
 PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement& placement) {
   const HostCapacity* best = nullptr;
@@ -13,12 +22,7 @@ PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement&
       continue;
     }
     ++ready;
-    bool labels_match = true;
-    for (const auto& [k, v] : placement.host_labels) {
-      auto it = h.labels.find(k);
-      labels_match = labels_match && it != h.labels.end() && it->second == v;
-    }
-    if (!labels_match) {
+    if (!eligible(h, placement)) {
       continue;
     }
     ++matching;

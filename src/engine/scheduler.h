@@ -27,6 +27,9 @@ struct PlacementDecision {
   std::string reason;  // why nothing fits, for the operator
 };
 
+// Whether the host is Ready and carries every label the placement asks for.
+bool eligible(const HostCapacity& host, const Placement& placement);
+
 // Fewest members of this cluster first, then most free slots, then host id,
 // so the same inputs always give the same answer.
 PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement& placement);
