@@ -2,11 +2,13 @@
 // An agent connection for fleet tests: records what the fleet sends, in
 // order, and says it connects from loopback (where a load balancer finds the
 // members of its host). deliver() hands the fleet what an agent sends, the
-// way the API's WebSocket edge does.
+// way the API's WebSocket edge does; join_host() joins a host as a new agent.
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/fleet.h"
@@ -38,6 +40,25 @@ class FakeLink final : public AgentLink {
 
 // What the API's WebSocket edge does with an agent's frame: decode it once,
 // then hand the fleet the typed message or the reason it was rejected.
+// A host joined to `fleet` with the tests' join token ("jt_secret"): its
+// id, its host token from `welcome`, and its connection.
+struct JoinedHost {
+  std::string id;
+  std::string token;
+  std::shared_ptr<FakeLink> link;
+};
+
+inline JoinedHost join_host(Fleet& fleet, const std::string& hostname, int64_t slots = 64) {
+  auto link = std::make_shared<FakeLink>();
+  protocol::Hello hello;
+  hello.join_token = "jt_secret";
+  hello.hostname = hostname;
+  hello.slots = slots;
+  auto id = fleet.connect(hello, link);
+  EXPECT_TRUE(id.has_value()) << id.error().describe();
+  return JoinedHost{id.value_or(""), link->of_type("welcome").at(0)["hostToken"], link};
+}
+
 inline void deliver(Fleet& fleet, const std::string& host_id, const nlohmann::json& message) {
   auto decoded = protocol::decode_agent_message(message.dump());
   if (decoded) {

@@ -37,22 +37,9 @@ class FleetEngineTest : public ::testing::Test {
     return fleet;
   }
 
-  struct Joined {
-    std::string id;
-    std::string token;
-    std::shared_ptr<FakeLink> link;
-  };
+  using Joined = JoinedHost;
 
-  Joined join(const std::string& hostname, int64_t slots = 64) {
-    auto link = std::make_shared<FakeLink>();
-    protocol::Hello hello;
-    hello.join_token = "jt_secret";
-    hello.hostname = hostname;
-    hello.slots = slots;
-    auto id = fleet_->connect(hello, link);
-    EXPECT_TRUE(id.has_value()) << id.error().describe();
-    return Joined{*id, link->of_type("welcome").at(0)["hostToken"], link};
-  }
+  Joined join(const std::string& hostname, int64_t slots = 64) { return join_host(*fleet_, hostname, slots); }
 
   void apply(int members) {
     const std::string manifest = "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: " +
@@ -181,8 +168,7 @@ TEST_F(FleetEngineTest, AGroupTheStoreRefusesIsNotActedOnAndTheFleetReloads) {
   };
   ASSERT_EQ(started().size(), 2u);
   // The medium refuses the pass that places a third member.
-  store_test::RawDb(path_).exec(
-      "CREATE TRIGGER refuse BEFORE INSERT ON members BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END");
+  store_test::RawDb(path_).refuse_inserts("members");
   apply(3);
   fleet_->tick();
   EXPECT_EQ(started(), (std::set<std::string>{"shop/web/1", "shop/web/2"}))
@@ -192,7 +178,7 @@ TEST_F(FleetEngineTest, AGroupTheStoreRefusesIsNotActedOnAndTheFleetReloads) {
   ASSERT_TRUE(listed.has_value());
   EXPECT_EQ((*listed)["items"].size(), 2u) << "the view was reloaded from the store";
 
-  store_test::RawDb(path_).exec("DROP TRIGGER refuse");
+  store_test::RawDb(path_).allow_inserts();
   fleet_->tick();
   const auto members = store_->list_members({}).value();
   ASSERT_EQ(members.size(), 3u);

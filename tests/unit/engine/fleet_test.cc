@@ -37,21 +37,10 @@ class FleetTest : public ::testing::Test {
     return fleet;
   }
 
-  struct Joined {
-    std::string id;
-    std::string token;
-    std::shared_ptr<FakeLink> link;
-  };
+  using Joined = JoinedHost;
 
   Joined join(const std::string& hostname, Fleet* fleet = nullptr) {
-    auto link = std::make_shared<FakeLink>();
-    protocol::Hello hello;
-    hello.join_token = "jt_secret";
-    hello.hostname = hostname;
-    auto id = (fleet ? fleet : fleet_.get())->connect(hello, link);
-    EXPECT_TRUE(id.has_value()) << id.error().describe();
-    const json welcome = link->of_type("welcome").at(0);
-    return Joined{*id, welcome["hostToken"], link};
+    return join_host(fleet ? *fleet : *fleet_, hostname);
   }
 
   std::shared_ptr<FakeLink> reconnect(const Joined& host, std::vector<protocol::HelloMember> running,

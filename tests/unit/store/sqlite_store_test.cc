@@ -680,8 +680,7 @@ TEST(SqliteStore, AFailureInsideABatchWritesNothing) {
   auto store = open_store(path);
   commit(*store, {PutApplication{app_record("shop")}, AppendEvent{event("shop")}});
   // Make the medium fail half-way through the next batch.
-  RawDb(path).exec(
-      "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END");
+  RawDb(path).refuse_inserts("audit");
 
   auto done =
       store->commit(WriteBatch{{{"shop", 1}},
@@ -695,7 +694,7 @@ TEST(SqliteStore, AFailureInsideABatchWritesNothing) {
   EXPECT_THAT(seqs(ok(store->list_events({}))), ElementsAre(1u));
   EXPECT_EQ(ok(store->last_event_seq()), 1u);
 
-  RawDb(path).exec("DROP TRIGGER refuse");
+  RawDb(path).allow_inserts();
   EXPECT_EQ(commit(*store, {AppendEvent{event("shop")}}).event_seqs, std::vector<uint64_t>{2});
 }
 
@@ -735,8 +734,7 @@ TEST(SqliteStore, AFailureOfTheMediumFailsTheWholeGroup) {
   const std::string path = dir.file("store.db");
   auto store = open_store(path);
   commit(*store, {PutApplication{app_record("shop")}, AppendEvent{event("shop")}});
-  RawDb(path).exec(
-      "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END");
+  RawDb(path).refuse_inserts("audit");
 
   auto results = store->commit_group({WriteBatch{{}, {AppendEvent{event("shop")}}},
                                       WriteBatch{{}, {AppendAudit{audit("alice")}}},

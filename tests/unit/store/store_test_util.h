@@ -72,6 +72,14 @@ class RawDb {
     sqlite3_free(message);
   }
 
+  // Makes the medium refuse inserts into `table` ("simulated write
+  // failure"), as a full or failing disk would, until allow_inserts().
+  void refuse_inserts(const std::string& table) const {
+    exec("CREATE TRIGGER refuse BEFORE INSERT ON " + table +
+         " BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END");
+  }
+  void allow_inserts() const { exec("DROP TRIGGER refuse"); }
+
   // Every row of `sql`, columns separated by '|', rows by '\n'.
   std::string query(const std::string& sql) const {
     std::string out;
