@@ -53,7 +53,10 @@ class Driver {
   virtual ~Driver() = default;
 
   // Allocates ports, expands the command, starts the process in its own
-  // session with stdout/stderr in size-capped files under `log_dir`.
+  // session with stdout/stderr in size-capped files under `log_dir`. Its
+  // environment is explicit, never the agent's: the agent's PATH, then the
+  // spec's `env`, then TRANCHE_APP, TRANCHE_CLUSTER, TRANCHE_MEMBER,
+  // TRANCHE_REVISION, VERSION and one PORT_<NAME> per port.
   virtual Result<MemberProcess> start(const LaunchSpec& spec, const std::filesystem::path& log_dir) = 0;
 
   // Sends SIGTERM now; poll() sends SIGKILL once `grace` has passed.
@@ -73,7 +76,8 @@ struct ProcessDriverOptions {
 
 std::unique_ptr<Driver> make_process_driver(ProcessDriverOptions options = {});
 
-// Runs a hook (argv) to completion with extra environment, output appended
+// Runs a hook (argv) to completion with the agent's PATH and `env` as its
+// whole environment (the member's, built by the caller), output appended
 // to `output_file`, killed after `timeout`. Blocking: call off the agent's
 // event loop.
 struct HookOutcome {

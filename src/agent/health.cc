@@ -305,7 +305,7 @@ ProbeResult probe_tcp(int port, std::chrono::milliseconds timeout) {
 ProbeResult probe_exec(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   detail::SpawnRequest request;
   request.argv = argv;
-  request.env = detail::current_environment();
+  request.env = detail::base_environment();
   request.new_session = true;  // stdout/stderr: /dev/null
   auto pid = detail::spawn(request);
   if (!pid) {

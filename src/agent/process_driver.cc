@@ -246,7 +246,7 @@ class ProcessDriver final : public Driver {
     if (!ports) {
       return std::unexpected(ports.error());
     }
-    Environment env = detail::current_environment();
+    Environment env = detail::base_environment();
     for (const auto& [key, value] : spec.env) {
       env[key] = value;
     }
@@ -423,7 +423,7 @@ HookOutcome run_hook(const std::vector<std::string>& argv, const std::map<std::s
                      std::chrono::milliseconds timeout) {
   detail::SpawnRequest request;
   request.argv = argv;
-  request.env = detail::current_environment();
+  request.env = detail::base_environment();
   for (const auto& [key, value] : env) {
     request.env[key] = value;
   }

@@ -9,12 +9,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <thread>
 #include <utility>
-
-extern char** environ;
 
 namespace tranche::agent::detail {
 
@@ -95,7 +94,7 @@ Result<std::string> resolve_program(const std::string& name, const Environment& 
     return name;  // relative names resolve against the workdir, after chdir
   }
   const auto it = env.find("PATH");
-  const std::string path = it != env.end() ? it->second : "/usr/local/bin:/usr/bin:/bin";
+  const std::string path = it != env.end() ? it->second : kDefaultPath;
   bool denied = false;
   size_t start = 0;
   while (start <= path.size()) {
@@ -154,17 +153,9 @@ void close_other_fds(int keep) {
 
 }  // namespace
 
-Environment current_environment() {
-  Environment env;
-  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
-    const std::string_view item(*entry);
-    const size_t eq = item.find('=');
-    if (eq == std::string_view::npos || eq == 0) {
-      continue;
-    }
-    env.emplace(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
-  }
-  return env;
+Environment base_environment() {
+  const char* path = std::getenv("PATH");
+  return Environment{{"PATH", path != nullptr ? path : kDefaultPath}};
 }
 
 Result<pid_t> spawn(const SpawnRequest& request) {

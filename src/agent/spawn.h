@@ -17,8 +17,15 @@ namespace tranche::agent::detail {
 
 using Environment = std::map<std::string, std::string>;
 
-// The agent's own environment (`environ`).
-Environment current_environment();
+// Where a program's name is looked up when the agent itself has no PATH.
+inline constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+// What every program the agent starts (member, hook, exec probe) takes from
+// the agent's environment: PATH alone, so that it finds the programs the
+// agent finds on this host (kDefaultPath when the agent has none). Nothing
+// else: the agent's environment may hold secrets such as TRANCHE_TOKEN
+// (quality.md, "Security"); a member's other variables come from its spec.
+Environment base_environment();
 
 struct SpawnRequest {
   std::vector<std::string> argv;      // argv[0] is resolved through PATH of `env` when it has no '/'

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/health.h"
+#include "agent_test_util.h"
 
 namespace tranche::agent {
 namespace {
@@ -199,6 +200,13 @@ TEST(ProbeExecTest, ExitStatusDecides) {
   EXPECT_FALSE(failed.ok);
   EXPECT_EQ(failed.message, "exit 1");
   EXPECT_FALSE(probe_exec({"sh", "-c", "kill -9 $$"}, 5s).ok);
+}
+
+// An exec probe sees nothing of the agent's environment but its PATH.
+TEST(ProbeExecTest, SeesNoSecretOfTheAgent) {
+  const test::ScopedEnv token("TRANCHE_TOKEN", "secret-of-the-agent");
+  const auto result = probe_exec({"sh", "-c", "test -z \"${TRANCHE_TOKEN+set}\" && test -n \"$PATH\""}, 5s);
+  EXPECT_TRUE(result.ok) << result.message;
 }
 
 TEST(ProbeExecTest, TimesOut) {

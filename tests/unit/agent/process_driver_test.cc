@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -96,14 +97,13 @@ class ProcessDriverTest : public ::testing::Test {
 };
 
 TEST_F(ProcessDriverTest, ExpandsEnvironmentAndPorts) {
-  ::setenv("TRANCHE_TEST_INHERITED", "from-agent", 1);
+  const test::ScopedEnv inherited("TRANCHE_TEST_INHERITED", "from-agent");
   auto spec = make_spec({"sh", "-c",
                          "echo env $PORT_HTTP $PORT_ADMIN_API $VERSION $TRANCHE_MEMBER $TRANCHE_APP $TRANCHE_CLUSTER "
-                         "$TRANCHE_REVISION $LOG_LEVEL $TRANCHE_TEST_INHERITED; echo arg $1; exec sleep 60",
+                         "$TRANCHE_REVISION $LOG_LEVEL ${TRANCHE_TEST_INHERITED-none}; echo arg $1; exec sleep 60",
                          "sh", "--port=${PORT_HTTP}/${VERSION}/$HOME"},
                         {"http", "admin-api"});
   const auto process = start(spec);
-  ::unsetenv("TRANCHE_TEST_INHERITED");
 
   ASSERT_EQ(process.ports.size(), 2u);
   const int http = process.ports.at("http");
@@ -118,11 +118,41 @@ TEST_F(ProcessDriverTest, ExpandsEnvironmentAndPorts) {
 
   ASSERT_TRUE(wait_for_output("/$HOME\n"));
   const std::string out = read_file(dir_ / "logs" / "stdout.log");
+  // The agent's own variables stay with the agent.
   EXPECT_THAT(out, HasSubstr("env " + std::to_string(http) + " " + std::to_string(admin) +
-                             " 1.4.2 web/3 shop web 7 info from-agent\n"));
+                             " 1.4.2 web/3 shop web 7 info none\n"));
   // ${...} is ours; a bare $HOME is left for the shell (here: none).
   EXPECT_THAT(out, HasSubstr("arg --port=" + std::to_string(http) + "/1.4.2/$HOME\n"));
   EXPECT_EQ(driver_->poll(process).state, ProcessState::kRunning);
+}
+
+// quality.md: members never inherit the agent's environment (which may hold
+// TRANCHE_TOKEN); theirs is the agent's PATH, their spec's env and ours.
+TEST_F(ProcessDriverTest, MemberEnvironmentIsExplicit) {
+  const test::ScopedEnv token("TRANCHE_TOKEN", "secret-of-the-agent");
+  const auto process = start(make_spec({"env"}, {"http"}));
+  EXPECT_TRUE(wait_exit(process).exit_code == 0);
+  const auto env = test::parse_env(read_file(dir_ / "logs" / "stdout.log"));
+  std::vector<std::string> names;
+  for (const auto& [name, value] : env) {
+    names.push_back(name);
+  }
+  EXPECT_THAT(names, ::testing::ElementsAre("LOG_LEVEL", "PATH", "PORT_HTTP", "TRANCHE_APP", "TRANCHE_CLUSTER",
+                                            "TRANCHE_MEMBER", "TRANCHE_REVISION", "VERSION"));
+  EXPECT_EQ(env.at("PATH"), std::getenv("PATH"));
+  EXPECT_EQ(env.at("PORT_HTTP"), std::to_string(process.ports.at("http")));
+}
+
+// The spec's env may set PATH itself, and the command is looked up in it.
+TEST_F(ProcessDriverTest, SpecPathWinsOverTheAgents) {
+  std::filesystem::create_directories(dir_ / "bin");
+  write_file(dir_ / "bin" / "member-program", "#!/bin/sh\necho ran with $PATH\n");
+  std::filesystem::permissions(dir_ / "bin" / "member-program", std::filesystem::perms::owner_all);
+  auto spec = make_spec({"member-program"});
+  spec.env["PATH"] = (dir_ / "bin").string() + ":/usr/bin:/bin";
+  const auto process = start(spec);
+  EXPECT_TRUE(wait_exit(process).exit_code == 0);
+  EXPECT_EQ(read_file(dir_ / "logs" / "stdout.log"), "ran with " + spec.env["PATH"] + "\n");
 }
 
 TEST_F(ProcessDriverTest, UnknownVariableIsAnError) {
@@ -390,6 +420,15 @@ TEST(RunHookTest, ReportsExitCodeAndOutput) {
   EXPECT_EQ(outcome.message, "hook exited 0");
   outcome = run_hook({"sh", "-c", "echo again"}, {}, {}, output, 10s);
   EXPECT_EQ(read_file(output), "out v1\nerr\nagain\n");  // appended
+}
+
+TEST(RunHookTest, HookEnvironmentIsExplicit) {
+  const test::ScopedEnv token("TRANCHE_TOKEN", "secret-of-the-agent");
+  TempDir dir;
+  auto outcome = run_hook({"env"}, {{"TRANCHE_MEMBER", "web/3"}}, {}, dir / "out.log", 10s);
+  EXPECT_EQ(outcome.exit_code, 0);
+  const auto env = test::parse_env(read_file(dir / "out.log"));
+  EXPECT_EQ(env, (std::map<std::string, std::string>{{"PATH", std::getenv("PATH")}, {"TRANCHE_MEMBER", "web/3"}}));
 }
 
 TEST(RunHookTest, RunsInWorkdir) {
