@@ -17,7 +17,12 @@ namespace {
 
 using nlohmann::json;
 
-Response json_response(int status, const json& body) { return Response{status, "application/json", body.dump()}; }
+// Error messages quote what the caller sent (a path, a key, a parser's "last
+// read"), which need not be UTF-8: such bytes are written as U+FFFD, where
+// dump() would throw out of handle() and end the controller.
+Response json_response(int status, const json& body) {
+  return Response{status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
 
 Response error_response(const Error& e) {
   json err = {{"code", to_string(e.code)}, {"message", e.message}};

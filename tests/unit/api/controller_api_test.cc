@@ -276,6 +276,18 @@ TEST_F(ControllerApiTest, FollowTurnsIntoAStream) {
   EXPECT_EQ(result.stream->app, "shop");
 }
 
+// Found by tests/fuzz (fuzz_api): an error message quoting bytes that are
+// not UTF-8 made the answer's dump() throw out of handle().
+TEST_F(ControllerApiTest, AnswersQuotingInvalidUtf8AreStillJson) {
+  const Response bad_json = call("POST", "/api/v1/applications", admin_, "{\"appl\xa3ication\": 1}");
+  EXPECT_EQ(bad_json.status, 400);
+  EXPECT_EQ(json::parse(bad_json.body)["error"]["code"], "invalid");
+  const Response bad_path = call("GET", "/api/v1/\xff\xfe", admin_);
+  EXPECT_EQ(bad_path.status, 404);
+  EXPECT_NE(json::parse(bad_path.body)["error"]["message"].get<std::string>().find("\xef\xbf\xbd"), std::string::npos)
+      << "U+FFFD in place of each byte that is not UTF-8";
+}
+
 TEST(Query, DecodesPairs) {
   auto q = parse_query("a=1&b=x%20y&c=&d+e=f+g");
   EXPECT_EQ(q["a"], "1");
