@@ -754,6 +754,68 @@ clusters:
   ::kill(std::stoi(agent_pid), SIGTERM);
 }
 
+// quality.md: a member never inherits the controller's or the agent's
+// environment. The --dev controller's environment (its local agent's too)
+// holds a token; the member writes what it sees, then serves.
+TEST(DevMode, MemberSeesNoSecretOfTheControllerOrAgent) {
+  TempDir dir;
+  Controller controller(dir.path() / "data");
+  const std::string path = std::string(TRANCHE_BIN_DIR) + ":" + std::getenv("PATH");
+  ::setenv("PATH", path.c_str(), 1);
+  ::setenv("TRANCHE_TOKEN", "tt_secret_of_the_controller", 1);
+  ::setenv("TRANCHE_E2E_AGENT_SECRET", "secret-of-whoever-started-it", 1);
+  controller.start({"--dev", "--heartbeat-interval", "300ms"});
+  ::unsetenv("TRANCHE_TOKEN");
+  ::unsetenv("TRANCHE_E2E_AGENT_SECRET");
+  std::string agent_pid;
+  ASSERT_TRUE(
+      wait_until([&] { return !(agent_pid = read_file(dir.path() / "data" / "agent" / "agent.pid")).empty(); }, 10s));
+  const std::unique_ptr<const std::string, void (*)(const std::string*)> stop_agent(
+      &agent_pid, [](const std::string* pid) { ::kill(std::stoi(*pid), SIGTERM); });
+  const fs::path seen = dir.path() / "member.env";
+  write_file(dir.path() / "app.yaml", R"(application: envcheck
+clusters:
+  - name: web
+    members: {desired: 1}
+    artifact:
+      version: "1"
+      command: ["sh", "-c", "env > )" + seen.string() + R"(.tmp && mv )" + seen.string() + R"(.tmp )" +
+                                           seen.string() + R"( && exec tranche-hello --port ${PORT_HTTP}"]
+      env: {LOG_LEVEL: info}
+    ports: [http]
+    health: {http: {port: http, path: /healthz}}
+    update: {minReadySeconds: 0}
+)");
+  ASSERT_EQ(controller.cli({"apply", "-f", (dir.path() / "app.yaml").string()}).exit_code, 0);
+  std::set<int64_t> pids;
+  const bool active = wait_until(
+      [&] {
+        const json listed = json::parse(controller.cli({"get", "members", "envcheck", "-o", "json"}).out);
+        for (const auto& m : listed["items"]) {
+          if (m["pid"].is_number()) {
+            pids.insert(m["pid"].get<int64_t>());
+          }
+          if (m["state"] == "Active") {
+            return true;
+          }
+        }
+        return false;
+      },
+      30s);
+  const std::string env = "\n" + read_file(seen);
+  EXPECT_TRUE(active) << "the member serves with its explicit environment";
+  EXPECT_NE(env.find("\nTRANCHE_MEMBER=envcheck/web/"), std::string::npos) << env;
+  EXPECT_NE(env.find("\nLOG_LEVEL=info\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("PORT_HTTP="), std::string::npos) << env;
+  EXPECT_EQ(env.find("TRANCHE_TOKEN"), std::string::npos) << env;
+  EXPECT_EQ(env.find("TRANCHE_E2E_AGENT_SECRET"), std::string::npos) << env;
+  EXPECT_EQ(env.find("secret"), std::string::npos) << env;
+
+  ASSERT_EQ(controller.cli({"delete", "envcheck"}).exit_code, 0);
+  EXPECT_TRUE(wait_until([&] { return std::ranges::none_of(pids, process_alive); }, 15s))
+      << "delete stops the member";
+}
+
 // The local agent inherits no descriptor of the controller: once the
 // controller is gone (SIGKILL or SIGTERM), nothing listens on its port, a new
 // controller binds the same port and the agent reconnects to it before its
