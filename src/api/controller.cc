@@ -120,6 +120,21 @@ void refuse_to_start(const std::string& message) {
   std::fflush(stderr);
 }
 
+// SQLite would create tranche.db readable by everyone under the usual umask
+// (its -wal and -shm copy its mode); it holds token hashes, the audit log and
+// manifests, whose env may carry secrets. An existing file keeps its mode.
+Status create_private_store_file(const fs::path& db) {
+  const int fd = ::open(db.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    return {};
+  }
+  if (errno == EEXIST) {
+    return {};
+  }
+  return fail(ErrorCode::kUnavailable, "cannot create " + db.string() + ": " + std::strerror(errno));
+}
+
 // A data dir that a controller has started in before (it wrote admin.token,
 // whose hash is in the store) must still have its store: opening a missing
 // or empty tranche.db would silently start a new, empty one, under which the
@@ -263,12 +278,21 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   }
   const fs::path data_dir = options.data_dir;
   std::error_code fs_error;
-  fs::create_directories(data_dir, fs_error);
+  const bool data_dir_created = fs::create_directories(data_dir, fs_error);
   if (fs_error) {
     spdlog::error("cannot create data dir {}: {}", data_dir.string(), fs_error.message());
     return 1;
   }
-  fs::permissions(data_dir, fs::perms::owner_all, fs_error);
+  // A data dir made here is its owner's alone. One that exists keeps its
+  // mode: it may be shared (a --data-dir of /tmp), and what is secret in it
+  // is created 0600 by itself (tokens, the store).
+  if (data_dir_created) {
+    fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, fs_error);
+    if (fs_error) {
+      refuse_to_start("cannot make data dir " + data_dir.string() + " private: " + fs_error.message());
+      return 1;
+    }
+  }
   // One controller per data dir, for as long as this one runs.
   auto data_dir_lock = FileLock::acquire(data_dir / "controller.lock");
   if (!data_dir_lock) {
@@ -284,6 +308,11 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     return 1;
   }
   if (auto ok = check_store_present(data_dir); !ok) {
+    refuse_to_start(ok.error().describe());
+    return 1;
+  }
+
+  if (auto ok = create_private_store_file(data_dir / kStoreFile); !ok) {
     refuse_to_start(ok.error().describe());
     return 1;
   }

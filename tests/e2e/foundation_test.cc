@@ -366,5 +366,29 @@ TEST_F(Foundation, UndeployKeepsHistoryAndSettings) {
   EXPECT_EQ(controller_->cli({"delete", "nope"}).exit_code, 1);
 }
 
+fs::perms mode_of(const fs::path& path) { return fs::status(path).permissions() & fs::perms::mask; }
+
+// The controller makes a data dir it creates private, and leaves the mode of
+// one that exists alone: a --data-dir shared with others (/tmp) used to be
+// chmodded to 0700. What is secret in it is 0600 either way.
+TEST(DataDir, OnlyADirTheControllerCreatesIsMadePrivate) {
+  TempDir dir;
+  const fs::path shared = dir.path() / "shared";
+  fs::create_directory(shared);
+  const auto sticky_for_all = fs::perms::all | fs::perms::sticky_bit;
+  fs::permissions(shared, sticky_for_all);
+  const fs::path created = dir.path() / "data";
+  for (const fs::path& data_dir : {shared, created}) {
+    SCOPED_TRACE(data_dir.string());
+    Controller controller(data_dir);
+    controller.start();
+    EXPECT_EQ(mode_of(data_dir), data_dir == shared ? sticky_for_all : fs::perms::owner_all);
+    for (const char* secret : {"admin.token", "join.token", "tranche.db"}) {
+      EXPECT_EQ(mode_of(data_dir / secret), fs::perms::owner_read | fs::perms::owner_write) << secret;
+    }
+    EXPECT_EQ(controller.stop(), 0);
+  }
+}
+
 }  // namespace
 }  // namespace tranche::e2e
