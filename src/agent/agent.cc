@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <deque>
 #include <fstream>
 #include <sstream>
@@ -930,18 +931,28 @@ class Agent {
   std::map<std::string, std::string> maintenance_notes_;    // member -> what its hook did
 };
 
+namespace {
+
+// A refusal to start goes to stderr, where whoever started the agent looks.
+void refuse_to_start(const std::string& message) {
+  std::fprintf(stderr, "tranche agent: error: %s\n", message.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace
+
 int run_agent(const AgentOptions& options) {
   std::error_code fs_error;
   fs::create_directories(options.state_dir, fs_error);
   if (fs_error) {
-    spdlog::error("cannot create state dir {}: {}", options.state_dir.string(), fs_error.message());
+    refuse_to_start("cannot create state dir " + options.state_dir.string() + ": " + fs_error.message());
     return 1;
   }
   // One agent per state dir: the lock lives as long as this process.
   const fs::path lock_path = options.state_dir / "agent.lock";
   const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
-    spdlog::error("another agent is running with state dir {}", options.state_dir.string());
+    refuse_to_start("another agent is running with state dir " + options.state_dir.string());
     return 1;
   }
   {
@@ -949,13 +960,13 @@ int run_agent(const AgentOptions& options) {
     pid << ::getpid() << '\n';
   }
   if (options.server.empty() && options.server_file.empty()) {
-    spdlog::error("give --server or --server-file");
+    refuse_to_start("give --server or --server-file");
     return 2;
   }
   asio::io_context io;
   Agent agent(io, options);
   if (auto started = agent.start(); !started) {
-    spdlog::error("{}", started.error().describe());
+    refuse_to_start(started.error().describe());
     return 1;
   }
   asio::signal_set signals(io, SIGTERM, SIGINT);

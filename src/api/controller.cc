@@ -267,20 +267,20 @@ Status ensure_local_agent(const fs::path& data_dir) {
 int run_controller(ControllerOptions options, const std::vector<std::string>& flags_given) {
   if (!options.config_file.empty()) {
     if (auto ok = read_config(options, flags_given); !ok) {
-      spdlog::error("config: {}", ok.error().describe());
+      refuse_to_start("config: " + ok.error().describe());
       return 2;
     }
   }
   auto listen = parse_listen(options.listen);
   if (!listen) {
-    spdlog::error("{}", listen.error().describe());
+    refuse_to_start(listen.error().describe());
     return 2;
   }
   const fs::path data_dir = options.data_dir;
   std::error_code fs_error;
   const bool data_dir_created = fs::create_directories(data_dir, fs_error);
   if (fs_error) {
-    spdlog::error("cannot create data dir {}: {}", data_dir.string(), fs_error.message());
+    refuse_to_start("cannot create data dir " + data_dir.string() + ": " + fs_error.message());
     return 1;
   }
   // A data dir made here is its owner's alone. One that exists keeps its
@@ -327,7 +327,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
       [&metrics](std::chrono::nanoseconds latency, bool ok) { metrics.record_commit(latency, ok); });
   auto last_seq = (*store)->last_event_seq();
   if (!last_seq) {
-    spdlog::error("store: {}", last_seq.error().describe());
+    refuse_to_start("store: " + last_seq.error().describe());
     return 1;
   }
   (*store)->watch([&metrics, seen = *last_seq](uint64_t seq) mutable {
@@ -338,7 +338,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
 
   auto join = join_token(data_dir);
   if (!join) {
-    spdlog::error("{}", join.error().describe());
+    refuse_to_start(join.error().describe());
     return 1;
   }
   SystemClock clock;
@@ -348,7 +348,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
               FleetOptions{options.heartbeat_interval, options.heartbeat_timeout, std::chrono::seconds(10), *join,
                            !options.no_lb_drain});
   if (auto loaded = fleet.load(); !loaded) {
-    spdlog::error("fleet: {}", loaded.error().describe());
+    refuse_to_start("fleet: " + loaded.error().describe());
     return 1;
   }
   std::optional<lb::HaproxyRuntime> haproxy;
@@ -356,7 +356,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   if (!options.haproxy_socket.empty()) {
     auto endpoint = lb::parse_haproxy_endpoint(options.haproxy_socket);
     if (!endpoint) {
-      spdlog::error("--haproxy-socket: {}", endpoint.error().describe());
+      refuse_to_start("--haproxy-socket: " + endpoint.error().describe());
       return 2;
     }
     haproxy.emplace(*endpoint);
@@ -408,7 +408,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   });
   ControllerApi api(apps, access, fleet, **store, metrics);
   if (auto ok = bootstrap_admin_token(access, data_dir); !ok) {
-    spdlog::error("{}", ok.error().describe());
+    refuse_to_start(ok.error().describe());
     return 1;
   }
 
@@ -419,12 +419,12 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   try {
     port = server.start();
   } catch (const std::exception& e) {
-    spdlog::error("cannot listen on {}: {}", options.listen, e.what());
+    refuse_to_start("cannot listen on " + options.listen + ": " + e.what());
     return 1;
   }
   const std::string url = "http://" + listen->first + ":" + std::to_string(port);
   if (auto ok = write_file_atomically(data_dir / "controller.url", url + "\n", 0644); !ok) {
-    spdlog::error("{}", ok.error().describe());
+    refuse_to_start(ok.error().describe());
     return 1;
   }
   spdlog::info("tranche controller {} serving {} (store schema {}, data {}{})", build_version(), url,
@@ -461,7 +461,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
 
   if (options.dev) {
     if (auto ok = ensure_local_agent(data_dir); !ok) {
-      spdlog::error("local agent: {}", ok.error().describe());
+      refuse_to_start("local agent: " + ok.error().describe());
       return 1;
     }
   }

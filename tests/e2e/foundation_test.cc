@@ -366,6 +366,27 @@ TEST_F(Foundation, UndeployKeepsHistoryAndSettings) {
   EXPECT_EQ(controller_->cli({"delete", "nope"}).exit_code, 1);
 }
 
+// Start-up refusals of the controller and the agent go to stderr with a
+// non-zero exit, stdout staying empty (they used to be logged on stdout).
+TEST_F(Foundation, StartUpErrorsGoToStderr) {
+  const std::string data_dir = (dir_.path() / "other").string();
+  const auto bad_listen = run({tranche_binary(), "controller", "--listen", "nowhere", "--data-dir", data_dir});
+  EXPECT_EQ(bad_listen.exit_code, 2);
+  EXPECT_NE(bad_listen.err.find("expected ADDR:PORT, got 'nowhere'"), std::string::npos) << bad_listen.err;
+  EXPECT_EQ(bad_listen.out, "");
+
+  const std::string taken = controller_->url().substr(std::string("http://").size());
+  const auto busy = run({tranche_binary(), "controller", "--listen", taken, "--data-dir", data_dir});
+  EXPECT_EQ(busy.exit_code, 1);
+  EXPECT_NE(busy.err.find("cannot listen on " + taken), std::string::npos) << busy.err;
+  EXPECT_EQ(busy.out.find("error"), std::string::npos) << busy.out;
+
+  const auto no_server = run({tranche_binary(), "agent", "--state-dir", (dir_.path() / "agent").string()});
+  EXPECT_EQ(no_server.exit_code, 2);
+  EXPECT_NE(no_server.err.find("give --server or --server-file"), std::string::npos) << no_server.err;
+  EXPECT_EQ(no_server.out, "");
+}
+
 fs::perms mode_of(const fs::path& path) { return fs::status(path).permissions() & fs::perms::mask; }
 
 // The controller makes a data dir it creates private, and leaves the mode of
