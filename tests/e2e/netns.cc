@@ -1,9 +1,12 @@
 #include "netns.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cstring>
 #include <sstream>
 
 namespace tranche::e2e {
@@ -117,6 +120,32 @@ std::optional<std::string> connect_veth(const VethEnd& a, const VethEnd& b) {
     }
   }
   return std::nullopt;
+}
+
+std::unique_ptr<ThreadInNamespace> ThreadInNamespace::enter(const NetNamespace& ns, std::string& error) {
+  const int previous = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (previous < 0) {
+    error = std::string("cannot open this thread's network namespace: ") + std::strerror(errno);
+    return nullptr;
+  }
+  const std::string path = "/var/run/netns/" + ns.name();
+  const int target = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool entered = target >= 0 && ::setns(target, CLONE_NEWNET) == 0;
+  const int saved_errno = errno;
+  if (target >= 0) {
+    ::close(target);
+  }
+  if (!entered) {
+    ::close(previous);
+    error = "cannot enter " + path + ": " + std::strerror(saved_errno);
+    return nullptr;
+  }
+  return std::unique_ptr<ThreadInNamespace>(new ThreadInNamespace(previous));
+}
+
+ThreadInNamespace::~ThreadInNamespace() {
+  ::setns(previous_, CLONE_NEWNET);
+  ::close(previous_);
 }
 
 }  // namespace tranche::e2e

@@ -52,6 +52,23 @@ class NetNamespace {
   std::string name_;
 };
 
+// Moves the calling thread into a namespace until destroyed (setns(2) acts
+// on one thread): its sockets, those of threads it starts meanwhile and the
+// processes it spawns live there. Lets a test reach a controller that
+// listens inside a namespace without adding anything to the root one.
+class ThreadInNamespace {
+ public:
+  // Null, with the reason in `error`, when the namespace cannot be entered.
+  static std::unique_ptr<ThreadInNamespace> enter(const NetNamespace& ns, std::string& error);
+  ~ThreadInNamespace();  // back to the namespace the thread came from
+  ThreadInNamespace(const ThreadInNamespace&) = delete;
+  ThreadInNamespace& operator=(const ThreadInNamespace&) = delete;
+
+ private:
+  explicit ThreadInNamespace(int previous) : previous_(previous) {}
+  int previous_;  // a descriptor of the namespace to return to
+};
+
 // One end of a veth pair: the namespace it lives in, the interface name and
 // its address with prefix length ("10.231.7.1/30").
 struct VethEnd {
