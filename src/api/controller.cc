@@ -84,6 +84,10 @@ Status read_config(ControllerOptions& options, const std::vector<std::string>& f
         }
       } else if (key == "bodyLimitBytes") {
         options.body_limit = value.as<size_t>();
+      } else if (key == "maxConnections") {
+        options.max_connections = value.as<size_t>();
+      } else if (key == "maxUnauthenticatedAgents") {
+        options.max_unauthenticated_agents = value.as<size_t>();
       } else if (key == "heartbeatIntervalSeconds") {
         options.heartbeat_interval = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
       } else if (key == "heartbeatTimeoutSeconds") {
@@ -414,7 +418,8 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
 
   asio::io_context io;
   HttpServer server(io, api, **store, fleet, metrics,
-                    HttpServerOptions{listen->first, listen->second, options.body_limit});
+                    HttpServerOptions{listen->first, listen->second, options.body_limit, options.max_connections,
+                                      options.max_unauthenticated_agents});
   unsigned short port = 0;
   try {
     port = server.start();

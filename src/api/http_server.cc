@@ -3,6 +3,7 @@
 #include "api/http_server.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include <array>
 #include <atomic>
@@ -40,6 +41,22 @@ constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr size_t kStreamBatch = 500;
 constexpr size_t kAgentMessageLimit = 16 * 1024 * 1024;
 constexpr const char* kAgentPath = "/agent/v1/connect";
+// Before hello a peer is unauthenticated: a hello fits in a few hundred
+// bytes and an agent sends it at once.
+constexpr size_t kHelloMessageLimit = 64 * 1024;
+constexpr auto kHelloTimeout = std::chrono::seconds(10);
+// A request head (request line and fields) and its target: what common
+// servers accept, far above what the API or a browser needs.
+constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr size_t kTargetLimit = 8 * 1024;
+// Descriptors the controller needs beside its connections: the store and
+// its WAL, logs, the HAProxy socket, pipes to the processes it starts.
+constexpr size_t kReservedDescriptors = 64;
+// Accepting when the process is out of descriptors fails at once, forever:
+// wait between attempts, doubling up to a second, so that the failure
+// costs no CPU and writes one log line per episode.
+constexpr auto kAcceptPauseMin = std::chrono::milliseconds(10);
+constexpr auto kAcceptPauseMax = std::chrono::seconds(1);
 
 // Asio opens and accepts sockets without SOCK_CLOEXEC: a program the
 // controller starts (the --dev agent) must not inherit them.
@@ -48,6 +65,32 @@ void set_close_on_exec(int fd) {
   if (flags >= 0) {
     ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
   }
+}
+
+// Raises the soft open-files limit to the hard one (often 1,024 against
+// 524,288: every agent holds a connection) and derives the connection cap
+// from it.
+size_t connection_cap_from_open_files_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return 1024;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised{limit.rlim_max, limit.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      limit = raised;
+    }
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) {
+    return 1 << 20;
+  }
+  const auto open_files = static_cast<size_t>(limit.rlim_cur);
+  return open_files > 2 * kReservedDescriptors ? open_files - kReservedDescriptors : open_files / 2;
+}
+
+Response error_response(int status, const std::string& code, const std::string& message) {
+  return Response{status, "application/json",
+                  nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump()};
 }
 
 // One agent's WebSocket, usable from any thread: send() and close() post to
@@ -179,6 +222,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   HttpServerOptions options;
   tcp::acceptor acceptor;
   std::atomic<bool> draining{false};
+  std::atomic<uint64_t> accept_errors{0};
+  std::atomic<size_t> unauthenticated_agents{0};
 
   // Open connections, so drain() can end idle ones and event streams.
   struct Connection {
@@ -193,6 +238,11 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(tcp::socket socket, std::shared_ptr<Connection> conn);
+  // Answers `response` and closes the connection, reading what the client
+  // still sends for a moment so that the close does not reset the
+  // connection before the client has read the answer.
+  asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, const Response& response, std::string method,
+                                         std::string route);
   asio::awaitable<void> stream_events(beast::tcp_stream& stream, const EventStreamRequest& request,
                                       std::shared_ptr<Connection> conn);
   asio::awaitable<void> serve_agent(beast::tcp_stream stream, http::request<http::string_body> request,
@@ -235,6 +285,9 @@ std::string sse_frame(const EventRecord& e) {
 
 asio::awaitable<void> HttpServer::State::accept_loop() {
   auto self = shared_from_this();
+  asio::steady_timer pause_timer(io);
+  auto pause = kAcceptPauseMin;
+  uint64_t failures_in_a_row = 0;
   while (!draining) {
     error_code ec;
     tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -242,16 +295,61 @@ asio::awaitable<void> HttpServer::State::accept_loop() {
       if (draining || ec == asio::error::operation_aborted) {
         break;
       }
-      spdlog::warn("accept failed: {}", ec.message());
+      ++accept_errors;
+      if (failures_in_a_row++ == 0) {
+        spdlog::warn("accept failed: {}; retrying at most once a second until it works", ec.message());
+      }
+      pause_timer.expires_after(pause);
+      co_await pause_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      pause = std::min<std::chrono::milliseconds>(pause * 2, kAcceptPauseMax);
       continue;
+    }
+    if (failures_in_a_row > 0) {
+      spdlog::info("accepting again after {} failed attempts", failures_in_a_row);
+      failures_in_a_row = 0;
+      pause = kAcceptPauseMin;
     }
     set_close_on_exec(socket.native_handle());
     auto conn = std::make_shared<Connection>(Connection{asio::make_strand(io)});
+    bool full = false;
     {
       std::lock_guard lock(connections_mutex);
-      connections.insert(conn);
+      full = connections.size() >= options.max_connections;
+      if (!full) {
+        connections.insert(conn);
+      }
+    }
+    if (full) {
+      asio::co_spawn(
+          conn->strand,
+          [self, socket = std::move(socket)]() mutable -> asio::awaitable<void> {
+            beast::tcp_stream stream(std::move(socket));
+            co_await self->answer_and_close(
+                stream,
+                error_response(503, "unavailable",
+                               "the controller has " + std::to_string(self->options.max_connections) +
+                                   " open connections, its limit; retry later"),
+                "", "connection_limit");
+          },
+          asio::detached);
+      continue;
     }
     asio::co_spawn(conn->strand, serve(std::move(socket), conn), asio::detached);
+  }
+}
+
+asio::awaitable<void> HttpServer::State::answer_and_close(beast::tcp_stream& stream, const Response& response,
+                                                          std::string method, std::string route) {
+  const auto started = std::chrono::steady_clock::now();
+  auto res = to_beast(response, 11, false);
+  stream.expires_after(kLingerTimeout);
+  error_code ec;
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  metrics.record_request(method, route, response.status, std::chrono::steady_clock::now() - started);
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 16 * 1024> discard;
+  while (!ec) {
+    co_await stream.async_read_some(asio::buffer(discard), asio::redirect_error(asio::use_awaitable, ec));
   }
 }
 
@@ -262,36 +360,58 @@ asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_p
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
+    parser.header_limit(kHeaderLimit);
     parser.body_limit(options.body_limit);
     stream.expires_after(kIdleTimeout);
     error_code ec;
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    const std::string method(parser.get().method_string());
     if (ec == http::error::body_limit) {
-      const auto started = std::chrono::steady_clock::now();
-      Response too_large{413, "application/json",
-                         nlohmann::json{{"error",
-                                         {{"code", "too_large"},
-                                          {"message", "request body exceeds the limit of " +
-                                                          std::to_string(options.body_limit) + " bytes"}}}}
-                             .dump()};
-      auto res = to_beast(too_large, 11, false);
-      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-      metrics.record_request(std::string(parser.get().method_string()), "oversized", 413,
-                             std::chrono::steady_clock::now() - started);
-      // Lingering close: read what the client is still sending, so that
-      // closing does not reset the connection before it has read the 413.
-      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-      stream.expires_after(kLingerTimeout);
-      std::array<char, 16 * 1024> discard;
-      while (!ec) {
-        co_await stream.async_read_some(asio::buffer(discard), asio::redirect_error(asio::use_awaitable, ec));
-      }
+      co_await answer_and_close(stream,
+                                error_response(413, "too_large",
+                                               "request body exceeds the limit of " +
+                                                   std::to_string(options.body_limit) + " bytes"),
+                                method, "oversized");
+      break;
+    }
+    if (ec == http::error::header_limit) {
+      co_await answer_and_close(stream,
+                                error_response(431, "header_too_large",
+                                               "the request line and header fields exceed " +
+                                                   std::to_string(kHeaderLimit) + " bytes"),
+                                method, "malformed");
+      break;
+    }
+    // The peer closing, the idle timeout or a drain end the connection
+    // quietly; a request that does not parse is answered.
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message || ec == http::error::short_read) {
+      break;
+    }
+    if (ec && ec.category() == http::make_error_code(http::error::bad_method).category()) {
+      co_await answer_and_close(stream, error_response(400, "malformed", "the request does not parse: " + ec.message()),
+                                method, "malformed");
       break;
     }
     if (ec) {
-      break;  // closed by the peer, idle timeout, or drain
+      break;
+    }
+    if (parser.get().target().size() > kTargetLimit) {
+      co_await answer_and_close(stream,
+                                error_response(414, "uri_too_long",
+                                               "the request target exceeds " + std::to_string(kTargetLimit) + " bytes"),
+                                method, "malformed");
+      break;
     }
     if (websocket::is_upgrade(parser.get()) && parser.get().target() == kAgentPath) {
+      if (unauthenticated_agents.fetch_add(1) >= options.max_unauthenticated_agents) {
+        --unauthenticated_agents;
+        co_await answer_and_close(stream,
+                                  error_response(503, "unavailable",
+                                                 std::to_string(options.max_unauthenticated_agents) +
+                                                     " agent connections are waiting to say hello; retry later"),
+                                  method, "agent_limit");
+        break;
+      }
       conn->stream = nullptr;
       co_await serve_agent(std::move(stream), parser.release(), conn);
       std::lock_guard lock(connections_mutex);
@@ -383,8 +503,20 @@ asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream, h
   auto link = std::make_shared<WebSocketAgentLink>(conn->strand, std::move(stream));
   conn->agent = link;
   auto& ws = link->ws();
-  ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-  ws.read_message_max(kAgentMessageLimit);
+  // Until hello the peer is a stranger: little time, small messages, and a
+  // place among the few (serve() counted it in unauthenticated_agents).
+  struct Unauthenticated {
+    std::atomic<size_t>* count;
+    void end() {
+      if (count) {
+        --*count;
+        count = nullptr;
+      }
+    }
+    ~Unauthenticated() { end(); }
+  } unauthenticated{&unauthenticated_agents};
+  ws.set_option(websocket::stream_base::timeout{kHelloTimeout, kHelloTimeout, false});
+  ws.read_message_max(kHelloMessageLimit);
   error_code ec;
   co_await ws.async_accept(request, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
@@ -393,6 +525,7 @@ asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream, h
   beast::flat_buffer buffer;
   co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
+    spdlog::info("agent connection from {} ended before hello: {}", link->peer_address(), ec.message());
     co_return;
   }
   auto refuse = [&](const Error& e) {
@@ -411,6 +544,9 @@ asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream, h
     refuse(host_id.error());
     co_return;
   }
+  unauthenticated.end();
+  ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws.read_message_max(kAgentMessageLimit);
   while (!draining) {
     buffer.clear();
     co_await ws.async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
@@ -449,12 +585,18 @@ HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, F
   metrics.add_counter("tranche_agent_messages_rejected_total",
                       "Agent messages that did not decode, rejected without closing their connection.",
                       [&fleet] { return fleet.rejected_messages(); });
+  metrics.add_counter("tranche_accept_errors_total",
+                      "Failed accepts (such as running out of file descriptors); each is followed by a pause.",
+                      [state = state_.get()] { return state->accept_errors.load(); });
 }
 
 HttpServer::~HttpServer() = default;
 
 unsigned short HttpServer::start() {
   auto& s = *state_;
+  if (s.options.max_connections == 0) {
+    s.options.max_connections = connection_cap_from_open_files_limit();
+  }
   tcp::endpoint endpoint(asio::ip::make_address(s.options.host), s.options.port);
   s.acceptor.open(endpoint.protocol());
   set_close_on_exec(s.acceptor.native_handle());

@@ -5,6 +5,13 @@
 // /agent/v1/connect to the agent protocol's WebSocket. drain() refuses
 // new connections, lets in-flight requests finish and ends streams; the
 // io_context then runs out of work.
+//
+// What an unauthenticated peer can hold is bounded: open connections
+// (503 beyond max_connections), WebSockets that have not said hello yet
+// (503 beyond max_unauthenticated_agents; 64 KiB and 10 s to say it), and a
+// request's head (431 beyond 64 KiB, 414 for a target beyond 8 KiB, 400 for
+// one that does not parse). Running out of file descriptors pauses
+// accepting instead of spinning.
 
 #include <memory>
 #include <string>
@@ -27,6 +34,10 @@ struct HttpServerOptions {
   std::string host = "127.0.0.1";
   unsigned short port = 7468;  // 0: any free port
   size_t body_limit = 1024 * 1024;
+  // 0: derived from the open-files limit at start(), leaving room for the
+  // store, logs and child processes.
+  size_t max_connections = 0;
+  size_t max_unauthenticated_agents = 1024;
 };
 
 class HttpServer {
