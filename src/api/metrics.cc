@@ -24,11 +24,22 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
   out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, sum_, name, braces, count_);
 }
 
+std::string_view method_label(std::string_view method) {
+  static constexpr std::array<std::string_view, 7> kKnown = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+  for (const std::string_view known : kKnown) {
+    if (method == known) {
+      return known;
+    }
+  }
+  return "other";
+}
+
 void Metrics::record_request(const std::string& method, const std::string& route, int status,
                              std::chrono::nanoseconds latency) {
+  const std::string label(method_label(method));
   std::lock_guard lock(mutex_);
-  ++requests_[{method, route, status}];
-  request_latency_[{method, route}].observe(std::chrono::duration<double>(latency).count());
+  ++requests_[{label, route, status}];
+  request_latency_[{label, route}].observe(std::chrono::duration<double>(latency).count());
 }
 
 void Metrics::record_commit(std::chrono::nanoseconds latency, bool ok) {

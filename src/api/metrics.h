@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 namespace tranche::api {
@@ -29,8 +30,15 @@ class Histogram {
   double sum_ = 0;
 };
 
+// The `method` label of a request: its method when it is one of GET, POST,
+// PUT, DELETE, PATCH, HEAD and OPTIONS (case-sensitive, as HTTP methods
+// are), else "other". Any token is a method to the HTTP parser, so the raw
+// one would let every client add series without bound.
+std::string_view method_label(std::string_view method);
+
 class Metrics {
  public:
+  // `method` is the request's raw method; it is labelled by method_label().
   void record_request(const std::string& method, const std::string& route, int status,
                       std::chrono::nanoseconds latency);
   void record_commit(std::chrono::nanoseconds latency, bool ok);

@@ -30,6 +30,34 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(text.find("tranche_events_published_total 3"), std::string::npos);
 }
 
+TEST(Metrics, MethodLabelIsOneOfAFixedSet) {
+  for (const char* known : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
+    EXPECT_EQ(method_label(known), known);
+  }
+  for (const char* unknown : {"get", "PROPFIND", "XYZZY1", "BREW", ""}) {
+    EXPECT_EQ(method_label(unknown), "other") << unknown;
+  }
+}
+
+// Each request with a made-up method used to add a series of its own.
+TEST(Metrics, MadeUpMethodsShareOneSeries) {
+  Metrics m;
+  for (int i = 0; i < 100; ++i) {
+    m.record_request("M" + std::to_string(i), "unmatched", 405, 1ms);
+  }
+  m.record_request("DELETE", "unmatched", 405, 1ms);
+  const std::string text = m.render();
+  EXPECT_NE(text.find("tranche_http_requests_total{method=\"other\",route=\"unmatched\",code=\"405\"} 100\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tranche_http_requests_total{method=\"DELETE\",route=\"unmatched\",code=\"405\"} 1\n"),
+            std::string::npos);
+  EXPECT_EQ(text.find("method=\"M1"), std::string::npos);
+  EXPECT_NE(text.find("tranche_http_request_duration_seconds_count{method=\"other\",route=\"unmatched\"} 100\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(Metrics, RendersCountersKeptElsewhereAsTheyAreNow) {
   Metrics m;
   uint64_t rejected = 0;
