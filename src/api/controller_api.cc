@@ -6,6 +6,7 @@
 
 #include "common/names.h"
 #include "common/time_format.h"
+#include "model/manifest.h"
 
 #ifndef TRANCHE_VERSION
 #define TRANCHE_VERSION "0.0.0-dev"
@@ -30,6 +31,19 @@ Response error_response(const Error& e) {
     err["field"] = e.field;
   }
   return json_response(http_status(e.code), json{{"error", err}});
+}
+
+// A request body that must be a JSON object; an empty one is {}. A key
+// given twice is refused, naming it: nlohmann would keep the last in silence.
+Result<json> body_object(const std::string& body) {
+  auto parsed = parse_json_text(body.empty() ? "{}" : body);
+  if (!parsed) {
+    return fail(ErrorCode::kInvalid, "body: " + parsed.error().message);
+  }
+  if (!parsed->is_object()) {
+    return fail(ErrorCode::kInvalid, "body must be a JSON object");
+  }
+  return parsed;
 }
 
 // Splits "/a/b/c" into {"a","b","c"}.
@@ -218,11 +232,11 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   });
   add("PUT", v1 + "/applications/{app}/operational-state", Role::kOperator,
       [this](const Params& p) -> Result<Response> {
-        const json body = json::parse(p.request.body, nullptr, false);
-        if (body.is_discarded()) {
-          return fail(ErrorCode::kInvalid, "body is not valid JSON");
+        auto body = body_object(p.request.body);
+        if (!body) {
+          return std::unexpected(body.error());
         }
-        auto change = parse_operational_change(body);
+        auto change = parse_operational_change(*body);
         if (!change) {
           return std::unexpected(change.error());
         }
@@ -240,10 +254,11 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     });
   }
   add("POST", v1 + "/applications/{app}/rollout/undo", Role::kOperator, [this](const Params& p) -> Result<Response> {
-    const json body = json::parse(p.request.body.empty() ? "{}" : p.request.body, nullptr, false);
-    if (!body.is_object()) {
-      return fail(ErrorCode::kInvalid, "body must be a JSON object");
+    auto parsed = body_object(p.request.body);
+    if (!parsed) {
+      return std::unexpected(parsed.error());
     }
+    const json& body = *parsed;
     std::optional<int64_t> to;
     for (const auto& [key, value] : body.items()) {
       if (key != "toRevision") {
@@ -289,10 +304,11 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     return json_response(200, json{{"items", items}, {"last", events->empty() ? since : events->back().seq}});
   });
   add("POST", v1 + "/tokens", Role::kAdmin, [this](const Params& p) -> Result<Response> {
-    const json body = json::parse(p.request.body.empty() ? "{}" : p.request.body, nullptr, false);
-    if (!body.is_object()) {
-      return fail(ErrorCode::kInvalid, "body must be a JSON object");
+    auto parsed = body_object(p.request.body);
+    if (!parsed) {
+      return std::unexpected(parsed.error());
     }
+    const json& body = *parsed;
     for (const auto& [key, _] : body.items()) {
       if (key != "role" && key != "app" && key != "name") {
         return fail(ErrorCode::kInvalid, "unknown field '" + key + "'", key);

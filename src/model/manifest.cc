@@ -1158,43 +1158,7 @@ Result<json> json_document(std::string_view text) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return json(nullptr);
   }
-  // nlohmann keeps the last of duplicate keys; a manifest must not have any.
-  std::vector<std::set<std::string>> open_objects;
-  std::optional<std::string> duplicate;
-  auto watch_keys = [&](int, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        if (!open_objects.empty()) {
-          open_objects.pop_back();
-        }
-        break;
-      case json::parse_event_t::key:
-        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second && !duplicate) {
-          duplicate = parsed.get<std::string>();
-        }
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
-  try {
-    json doc = json::parse(text, watch_keys);
-    if (duplicate) {
-      return fail(ErrorCode::kInvalid, "invalid JSON: duplicate key '" + *duplicate + "'");
-    }
-    return doc;
-  } catch (const json::exception& e) {
-    // what() reads "[json.exception.parse_error.101] parse error at line 1, column 5: ...".
-    std::string_view what = e.what();
-    if (const auto bracket = what.find("] "); what.starts_with('[') && bracket != std::string_view::npos) {
-      what.remove_prefix(bracket + 2);
-    }
-    return fail(ErrorCode::kInvalid, "invalid JSON: " + std::string(what));
-  }
+  return parse_json_text(text);
 }
 
 // ---------------------------------------------------------------------------
@@ -1455,6 +1419,45 @@ std::string join_summary(const std::vector<std::string>& items) {
 }
 
 }  // namespace
+
+Result<json> parse_json_text(std::string_view text) {
+  std::vector<std::set<std::string>> open_objects;
+  std::optional<std::string> duplicate;
+  auto watch_keys = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        open_objects.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!open_objects.empty()) {
+          open_objects.pop_back();
+        }
+        break;
+      case json::parse_event_t::key:
+        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second && !duplicate) {
+          duplicate = parsed.get<std::string>();
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    json doc = json::parse(text, watch_keys);
+    if (duplicate) {
+      return fail(ErrorCode::kInvalid, "invalid JSON: duplicate key '" + *duplicate + "'");
+    }
+    return doc;
+  } catch (const json::exception& e) {
+    // what() reads "[json.exception.parse_error.101] parse error at line 1, column 5: ...".
+    std::string_view what = e.what();
+    if (const auto bracket = what.find("] "); what.starts_with('[') && bracket != std::string_view::npos) {
+      what.remove_prefix(bracket + 2);
+    }
+    return fail(ErrorCode::kInvalid, "invalid JSON: " + std::string(what));
+  }
+}
 
 Result<ApplicationSpec> parse_manifest(std::string_view text, ManifestFormat format) {
   Result<json> doc = format == ManifestFormat::kYaml ? yaml_document(text) : json_document(text);

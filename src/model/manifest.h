@@ -138,6 +138,12 @@ enum class ManifestFormat { kYaml, kJson };
 // syntax errors are kInvalid.
 Result<ApplicationSpec> parse_manifest(std::string_view text, ManifestFormat format);
 
+// Parses JSON text, refusing a duplicate key in any object: nlohmann keeps
+// the last of two silently, so {"value": "on", "value": "off"} would mean
+// whatever came last. kInvalid "invalid JSON: duplicate key 'K'" (or the
+// parser's syntax error). For a JSON manifest and the API's request bodies.
+Result<nlohmann::json> parse_json_text(std::string_view text);
+
 // The normalized document: every field present, defaults filled in, keys in a
 // fixed order. Equal specs give equal documents; parse_manifest of its dump
 // gives the same spec back.

@@ -250,6 +250,33 @@ TEST_F(ControllerApiTest, UnknownPathsAndMethods) {
   EXPECT_EQ(call("GET", "/api/v1/applications/shop/revisions/x", admin_).status, 400);
 }
 
+// A key given twice in a body is refused, naming it (nlohmann kept the last
+// one: {"autoscaling": "off", "autoscaling": "on"} set "on"), on every route
+// that reads a JSON body; nothing changes.
+TEST_F(ControllerApiTest, DuplicateKeysInABodyAreRefused) {
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  const struct {
+    const char* method;
+    const char* path;
+    const char* body;
+    const char* key;
+  } cases[] = {
+      {"PUT", "/api/v1/applications/shop/operational-state", R"({"autoscaling": "off", "autoscaling": "on"})",
+       "autoscaling"},
+      {"POST", "/api/v1/applications/shop/rollout/undo", R"({"toRevision": 1, "toRevision": 1})", "toRevision"},
+      {"POST", "/api/v1/tokens", R"({"role": "viewer", "name": "a", "name": "b"})", "name"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.path);
+    const Response r = call(c.method, c.path, admin_, c.body);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(json::parse(r.body)["error"]["message"],
+              std::string("body: invalid JSON: duplicate key '") + c.key + "'");
+  }
+  const json events = json::parse(call("GET", "/api/v1/events", admin_).body);
+  EXPECT_EQ(events["items"].size(), 1u) << "only the apply: " << events.dump();
+}
+
 TEST_F(ControllerApiTest, EventsPageBySeq) {
   ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
   ASSERT_EQ(call("PUT", "/api/v1/applications/shop/operational-state", admin_, R"({"autoscaling": "off"})").status,
