@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -53,17 +54,39 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
+std::string data_dir_server(const std::filesystem::path& data_dir) {
+  std::ifstream file(data_dir / "controller.url");
+  std::string url;
+  return std::getline(file, url) && !url.empty() ? url : kDefaultServer;
+}
+
+std::string data_dir_ca(const std::filesystem::path& data_dir) {
+  std::error_code ec;
+  const std::filesystem::path ca = data_dir / "ca.crt";
+  return std::filesystem::exists(ca, ec) ? ca.string() : std::string();
+}
+
 // Everything a command needs: the client, the output format, error printing.
 class Session {
  public:
   explicit Session(const ClientOptions& options) : format_(parse_format(options.output)) {
-    std::string server = options.server.empty() ? env_or("TRANCHE_SERVER", kDefaultServer) : options.server;
+    // The data dir of a local controller, where the admin token is: it also
+    // says where that controller serves (controller.url) and, with --dev
+    // --tls, which CA to trust (ca.crt).
+    const std::string token_file = env_or("TRANCHE_TOKEN_FILE", kDefaultTokenFile);
+    const std::filesystem::path data_dir = std::filesystem::path(token_file).parent_path();
+    std::string server = options.server.empty() ? env_or("TRANCHE_SERVER", data_dir_server(data_dir)) : options.server;
     std::string token = options.token.empty() ? env_or("TRANCHE_TOKEN", "") : options.token;
     if (token.empty()) {
-      std::ifstream file(env_or("TRANCHE_TOKEN_FILE", kDefaultTokenFile));
+      std::ifstream file(token_file);
       std::getline(file, token);
     }
-    client_ = std::make_unique<ApiClient>(std::move(server), std::move(token));
+    TransportOptions transport;
+    transport.ca_file = options.ca.empty() ? env_or("TRANCHE_CA", data_dir_ca(data_dir)) : options.ca;
+    if (!options.timeout.empty()) {
+      transport.timeout = parse_duration(options.timeout).value_or(kDefaultRequestTimeout);  // checked by the parser
+    }
+    client_ = std::make_unique<ApiClient>(std::move(server), std::move(token), std::move(transport));
   }
 
   OutputFormat format() const { return format_; }
@@ -740,8 +763,19 @@ int cmd_version(const Session& s) {
 
 void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) {
   // The options are global so that they may come before or after the command.
-  app.add_option("--server", options.server, "controller URL (default $TRANCHE_SERVER or http://127.0.0.1:7468)");
+  app.add_option("--server", options.server,
+                 "controller URL (default $TRANCHE_SERVER, the data dir's controller.url, or http://127.0.0.1:7468)");
   app.add_option("--token", options.token, "API token (default $TRANCHE_TOKEN or the file $TRANCHE_TOKEN_FILE)");
+  app.add_option("--ca", options.ca,
+                 "CA file to trust for https:// servers (default $TRANCHE_CA, the data dir's ca.crt)");
+  app.add_option("--timeout", options.timeout, "give up on a request after this long (default 30s)")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            auto d = parse_duration(text);
+            return d && d->count() > 0 ? std::string()
+                                       : "expected a duration such as 30s or 500ms, got '" + text + "'";
+          },
+          "DURATION"));
   app.add_option("-o,--output", options.output, "output format")->check(CLI::IsMember({"table", "json", "yaml"}));
   // Values the parser fills in; shared by the callbacks, which outlive this call.
   struct Args {

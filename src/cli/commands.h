@@ -10,8 +10,10 @@ class App;
 namespace tranche::cli {
 
 struct ClientOptions {
-  std::string server;  // empty: TRANCHE_SERVER or http://127.0.0.1:7468
+  std::string server;  // empty: TRANCHE_SERVER, the data dir's controller.url, or http://127.0.0.1:7468
   std::string token;   // empty: TRANCHE_TOKEN or the file TRANCHE_TOKEN_FILE
+  std::string ca;      // empty: TRANCHE_CA or the data dir's ca.crt (--dev --tls), else the system's CAs
+  std::string timeout;  // empty: 30s
   std::string output = "table";
 };
 

@@ -29,8 +29,8 @@ Result<ServerUrl> parse_server_url(std::string_view url) {
   } else if (url.starts_with("http://")) {
     rest = url.substr(7);
   } else {
-    return fail(ErrorCode::kInvalid, "server must look like http://HOST:PORT or https://HOST:PORT, got '" + out.text + "'",
-                "server");
+    return fail(ErrorCode::kInvalid,
+                "server must look like http://HOST:PORT or https://HOST:PORT, got '" + out.text + "'", "server");
   }
   while (!rest.empty() && rest.back() == '/') {
     rest.remove_suffix(1);

@@ -88,10 +88,10 @@ Status configure_tls_server(SSL_CTX* context, const std::string& certificate_fil
     return fail(ErrorCode::kInvalid, "cannot load the TLS key " + key_file + ": " + openssl_cause(), "tls-key");
   }
   if (SSL_CTX_check_private_key(context) != 1) {
-    return fail(ErrorCode::kInvalid,
-                "the TLS key " + key_file + " is not the key of the certificate " + certificate_file + ": " +
-                    openssl_cause(),
-                "tls-key");
+    return fail(
+        ErrorCode::kInvalid,
+        "the TLS key " + key_file + " is not the key of the certificate " + certificate_file + ": " + openssl_cause(),
+        "tls-key");
   }
   return {};
 }

@@ -63,9 +63,8 @@ bool is_unspecified_address(const std::string& host) { return host == "0.0.0.0" 
 // Names go into an OpenSSL config string ("DNS:a,IP:b"): nothing that could
 // end one entry and start another.
 bool is_dns_name(const std::string& host) {
-  return !host.empty() && std::all_of(host.begin(), host.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '.' || c == '-';
-  });
+  return !host.empty() &&
+         std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '-'; });
 }
 
 Result<Key> generate_key() {
@@ -205,8 +204,9 @@ Result<DevCa> ensure_ca(const fs::path& dir) {
   }
   auto parsed_certificate = certificate_from_pem(*certificate);
   auto parsed_key = key_from_pem(*key);
-  const std::string remedy = "; restore it, or delete ca.crt and ca.key to make a new CA (clients must then "
-                             "trust the new ca.crt)";
+  const std::string remedy =
+      "; restore it, or delete ca.crt and ca.key to make a new CA (clients must then "
+      "trust the new ca.crt)";
   if (!parsed_certificate || !parsed_key) {
     return fail(ErrorCode::kUnavailable,
                 (parsed_certificate ? key_path : certificate_path).string() + ": " +
@@ -214,12 +214,13 @@ Result<DevCa> ensure_ca(const fs::path& dir) {
   }
   if (X509_check_private_key(parsed_certificate->get(), parsed_key->get()) != 1) {
     ERR_clear_error();
-    return fail(ErrorCode::kUnavailable, key_path.string() + " is not the key of " + certificate_path.string() + remedy);
+    return fail(ErrorCode::kUnavailable,
+                key_path.string() + " is not the key of " + certificate_path.string() + remedy);
   }
   if (!valid_for(parsed_certificate->get(), kServerValidity)) {
-    return fail(ErrorCode::kUnavailable,
-                certificate_path.string() + " expires within a year, before a server certificate it signs would" +
-                    remedy);
+    return fail(
+        ErrorCode::kUnavailable,
+        certificate_path.string() + " expires within a year, before a server certificate it signs would" + remedy);
   }
   return DevCa{PemCredentials{std::move(*certificate), std::move(*key)}, false};
 }
@@ -257,9 +258,9 @@ Result<PemCredentials> create_certificate_authority(const std::string& common_na
   if (X509_set_issuer_name(c, X509_get_subject_name(c)) != 1) {
     return openssl_failure("cannot make a CA certificate");
   }
-  for (const auto& [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
-                                   std::pair{NID_key_usage, "critical,keyCertSign,cRLSign"},
-                                   std::pair{NID_subject_key_identifier, "hash"}}) {
+  for (const auto& [nid, value] :
+       {std::pair{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+        std::pair{NID_key_usage, "critical,keyCertSign,cRLSign"}, std::pair{NID_subject_key_identifier, "hash"}}) {
     if (auto ok = add_extension(c, c, nid, value); !ok) {
       return std::unexpected(ok.error());
     }
