@@ -12,7 +12,8 @@
 //   POST /admin/load?value=X    sets the reported load (X >= 0; else 400)
 //   GET  /admin/load            {"load": X, "requestsInFlight": N}; N counts the
 //                               requests being handled, NOT counting this one
-//   GET  /slow?ms=N             answers after N ms (0..60000), to test draining
+//   GET  /slow?ms=N             answers after N ms (0..60000), to test draining:
+//                               {"sleptMs": N, "version": ..., "member": ...}
 //
 // It binds only after --start-delay-ms. On SIGTERM or SIGINT it closes the
 // listening socket, closes idle keep-alive connections, lets every connection
@@ -367,7 +368,7 @@ class Server {
       asio::steady_timer timer(ioc_, std::chrono::milliseconds(*ms));
       error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      co_return json_response({{"sleptMs", *ms}, {"member", member_}});
+      co_return json_response({{"sleptMs", *ms}, {"version", version_}, {"member", member_}});
     }
     co_return error_response(http::status::not_found, "not found");
   }

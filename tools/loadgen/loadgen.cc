@@ -4,8 +4,10 @@
 // Boost.Asio + Beast with C++20 coroutines on one single-threaded io_context:
 // the tally and every other piece of state are touched by that thread only.
 // Each keep-alive connection sends one request at a time at its own pace; the
-// new-connection ticker opens a fresh connection per request. One deadline
-// (--timeout) covers a request's connect, write and read.
+// new-connection and slow tickers open a fresh connection per request. One
+// deadline (--timeout) covers a request's connect, write and read. The stop
+// and phase files are polled on the same thread, so a request's phase is the
+// one current when it began.
 
 #include <utility>  // before Asio: coroutine support needs it on g++ 12
 
@@ -15,7 +17,9 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,8 +44,9 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using namespace tranche::loadgen;
 
-constexpr auto kStopFilePoll = 100ms;
-constexpr std::uint64_t kBodyLimit = 64 * 1024;  // tranche-hello answers ~50 bytes
+constexpr auto kFilePoll = 100ms;
+constexpr std::streamsize kPhaseFileLimit = 256;  // a label is at most kMaxPhaseLength
+constexpr std::uint64_t kBodyLimit = 64 * 1024;   // tranche-hello answers ~50 bytes
 
 Kind classify(const error_code& ec) {
   if (ec == beast::error::timeout) {
@@ -65,6 +70,18 @@ std::string version_of(const std::string& body) {
     }
   }
   return {};
+}
+
+// The phase --phase-file names now, if any.
+std::optional<std::string> read_phase(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::string content(static_cast<size_t>(kPhaseFileLimit), '\0');
+  in.read(content.data(), kPhaseFileLimit);
+  content.resize(static_cast<size_t>(in.gcount()));
+  return phase_label(content);
 }
 
 auto log_exception(const char* what) {
@@ -93,11 +110,12 @@ class LoadGenerator {
       : ioc_(ioc),
         opts_(opts),
         endpoint_(asio::ip::make_address(opts.target.address), opts.target.port),
-        tally_(opts.interval),
+        tally_(opts.interval, opts.phase_file.empty() ? "run" : read_phase(opts.phase_file).value_or("run")),
         signals_(ioc, SIGINT, SIGTERM),
         deadline_(ioc),
-        stop_file_timer_(ioc),
-        ticker_(ioc) {}
+        file_timer_(ioc),
+        ticker_(ioc),
+        slow_ticker_(ioc) {}
 
   void start() {
     started_ = Clock::now();
@@ -108,15 +126,19 @@ class LoadGenerator {
         stop();
       }
     });
-    if (!opts_.stop_file.empty()) {
-      asio::co_spawn(ioc_, watch_stop_file(), log_exception("stop file"));
+    if (!opts_.stop_file.empty() || !opts_.phase_file.empty()) {
+      asio::co_spawn(ioc_, watch_files(), log_exception("stop and phase files"));
     }
     for (int i = 0; i < opts_.connections; ++i) {
       pacers_.push_back(std::make_unique<asio::steady_timer>(ioc_));
       asio::co_spawn(ioc_, keep_alive_loop(static_cast<size_t>(i)), log_exception("keep-alive connection"));
     }
     if (opts_.new_connection_rate > 0) {
-      asio::co_spawn(ioc_, new_connection_loop(), log_exception("new connections"));
+      asio::co_spawn(ioc_, ticker_loop(Mode::kNewConnection, opts_.new_connection_rate, ticker_),
+                     log_exception("new connections"));
+    }
+    if (opts_.slow_rate > 0) {
+      asio::co_spawn(ioc_, ticker_loop(Mode::kSlow, opts_.slow_rate, slow_ticker_), log_exception("slow requests"));
     }
   }
 
@@ -129,8 +151,9 @@ class LoadGenerator {
     stopping_ = true;
     error_code ignored;
     deadline_.cancel();
-    stop_file_timer_.cancel();
+    file_timer_.cancel();
     ticker_.cancel();
+    slow_ticker_.cancel();
     for (auto& pacer : pacers_) {
       pacer->cancel();
     }
@@ -179,17 +202,33 @@ class LoadGenerator {
     });
   }
 
-  asio::awaitable<void> watch_stop_file() {
+  asio::awaitable<void> watch_files() {
     Active active(*this);
     while (!stopping_) {
       std::error_code fs_ec;
-      if (std::filesystem::exists(opts_.stop_file, fs_ec)) {
+      if (!opts_.stop_file.empty() && std::filesystem::exists(opts_.stop_file, fs_ec)) {
         stop();
         break;
       }
+      if (!opts_.phase_file.empty()) {
+        follow_phase_file();
+      }
       error_code ec;
-      stop_file_timer_.expires_after(kStopFilePoll);
-      co_await stop_file_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      file_timer_.expires_after(kFilePoll);
+      co_await file_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  void follow_phase_file() {
+    const auto label = read_phase(opts_.phase_file);
+    if (!label || *label == refused_phase_) {
+      return;
+    }
+    const auto now = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
+    if (!tally_.enter_phase(*label, now)) {
+      refused_phase_ = *label;
+      std::fprintf(stderr, "tranche-loadgen: phase '%s' ignored: at most %zu phases; still counting under '%s'\n",
+                   label->c_str(), kMaxPhases, tally_.phases()[tally_.current_phase()].name.c_str());
     }
   }
 
@@ -217,33 +256,35 @@ class LoadGenerator {
     conn.stream.close();
   }
 
-  asio::awaitable<void> new_connection_loop() {
+  // `mode` kNewConnection or kSlow: `rate` requests per second, each on a
+  // connection of its own.
+  asio::awaitable<void> ticker_loop(Mode mode, double rate, asio::steady_timer& ticker) {
     Active active(*this);
-    const auto period =
-        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / opts_.new_connection_rate));
+    const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
     auto next = started_;
     while (!stopping_) {
       error_code ec;
-      ticker_.expires_at(next);
-      co_await ticker_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      ticker.expires_at(next);
+      co_await ticker.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (stopping_) {
         break;
       }
       // Not awaited: a slow answer must not hold back the next tick.
-      asio::co_spawn(ioc_, fresh_request(), log_exception("new connection"));
+      asio::co_spawn(ioc_, fresh_request(mode), log_exception("new connection"));
       next += period;
     }
   }
 
-  asio::awaitable<void> fresh_request() {
+  asio::awaitable<void> fresh_request(Mode mode) {
     Active active(*this);
     Connection conn(ioc_);
-    tally_.record(co_await exchange(conn, Mode::kNewConnection));
+    tally_.record(co_await exchange(conn, mode));
   }
 
   asio::awaitable<Outcome> exchange(Connection& conn, Mode mode) {
     Outcome out;
     out.mode = mode;
+    out.phase = tally_.current_phase();
     const auto began = Clock::now();
     auto finish = [&] {
       const auto now = Clock::now();
@@ -264,7 +305,8 @@ class LoadGenerator {
     http::response_parser<http::string_body> parser;
     parser.body_limit(kBodyLimit);
     if (!ec) {
-      http::request<http::empty_body> req{http::verb::get, opts_.target.path, 11};
+      http::request<http::empty_body> req{http::verb::get, mode == Mode::kSlow ? opts_.slow_path : opts_.target.path,
+                                          11};
       req.set(http::field::host, opts_.target.host_header);
       req.set(http::field::user_agent, "tranche-loadgen");
       req.keep_alive(mode == Mode::kKeepAlive);
@@ -290,7 +332,7 @@ class LoadGenerator {
     } else {
       out.kind = Kind::kHttpError;
     }
-    if (mode == Mode::kNewConnection || !res.keep_alive()) {
+    if (mode != Mode::kKeepAlive || !res.keep_alive()) {
       // The server ends the connection with this answer: not a failure, the
       // next request opens a new one.
       error_code ignored;
@@ -307,10 +349,12 @@ class LoadGenerator {
   Tally tally_;
   asio::signal_set signals_;
   asio::steady_timer deadline_;
-  asio::steady_timer stop_file_timer_;
-  asio::steady_timer ticker_;
+  asio::steady_timer file_timer_;
+  asio::steady_timer ticker_;       // new-connection requests
+  asio::steady_timer slow_ticker_;  // slow requests
   std::vector<std::unique_ptr<asio::steady_timer>> pacers_;
   Clock::time_point started_;
+  std::string refused_phase_;  // the last label enter_phase refused, said once
   int active_ = 0;
   bool stopping_ = false;
   bool aborted_ = false;

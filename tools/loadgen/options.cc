@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -15,6 +17,9 @@ const char* const kUsage =
     "  --connections N            keep-alive connections (default 4; 0: none)\n"
     "  --keep-alive-rate R/s      requests per second on each of them (default 50/s)\n"
     "  --new-connection-rate R/s  requests per second each on a fresh connection (default 10/s; 0: none)\n"
+    "  --slow-rate R/s            requests per second to --slow-path, each on a fresh connection (default 0)\n"
+    "  --slow-path PATH           what they ask for (default /slow?ms=1000)\n"
+    "  --phase-file PATH          count requests under the phase its first line names when they start\n"
     "  --duration D               stop after D at the latest (default 60s, at most 1h)\n"
     "  --stop-file PATH           stop as soon as PATH exists (also on SIGINT/SIGTERM)\n"
     "  --timeout D                per request, connect included (default 2s)\n"
@@ -111,6 +116,23 @@ Result<double> parse_rate(std::string_view text) {
   return rate;
 }
 
+std::optional<std::string> phase_label(std::string_view file_content) {
+  std::string_view line = file_content.substr(0, file_content.find('\n'));
+  constexpr std::string_view kBlanks = " \t\r";
+  const size_t first = line.find_first_not_of(kBlanks);
+  if (first == std::string_view::npos) {
+    return std::nullopt;
+  }
+  line = line.substr(first, line.find_last_not_of(kBlanks) - first + 1);
+  const bool usable = line.size() <= kMaxPhaseLength && std::all_of(line.begin(), line.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+                      });
+  if (!usable) {
+    return std::nullopt;
+  }
+  return std::string(line);
+}
+
 Result<Options> parse_options(const std::vector<std::string_view>& args) {
   Options opts;
   bool have_url = false;
@@ -134,7 +156,8 @@ Result<Options> parse_options(const std::vector<std::string_view>& args) {
       continue;
     }
     if (name != "--url" && name != "--connections" && name != "--keep-alive-rate" && name != "--new-connection-rate" &&
-        name != "--duration" && name != "--stop-file" && name != "--timeout" && name != "--interval") {
+        name != "--slow-rate" && name != "--slow-path" && name != "--phase-file" && name != "--duration" &&
+        name != "--stop-file" && name != "--timeout" && name != "--interval") {
       return fail(ErrorCode::kInvalid, "unknown argument '" + std::string(arg) + "'");
     }
     const std::string field(name);
@@ -160,7 +183,7 @@ Result<Options> parse_options(const std::vector<std::string_view>& args) {
       } else {
         opts.connections = static_cast<int>(*n);
       }
-    } else if (name == "--keep-alive-rate" || name == "--new-connection-rate") {
+    } else if (name == "--keep-alive-rate" || name == "--new-connection-rate" || name == "--slow-rate") {
       auto rate = parse_rate(*value);
       if (!rate) {
         status = invalid(rate.error().message, field);
@@ -170,14 +193,21 @@ Result<Options> parse_options(const std::vector<std::string_view>& args) {
           status = invalid("must be above 0 (use --connections 0 for none)", field);
         }
         opts.keep_alive_rate = *rate;
-      } else {
+      } else if (name == "--new-connection-rate") {
         opts.new_connection_rate = *rate;
+      } else {
+        opts.slow_rate = *rate;
       }
-    } else if (name == "--stop-file") {
+    } else if (name == "--slow-path") {
+      if (!value->starts_with('/')) {
+        status = invalid("must start with / (got '" + std::string(*value) + "')", field);
+      }
+      opts.slow_path = std::string(*value);
+    } else if (name == "--stop-file" || name == "--phase-file") {
       if (value->empty()) {
         status = invalid("empty path", field);
       }
-      opts.stop_file = std::string(*value);
+      (name == "--stop-file" ? opts.stop_file : opts.phase_file) = std::string(*value);
     } else {
       auto d = parse_duration(*value);
       if (!d) {
@@ -203,8 +233,8 @@ Result<Options> parse_options(const std::vector<std::string_view>& args) {
   if (!have_url) {
     return fail(ErrorCode::kInvalid, "--url is required", "--url");
   }
-  if (opts.connections == 0 && opts.new_connection_rate == 0) {
-    return fail(ErrorCode::kInvalid, "nothing to send: --connections 0 and --new-connection-rate 0");
+  if (opts.connections == 0 && opts.new_connection_rate == 0 && opts.slow_rate == 0) {
+    return fail(ErrorCode::kInvalid, "nothing to send: --connections 0, --new-connection-rate 0 and --slow-rate 0");
   }
   return opts;
 }

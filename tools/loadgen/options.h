@@ -3,7 +3,9 @@
 // tests can check every rule.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +26,9 @@ struct Options {
   int connections = 4;              // keep-alive connections
   double keep_alive_rate = 50;      // requests per second on each keep-alive connection
   double new_connection_rate = 10;  // requests per second, each on a fresh connection
+  double slow_rate = 0;             // requests per second to slow_path, each on a fresh connection
+  std::string slow_path = "/slow?ms=1000";
+  std::string phase_file;  // its first line names the phase requests are counted under
   std::chrono::milliseconds duration{60'000};
   std::string stop_file;  // stop once this path exists
   std::chrono::milliseconds timeout{2'000};
@@ -37,6 +42,7 @@ inline constexpr int kMaxConnections = 1000;
 inline constexpr double kMaxRate = 10'000;
 inline constexpr std::chrono::milliseconds kMaxDuration{3'600'000};
 inline constexpr std::chrono::milliseconds kMinInterval{100};
+inline constexpr size_t kMaxPhaseLength = 32;
 
 extern const char* const kUsage;
 
@@ -46,6 +52,12 @@ Result<Target> parse_url(std::string_view url);
 
 // "20/s" or "20": requests per second, 0..kMaxRate.
 Result<double> parse_rate(std::string_view text);
+
+// The phase named by the content of --phase-file: its first line without
+// surrounding blanks, 1..kMaxPhaseLength of [A-Za-z0-9._-] (it becomes a
+// JSON key and a table column). Nothing for an empty or unusable content:
+// the phase then stays what it was.
+std::optional<std::string> phase_label(std::string_view file_content);
 
 // The arguments after the program name; "--name value" or "--name=value".
 Result<Options> parse_options(const std::vector<std::string_view>& args);

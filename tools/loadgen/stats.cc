@@ -60,7 +60,36 @@ std::chrono::microseconds LatencyHistogram::quantile(double q) const {
   return std::chrono::microseconds(max_);
 }
 
-Tally::Tally(std::chrono::milliseconds interval) : interval_(std::max(interval, std::chrono::milliseconds(1))) {}
+Tally::Tally(std::chrono::milliseconds interval, std::string first_phase)
+    : interval_(std::max(interval, std::chrono::milliseconds(1))) {
+  phases_.push_back(Phase{.name = std::move(first_phase)});
+}
+
+bool Tally::enter_phase(std::string_view name, std::chrono::microseconds at) {
+  const auto it = std::find_if(phases_.begin(), phases_.end(), [&](const Phase& p) { return p.name == name; });
+  const auto index = static_cast<size_t>(it - phases_.begin());
+  if (index == current_phase_) {
+    return true;
+  }
+  if (it == phases_.end()) {
+    if (phases_.size() >= kMaxPhases) {
+      return false;
+    }
+    phases_.push_back(Phase{.name = std::string(name)});
+  }
+  phases_[current_phase_].duration += std::max(at - current_since_, std::chrono::microseconds(0));
+  current_phase_ = index;
+  current_since_ = at;
+  return true;
+}
+
+std::chrono::microseconds Tally::phase_duration(size_t i, std::chrono::microseconds now) const {
+  const auto& phase = phases_.at(i);
+  if (i != current_phase_) {
+    return phase.duration;
+  }
+  return phase.duration + std::max(now - current_since_, std::chrono::microseconds(0));
+}
 
 uint64_t Tally::failed() const {
   uint64_t http = 0;
@@ -89,8 +118,13 @@ uint64_t Tally::count(Kind kind) const {
 }
 
 void Tally::record(const Outcome& outcome) {
-  ModeCounts& mode = outcome.mode == Mode::kKeepAlive ? keep_alive_ : new_connection_;
+  const bool slow = outcome.mode == Mode::kSlow;
+  ModeCounts& mode = by_mode_[static_cast<size_t>(outcome.mode)];
   ++mode.sent;
+  Phase& phase = phases_[std::min(outcome.phase, phases_.size() - 1)];
+  if (slow) {
+    ++phase.slow.sent;
+  }
 
   const auto at = std::max<int64_t>(outcome.at.count(), 0);
   const auto index = static_cast<size_t>(at / std::chrono::microseconds(interval_).count());
@@ -103,7 +137,9 @@ void Tally::record(const Outcome& outcome) {
     case Kind::kOk: {
       ++ok_;
       ++bucket.ok;
-      latency_.record(outcome.latency);
+      ++phase.ok;
+      (slow ? slow_latency_ : latency_).record(outcome.latency);
+      (slow ? phase.slow_latency : phase.latency).record(outcome.latency);
       // The version comes from the server: keep a bounded copy.
       std::string version = outcome.version.substr(0, kMaxVersionLength);
       if (std::find(versions_.begin(), versions_.end(), version) == versions_.end()) {
@@ -130,6 +166,10 @@ void Tally::record(const Outcome& outcome) {
   }
   ++mode.failed;
   ++bucket.failed;
+  ++phase.failed;
+  if (slow) {
+    ++phase.slow.failed;
+  }
 }
 
 }  // namespace tranche::loadgen

@@ -363,13 +363,16 @@ TEST(Hello, LoadIsSetAndReported) {
 }
 
 TEST(Hello, CountsRequestsInFlight) {
-  auto [port, hello] = start_hello();
+  auto [port, hello] = start_hello({{"VERSION", "1.2.3"}});
   Client slow(port);
   ASSERT_TRUE(slow.send("GET", "/slow?ms=300"));
   EXPECT_TRUE(wait_until([&] { return fetch(port, "GET", "/admin/load")->json()["requestsInFlight"] == 1; }, 5s));
   auto res = slow.receive();
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
+  // The version too, so a load generator's share by version counts slow answers.
+  EXPECT_EQ(res->json()["sleptMs"], 300);
+  EXPECT_EQ(res->json()["version"], "1.2.3");
   EXPECT_EQ(fetch(port, "GET", "/admin/load")->json()["requestsInFlight"], 0);
   EXPECT_EQ(fetch(port, "GET", "/slow?ms=abc")->status, 400);
 }

@@ -204,6 +204,38 @@ TEST(LoadgenRun, StopsWhenTheStopFileAppears) {
   EXPECT_LT(r["elapsed_s"].get<double>(), 10.0);
 }
 
+TEST(LoadgenRun, SlowRequestsAndPhasesFromThePhaseFile) {
+  const int port = free_port();
+  Child hello({HELLO_BINARY, "--port", std::to_string(port)}, {"VERSION=1.0.0"});
+  ASSERT_TRUE(wait_until([&] { return accepting(port); }, 10s)) << hello.output();
+  const fs::path phase = fs::path(testing::TempDir()) / ("loadgen-phase-" + std::to_string(::getpid()));
+  std::ofstream(phase.string()) << "before\n";
+
+  Child loadgen({LOADGEN_BINARY, "--url", url(port), "--duration", "1500ms", "--connections", "1", "--keep-alive-rate",
+                 "50/s", "--new-connection-rate", "0", "--slow-rate", "10/s", "--slow-path", "/slow?ms=200",
+                 "--phase-file", phase.string(), "--json"});
+  std::this_thread::sleep_for(700ms);  // a stretch of the first phase, not a wait for some state
+  std::ofstream(phase.string() + ".new") << "during\n";
+  fs::rename(phase.string() + ".new", phase);
+  ASSERT_EQ(loadgen.wait_exit(10s), 0) << loadgen.output();
+  fs::remove(phase);
+  const Json r = loadgen.report();
+  ASSERT_TRUE(r.is_object()) << loadgen.output();
+
+  EXPECT_EQ(r["failed"], 0) << r.dump();
+  EXPECT_GT(r["slow"]["sent"].get<int>(), 0) << r.dump();
+  EXPECT_EQ(r["keep_alive"]["sent"].get<int>() + r["slow"]["sent"].get<int>(), r["sent"].get<int>());
+  EXPECT_GE(r["slow_latency_ms"]["p50"].get<double>(), 200.0) << r.dump();
+  EXPECT_LT(r["latency_ms"]["p99"].get<double>(), 200.0) << r.dump();  // no slow answer in it
+  EXPECT_EQ(r["versions"].size(), 1u) << r.dump();                     // slow answers say 1.0.0 too
+  ASSERT_TRUE(r["phases"].contains("before")) << r.dump();
+  ASSERT_TRUE(r["phases"].contains("during")) << r.dump();
+  EXPECT_FALSE(r["phases"].contains("run")) << r.dump();  // the file named the first phase
+  EXPECT_EQ(r["phases"]["before"]["sent"].get<int>() + r["phases"]["during"]["sent"].get<int>(), r["sent"].get<int>());
+  EXPECT_GT(r["phases"]["during"]["sent"].get<int>(), 0) << r.dump();
+  EXPECT_GT(r["phases"]["before"]["slow_sent"].get<int>(), 0) << r.dump();
+}
+
 TEST(LoadgenRun, RefusedConnectionsAreFailuresOfTheirOwnKind) {
   const int port = free_port();  // nobody listens there
   Child loadgen({LOADGEN_BINARY, "--url", url(port), "--duration", "500ms", "--connections", "1", "--keep-alive-rate",

@@ -1,6 +1,7 @@
 // tranche-loadgen's pure parts: the command line (loopback only, bounds,
-// defaults) and the accounting (outcome kinds, latency quantiles, time
-// buckets of the version share) and its JSON report.
+// defaults, phase labels) and the accounting (outcome kinds, latency
+// quantiles, time buckets of the version share, slow requests apart, phases)
+// and its JSON report.
 
 #include <chrono>
 #include <string_view>
@@ -33,13 +34,17 @@ TEST(LoadgenOptions, Defaults) {
   EXPECT_EQ(opts->timeout, 2s);
   EXPECT_EQ(opts->interval, 1s);
   EXPECT_TRUE(opts->stop_file.empty());
+  EXPECT_EQ(opts->slow_rate, 0);
+  EXPECT_EQ(opts->slow_path, "/slow?ms=1000");
+  EXPECT_TRUE(opts->phase_file.empty());
   EXPECT_FALSE(opts->json);
 }
 
 TEST(LoadgenOptions, EveryOptionInBothSpellings) {
   auto opts = parse({"--url=http://localhost:9/slow?ms=5", "--connections", "2", "--keep-alive-rate=20/s",
                      "--new-connection-rate", "7.5/s", "--duration=90s", "--stop-file", "/tmp/stop", "--timeout",
-                     "500ms", "--interval=250ms", "--json"});
+                     "500ms", "--interval=250ms", "--json", "--slow-rate", "20/s", "--slow-path=/slow?ms=900",
+                     "--phase-file", "/tmp/phase"});
   ASSERT_TRUE(opts) << opts.error().describe();
   EXPECT_EQ(opts->target.address, "127.0.0.1");
   EXPECT_EQ(opts->target.port, 9);
@@ -53,6 +58,26 @@ TEST(LoadgenOptions, EveryOptionInBothSpellings) {
   EXPECT_EQ(opts->timeout, 500ms);
   EXPECT_EQ(opts->interval, 250ms);
   EXPECT_TRUE(opts->json);
+  EXPECT_EQ(opts->slow_rate, 20);
+  EXPECT_EQ(opts->slow_path, "/slow?ms=900");
+  EXPECT_EQ(opts->phase_file, "/tmp/phase");
+}
+
+TEST(LoadgenOptions, SlowRequestsAloneAreSomethingToSend) {
+  EXPECT_TRUE(parse(
+      {"--url", "http://127.0.0.1:1/", "--connections", "0", "--new-connection-rate", "0", "--slow-rate", "5/s"}));
+}
+
+TEST(LoadgenOptions, PhaseLabelIsTheFirstLineTrimmed) {
+  EXPECT_EQ(phase_label("steady\n"), "steady");
+  EXPECT_EQ(phase_label("  rolling-replace \r\nignored\n"), "rolling-replace");
+  EXPECT_EQ(phase_label("v1.2_x"), "v1.2_x");
+  EXPECT_EQ(phase_label(std::string(kMaxPhaseLength, 'a')), std::string(kMaxPhaseLength, 'a'));
+  // Unusable: the phase stays what it was.
+  for (std::string_view bad : {"", "\n", "   \n", "two words", "quote\"", "{x}", "\nsecond-line"}) {
+    EXPECT_FALSE(phase_label(bad)) << bad;
+  }
+  EXPECT_FALSE(phase_label(std::string(kMaxPhaseLength + 1, 'a')));
 }
 
 TEST(LoadgenOptions, HelpNeedsNothingElse) {
@@ -112,6 +137,9 @@ TEST(LoadgenOptions, RefusesWhatWouldBeUnbounded) {
       {"--url", "http://127.0.0.1:1/", "--json=yes"},
       {"--url", "http://127.0.0.1:1/", "--stop-file"},  // missing value
       {"--url", "http://127.0.0.1:1/", "--stop-file="},
+      {"--url", "http://127.0.0.1:1/", "--phase-file="},
+      {"--url", "http://127.0.0.1:1/", "--slow-path", "slow"},  // not a path
+      {"--url", "http://127.0.0.1:1/", "--slow-rate", "-1/s"},
   };
   for (const auto& args : cases) {
     std::string joined;
@@ -232,6 +260,122 @@ TEST(Tally, KeepsABoundedVersionString) {
   t.record(outcome(Kind::kOk, 0ms, 1ms, std::string(1000, 'v')));
   ASSERT_EQ(t.versions().size(), 1u);
   EXPECT_EQ(t.versions()[0].size(), 64u);
+}
+
+TEST(Tally, SlowRequestsCountInTheTotalsButHaveTheirOwnLatencies) {
+  Tally t(1s);
+  for (int i = 0; i < 99; ++i) {
+    t.record(outcome(Kind::kOk, 100ms, 1ms));
+  }
+  // Two 1 s answers among 101 would be the p99 if they were mixed in.
+  t.record(outcome(Kind::kOk, 1100ms, 1000ms, "1.0.0", Mode::kSlow));
+  t.record(outcome(Kind::kOk, 1200ms, 1010ms, "1.0.0", Mode::kSlow));
+  t.record(outcome(Kind::kReset, 1300ms, 5ms, "", Mode::kSlow, 0));
+
+  EXPECT_EQ(t.sent(), 102u);
+  EXPECT_EQ(t.ok(), 101u);
+  EXPECT_EQ(t.failed(), 1u);
+  EXPECT_EQ(t.by_mode(Mode::kSlow).sent, 3u);
+  EXPECT_EQ(t.by_mode(Mode::kSlow).failed, 1u);
+  EXPECT_EQ(t.by_mode(Mode::kKeepAlive).sent, 99u);
+  EXPECT_EQ(t.latency().count(), 99u);
+  EXPECT_EQ(t.latency().max(), 1ms);
+  EXPECT_EQ(t.slow_latency().count(), 2u);
+  EXPECT_EQ(t.slow_latency().max(), 1010ms);
+  EXPECT_EQ(t.buckets()[1].versions.at("1.0.0"), 2u);  // slow answers show the version too
+}
+
+TEST(Tally, PhasesCountTheRequestsBegunInThemAndAddUpWhenTheyComeBack) {
+  Tally t(1s, "steady");
+  EXPECT_EQ(t.current_phase(), 0u);
+  auto in_phase = [&](Kind kind, std::chrono::microseconds latency, Mode mode = Mode::kKeepAlive) {
+    Outcome o = outcome(kind, 0ms, latency, "1.0.0", mode, kind == Kind::kOk ? 200 : 503);
+    o.phase = t.current_phase();
+    return o;
+  };
+  t.record(in_phase(Kind::kOk, 1ms));
+  t.record(in_phase(Kind::kOk, 1ms));
+  const Outcome begun_in_steady = in_phase(Kind::kOk, 2ms);
+
+  ASSERT_TRUE(t.enter_phase("rolling", 10s));
+  EXPECT_EQ(t.current_phase(), 1u);
+  t.record(begun_in_steady);  // answered after the switch, counted where it began
+  t.record(in_phase(Kind::kOk, 8ms));
+  t.record(in_phase(Kind::kHttpError, 1ms));
+  t.record(in_phase(Kind::kOk, 1000ms, Mode::kSlow));
+  EXPECT_TRUE(t.enter_phase("rolling", 12s));  // the same phase again: nothing changes
+
+  ASSERT_TRUE(t.enter_phase("steady", 15s));
+  EXPECT_EQ(t.current_phase(), 0u);
+  t.record(in_phase(Kind::kOk, 3ms));
+
+  ASSERT_EQ(t.phases().size(), 2u);
+  const Phase& steady = t.phases()[0];
+  const Phase& rolling = t.phases()[1];
+  EXPECT_EQ(steady.name, "steady");
+  EXPECT_EQ(steady.ok, 4u);
+  EXPECT_EQ(steady.failed, 0u);
+  EXPECT_EQ(steady.latency.max(), 3ms);
+  EXPECT_EQ(rolling.ok, 2u);
+  EXPECT_EQ(rolling.failed, 1u);
+  EXPECT_EQ(rolling.slow.sent, 1u);
+  EXPECT_EQ(rolling.latency.count(), 1u);  // the slow answer is not in it
+  EXPECT_EQ(rolling.latency.max(), 8ms);
+  EXPECT_EQ(rolling.slow_latency.max(), 1000ms);
+  // 0-10 s and 15-20 s steady, 10-15 s rolling.
+  EXPECT_EQ(t.phase_duration(0, 20s), 15s);
+  EXPECT_EQ(t.phase_duration(1, 20s), 5s);
+}
+
+TEST(Tally, AtMostKMaxPhases) {
+  Tally t(1s, "p0");
+  for (size_t i = 1; i < kMaxPhases; ++i) {
+    ASSERT_TRUE(t.enter_phase("p" + std::to_string(i), std::chrono::seconds(i)));
+  }
+  EXPECT_FALSE(t.enter_phase("one-too-many", 100s));
+  EXPECT_EQ(t.phases().size(), kMaxPhases);
+  EXPECT_EQ(t.phases()[t.current_phase()].name, "p" + std::to_string(kMaxPhases - 1));
+  EXPECT_TRUE(t.enter_phase("p0", 101s));  // one seen before is still fine
+}
+
+TEST(Report, PhasesAreFlatObjectsInTheJsonAndRowsInTheTable) {
+  auto opts = parse({"--url", "http://127.0.0.1:8080/", "--phase-file", "/tmp/p", "--slow-rate", "1/s"});
+  ASSERT_TRUE(opts);
+  Tally t(1s, "steady");
+  for (int i = 0; i < 20; ++i) {
+    t.record(outcome(Kind::kOk, 100ms, 2ms));
+  }
+  ASSERT_TRUE(t.enter_phase("maintenance", 10s));
+  Outcome slow = outcome(Kind::kOk, 10500ms, 1000ms, "2.0.0", Mode::kSlow);
+  slow.phase = 1;
+  t.record(slow);
+
+  const auto j = to_json(t, *opts, 20000ms);
+  EXPECT_EQ(j["rps"], 1.05);
+  EXPECT_EQ(j["slow"]["sent"], 1);
+  EXPECT_EQ(j["slow_latency_ms"]["max"], 1000.0);
+  EXPECT_EQ(j["latency_ms"]["max"], 2.0);
+  ASSERT_EQ(j["phases"].size(), 2u);
+  const auto& steady = j["phases"]["steady"];
+  EXPECT_EQ(steady["duration_s"], 10.0);
+  EXPECT_EQ(steady["sent"], 20);
+  EXPECT_EQ(steady["rps"], 2.0);
+  EXPECT_EQ(steady["max_ms"], 2.0);
+  EXPECT_EQ(steady["slow_sent"], 0);
+  const auto& maintenance = j["phases"]["maintenance"];
+  EXPECT_EQ(maintenance["duration_s"], 10.0);
+  EXPECT_EQ(maintenance["sent"], 1);
+  EXPECT_EQ(maintenance["p99_ms"], 0.0);  // no answer that is not slow
+  EXPECT_EQ(maintenance["slow_p99_ms"], 1000.0);
+  for (const auto& [name, phase] : j["phases"].items()) {
+    for (const auto& [key, value] : phase.items()) {
+      EXPECT_TRUE(value.is_primitive()) << name << "." << key;
+    }
+  }
+
+  const std::string table = format_table(t, *opts, 20000ms);
+  EXPECT_NE(table.find("slow sent/failed"), std::string::npos) << table;
+  EXPECT_NE(table.find("maintenance"), std::string::npos) << table;
 }
 
 TEST(Report, JsonCarriesTheFiguresAndTheTableTheShares) {
