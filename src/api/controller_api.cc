@@ -1,6 +1,7 @@
 #include "api/controller_api.h"
 
 #include <charconv>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -109,6 +110,26 @@ Result<uint64_t> parse_uint(const std::string& text, const std::string& field) {
     return fail(ErrorCode::kInvalid, "expected a non-negative integer, got '" + text + "'", field);
   }
   return v;
+}
+
+// Revisions are kept as int64 and count from 1; a larger number cannot name
+// one. (Cast, 18446744073709551615 was looked up, and reported, as -1.)
+constexpr uint64_t kMaxRevision = std::numeric_limits<int64_t>::max();
+
+Error revision_out_of_range(const std::string& text, const std::string& field) {
+  return Error{ErrorCode::kInvalid,
+               field + " " + text + " is out of range: revisions go from 1 to " + std::to_string(kMaxRevision), field};
+}
+
+Result<int64_t> parse_revision(const std::string& text, const std::string& field) {
+  auto n = parse_uint(text, field);
+  if (!n) {
+    return std::unexpected(n.error());
+  }
+  if (*n > kMaxRevision) {
+    return std::unexpected(revision_out_of_range(text, field));
+  }
+  return static_cast<int64_t>(*n);
 }
 
 bool truthy(const std::optional<std::string>& v) { return v && (*v == "1" || *v == "true" || *v == "yes"); }
@@ -224,11 +245,11 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   add("GET", v1 + "/applications/{app}/revisions", Role::kViewer,
       [this](const Params& p) { return ok(apps_.list_revisions(p.path.at("app"))); });
   add("GET", v1 + "/applications/{app}/revisions/{n}", Role::kViewer, [this](const Params& p) -> Result<Response> {
-    auto n = parse_uint(p.path.at("n"), "revision");
+    auto n = parse_revision(p.path.at("n"), "revision");
     if (!n) {
       return std::unexpected(n.error());
     }
-    return ok(apps_.get_revision(p.path.at("app"), static_cast<int64_t>(*n)));
+    return ok(apps_.get_revision(p.path.at("app"), *n));
   });
   add("PUT", v1 + "/applications/{app}/operational-state", Role::kOperator,
       [this](const Params& p) -> Result<Response> {
@@ -263,6 +284,9 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     for (const auto& [key, value] : body.items()) {
       if (key != "toRevision") {
         return fail(ErrorCode::kInvalid, "unknown field '" + key + "'", key);
+      }
+      if (value.is_number_unsigned() && value.get<uint64_t>() > kMaxRevision) {
+        return std::unexpected(revision_out_of_range(value.dump(), "toRevision"));
       }
       if (!value.is_number_integer() || value.get<int64_t>() < 1) {
         return fail(ErrorCode::kInvalid, "toRevision must be a revision number (1, 2, ...)", "toRevision");

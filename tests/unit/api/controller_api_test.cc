@@ -277,6 +277,29 @@ TEST_F(ControllerApiTest, DuplicateKeysInABodyAreRefused) {
   EXPECT_EQ(events["items"].size(), 1u) << "only the apply: " << events.dump();
 }
 
+// Revisions beyond int64 cannot exist: refused naming the field and the
+// number as given (GET answered "has no revision -1").
+TEST_F(ControllerApiTest, RevisionsBeyondTheirRangeAreRefusedAsGiven) {
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  const Response get = call("GET", "/api/v1/applications/shop/revisions/18446744073709551615", admin_);
+  EXPECT_EQ(get.status, 400) << get.body;
+  EXPECT_EQ(json::parse(get.body)["error"],
+            (json{{"code", "invalid"},
+                  {"message", "revision 18446744073709551615 is out of range: revisions go from 1 to "
+                              "9223372036854775807"},
+                  {"field", "revision"}}));
+  const Response last = call("GET", "/api/v1/applications/shop/revisions/9223372036854775807", admin_);
+  EXPECT_EQ(last.status, 404) << last.body;
+  EXPECT_NE(last.body.find("has no revision 9223372036854775807"), std::string::npos) << last.body;
+
+  const Response undo =
+      call("POST", "/api/v1/applications/shop/rollout/undo", admin_, R"({"toRevision": 18446744073709551615})");
+  EXPECT_EQ(undo.status, 400) << undo.body;
+  EXPECT_EQ(json::parse(undo.body)["error"]["message"],
+            "toRevision 18446744073709551615 is out of range: revisions go from 1 to 9223372036854775807");
+  EXPECT_EQ(json::parse(undo.body)["error"]["field"], "toRevision");
+}
+
 TEST_F(ControllerApiTest, EventsPageBySeq) {
   ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
   ASSERT_EQ(call("PUT", "/api/v1/applications/shop/operational-state", admin_, R"({"autoscaling": "off"})").status,
