@@ -36,6 +36,10 @@ template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+// Clang before 17 deduces no aggregate's template arguments (P1816), and the
+// fuzz build (tests/fuzz) compiles this with clang 16.
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 bool agent_runs(const std::string& agent_state) {
   return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping" ||
