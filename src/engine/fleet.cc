@@ -26,7 +26,8 @@ Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
       clock_(clock),
       options_(std::move(options)),
       join_token_hash_(sha256_hex(options_.join_token)),
-      deadlines_(options_.heartbeat_timeout) {}
+      deadlines_(options_.heartbeat_timeout),
+      work_(options_.resync_interval) {}
 
 void Fleet::attach_balancer(BalancerSync& balancer) {
   std::lock_guard lock(mu_);
@@ -276,12 +277,10 @@ bool Fleet::settled(const ClusterRef& cluster, int desired) const {
 // event, and the fleet knows how many of the new events are its own. A full
 // resync now and then is the safety net.
 void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps) {
-  const TimePoint now = clock_.now();
   auto last = store_.last_event_seq();
-  if (!last || now - last_resync_ >= options_.resync_interval) {
-    last_resync_ = now;
+  if (work_.resync_due(clock_.now()) || !last) {
     for (const auto& app : apps) {
-      dirty_apps_.insert(app.name);
+      work_.add_application(app.name);
     }
   } else if (*last > seen_seq_ + own_events_) {
     for (uint64_t after = seen_seq_; after < *last;) {
@@ -291,7 +290,7 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
       }
       for (const auto& e : *events) {
         if (!e.app.empty()) {
-          dirty_apps_.insert(e.app);
+          work_.add_application(e.app);
         }
         after = e.seq;
       }
@@ -310,11 +309,6 @@ bool Fleet::tracks_load(const std::string& app) const {
     }
   }
   return false;
-}
-
-bool Fleet::has_dirty_cluster(const std::string& app) const {
-  auto it = dirty_clusters_.lower_bound(app + "/");
-  return it != dirty_clusters_.end() && it->starts_with(app + "/");
 }
 
 void Fleet::tick() {
@@ -346,8 +340,8 @@ void Fleet::reconcile_pass() {
   std::set<std::string> wanted;      // "app/cluster" of those
   for (const auto& app : *apps) {
     known.insert(app.name);
-    const bool app_dirty = dirty_apps_.contains(app.name);
-    const bool queued = app_dirty || has_dirty_cluster(app.name);
+    const bool app_dirty = work_.application_queued(app.name);
+    const bool queued = work_.anything_queued_for(app.name);
     if (!queued && !tracks_load(app.name)) {
       continue;
     }
@@ -365,7 +359,7 @@ void Fleet::reconcile_pass() {
         if (node.cluster && by_cluster_.contains(key) &&
             autoscale(ClusterRef{&app, node.path, node.cluster}, *values, *scales) !=
                 static_cast<int>(by_cluster_.at(key).size())) {
-          dirty_clusters_.insert(key);
+          work_.add_cluster(app.name, node.path);
         }
       }
       continue;
@@ -396,13 +390,13 @@ void Fleet::reconcile_pass() {
       }
       const std::string key = app.name + "/" + node.path;
       wanted.insert(key);
-      if (observed && (app_dirty || dirty_clusters_.contains(key))) {
+      if (observed && (app_dirty || work_.cluster_queued(app.name, node.path))) {
         const bool done = reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, members_of(app.name, node.path),
                                             *values, markers, *scales, rollout ? &*rollout : nullptr);
         if (done) {
-          dirty_clusters_.erase(key);
+          work_.done_cluster(app.name, node.path);
         } else {
-          dirty_clusters_.insert(key);
+          work_.add_cluster(app.name, node.path);
         }
       }
     }
@@ -413,9 +407,9 @@ void Fleet::reconcile_pass() {
     // A rollout or a maintenance moves on with time: the application stays
     // in the queue while one runs.
     if (observed && !rollout && markers.empty()) {
-      dirty_apps_.erase(app.name);
+      work_.done_application(app.name);
     } else {
-      dirty_apps_.insert(app.name);
+      work_.add_application(app.name);
     }
   }
   // Members of clusters that no longer exist in their application.
@@ -424,7 +418,7 @@ void Fleet::reconcile_pass() {
     if (wanted.contains(key) || (known.contains(app) && !visited.contains(app))) {
       continue;
     }
-    dirty_apps_.insert(app);  // until they are gone
+    work_.add_application(app);  // until they are gone
     for (const auto& [id, m] : index) {
       if (is_live(m->state) || m->state == MemberState::kFailed) {
         retire(*m, "its cluster was removed from the application");
@@ -432,7 +426,7 @@ void Fleet::reconcile_pass() {
       stop_if_drained(*m);
     }
   }
-  std::erase_if(dirty_clusters_, [&](const std::string& key) { return !known.contains(key.substr(0, key.find('/'))); });
+  work_.keep_only(known);
 }
 
 // Only what is durable is acted on: a change staged by an agent's message

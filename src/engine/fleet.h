@@ -3,7 +3,7 @@
 // scheduler and the reconciler that keeps every deployed cluster at
 // `desired` members. Level-triggered: tick() compares what the store wants
 // with what agents report and takes the next safe step, for the clusters and
-// applications in its work queue (see dirty_apps_).
+// applications in its work queue (see work_).
 //
 // Group commit: a change is applied to the fleet's view at once and staged
 // (with its MemberStateChanged event); flush() writes everything staged
@@ -39,6 +39,7 @@
 #include "engine/access.h"
 #include "engine/balancer_sync.h"
 #include "engine/host_deadlines.h"
+#include "engine/work_queue.h"
 #include "engine/member_state.h"
 #include "engine/rollout.h"
 #include "engine/scheduler.h"
@@ -247,7 +248,6 @@ class Fleet {
                          const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout);
   bool settled(const ClusterRef& cluster, int desired) const;
   void mark_changed_applications(const std::vector<ApplicationRecord>& apps);
-  bool has_dirty_cluster(const std::string& app) const;
   // Whether load samples of the application's clusters are in a window.
   bool tracks_load(const std::string& app) const;
   // Rollouts (fleet_rollout.cc).
@@ -343,15 +343,13 @@ class Fleet {
   std::unordered_map<std::string, MemberIndex> by_host_;
   // Members whose state may call for a command not sent yet.
   std::set<std::string> outstanding_;
-  // Work queue: what the next pass reconciles. A cluster is queued when one
-  // of its members changes state and stays queued until it is settled; an
+  // What the next pass reconciles. A cluster is queued when one of its
+  // members changes state and stays queued until it is settled; an
   // application when someone else's change names it (an event the fleet did
   // not write), while a rollout or a maintenance runs, and at every resync.
-  std::set<std::string> dirty_apps_;
-  std::set<std::string> dirty_clusters_;  // "app/cluster"
-  uint64_t seen_seq_ = 0;                 // the newest event seq a pass has accounted for
-  uint64_t own_events_ = 0;               // events the fleet wrote since then
-  TimePoint last_resync_{};
+  WorkQueue work_;
+  uint64_t seen_seq_ = 0;    // the newest event seq a pass has accounted for
+  uint64_t own_events_ = 0;  // events the fleet wrote since then
   std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;  // never evicted: the index points into it
   std::map<std::pair<std::string, int64_t>, std::map<std::string, const ClusterSpec*>> cluster_index_;
   // (app, cluster, revision a, revision b) -> whether their member templates are equal.

@@ -211,7 +211,7 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
     m.command_sent = false;
     m.generation = staged_generation_;
     outstanding_.insert(m.record.id);
-    dirty_clusters_.insert(m.record.app + "/" + m.record.cluster);
+    work_.add_cluster(m.record.app, m.record.cluster);
     if (to != MemberState::kStarting && to != MemberState::kActive) {
       m.healthy_since.reset();
     }
