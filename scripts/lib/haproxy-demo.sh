@@ -1,12 +1,15 @@
 # shellcheck shell=bash
 # The zero-downtime demo's pieces, sourced by scripts/demo and
 # bench/zero-downtime/run.sh: HAProxy on loopback, `tranche controller --dev`
-# talking to it, examples/zero-downtime.yaml deployed behind it, and one
-# measured rolling replace under tranche-loadgen's load.
+# talking to it, examples/zero-downtime.yaml deployed behind it, and changes
+# (a rolling replace, a maintenance replace) under tranche-loadgen's load.
 #
 # The caller sets `set -euo pipefail`, cds to the repository root, calls
 # demo_setup once, then for each run: demo_start [--no-lb-drain],
-# demo_deploy N, demo_measure VERSION, demo_stop. demo_setup installs a trap
+# demo_deploy N, then either demo_measure VERSION (the demo: one rolling
+# replace with 3 s of load around it) or demo_load_start ARGS..., changes
+# (demo_rollout VERSION, demo_maintenance_replace) and demo_phase NAME
+# between them, demo_load_stop; then demo_stop. demo_setup installs a trap
 # that stops everything started and removes the scratch dir on exit, also
 # on Ctrl-C.
 #
@@ -16,6 +19,8 @@
 # controller and its agent, then HAProxy.
 
 demo_build_dir=${TRANCHE_BUILD_DIR:-build}
+# The demo's load: light, so that the demo runs anywhere. The bench passes
+# its own to demo_load_start.
 demo_loadgen_args=(--connections 4 --keep-alive-rate 50/s --new-connection-rate 20/s --timeout 2s --interval 1s)
 
 # demo_wait SECONDS WHAT COMMAND...: polls COMMAND until it succeeds, or fails
@@ -112,6 +117,14 @@ demo_servers_up() {
 
 demo_servers_up_is() { [ "$(demo_servers_up)" = "$1" ]; }
 
+# A change is over for the traffic once backend web has exactly N servers,
+# every one UP: none left draining or in maintenance.
+demo_servers_settled() {
+  curl -s "http://127.0.0.1:$stats_port/stats;csv" |
+    awk -F, -v want="$1" '$1 == "web" && $2 != "BACKEND" { all++; if ($18 ~ /^UP/ || $18 == "no check") up++ }
+      END { exit !(all == want && up == want) }'
+}
+
 demo_haproxy_config() {
   cat <<EOF
 # Written by scripts/lib/haproxy-demo.sh. Backend web has no servers: the
@@ -187,6 +200,7 @@ demo_controller_ready() {
 # demo_start [--no-lb-drain]: HAProxy and a fresh controller (own data dir).
 demo_start() {
   demo_run=$((demo_run + 1))
+  rollout_seconds="" rollout_phase="" maintenance_seconds="" maintenance_result=""
   run_dir=$demo_work/run$demo_run
   data=$run_dir/tranche-data
   mkdir -p "$run_dir"
@@ -207,6 +221,13 @@ demo_start() {
 
 demo_active() { [ "$("$tranche" get members demo -o json | grep -c '"state": "Active"' || true)" -ge "$1" ]; }
 
+# Exactly N members, all Active.
+demo_members_settled() {
+  local members
+  members=$("$tranche" get members demo -o json)
+  [ "$(grep -c '"id"' <<<"$members" || true)" = "$1" ] && [ "$(grep -c '"state": "Active"' <<<"$members" || true)" = "$1" ]
+}
+
 # demo_deploy N: examples/zero-downtime.yaml with N members, all Active and
 # UP in HAProxy.
 demo_deploy() {
@@ -222,36 +243,32 @@ demo_deploy() {
   "$tranche" get members demo
 }
 
-# demo_measure VERSION: tranche-loadgen against HAProxy while demo/web rolls
-# to VERSION. Sets rollout_seconds, rollout_phase and loadgen_json, and
-# leaves loadgen's table in $run_dir/loadgen.out.
-demo_measure() {
-  local version=$1 members
-  members=$(demo_servers_up)
+# demo_load_start ARGS...: tranche-loadgen on HAProxy's frontend with ARGS
+# (rates, timeout, ...) until demo_load_stop; its phase file starts as
+# "steady" (demo_phase).
+demo_load_start() {
   rm -f "$run_dir/loadgen.stop"
-  setsid "$loadgen" --url "http://127.0.0.1:$frontend_port/" "${demo_loadgen_args[@]}" --duration 10m \
-    --stop-file "$run_dir/loadgen.stop" --json >"$run_dir/loadgen.out" 2>&1 &
+  echo steady >"$run_dir/loadgen.phase"
+  setsid "$loadgen" --url "http://127.0.0.1:$frontend_port/" "$@" --duration 10m \
+    --stop-file "$run_dir/loadgen.stop" --phase-file "$run_dir/loadgen.phase" --json >"$run_dir/loadgen.out" 2>&1 &
   loadgen_pid=$!
-  # A measured stretch of v1 before the update (a window of the by-version
-  # table, not a wait for some state).
-  sleep 3
+}
 
-  echo
-  echo "\$ tranche update demo/web --version $version"
-  local began ended rc=0
-  began=$(demo_now)
-  "$tranche" update demo/web --version "$version"
-  echo "\$ tranche rollout status demo --watch"
-  "$tranche" rollout status demo --watch || rc=$?
-  ended=$(demo_now)
-  rollout_seconds=$(demo_elapsed "$began" "$ended")
-  rollout_phase=$([ "$rc" = 0 ] && echo Succeeded || echo "not Succeeded (rollout status exited $rc)")
-  demo_wait 60 "$members servers UP in HAProxy after the rollout" demo_servers_up_is "$members" || true
-  # And one of v2 after it.
-  sleep 3
+# demo_phase NAME: the requests tranche-loadgen begins from now on count under
+# NAME (it reads the file every 100 ms; a rename, so it never reads half).
+demo_phase() {
+  echo "$1" >"$run_dir/loadgen.phase.new"
+  mv "$run_dir/loadgen.phase.new" "$run_dir/loadgen.phase"
+  sleep 0.2 # two of its polls: the phase has switched when this returns
+}
+
+# demo_load_stop: stops tranche-loadgen (the requests in flight finish) and
+# sets loadgen_json to its figures; its table stays in $run_dir/loadgen.out.
+demo_load_stop() {
   touch "$run_dir/loadgen.stop"
   wait "$loadgen_pid" || true
   loadgen_pid=""
+  # shellcheck disable=SC2034 # read by the caller
   loadgen_json=$(grep '^{"bench":"loadgen"' "$run_dir/loadgen.out" | tail -1) || {
     echo "demo: tranche-loadgen printed no figures:" >&2
     cat "$run_dir/loadgen.out" >&2
@@ -259,19 +276,79 @@ demo_measure() {
   }
 }
 
-# demo_report TITLE: loadgen's table and the rollout's duration.
+# demo_rollout VERSION: demo/web rolls to VERSION while `rollout status
+# --watch` shows it; returns once the rollout ended and HAProxy's backend
+# has as many servers as before, all UP. Sets rollout_seconds and
+# rollout_phase.
+demo_rollout() {
+  local version=$1 members began ended rc=0
+  members=$(demo_servers_up)
+  echo
+  echo "\$ tranche update demo/web --version $version"
+  began=$(demo_now)
+  "$tranche" update demo/web --version "$version"
+  echo "\$ tranche rollout status demo --watch"
+  "$tranche" rollout status demo --watch || rc=$?
+  ended=$(demo_now)
+  rollout_seconds=$(demo_elapsed "$began" "$ended")
+  rollout_phase=$([ "$rc" = 0 ] && echo Succeeded || echo "not Succeeded (rollout status exited $rc)")
+  demo_wait 60 "$members servers UP in HAProxy after the rollout" demo_servers_settled "$members" || true
+}
+
+# Every node of demo has maintenance off again (the application's value, set
+# by the command, returns to off by itself once every member is replaced).
+demo_maintenance_off() {
+  local app
+  app=$("$tranche" describe demo -o json | tr -d ' \n') || return 1
+  grep -q '"maintenance":{"effective":"off"' <<<"$app" && ! grep -q '"maintenance":{"effective":"replace"' <<<"$app"
+}
+
+# demo_maintenance_replace: `tranche set maintenance replace demo`; returns
+# once its value is off again (every member replaced), there are as many
+# members as before, all Active, and HAProxy's backend has them all UP and
+# no other. Sets maintenance_seconds and maintenance_result.
+demo_maintenance_replace() {
+  local members began ended
+  members=$(demo_servers_up)
+  echo
+  echo "\$ tranche set maintenance replace demo"
+  began=$(demo_now)
+  "$tranche" set maintenance replace demo
+  maintenance_result=completed
+  demo_wait 300 "maintenance replace of demo to complete" demo_maintenance_off || maintenance_result="not completed"
+  demo_wait 60 "$members Active members after maintenance" demo_members_settled "$members" || maintenance_result="not settled"
+  demo_wait 60 "$members servers UP in HAProxy after maintenance" demo_servers_settled "$members" || maintenance_result="not settled"
+  ended=$(demo_now)
+  maintenance_seconds=$(demo_elapsed "$began" "$ended")
+  echo "maintenance replace: $maintenance_result after ${maintenance_seconds}s"
+}
+
+# demo_measure VERSION: the demo's measurement: its light load from 3 s
+# before demo/web rolls to VERSION until 3 s after (phases steady,
+# rolling-replace, steady). Sets rollout_seconds, rollout_phase and
+# loadgen_json.
+demo_measure() {
+  demo_load_start "${demo_loadgen_args[@]}"
+  # A measured stretch of v1 before the update (a window of the by-version
+  # table, not a wait for some state).
+  sleep 3
+  demo_phase rolling-replace
+  demo_rollout "$1"
+  demo_phase steady
+  # And one of v2 after it.
+  sleep 3
+  demo_load_stop
+}
+
+# demo_report TITLE: loadgen's table and the changes' durations.
 demo_report() {
   echo
   echo "== $1"
   grep -v '^{"bench":"loadgen"' "$run_dir/loadgen.out"
   printf '  %-22s%12s\n' "rollout duration" "${rollout_seconds}s"
   printf '  %-22s%12s\n' "rollout" "$rollout_phase"
-}
-
-# demo_result_json: the run's figures as one JSON object: loadgen's line
-# (without its "bench" key) plus the rollout's.
-demo_result_json() {
-  local phase=Succeeded
-  [ "$rollout_phase" = Succeeded ] || phase=Failed
-  echo "{\"rollout_s\":$rollout_seconds,\"rollout\":\"$phase\",${loadgen_json#\{\"bench\":\"loadgen\",}"
+  if [ -n "${maintenance_seconds:-}" ]; then
+    printf '  %-22s%12s\n' "maintenance duration" "${maintenance_seconds}s"
+    printf '  %-22s%12s\n' "maintenance replace" "$maintenance_result"
+  fi
 }
