@@ -43,7 +43,8 @@ bench_loadgen_args=(--connections 38 --keep-alive-rate 50/s --new-connection-rat
 source scripts/lib/haproxy-demo.sh
 demo_setup
 
-# run_changes [--no-lb-drain]: one deployment, the load, the changes.
+# run_changes [--no-lb-drain]: one deployment, the load, the changes; then
+# everything of the run is stopped (the next one starts afresh).
 run_changes() {
   demo_start "$@"
   demo_deploy "$members"
@@ -60,6 +61,7 @@ run_changes() {
     sleep "$steady_seconds"
   fi
   demo_load_stop
+  demo_stop
 }
 
 # run_json: the run's figures as one JSON object: loadgen's line (without
