@@ -10,6 +10,7 @@
 #include <sstream>
 #include <utility>
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
@@ -50,6 +51,7 @@ constexpr int kMaxYamlDepth = 256;
 // A real manifest spends several bytes per node; a document that expands to
 // far more nodes than that is being multiplied by aliases.
 size_t max_yaml_nodes(size_t text_size) { return 10'000 + text_size / 2; }
+std::string too_deep() { return "the manifest nests deeper than " + std::to_string(kMaxYamlDepth) + " levels"; }
 
 // ---------------------------------------------------------------------------
 // Enumerations and their manifest spellings.
@@ -1018,8 +1020,7 @@ class YamlToJson {
                     " nodes (aliases?)");
     }
     if (depth > kMaxYamlDepth) {
-      reject_syntax("invalid YAML" + describe_mark(node.Mark()) + ": nested more than " +
-                    std::to_string(kMaxYamlDepth) + " levels deep");
+      reject_syntax("invalid YAML" + describe_mark(node.Mark()) + ": " + too_deep());
     }
     switch (node.Type()) {
       case YAML::NodeType::Null:
@@ -1139,6 +1140,9 @@ Result<json> yaml_document(std::string_view text) {
         documents.push_back(std::move(document));
       }
     }
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own limit (far beyond ours), whose message is "bad file".
+    return fail(ErrorCode::kInvalid, "invalid YAML" + describe_mark(e.mark) + ": " + too_deep());
   } catch (const YAML::Exception& e) {
     return fail(ErrorCode::kInvalid, "invalid YAML" + describe_mark(e.mark) + ": " + e.msg);
   }

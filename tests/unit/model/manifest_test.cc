@@ -473,6 +473,20 @@ TEST(ManifestDocument, DeepGroupNestingIsRefused) {
   EXPECT_THAT(r.error().message, HasSubstr("levels deep"));
 }
 
+// yaml-cpp's parser gives up on deep nesting with "bad file"; the error says
+// what is wrong, where, and the limit, as for nesting our converter refuses.
+TEST(ManifestDocument, DeepYamlNestingIsRefusedSayingSo) {
+  for (const int depth : {300, 5000}) {
+    SCOPED_TRACE(depth);
+    const std::string text = "application: shop\nclusters: " + std::string(depth, '[') + std::string(depth, ']') + "\n";
+    const auto r = parse_manifest(text, ManifestFormat::kYaml);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+    EXPECT_THAT(r.error().message, ::testing::MatchesRegex("invalid YAML at line 2, column [0-9]+: the manifest nests "
+                                                           "deeper than 256 levels"));
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Rejections: unknown fields and types
 
