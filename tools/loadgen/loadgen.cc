@@ -149,7 +149,7 @@ class LoadGenerator {
       return;
     }
     stopping_ = true;
-    error_code ignored;
+    stopped_ = Clock::now();
     deadline_.cancel();
     file_timer_.cancel();
     ticker_.cancel();
@@ -161,8 +161,10 @@ class LoadGenerator {
   }
 
   const Tally& tally() const { return tally_; }
+  // How long requests were sent: the wait for those in flight at the stop
+  // (up to a slow request's delay) would understate the rate.
   std::chrono::milliseconds elapsed() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
+    return std::chrono::duration_cast<std::chrono::milliseconds>((stopping_ ? stopped_ : Clock::now()) - started_);
   }
   bool aborted() const { return aborted_; }
 
@@ -354,6 +356,7 @@ class LoadGenerator {
   asio::steady_timer slow_ticker_;  // slow requests
   std::vector<std::unique_ptr<asio::steady_timer>> pacers_;
   Clock::time_point started_;
+  Clock::time_point stopped_;
   std::string refused_phase_;  // the last label enter_phase refused, said once
   int active_ = 0;
   bool stopping_ = false;
