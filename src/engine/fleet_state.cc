@@ -46,6 +46,10 @@ Status Fleet::reload_members() {
     if (!state) {
       return fail(ErrorCode::kInternal, "member " + m.id + " has unknown state " + m.state);
     }
+    // An id names one member for good: ordinals go on after the history's
+    // too (a reused id would overwrite a Terminated member's record).
+    const std::string key = m.app + "/" + m.cluster;
+    last_ordinal_[key] = std::max(last_ordinal_[key], m.ordinal);
     if (*state != MemberState::kTerminated) {
       loaded.emplace_back(std::move(m), *state);
     }
@@ -55,8 +59,6 @@ Status Fleet::reload_members() {
   by_host_.clear();
   outstanding_.clear();
   for (auto& [record, state] : loaded) {
-    const std::string key = record.app + "/" + record.cluster;
-    last_ordinal_[key] = std::max(last_ordinal_[key], record.ordinal);
     remember(std::move(record), state);
   }
   return {};

@@ -257,6 +257,31 @@ TEST_F(FleetTest, ARestartedControllerResendsWhatIsOutstanding) {
   EXPECT_EQ(states().size(), 2u) << "no member created twice";
 }
 
+// Issue 14's fault campaign (seed 1417334799): a restarted controller took
+// its next ordinal from the live members only, so once the newest members
+// were Terminated it created a member under a Terminated one's id, and the
+// store's INSERT OR REPLACE overwrote that member's history.
+TEST_F(FleetTest, ARestartedControllerNeverReusesTheIdOfATerminatedMember) {
+  Joined a = join("a");
+  apply();
+  fleet_->tick();
+  std::string one = kApp;
+  one.replace(one.find("desired: 2"), 10, "desired: 1");
+  apply(one);
+  fleet_->tick();
+  result(a, "stop:shop/web/2", true);
+  ASSERT_EQ(states()["shop/web/2"], "Terminated");
+
+  auto restarted = make_fleet();  // same store, fresh memory
+  auto link = reconnect(a, {{"shop/web/1", 1, "Running", 1}}, restarted.get());
+  apply();  // desired 2 again
+  restarted->tick();
+  const auto now = states();
+  EXPECT_EQ(now.size(), 3u) << "a new member beside the history";
+  EXPECT_EQ(now.at("shop/web/2"), "Terminated") << "the history is kept";
+  EXPECT_TRUE(now.contains("shop/web/3")) << "the new member has a new id";
+}
+
 TEST_F(FleetTest, UndeployStopsEveryMember) {
   Joined a = join("a");
   apply();
