@@ -186,7 +186,7 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     : apps_(apps), access_(access), fleet_(fleet), store_(store), metrics_(metrics) {
   const std::string v1 = "/api/v1";
 
-  add("GET", v1 + "/hosts", Role::kViewer, [this](const Params&) { return ok(fleet_.hosts_json()); });
+  add("GET", v1 + "/hosts", Role::kViewer, [this](const Params& p) { return ok(fleet_.hosts_json(p.principal.app)); });
   for (const char* action : {"drain", "undrain"}) {
     add(
         "POST", v1 + "/hosts/{id}/" + action, Role::kAdmin,

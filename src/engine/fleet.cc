@@ -314,9 +314,10 @@ bool Fleet::tracks_load(const std::string& app) const {
 void Fleet::tick() {
   std::lock_guard committing(commit_mu_);
   std::unique_lock lock(mu_);
-  // What agents' messages staged since the last pass is written first, with
-  // the view held: the pass reads the store and must find it there.
-  if (commit_staged(lock, false)) {
+  // What agents' messages staged since the last pass is written first: the
+  // pass reads the store and must find it there. The view is free while the
+  // group is written, so readers (the API) never wait for an fsync.
+  if (commit_staged(lock, true)) {
     reconcile_pass();
     (void)commit_staged(lock, true);
   }

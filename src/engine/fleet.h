@@ -113,7 +113,9 @@ class Fleet {
   // flushes before it returns.
   void on_staged(std::function<void()> wake);
 
-  nlohmann::json hosts_json() const;
+  // `members` counts only `visible_app`'s when given: a scoped token learns
+  // nothing of other applications.
+  nlohmann::json hosts_json(const std::optional<std::string>& visible_app) const;
   Result<nlohmann::json> set_host_draining(const std::string& host_id, bool draining, const Caller& caller);
   Result<nlohmann::json> members_json(const MemberQuery& query, const std::optional<std::string>& visible_app);
   Result<nlohmann::json> member_json(const std::string& member_id, const std::optional<std::string>& visible_app);

@@ -81,14 +81,14 @@ TimePoint Fleet::phase_seen_since(const ActiveRollout& rollout) {
   return seen.since;
 }
 
-json Fleet::hosts_json() const {
+json Fleet::hosts_json(const std::optional<std::string>& visible_app) const {
   std::lock_guard lock(mu_);
   json items = json::array();
   for (const auto& [id, h] : hosts_) {
     int members = 0;
     if (auto on_host = by_host_.find(id); on_host != by_host_.end()) {
       for (const auto& [mid, m] : on_host->second) {
-        members += may_run(m->state) ? 1 : 0;
+        members += may_run(m->state) && (!visible_app || m->record.app == *visible_app) ? 1 : 0;
       }
     }
     items.push_back({{"id", id},

@@ -234,6 +234,31 @@ TEST_F(ControllerApiTest, HostOperationsNeedAnUnscopedAdmin) {
   EXPECT_EQ(state(), "Ready");
 }
 
+// A host is shared, its members are not: a scoped token counts only its
+// own application's.
+TEST_F(ControllerApiTest, HostsShowAScopedTokenOnlyItsOwnMembers) {
+  WriteBatch batch;
+  batch.mutations.push_back(PutHost{HostRecord{.id = "h1", .hostname = "one", .state = "Ready"}});
+  for (const char* app : {"shop", "other", "other"}) {
+    MemberRecord m;
+    m.app = app;
+    m.cluster = "web";
+    m.ordinal = static_cast<int64_t>(batch.mutations.size());
+    m.id = m.app + "/web/" + std::to_string(m.ordinal);
+    m.host = "h1";
+    m.state = "Active";
+    batch.mutations.push_back(PutMember{m});
+  }
+  ASSERT_TRUE(store_->commit(batch).has_value());
+  ASSERT_TRUE(fleet_->load().has_value());
+  auto members_on_h1 = [&](const std::string& token) {
+    return json::parse(call("GET", "/api/v1/hosts", token).body)["items"][0]["members"].get<int>();
+  };
+  EXPECT_EQ(members_on_h1(admin_), 3);
+  EXPECT_EQ(members_on_h1(token(Role::kViewer, std::string("shop"))), 1);
+  EXPECT_EQ(members_on_h1(token(Role::kViewer, std::string("nothing"))), 0);
+}
+
 TEST_F(ControllerApiTest, MemberIdsWithSlashesRoute) {
   EXPECT_EQ(call("GET", "/api/v1/members/shop/web/3", admin_).status, 404);
   const Response logs = call("GET", "/api/v1/members/shop/web/3/logs", admin_);
