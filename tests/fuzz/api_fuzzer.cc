@@ -49,7 +49,7 @@ clusters:
     health: {http: {port: http, path: /healthz}}
 )";
 
-// Is kRevision1 with web at version 2: an update, so undo has a target.
+// kRevision1 with web at version 2: an update, so that undo has a target.
 std::string revision2() {
   std::string text(kRevision1);
   const std::string from = "{version: \"1\", command: [web";
@@ -71,7 +71,7 @@ struct Tokens {
 };
 
 // The store every input starts from, and where each input's copy goes; the
-// directory goes when the fuzzer exits.
+// directory goes when the fuzzer exits (a crash leaves it behind).
 class Template {
  public:
   Template() : dir_(make_dir()), store_(dir_ / "template.db"), copy_(dir_ / "input.db") {
