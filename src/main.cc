@@ -25,6 +25,11 @@ int main(int argc, char** argv) {
   ctl->add_option("--config", controller.config_file, "YAML settings; flags win")->check(CLI::ExistingFile);
   auto* haproxy = ctl->add_option("--haproxy-socket", controller.haproxy_socket,
                                   "HAProxy runtime API (stats socket ... level admin): PATH or 127.0.0.1:PORT");
+  auto* tls_cert = ctl->add_option("--tls-cert", controller.tls_certificate,
+                                   "PEM certificate chain: serve the API and the agents' WebSocket over TLS");
+  auto* tls_key = ctl->add_option("--tls-key", controller.tls_key, "PEM private key of --tls-cert");
+  ctl->add_flag("--tls", controller.dev_tls,
+                "with --dev: serve TLS with a private CA and certificate made in the data dir (ca.crt to trust)");
   ctl->add_flag("--no-lb-drain", controller.no_lb_drain,
                 "control experiment: stop members without draining them from the load balancer first");
   std::string heartbeat_interval;
@@ -49,13 +54,17 @@ int main(int argc, char** argv) {
     if (listen->count() > 0) given.push_back("listen");
     if (data_dir->count() > 0) given.push_back("data-dir");
     if (haproxy->count() > 0) given.push_back("haproxy-socket");
+    if (tls_cert->count() > 0) given.push_back("tls-cert");
+    if (tls_key->count() > 0) given.push_back("tls-key");
     exit_code = tranche::api::run_controller(controller, given);
   });
 
   tranche::agent::AgentOptions agent;
   std::string labels;
   auto* agt = app.add_subcommand("agent", "run an agent on this host");
-  agt->add_option("--server", agent.server, "controller URL, http://HOST:PORT");
+  agt->add_option("--server", agent.server, "controller URL, http://HOST:PORT or https://HOST:PORT");
+  agt->add_option("--ca", agent.ca_file, "CA file an https:// controller's certificate must chain to")
+      ->envname("TRANCHE_CA");
   agt->add_option("--server-file", agent.server_file, "a file holding the controller URL, re-read on reconnect");
   agt->add_option("--join-token", agent.join_token, "token for the first join");
   agt->add_option("--join-token-file", agent.join_token_file, "a file holding the join token");

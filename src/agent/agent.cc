@@ -14,9 +14,9 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
 
 #include "agent/command_book.h"
+#include "agent/controller_channel.h"
 #include "agent/driver.h"
 #include "agent/health.h"
 #include "agent/journal.h"
@@ -26,9 +26,7 @@ namespace tranche::agent {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace websocket = beast::websocket;
 namespace fs = std::filesystem;
-using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -189,9 +187,8 @@ class Agent {
     stopping_ = true;
     poll_timer_.cancel();
     heartbeat_timer_.cancel();
-    if (ws_) {
-      error_code ignored;
-      beast::get_lowest_layer(*ws_).socket().close(ignored);
+    if (channel_) {
+      channel_->close();
     }
     if (backoff_timer_) {
       backoff_timer_->cancel();
@@ -234,40 +231,15 @@ class Agent {
 
   // One connection, from handshake to loss. True when it got as far as welcome.
   asio::awaitable<bool> session() {
-    const std::string url = server();
-    const std::string scheme = "http://";
-    if (!url.starts_with(scheme)) {
-      spdlog::error("server must be http://HOST:PORT, got '{}'", url);
+    auto channel = co_await open_controller_channel(io_, server(), options_.ca_file);
+    if (!channel) {
+      spdlog::warn("{}", channel.error().describe());
       co_return false;
     }
-    const std::string hostport = url.substr(scheme.size());
-    const size_t colon = hostport.rfind(':');
-    const std::string host = hostport.substr(0, colon);
-    const std::string port = colon == std::string::npos ? "80" : hostport.substr(colon + 1);
-    error_code ec;
-    tcp::resolver resolver(io_);
-    auto endpoints = co_await resolver.async_resolve(host, port, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      spdlog::warn("resolve {}: {}", url, ec.message());
-      co_return false;
-    }
-    ws_ = std::make_unique<websocket::stream<beast::tcp_stream>>(io_);
-    beast::get_lowest_layer(*ws_).expires_after(5s);
-    co_await beast::get_lowest_layer(*ws_).async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      beast::get_lowest_layer(*ws_).expires_never();
-      ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
-      ws_->read_message_max(16 * 1024 * 1024);
-      co_await ws_->async_handshake(hostport, "/agent/v1/connect", asio::redirect_error(asio::use_awaitable, ec));
-    }
-    if (ec) {
-      spdlog::warn("cannot connect to {}: {}", url, ec.message());
-      ws_.reset();
-      co_return false;
-    }
+    channel_ = std::move(*channel);
     co_await write(protocol::to_json(hello()).dump());
     beast::flat_buffer buffer;
-    co_await ws_->async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+    const error_code ec = co_await channel_->read(buffer);
     bool welcomed = false;
     if (!ec) {
       auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
@@ -284,7 +256,7 @@ class Agent {
       co_await read_loop();
     }
     connected_ = false;
-    ws_.reset();
+    channel_.reset();
     outbox_.clear();
     writing_ = false;
     co_return welcomed;
@@ -331,8 +303,7 @@ class Agent {
     beast::flat_buffer buffer;
     while (!stopping_) {
       buffer.clear();
-      error_code ec;
-      co_await ws_->async_read(buffer, asio::redirect_error(asio::use_awaitable, ec));
+      const error_code ec = co_await channel_->read(buffer);
       if (ec) {
         spdlog::warn("connection lost: {}", ec.message());
         co_return;
@@ -376,7 +347,7 @@ class Agent {
   }
 
   asio::awaitable<void> drain_outbox() {
-    while (!outbox_.empty() && ws_) {
+    while (!outbox_.empty() && channel_) {
       const std::string message = std::move(outbox_.front());
       outbox_.pop_front();
       if (!co_await write(message)) {
@@ -386,12 +357,7 @@ class Agent {
     writing_ = false;
   }
 
-  asio::awaitable<bool> write(const std::string& text) {
-    error_code ec;
-    ws_->text(true);
-    co_await ws_->async_write(asio::buffer(text), asio::redirect_error(asio::use_awaitable, ec));
-    co_return !ec;
-  }
+  asio::awaitable<bool> write(const std::string& text) { co_return !co_await channel_->write(text); }
 
   // ---- commands -------------------------------------------------------------
 
@@ -918,7 +884,7 @@ class Agent {
   asio::steady_timer poll_timer_;
   asio::steady_timer heartbeat_timer_;
   std::optional<asio::steady_timer> backoff_timer_;
-  std::unique_ptr<websocket::stream<beast::tcp_stream>> ws_;
+  std::unique_ptr<ControllerChannel> channel_;
   std::deque<std::string> outbox_;
   bool writing_ = false;
   bool connected_ = false;
@@ -961,6 +927,13 @@ int run_agent(const AgentOptions& options) {
   }
   if (options.server.empty() && options.server_file.empty()) {
     refuse_to_start("give --server or --server-file");
+    return 2;
+  }
+  // A CA file is read on every connection (a --dev controller may make it
+  // after starting its agent); one given with a fixed --server must be there now.
+  std::error_code ca_error;
+  if (!options.ca_file.empty() && options.server_file.empty() && !fs::is_regular_file(options.ca_file, ca_error)) {
+    refuse_to_start("--ca " + options.ca_file + ": no such file");
     return 2;
   }
   asio::io_context io;

@@ -11,8 +11,9 @@
 namespace tranche::agent {
 
 struct AgentOptions {
-  std::string server;       // http://HOST:PORT
+  std::string server;       // http://HOST:PORT, or https://HOST:PORT (the WebSocket over TLS)
   std::string server_file;  // or: a file holding it, re-read on every reconnect (--dev)
+  std::string ca_file;      // the CA an https:// controller's certificate must chain to; empty: the system's CAs
   std::string join_token;
   std::string join_token_file;
   std::map<std::string, std::string> labels;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <thread>
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 #include <boost/asio.hpp>
@@ -29,6 +30,8 @@
 #include "common/clock.h"
 #include "common/file_lock.h"
 #include "common/secrets.h"
+#include "common/server_url.h"
+#include "common/tls_files.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
 #include "engine/balancer_sync.h"
@@ -94,6 +97,10 @@ Status read_config(ControllerOptions& options, const std::vector<std::string>& f
         options.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
       } else if (key == "haproxySocket") {
         if (!given("haproxy-socket")) options.haproxy_socket = value.as<std::string>();
+      } else if (key == "tlsCert") {
+        if (!given("tls-cert")) options.tls_certificate = value.as<std::string>();
+      } else if (key == "tlsKey") {
+        if (!given("tls-key")) options.tls_key = value.as<std::string>();
       } else if (key == "apiThreads") {
         options.threads = std::clamp(value.as<int>(), 1, 64);
       } else {
@@ -116,6 +123,52 @@ Result<std::pair<std::string, unsigned short>> parse_listen(const std::string& l
     return fail(ErrorCode::kInvalid, "bad port in '" + listen + "'", "listen");
   }
   return std::pair{listen.substr(0, colon), static_cast<unsigned short>(std::stoi(port))};
+}
+
+// The TLS flags that go together, and those that exclude each other.
+Status check_tls_options(const ControllerOptions& options) {
+  if (options.tls_certificate.empty() != options.tls_key.empty()) {
+    return fail(ErrorCode::kInvalid, "--tls-cert and --tls-key go together", "tls-cert");
+  }
+  if (options.dev_tls && !options.dev) {
+    return fail(ErrorCode::kInvalid, "--tls makes a private CA for --dev; without --dev give --tls-cert and --tls-key",
+                "tls");
+  }
+  if (options.dev_tls && !options.tls_certificate.empty()) {
+    return fail(ErrorCode::kInvalid, "--tls makes its own certificate; give it or --tls-cert/--tls-key, not both",
+                "tls");
+  }
+  return {};
+}
+
+struct ServerCredentials {
+  std::string certificate;  // empty: no TLS
+  std::string key;
+};
+
+// --tls-cert/--tls-key as given, or --dev --tls's files in the data dir
+// (made on the first start, reused after), naming the listen host too.
+Result<ServerCredentials> server_credentials(const ControllerOptions& options, const fs::path& data_dir,
+                                             const std::string& listen_host) {
+  if (!options.dev_tls) {
+    return ServerCredentials{options.tls_certificate, options.tls_key};
+  }
+  std::vector<std::string> hosts = {"127.0.0.1", "::1", "localhost"};
+  if (std::find(hosts.begin(), hosts.end(), listen_host) == hosts.end()) {
+    hosts.push_back(listen_host);
+  }
+  auto files = ensure_dev_tls_files(data_dir, hosts);
+  if (!files) {
+    return std::unexpected(files.error());
+  }
+  if (files->created_ca) {
+    spdlog::info("made a private CA for --dev --tls: clients and agents trust {}", files->ca_certificate.string());
+  }
+  if (files->issued_server_certificate) {
+    spdlog::info("issued the server certificate {} for {}", files->server_certificate.string(),
+                 fmt::join(hosts, ", "));
+  }
+  return ServerCredentials{files->server_certificate.string(), files->server_key.string()};
 }
 
 // A refusal to start goes to stderr, where the caller who started us looks.
@@ -256,8 +309,13 @@ Status ensure_local_agent(const fs::path& data_dir) {
     const std::string server_file = (data_dir / "controller.url").string();
     const std::string token_file = (data_dir / "join.token").string();
     const std::string state_dir = dir.string();
+    // The CA of --dev --tls, read by the agent only when controller.url is
+    // https://; given always, so that a running agent reused by a controller
+    // restarted with --tls trusts it too.
+    const std::string ca_file = (data_dir / "ca.crt").string();
     ::execl(self.c_str(), self.c_str(), "agent", "--server-file", server_file.c_str(), "--join-token-file",
-            token_file.c_str(), "--state-dir", state_dir.c_str(), static_cast<char*>(nullptr));
+            token_file.c_str(), "--state-dir", state_dir.c_str(), "--ca", ca_file.c_str(),
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   int status = 0;
@@ -278,6 +336,10 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   auto listen = parse_listen(options.listen);
   if (!listen) {
     refuse_to_start(listen.error().describe());
+    return 2;
+  }
+  if (auto ok = check_tls_options(options); !ok) {
+    refuse_to_start(ok.error().describe());
     return 2;
   }
   const fs::path data_dir = options.data_dir;
@@ -420,6 +482,18 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   HttpServer server(io, api, **store, fleet, metrics,
                     HttpServerOptions{listen->first, listen->second, options.body_limit, options.max_connections,
                                       options.max_unauthenticated_agents});
+  auto credentials = server_credentials(options, data_dir, listen->first);
+  if (!credentials) {
+    refuse_to_start("TLS: " + credentials.error().describe());
+    return 1;
+  }
+  const bool tls = !credentials->certificate.empty();
+  if (tls) {
+    if (auto ok = server.enable_tls(credentials->certificate, credentials->key); !ok) {
+      refuse_to_start("TLS: " + ok.error().describe());
+      return 1;
+    }
+  }
   unsigned short port = 0;
   try {
     port = server.start();
@@ -427,7 +501,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     refuse_to_start("cannot listen on " + options.listen + ": " + e.what());
     return 1;
   }
-  const std::string url = "http://" + listen->first + ":" + std::to_string(port);
+  const std::string url = format_server_url(tls, listen->first, port);
   if (auto ok = write_file_atomically(data_dir / "controller.url", url + "\n", 0644); !ok) {
     refuse_to_start(ok.error().describe());
     return 1;

@@ -20,11 +20,17 @@ struct ControllerOptions {
   std::chrono::milliseconds heartbeat_interval{2000};
   std::chrono::milliseconds heartbeat_timeout{6000};
   std::string haproxy_socket;  // empty: no load balancer
+  // TLS for the API and the agents' WebSocket: a certificate chain and its
+  // key (PEM), or with `dev_tls` (only with `dev`) a private CA and a server
+  // certificate made in the data dir (ca.crt is what clients pin).
+  std::string tls_certificate;
+  std::string tls_key;
+  bool dev_tls = false;
   bool no_lb_drain = false;
 };
 
 // Reads `options.config_file` into the fields not set on the command line
-// (`flags_given` names them: "listen", "data-dir", "haproxy-socket"). Errors name the key.
+// (`flags_given` names them: "listen", "data-dir", "haproxy-socket", "tls-cert", "tls-key"). Errors name the key.
 int run_controller(ControllerOptions options, const std::vector<std::string>& flags_given);
 
 }  // namespace tranche::api

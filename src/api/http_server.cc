@@ -12,14 +12,19 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <deque>
 #include <nlohmann/json.hpp>
 
 #include "api/controller_api.h"
 #include "api/metrics.h"
+#include "api/connection_parts.h"
+#include "common/tls_context.h"
 #include "engine/fleet.h"
 #include "protocol/messages.h"
 #include "store/store.h"
@@ -30,13 +35,13 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
-using Strand = asio::strand<asio::io_context::executor_type>;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
-constexpr auto kStreamKeepalive = std::chrono::seconds(15);
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr size_t kStreamBatch = 500;
 constexpr size_t kAgentMessageLimit = 16 * 1024 * 1024;
@@ -45,6 +50,8 @@ constexpr const char* kAgentPath = "/agent/v1/connect";
 // bytes and an agent sends it at once.
 constexpr size_t kHelloMessageLimit = 64 * 1024;
 constexpr auto kHelloTimeout = std::chrono::seconds(10);
+// A TLS handshake is as unauthenticated as a hello, and as quick.
+constexpr auto kHandshakeTimeout = kHelloTimeout;
 // A request head (request line and fields) and its target: what common
 // servers accept, far above what the API or a browser needs.
 constexpr size_t kHeaderLimit = 64 * 1024;
@@ -93,101 +100,6 @@ Response error_response(int status, const std::string& code, const std::string& 
                   nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump()};
 }
 
-// One agent's WebSocket, usable from any thread: send() and close() post to
-// the connection's strand, where writes go out one at a time in order.
-class WebSocketAgentLink final : public AgentLink, public std::enable_shared_from_this<WebSocketAgentLink> {
- public:
-  WebSocketAgentLink(Strand strand, beast::tcp_stream&& stream)
-      : strand_(strand), peer_address_(remote_address(stream)), ws_(std::move(stream)) {}
-
-  websocket::stream<beast::tcp_stream>& ws() { return ws_; }
-
-  void send(std::string message) override {
-    asio::post(strand_, [self = shared_from_this(), m = std::move(message)]() mutable {
-      self->queue_.push_back(std::move(m));
-      self->pump();
-    });
-  }
-
-  std::string peer_address() const override { return peer_address_; }
-
-  void close(std::string reason) override {
-    asio::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
-      if (self->closed_) {
-        return;
-      }
-      self->closed_ = true;
-      spdlog::info("closing agent connection: {}", reason);
-      self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),
-                            asio::bind_executor(self->strand_, [self](error_code) {}));
-    });
-  }
-
- private:
-  void pump() {
-    if (writing_ || closed_ || queue_.empty()) {
-      return;
-    }
-    writing_ = true;
-    ws_.text(true);
-    // The stream's own executor is the io_context's: without the strand the
-    // completion would touch queue_ and the stream concurrently with send()
-    // and the read loop (seen as double frees under load, bench/rollout).
-    ws_.async_write(asio::buffer(queue_.front()),
-                    asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
-                      self->writing_ = false;
-                      self->queue_.pop_front();
-                      if (ec) {
-                        self->closed_ = true;
-                        return;
-                      }
-                      self->pump();
-                    }));
-  }
-
-  static std::string remote_address(beast::tcp_stream& stream) {
-    error_code ec;
-    const auto endpoint = stream.socket().remote_endpoint(ec);
-    return ec ? std::string() : endpoint.address().to_string();
-  }
-
-  Strand strand_;
-  std::string peer_address_;
-  websocket::stream<beast::tcp_stream> ws_;
-  std::deque<std::string> queue_;
-  bool writing_ = false;
-  bool closed_ = false;
-};
-
-// Wakes one event-stream connection when new events are committed. It lives
-// on the connection's strand, so a wake-up between "nothing new" and "wait"
-// is never lost.
-class StreamWaker {
- public:
-  explicit StreamWaker(Strand strand) : strand_(strand), timer_(strand) {}
-  void wake() {
-    asio::post(strand_, [this] {
-      pending_ = true;
-      timer_.cancel();
-    });
-  }
-  // True when woken, false when the keepalive interval passed quietly.
-  asio::awaitable<bool> wait() {
-    if (!pending_) {
-      timer_.expires_after(kStreamKeepalive);
-      error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
-    const bool woken = pending_;
-    pending_ = false;
-    co_return woken;
-  }
-
- private:
-  Strand strand_;
-  asio::steady_timer timer_;
-  bool pending_ = false;
-};
 // The answer of a deferred route, without holding a thread: the reply,
 // from whatever thread gives it, is posted to the connection's strand and
 // wakes the coroutine.
@@ -221,6 +133,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   Metrics& metrics;
   HttpServerOptions options;
   tcp::acceptor acceptor;
+  std::unique_ptr<ssl::context> tls_context;  // set: every connection is TLS
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> accept_errors{0};
   std::atomic<size_t> unauthenticated_agents{0};
@@ -228,25 +141,37 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   // Open connections, so drain() can end idle ones and event streams.
   struct Connection {
     Strand strand;
-    beast::tcp_stream* stream = nullptr;
-    bool busy = false;  // a request is being handled
+    beast::tcp_stream* stream = nullptr;  // the lowest layer, TLS or not
+    bool busy = false;                    // a request is being handled
     StreamWaker* waker = nullptr;
-    std::weak_ptr<WebSocketAgentLink> agent;
+    std::weak_ptr<AgentLink> agent;
   };
   std::mutex connections_mutex;
   std::set<std::shared_ptr<Connection>> connections;
 
   asio::awaitable<void> accept_loop();
+  // A connection's requests, over TCP or, with tls_context, TLS.
   asio::awaitable<void> serve(tcp::socket socket, std::shared_ptr<Connection> conn);
+  // Past the connection cap: answered 503 and closed.
+  asio::awaitable<void> refuse(tcp::socket socket);
+  // The TLS handshake of an accepted connection, bounded in time; false
+  // when it failed (plain HTTP sent to a TLS listener ends here).
+  asio::awaitable<bool> handshake(TlsStream& stream);
+  template <class Stream>
+  asio::awaitable<void> serve_requests(Stream& stream, std::shared_ptr<Connection> conn);
   // Answers `response` and closes the connection, reading what the client
   // still sends for a moment so that the close does not reset the
   // connection before the client has read the answer.
-  asio::awaitable<void> answer_and_close(beast::tcp_stream& stream, const Response& response, std::string method,
+  template <class Stream>
+  asio::awaitable<void> answer_and_close(Stream& stream, const Response& response, std::string method,
                                          std::string route);
-  asio::awaitable<void> stream_events(beast::tcp_stream& stream, const EventStreamRequest& request,
+  template <class Stream>
+  asio::awaitable<void> stream_events(Stream& stream, const EventStreamRequest& request,
                                       std::shared_ptr<Connection> conn);
-  asio::awaitable<void> serve_agent(beast::tcp_stream stream, http::request<http::string_body> request,
+  template <class Stream>
+  asio::awaitable<void> serve_agent(Stream stream, http::request<http::string_body> request,
                                     std::shared_ptr<Connection> conn);
+  void forget(const std::shared_ptr<Connection>& conn);
   void close_idle(const std::shared_ptr<Connection>& conn);
 };
 
@@ -279,6 +204,22 @@ http::response<http::string_body> to_beast(const Response& response, unsigned ve
 
 std::string sse_frame(const EventRecord& e) {
   return "id: " + std::to_string(e.seq) + "\nevent: " + e.type + "\ndata: " + event_json(e).dump() + "\n\n";
+}
+
+// The end of what the server sends on a connection. Over TCP, half a close:
+// the client still reads what was sent. Over TLS, close_notify first (so the
+// client can tell the end from a truncation), waiting for the client's
+// answer a moment at most.
+asio::awaitable<void> end_sending(beast::tcp_stream& stream) {
+  error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  co_return;
+}
+
+asio::awaitable<void> end_sending(TlsStream& stream) {
+  beast::get_lowest_layer(stream).expires_after(kLingerTimeout);
+  error_code ec;
+  co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 }  // namespace
@@ -320,49 +261,91 @@ asio::awaitable<void> HttpServer::State::accept_loop() {
       }
     }
     if (full) {
-      asio::co_spawn(
-          conn->strand,
-          [self, socket = std::move(socket)]() mutable -> asio::awaitable<void> {
-            beast::tcp_stream stream(std::move(socket));
-            co_await self->answer_and_close(
-                stream,
-                error_response(503, "unavailable",
-                               "the controller has " + std::to_string(self->options.max_connections) +
-                                   " open connections, its limit; retry later"),
-                "", "connection_limit");
-          },
-          asio::detached);
+      asio::co_spawn(conn->strand, refuse(std::move(socket)), asio::detached);
       continue;
     }
     asio::co_spawn(conn->strand, serve(std::move(socket), conn), asio::detached);
   }
 }
 
-asio::awaitable<void> HttpServer::State::answer_and_close(beast::tcp_stream& stream, const Response& response,
+asio::awaitable<void> HttpServer::State::refuse(tcp::socket socket) {
+  auto self = shared_from_this();
+  const Response full = error_response(
+      503, "unavailable",
+      "the controller has " + std::to_string(options.max_connections) + " open connections, its limit; retry later");
+  if (!tls_context) {
+    beast::tcp_stream stream(std::move(socket));
+    co_await answer_and_close(stream, full, "", "connection_limit");
+    co_return;
+  }
+  TlsStream stream(std::move(socket), *tls_context);
+  if (co_await handshake(stream)) {
+    co_await answer_and_close(stream, full, "", "connection_limit");
+  }
+}
+
+asio::awaitable<bool> HttpServer::State::handshake(TlsStream& stream) {
+  beast::get_lowest_layer(stream).expires_after(kHandshakeTimeout);
+  error_code ec;
+  co_await stream.async_handshake(ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    error_code ignored;
+    const auto peer = beast::get_lowest_layer(stream).socket().remote_endpoint(ignored);
+    spdlog::debug("TLS handshake with {} failed: {}", peer.address().to_string(), ec.message());
+    co_return false;
+  }
+  co_return true;
+}
+
+template <class Stream>
+asio::awaitable<void> HttpServer::State::answer_and_close(Stream& stream, const Response& response,
                                                           std::string method, std::string route) {
   const auto started = std::chrono::steady_clock::now();
   auto res = to_beast(response, 11, false);
-  stream.expires_after(kLingerTimeout);
+  beast::get_lowest_layer(stream).expires_after(kLingerTimeout);
   error_code ec;
   co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
   metrics.record_request(method, route, response.status, std::chrono::steady_clock::now() - started);
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  std::array<char, 16 * 1024> discard;
-  while (!ec) {
-    co_await stream.async_read_some(asio::buffer(discard), asio::redirect_error(asio::use_awaitable, ec));
+  co_await end_sending(stream);
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    std::array<char, 16 * 1024> discard;
+    while (!ec) {
+      co_await stream.async_read_some(asio::buffer(discard), asio::redirect_error(asio::use_awaitable, ec));
+    }
   }
 }
 
 asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_ptr<Connection> conn) {
   auto self = shared_from_this();
-  beast::tcp_stream stream(std::move(socket));
-  conn->stream = &stream;
+  if (!tls_context) {
+    beast::tcp_stream stream(std::move(socket));
+    co_await serve_requests(stream, conn);
+    co_return;
+  }
+  TlsStream stream(std::move(socket), *tls_context);
+  conn->stream = &beast::get_lowest_layer(stream);  // a drain ends a handshake in progress too
+  if (co_await handshake(stream)) {
+    co_await serve_requests(stream, conn);
+  } else {
+    conn->stream = nullptr;
+    forget(conn);
+  }
+}
+
+void HttpServer::State::forget(const std::shared_ptr<Connection>& conn) {
+  std::lock_guard lock(connections_mutex);
+  connections.erase(conn);
+}
+
+template <class Stream>
+asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::shared_ptr<Connection> conn) {
+  conn->stream = &beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(options.body_limit);
-    stream.expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream).expires_after(kIdleTimeout);
     error_code ec;
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     const std::string method(parser.get().method_string());
@@ -414,8 +397,7 @@ asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_p
       }
       conn->stream = nullptr;
       co_await serve_agent(std::move(stream), parser.release(), conn);
-      std::lock_guard lock(connections_mutex);
-      connections.erase(conn);
+      forget(conn);
       co_return;
     }
     conn->busy = true;
@@ -441,20 +423,19 @@ asio::awaitable<void> HttpServer::State::serve(tcp::socket socket, std::shared_p
       break;
     }
   }
-  error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  co_await end_sending(stream);
   conn->stream = nullptr;
-  std::lock_guard lock(connections_mutex);
-  connections.erase(conn);
+  forget(conn);
 }
 
-asio::awaitable<void> HttpServer::State::stream_events(beast::tcp_stream& stream, const EventStreamRequest& request,
+template <class Stream>
+asio::awaitable<void> HttpServer::State::stream_events(Stream& stream, const EventStreamRequest& request,
                                                        std::shared_ptr<Connection> conn) {
   // Headers by hand: the body is an open-ended stream delimited by close.
   static const std::string kHeaders =
       "HTTP/1.1 200 OK\r\nServer: tranche\r\nContent-Type: text/event-stream\r\n"
       "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
-  stream.expires_never();
+  beast::get_lowest_layer(stream).expires_never();
   error_code ec;
   co_await asio::async_write(stream, asio::buffer(kHeaders), asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
@@ -496,11 +477,12 @@ asio::awaitable<void> HttpServer::State::stream_events(beast::tcp_stream& stream
   conn->waker = nullptr;
 }
 
-asio::awaitable<void> HttpServer::State::serve_agent(beast::tcp_stream stream, http::request<http::string_body> request,
+template <class Stream>
+asio::awaitable<void> HttpServer::State::serve_agent(Stream stream, http::request<http::string_body> request,
                                                      std::shared_ptr<Connection> conn) {
   auto self = shared_from_this();
-  stream.expires_never();
-  auto link = std::make_shared<WebSocketAgentLink>(conn->strand, std::move(stream));
+  beast::get_lowest_layer(stream).expires_never();
+  auto link = std::make_shared<WebSocketAgentLink<Stream>>(conn->strand, std::move(stream));
   conn->agent = link;
   auto& ws = link->ws();
   // Until hello the peer is a stranger: little time, small messages, and a
@@ -591,6 +573,15 @@ HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, F
 }
 
 HttpServer::~HttpServer() = default;
+
+Status HttpServer::enable_tls(const std::string& certificate_file, const std::string& key_file) {
+  auto context = std::make_unique<ssl::context>(ssl::context::tls_server);
+  if (auto ok = configure_tls_server(context->native_handle(), certificate_file, key_file); !ok) {
+    return ok;
+  }
+  state_->tls_context = std::move(context);
+  return {};
+}
 
 unsigned short HttpServer::start() {
   auto& s = *state_;

@@ -12,9 +12,15 @@
 // request's head (431 beyond 64 KiB, 414 for a target beyond 8 KiB, 400 for
 // one that does not parse). Running out of file descriptors pauses
 // accepting instead of spinning.
+//
+// With enable_tls() every connection, the API's and the agents' WebSocket
+// alike, is TLS; one whose handshake fails (plain HTTP sent to it) is
+// closed without an answer.
 
 #include <memory>
 #include <string>
+
+#include "common/error.h"
 
 namespace boost::asio {
 class io_context;
@@ -47,6 +53,9 @@ class HttpServer {
              HttpServerOptions options);
   ~HttpServer();
 
+  // Serves every connection over TLS: the certificate chain and key of
+  // these PEM files. Before start(); an error when they do not load or match.
+  Status enable_tls(const std::string& certificate_file, const std::string& key_file);
   // Binds and starts accepting; returns the bound port. Throws on bind failure.
   unsigned short start();
   // Thread-safe; idempotent.

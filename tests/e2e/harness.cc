@@ -169,7 +169,11 @@ void Controller::start(const std::vector<std::string>& extra_args) {
           return false;
         }
         url_ = url.substr(0, url.find('\n'));
-        return run({tranche_binary(), "version", "--server", url_, "--token", admin_token()}).exit_code == 0;
+        std::vector<std::string> version = {tranche_binary(), "version", "--server", url_, "--token", admin_token()};
+        if (!ca_file_.empty()) {
+          version.insert(version.end(), {"--ca", ca_file_.string()});
+        }
+        return run(version).exit_code == 0;
       },
       20s);
   if (!up || !process_->running()) {
@@ -197,7 +201,8 @@ CliResult Controller::cli(const std::vector<std::string>& args, std::optional<st
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, {{"TRANCHE_SERVER", url_},
                     {"TRANCHE_TOKEN", token.value_or(admin_token())},
-                    {"TRANCHE_TOKEN_FILE", "/nonexistent"}});
+                    {"TRANCHE_TOKEN_FILE", "/nonexistent"},
+                    {"TRANCHE_CA", ca_file_.string()}});
 }
 
 }  // namespace tranche::e2e

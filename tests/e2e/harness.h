@@ -74,6 +74,9 @@ class Controller {
   void start(const std::vector<std::string>& extra_args = {});
   // The next start()s listen on this ADDR:PORT instead of 127.0.0.1:0.
   void listen_on(std::string address) { listen_ = std::move(address); }
+  // start() and cli() trust this CA (--ca, TRANCHE_CA): for a controller
+  // serving TLS. The file need not exist before start() (--dev --tls makes it).
+  void trust_ca(fs::path ca_file) { ca_file_ = std::move(ca_file); }
   void kill_hard();  // SIGKILL and reap
   int stop();        // SIGTERM; returns the exit status
 
@@ -89,6 +92,7 @@ class Controller {
  private:
   fs::path data_dir_;
   std::string listen_ = "127.0.0.1:0";
+  fs::path ca_file_;
   std::string url_;
   std::unique_ptr<Process> process_;
   int starts_ = 0;

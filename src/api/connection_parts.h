@@ -1,0 +1,131 @@
+#pragma once
+// Internal to http_server.cc, which alone includes it (Asio and Beast stay
+// out of this folder's interfaces): the parts of a connection that outlive
+// one request. An agent's WebSocket as the fleet's AgentLink, and what wakes
+// an event stream.
+
+#include <utility>  // before Asio: coroutine support needs it on g++ 12
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "engine/fleet.h"
+
+namespace tranche::api {
+
+using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+
+// An event stream with nothing to send says so this often (a comment line),
+// so that clients and proxies can tell a quiet stream from a dead one.
+inline constexpr auto kStreamKeepalive = std::chrono::seconds(15);
+
+// One agent's WebSocket (over a beast::tcp_stream, or TLS over one),
+// usable from any thread: send() and close() post to the connection's
+// strand, where writes go out one at a time in order.
+template <class Stream>
+class WebSocketAgentLink final : public AgentLink, public std::enable_shared_from_this<WebSocketAgentLink<Stream>> {
+ public:
+  WebSocketAgentLink(Strand strand, Stream&& stream)
+      : strand_(strand),
+        peer_address_(remote_address(boost::beast::get_lowest_layer(stream))),
+        ws_(std::move(stream)) {}
+
+  boost::beast::websocket::stream<Stream>& ws() { return ws_; }
+
+  void send(std::string message) override {
+    boost::asio::post(strand_, [self = this->shared_from_this(), m = std::move(message)]() mutable {
+      self->queue_.push_back(std::move(m));
+      self->pump();
+    });
+  }
+
+  std::string peer_address() const override { return peer_address_; }
+
+  void close(std::string reason) override {
+    boost::asio::post(strand_, [self = this->shared_from_this(), reason = std::move(reason)] {
+      if (self->closed_) {
+        return;
+      }
+      self->closed_ = true;
+      spdlog::info("closing agent connection: {}", reason);
+      self->ws_.async_close(
+          boost::beast::websocket::close_reason(boost::beast::websocket::close_code::going_away, reason),
+          boost::asio::bind_executor(self->strand_, [self](boost::system::error_code) {}));
+    });
+  }
+
+ private:
+  void pump() {
+    if (writing_ || closed_ || queue_.empty()) {
+      return;
+    }
+    writing_ = true;
+    ws_.text(true);
+    // The stream's own executor is the io_context's: without the strand the
+    // completion would touch queue_ and the stream concurrently with send()
+    // and the read loop (seen as double frees under load, bench/rollout).
+    ws_.async_write(
+        boost::asio::buffer(queue_.front()),
+        boost::asio::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code ec, size_t) {
+          self->writing_ = false;
+          self->queue_.pop_front();
+          if (ec) {
+            self->closed_ = true;
+            return;
+          }
+          self->pump();
+        }));
+  }
+
+  static std::string remote_address(boost::beast::tcp_stream& stream) {
+    boost::system::error_code ec;
+    const auto endpoint = stream.socket().remote_endpoint(ec);
+    return ec ? std::string() : endpoint.address().to_string();
+  }
+
+  Strand strand_;
+  std::string peer_address_;
+  boost::beast::websocket::stream<Stream> ws_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool closed_ = false;
+};
+
+// Wakes one event-stream connection when new events are committed. It lives
+// on the connection's strand, so a wake-up between "nothing new" and "wait"
+// is never lost.
+class StreamWaker {
+ public:
+  explicit StreamWaker(Strand strand) : strand_(strand), timer_(strand) {}
+  void wake() {
+    boost::asio::post(strand_, [this] {
+      pending_ = true;
+      timer_.cancel();
+    });
+  }
+  // True when woken, false when the keepalive interval passed quietly.
+  boost::asio::awaitable<bool> wait() {
+    if (!pending_) {
+      timer_.expires_after(kStreamKeepalive);
+      boost::system::error_code ec;
+      co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    }
+    const bool woken = pending_;
+    pending_ = false;
+    co_return woken;
+  }
+
+ private:
+  Strand strand_;
+  boost::asio::steady_timer timer_;
+  bool pending_ = false;
+};
+
+}  // namespace tranche::api
