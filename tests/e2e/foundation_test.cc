@@ -387,6 +387,18 @@ TEST_F(Foundation, StartUpErrorsGoToStderr) {
   EXPECT_EQ(no_server.out, "");
 }
 
+// `agent --slots` out of range says so plainly (it printed the range as
+// "0.000000 to 1797693...", a 300-digit double), exit 2.
+TEST(AgentFlags, SlotsOutOfRangeSaysWhatIsExpected) {
+  for (const std::string slots : {"0", "-3", "abc", "99999999999999999999"}) {
+    SCOPED_TRACE(slots);
+    const auto r = run({tranche_binary(), "agent", "--server", "http://127.0.0.1:1", "--slots", slots});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(r.err, "error: --slots: expected a whole number of capacity units from 1 to 9223372036854775807, got '" +
+                         slots + "' (see tranche --help)\n");
+  }
+}
+
 fs::perms mode_of(const fs::path& path) { return fs::status(path).permissions() & fs::perms::mask; }
 
 // The controller makes a data dir it creates private, and leaves the mode of
