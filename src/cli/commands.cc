@@ -3,6 +3,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
@@ -196,23 +197,56 @@ std::string event_line(const json& e) {
   return line.str();
 }
 
-int cmd_apply(const Session& s, const std::string& file, bool dry_run) {
+// One manifest file. `name_it`: its answer, or refusal, starts with its name.
+int apply_file(const Session& s, const std::filesystem::path& file, bool dry_run, bool name_it) {
+  const std::string name = name_it ? file.string() + ": " : "";
   std::ifstream in(file);
   if (!in) {
-    return report(Error{ErrorCode::kInvalid, "cannot read " + file, "-f"});
+    return report(Error{ErrorCode::kInvalid, "cannot read " + file.string(), "-f"});
   }
   std::stringstream text;
   text << in.rdbuf();
-  const bool is_json = file.ends_with(".json");
+  const bool is_json = file.extension() == ".json";
   auto reply = s.call("POST", std::string("/api/v1/applications") + (dry_run ? "?dryRun=1" : ""), text.str(),
                       is_json ? "application/json" : "application/yaml");
   if (!reply) {
-    return report(reply.error());
+    std::cerr << "error: " << name << reply.error().describe() << '\n';
+    return 1;
   }
   if (!s.print_structured(*reply)) {
-    std::cout << reply->value("message", "") << '\n';
+    std::cout << name << reply->value("message", "") << '\n';
   }
   return 0;
+}
+
+// `-f DIR` applies every *.yaml, *.yml and *.json file in DIR (not below it)
+// in name order, as kubectl does; one refused does not stop the others, and
+// the exit status is 1 when any was.
+int cmd_apply(const Session& s, const std::string& path, bool dry_run) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) {
+    return apply_file(s, path, dry_run, false);
+  }
+  std::vector<std::filesystem::path> files;
+  std::filesystem::directory_iterator entries(path, ec);
+  for (; !ec && entries != std::filesystem::directory_iterator(); entries.increment(ec)) {
+    const std::string extension = entries->path().extension().string();
+    if ((extension == ".yaml" || extension == ".yml" || extension == ".json") && entries->is_regular_file(ec)) {
+      files.push_back(entries->path());
+    }
+  }
+  if (ec) {
+    return report(Error{ErrorCode::kInvalid, "cannot read directory " + path + ": " + ec.message(), "-f"});
+  }
+  if (files.empty()) {
+    return report(Error{ErrorCode::kInvalid, path + " is a directory without *.yaml, *.yml or *.json files", "-f"});
+  }
+  std::sort(files.begin(), files.end());
+  int status = 0;
+  for (const auto& file : files) {
+    status = std::max(status, apply_file(s, file, dry_run, true));
+  }
+  return status;
 }
 
 int cmd_get_apps(const Session& s, const std::string& name) {
@@ -814,7 +848,9 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
   };
 
   auto* apply = app.add_subcommand("apply", "create or update an application (a new revision)");
-  apply->add_option("-f,--filename", args->apply_file, "manifest, YAML or JSON")->required();
+  apply->add_option("-f,--filename", args->apply_file,
+                    "manifest, YAML or JSON; a directory: each *.yaml, *.yml, *.json in it, by name")
+      ->required();
   apply->add_flag("--dry-run", args->apply_dry, "validate and show the change without storing it");
   apply->callback(run([=](const Session& s) { return cmd_apply(s, args->apply_file, args->apply_dry); }));
 

@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <set>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -330,6 +332,40 @@ TEST_F(Foundation, AMissingOrEmptyStoreInAUsedDataDirIsRefused) {
       EXPECT_EQ(fs::file_size(db), 0u);
     }
   }
+}
+
+// `apply -f DIR` applies each *.yaml, *.yml and *.json in DIR by name, as
+// kubectl does; a refused one does not stop the rest, and makes the exit 1.
+// (It sent the directory's empty read: "the manifest is empty".)
+TEST_F(Foundation, ApplyOfADirectoryAppliesEachManifestByName) {
+  const fs::path dir = dir_.path() / "manifests";
+  fs::create_directories(dir / "nested");
+  write_file(dir / "b-shop.yaml", kShopV1);
+  write_file(dir / "a-solo.json", R"({"application": "solo", "clusters": [{"name": "web",
+      "artifact": {"version": "1", "command": ["tranche-hello"]}}]})");
+  write_file(dir / "c-broken.yml", "application: broken\nclusters: 3\n");
+  write_file(dir / "README.txt", "not a manifest");
+  write_file(dir / "nested" / "other.yaml", "application: nested\n");
+  const auto r = controller_->cli({"apply", "-f", dir.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const size_t solo = r.out.find((dir / "a-solo.json").string() + ": ");
+  const size_t shop = r.out.find((dir / "b-shop.yaml").string() + ": ");
+  ASSERT_NE(solo, std::string::npos) << r.out;
+  ASSERT_NE(shop, std::string::npos) << r.out;
+  EXPECT_LT(solo, shop) << "in name order";
+  EXPECT_NE(r.err.find("error: " + (dir / "c-broken.yml").string() + ": clusters"), std::string::npos) << r.err;
+  std::set<std::string> names;
+  const json apps = get_json({"get", "apps", "-o", "json"});
+  for (const auto& a : apps["items"]) {
+    names.insert(a["name"].get<std::string>());
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"shop", "solo"}));
+
+  fs::create_directories(dir_.path() / "empty");
+  const auto empty = controller_->cli({"apply", "-f", (dir_.path() / "empty").string()});
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_EQ(empty.err, "error: -f: " + (dir_.path() / "empty").string() +
+                           " is a directory without *.yaml, *.yml or *.json files\n");
 }
 
 TEST_F(Foundation, TimeBoxedSettingRevertsAcrossARestart) {
