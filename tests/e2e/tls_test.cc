@@ -205,6 +205,24 @@ TEST(Tls, DevTlsMakesItsCaOnceAndTheLocalAgentAndTheCliFindItInTheDataDir) {
   EXPECT_EQ(run({tranche_binary(), "get", "hosts"}, through_data_dir).exit_code, 0);
 }
 
+TEST(Tls, TheConfigFileMayGiveTheCertificateAndKey) {
+  TempDir dir;
+  auto ca = create_certificate_authority("e2e CA");
+  ASSERT_TRUE(ca);
+  auto server = issue_server_certificate(*ca, {"127.0.0.1"}, 24h);
+  ASSERT_TRUE(server) << server.error().describe();
+  write_file(dir.path() / "ca.crt", ca->certificate);
+  write_file(dir.path() / "server.crt", server->certificate);
+  write_file(dir.path() / "server.key", server->private_key);
+  write_file(dir.path() / "controller.yaml", "tlsCert: " + (dir.path() / "server.crt").string() +
+                                                 "\ntlsKey: " + (dir.path() / "server.key").string() + "\n");
+  Controller controller(dir.path() / "data");
+  controller.trust_ca(dir.path() / "ca.crt");
+  controller.start({"--config", (dir.path() / "controller.yaml").string()});
+  EXPECT_TRUE(controller.url().starts_with("https://")) << controller.url();
+  EXPECT_EQ(controller.cli({"get", "apps"}).exit_code, 0);
+}
+
 TEST(Tls, TlsFlagsThatDoNotGoTogetherAreUsageErrors) {
   TempDir dir;
   const std::string data = (dir.path() / "data").string();
