@@ -201,7 +201,17 @@ TEST(Tls, DevTlsMakesItsCaOnceAndTheLocalAgentAndTheCliFindItInTheDataDir) {
   EXPECT_EQ(read_file(data / "ca.crt"), ca);
   EXPECT_EQ(read_file(data / "server.crt"), certificate);
   EXPECT_EQ(read_file(data / "agent" / "agent.pid"), agent_pid) << "the same local agent";
-  EXPECT_TRUE(wait_until([&] { return host_ready(controller, 1); }, 20s)) << read_file(data / "agent" / "agent.log");
+  auto welcomes = [&] {
+    const std::string log = read_file(data / "agent" / "agent.log");
+    size_t n = 0;
+    for (size_t at = log.find("connected as host"); at != std::string::npos;
+         at = log.find("connected as host", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_TRUE(wait_until([&] { return welcomes() >= 2 && host_ready(controller, 1); }, 20s))
+      << "the agent reconnects over wss:// to the restarted controller: " << read_file(data / "agent" / "agent.log");
   EXPECT_EQ(run({tranche_binary(), "get", "hosts"}, through_data_dir).exit_code, 0);
 }
 
