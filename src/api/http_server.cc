@@ -21,9 +21,9 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 
+#include "api/connection_parts.h"
 #include "api/controller_api.h"
 #include "api/metrics.h"
-#include "api/connection_parts.h"
 #include "common/tls_context.h"
 #include "engine/fleet.h"
 #include "protocol/messages.h"
