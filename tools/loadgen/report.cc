@@ -94,14 +94,18 @@ std::string format_table(const Tally& tally, const Options& opts, std::chrono::m
   }
 
   if (!opts.phase_file.empty()) {
-    out += fmt::format("\n  {:<20}{:>8}{:>8}{:>9}{:>8}{:>9}{:>9}{:>9}{:>12}{:>10}\n", "phase (begun in)", "time",
-                       "sent", "req/s", "failed", "p50 ms", "p99 ms", "max ms", "slow failed", "slow p99");
+    const bool slow_columns = opts.slow_rate > 0;
+    out += fmt::format("\n  {:<20}{:>8}{:>8}{:>9}{:>8}{:>9}{:>9}{:>9}", "phase (begun in)", "time", "sent", "req/s",
+                       "failed", "p50 ms", "p99 ms", "max ms");
+    out += slow_columns ? fmt::format("{:>12}{:>10}\n", "slow failed", "slow p99") : "\n";
     for (size_t i = 0; i < tally.phases().size(); ++i) {
       const Phase& p = tally.phases()[i];
       const PhaseFigures f = figures_of(tally, i, elapsed);
-      out += fmt::format("  {:<20}{:>7.1f}s{:>8}{:>9.1f}{:>8}{:>9.2f}{:>9.2f}{:>9.2f}{:>12}{:>10.2f}\n", p.name,
-                         f.duration_s, f.sent, f.rps, p.failed, f.p50_ms, f.p99_ms, f.max_ms,
-                         fmt::format("{}/{}", p.slow.failed, p.slow.sent), f.slow_p99_ms);
+      out += fmt::format("  {:<20}{:>7.1f}s{:>8}{:>9.1f}{:>8}{:>9.2f}{:>9.2f}{:>9.2f}", p.name, f.duration_s, f.sent,
+                         f.rps, p.failed, f.p50_ms, f.p99_ms, f.max_ms);
+      out += slow_columns
+                 ? fmt::format("{:>12}{:>10.2f}\n", fmt::format("{}/{}", p.slow.failed, p.slow.sent), f.slow_p99_ms)
+                 : "\n";
     }
   }
 

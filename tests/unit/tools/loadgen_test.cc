@@ -376,6 +376,14 @@ TEST(Report, PhasesAreFlatObjectsInTheJsonAndRowsInTheTable) {
   const std::string table = format_table(t, *opts, 20000ms);
   EXPECT_NE(table.find("slow sent/failed"), std::string::npos) << table;
   EXPECT_NE(table.find("maintenance"), std::string::npos) << table;
+  EXPECT_NE(table.find("slow p99"), std::string::npos) << table;
+
+  // Without slow requests the table has no columns for them.
+  auto no_slow = parse({"--url", "http://127.0.0.1:8080/", "--phase-file", "/tmp/p"});
+  ASSERT_TRUE(no_slow);
+  const std::string plain = format_table(t, *no_slow, 20000ms);
+  EXPECT_NE(plain.find("maintenance"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("slow"), std::string::npos) << plain;
 }
 
 TEST(Report, JsonCarriesTheFiguresAndTheTableTheShares) {
