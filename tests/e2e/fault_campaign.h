@@ -57,8 +57,8 @@ enum class FaultKind {
 
 struct Fault {
   FaultKind kind = FaultKind::kKillController;
-  int host = 0;                        // which agent (kCutLink: only the hosts behind a veth)
-  std::chrono::milliseconds hold{0};   // pause or cut length; agent restart delay for kKillAgent
+  int host = 0;                       // which agent (kCutLink: only the hosts behind a veth)
+  std::chrono::milliseconds hold{0};  // pause or cut length; agent restart delay for kKillAgent
 };
 
 // One step: maybe an operation, a lead time for it to get going, then a fault.
@@ -91,6 +91,9 @@ struct Figures {
   std::map<std::string, uint64_t> checks;  // by invariant
   std::vector<std::string> violations;
   uint64_t take_downs = 0;
+  // Take-downs within the engine's rule but below desired - maxUnavailable:
+  // autohealing off held Failed or Unreachable members (a spec question).
+  uint64_t below_spec_budget_with_autohealing_off = 0;
   uint64_t members_created = 0;
   uint64_t hosts_unreachable = 0;
   uint64_t members_unreachable = 0;
@@ -110,7 +113,9 @@ struct Figures {
 //    desired - maxUnavailable members are still Active afterwards (for
 //    Maintenance maxUnavailable counts as at least 1, as documented), except
 //    Active -> Maintenance while a maintenance restart --all-at-once is in
-//    force and after the application was deleted;
+//    force and after the application was deleted; while autohealing is off,
+//    desired - held - maxUnavailable, held being the Failed and Unreachable
+//    members it keeps (the engine's rule, see Figures);
 //  - surge: when the controller creates a member, at most desired + maxSurge
 //    members exist afterwards (Created up to Stopping, as the planner counts;
 //    a member that went Failed or Unreachable no longer counts, also while

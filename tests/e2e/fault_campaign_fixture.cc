@@ -27,6 +27,10 @@ namespace {
 
 bool process_alive(int64_t pid) { return ::kill(static_cast<pid_t>(pid), 0) == 0; }
 
+std::string last_bytes(const std::string& text, size_t n) {
+  return text.size() > n ? text.substr(text.size() - n) : text;
+}
+
 // The in-place update hook leaves one line per run in a file per member:
 // "MEMBER TARGET_REVISION VERSION"; it takes a moment so that faults land
 // while hooks run.
@@ -100,15 +104,27 @@ void FaultCampaign::SetUp() {
 
   fs::create_directories(data_dir());
   fs::create_directories(markers());
+  // The campaign restarts the controller and agents for minutes: it runs
+  // copies of the binaries, which a rebuild of the tree cannot replace
+  // under it.
+  fs::create_directories(bin_dir());
+  fs::copy_file(tranche_binary(), bin_dir() / "tranche");
+  fs::copy_file(fs::path(TRANCHE_BIN_DIR) / "tranche-hello", bin_dir() / "tranche-hello");
   ASSERT_TRUE(start_controller()) << controller_->err();
   for (int i = 0; i < kHosts; ++i) {
     start_agent(i);
   }
   ASSERT_TRUE(wait_until([&] { return ready_hosts() == kHosts; }, 30s)) << hosts().dump(1);
   for (int i = 0; i < kHosts; ++i) {
-    const std::string journal = read_file(agent_dir(i) / "journal.json");
-    host_ids_[i] = journal.empty() ? "" : json::parse(journal).value("hostId", "");
-    ASSERT_FALSE(host_ids_[i].empty()) << "agent " << i << " has no host id";
+    // The agent journals its host id right after the controller admitted it.
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const json journal = json::parse(read_file(agent_dir(i) / "journal.json"), nullptr, false);
+          host_ids_[i] = journal.is_object() ? journal.value("hostId", "") : "";
+          return !host_ids_[i].empty();
+        },
+        10s))
+        << "agent " << i << " has no host id";
   }
 }
 
@@ -135,9 +151,9 @@ void FaultCampaign::TearDown() {
 bool FaultCampaign::start_controller() {
   fs::remove(data_dir() / "controller.url");
   controller_ = std::make_unique<Process>(
-      ns_c().exec({tranche_binary(), "controller", "--listen", "0.0.0.0:" + (port_.empty() ? "0" : port_),
-                   "--data-dir", data_dir().string(), "--heartbeat-interval", "300ms", "--heartbeat-timeout",
-                   "3000ms"}),
+      ns_c().exec({(bin_dir() / "tranche").string(), "controller", "--listen",
+                   "0.0.0.0:" + (port_.empty() ? "0" : port_), "--data-dir", data_dir().string(),
+                   "--heartbeat-interval", "300ms", "--heartbeat-timeout", "3000ms"}),
       dir_.path(), "controller");
   return wait_until(
              [&] {
@@ -162,10 +178,10 @@ bool FaultCampaign::start_controller() {
 void FaultCampaign::start_agent(int i) {
   const NetNamespace& ns = *namespaces_[i == 2 ? 0 : 1 + i];
   agents_[i] = std::make_unique<Process>(
-      ns.exec({tranche_binary(), "agent", "--server", "http://" + agent_servers_[i] + ":" + port_,
+      ns.exec({(bin_dir() / "tranche").string(), "agent", "--server", "http://" + agent_servers_[i] + ":" + port_,
                "--join-token-file", (data_dir() / "join.token").string(), "--state-dir", agent_dir(i).string()}),
       dir_.path(), "agent" + std::to_string(i),
-      std::map<std::string, std::string>{{"PATH", std::string(TRANCHE_BIN_DIR) + ":" + std::getenv("PATH")}});
+      std::map<std::string, std::string>{{"PATH", bin_dir().string() + ":" + std::getenv("PATH")}});
 }
 
 FaultCampaign::Answer FaultCampaign::api(const std::string& method, const std::string& target, const json& body) const {
@@ -285,7 +301,9 @@ void FaultCampaign::inject(const Fault& fault) {
       std::this_thread::sleep_for(fault.hold);  // the fault's length: how long the host has no agent
       start_agent(fault.host);
       ASSERT_TRUE(wait_until([&] { return agents_[fault.host]->running() && host_ready(fault.host); }, 30s))
-          << "agent " << fault.host << " did not come back: " << agents_[fault.host]->err();
+          << "agent " << fault.host << " did not come back (running: " << agents_[fault.host]->running()
+          << "); its host: " << hosts().dump()
+          << "\nits output (last 4 KiB): " << last_bytes(agents_[fault.host]->out() + agents_[fault.host]->err(), 4096);
       ++kills_survived_;
       break;
     case FaultKind::kPauseAgent:
@@ -442,8 +460,50 @@ void FaultCampaign::check_at_rest() {
       30s);
   observer_->count_check("processes: workloads = live members", expected.size());
   if (!matched) {
-    observer_->add_violation("at rest, " + last);
+    observer_->add_violation("at rest, " + last + describe_strays(expected));
   }
+}
+
+// What a reader needs about workload processes no live member owns: the
+// member the agent started each for (its TRANCHE_MEMBER), what the log said
+// of that member, and what the agents logged about it.
+std::string FaultCampaign::describe_strays(const std::set<int64_t>& owned) const {
+  std::string out;
+  const auto digests = observer_->digests();
+  for (int64_t pid : workloads()) {
+    if (owned.contains(pid)) {
+      continue;
+    }
+    std::string member = "?";
+    const std::string environ = read_file("/proc/" + std::to_string(pid) + "/environ");
+    for (size_t at = 0; at < environ.size(); at = environ.find('\0', at) + 1) {
+      if (environ.compare(at, 15, "TRANCHE_MEMBER=") == 0) {
+        member = environ.substr(at + 15, environ.find('\0', at) - at - 15);
+      }
+      if (environ.find('\0', at) == std::string::npos) {
+        break;
+      }
+    }
+    out += "\n---- stray pid " + std::to_string(pid) + " of member " + member + "; the log of it:";
+    for (const auto& [seq, digest] : digests) {
+      if (digest.find("|" + member + "|") != std::string::npos) {
+        out += "\n  " + std::to_string(seq) + " " + digest;
+      }
+    }
+    out += "\n  the agents' logs of it:";
+    for (const auto& entry : fs::directory_iterator(dir_.path())) {
+      if (!entry.path().filename().string().starts_with("agent")) {
+        continue;
+      }
+      std::istringstream lines(read_file(entry.path()));
+      for (std::string line; std::getline(lines, line);) {
+        if (line.find(member + " ") != std::string::npos || line.find(std::to_string(pid)) != std::string::npos) {
+          out += "\n  " + entry.path().filename().string() + ": " + line;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 void FaultCampaign::check_nothing_left_after_delete() {

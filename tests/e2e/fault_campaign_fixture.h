@@ -65,11 +65,13 @@ class FaultCampaign : public ::testing::Test {
   bool converge(std::string& why);
   void check_at_rest();
   void check_nothing_left_after_delete();
+  std::string describe_strays(const std::set<int64_t>& owned) const;
 
   NetNamespace& ns_c() const { return *namespaces_[0]; }
   static std::string link_of(int host) { return host == 0 ? "to-a" : "to-b"; }
   fs::path data_dir() const { return dir_.path() / "data"; }
   fs::path markers() const { return dir_.path() / "markers"; }
+  fs::path bin_dir() const { return dir_.path() / "bin"; }
   fs::path agent_dir(int i) const { return dir_.path() / ("agent" + std::to_string(i)); }
   std::string server() const { return "http://127.0.0.1:" + port_; }
 

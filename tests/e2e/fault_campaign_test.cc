@@ -38,9 +38,9 @@ std::string env_or(const char* name, const std::string& fallback) {
 TEST_F(FaultCampaign, BudgetsHoldUnderSeededFaults) {
   const uint64_t seed = std::stoull(env_or("TRANCHE_FAULT_SEED", std::to_string(std::random_device{}())));
   const int count = std::stoi(env_or("TRANCHE_FAULT_COUNT", std::to_string(kDefaultFaults)));
-  const std::string replay = "TRANCHE_FAULT_SEED=" + std::to_string(seed) + " TRANCHE_FAULT_COUNT=" +
-                             std::to_string(count) + " " + fs::read_symlink("/proc/self/exe").string() +
-                             " --gtest_filter=FaultCampaign.*";
+  const std::string replay = "TRANCHE_FAULT_SEED=" + std::to_string(seed) +
+                             " TRANCHE_FAULT_COUNT=" + std::to_string(count) + " " +
+                             fs::read_symlink("/proc/self/exe").string() + " --gtest_filter=FaultCampaign.*";
   SCOPED_TRACE("replay: " + replay);
   note("fault campaign: seed " + std::to_string(seed) + ", " + std::to_string(count) + " faults; replay: " + replay);
 
@@ -95,8 +95,10 @@ TEST_F(FaultCampaign, BudgetsHoldUnderSeededFaults) {
   for (const auto& [kind, n] : faults_by_kind_) {
     table << "  " << kind << ": " << n << '\n';
   }
-  table << "  kills survived: " << kills_survived_ << "\n  operations: " << operations_ << "\n  events read: " << f.events
-        << "\n  member take-downs checked against maxUnavailable: " << f.take_downs
+  table << "  kills survived: " << kills_survived_ << "\n  operations: " << operations_
+        << "\n  events read: " << f.events << "\n  member take-downs checked against maxUnavailable: " << f.take_downs
+        << "\n    of which below desired - maxUnavailable while autohealing off held members (engine rule): "
+        << f.below_spec_budget_with_autohealing_off
         << "\n  members created (checked against maxSurge): " << f.members_created
         << "\n  hosts Unreachable: " << f.hosts_unreachable << ", members Unreachable: " << f.members_unreachable
         << ", members Failed: " << f.members_failed << "\n  invariant checks: " << f.total_checks() << '\n';
@@ -114,6 +116,7 @@ TEST_F(FaultCampaign, BudgetsHoldUnderSeededFaults) {
                      {"events", f.events},
                      {"checks", f.total_checks()},
                      {"violations", f.violations.size()},
+                     {"below_spec_budget_autohealing_off", f.below_spec_budget_with_autohealing_off},
                      {"seconds", seconds}};
   std::cout << line.dump() << std::endl;
 
