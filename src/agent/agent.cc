@@ -74,14 +74,6 @@ std::string last_line(const std::string& output) {
   return line;
 }
 
-// PORT_<NAME> as the driver sets it for the member itself.
-std::string port_variable(const std::string& name) {
-  std::string var = "PORT_";
-  for (char c : name) {
-    var += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return var;
-}
 
 std::string hostname() {
   char buf[256] = {};
@@ -494,7 +486,8 @@ class Agent {
       return;
     }
     // The drain hook may take a while: off the event loop, then stop.
-    asio::post(pool_, [this, hook, process, grace, env = m.spec.env, dir = member_dir(command.member)] {
+    asio::post(pool_, [this, hook, process, grace, env = member_variables(m.spec, process.ports),
+                       dir = member_dir(command.member)] {
       run_hook(hook, env, "", dir / "drain-hook.log", 30s);
       asio::post(io_, [this, process, grace] { driver_->begin_stop(process, grace); });
     });
@@ -518,12 +511,7 @@ class Agent {
       restart_after_hook(command.member, "no maintenance hook");
       return;
     }
-    std::map<std::string, std::string> env = m.spec.env;
-    env["TRANCHE_APP"] = m.spec.app;
-    env["TRANCHE_CLUSTER"] = m.spec.cluster;
-    env["TRANCHE_MEMBER"] = m.spec.member;
-    env["TRANCHE_REVISION"] = std::to_string(m.spec.revision);
-    env["VERSION"] = m.spec.version;
+    const auto env = member_variables(m.spec, m.process ? m.process->ports : std::map<std::string, int>{});
     const fs::path dir = member_dir(command.member);
     asio::post(pool_, [this, hook, env, dir, member = command.member] {
       const HookOutcome outcome = run_hook(hook, env, "", dir / "maintenance-hook.log", 10min);
@@ -601,16 +589,8 @@ class Agent {
       return;
     }
     const LaunchSpec& target = m.update->spec;
-    std::map<std::string, std::string> env = target.env;
-    env["TRANCHE_APP"] = target.app;
-    env["TRANCHE_CLUSTER"] = target.cluster;
-    env["TRANCHE_MEMBER"] = target.member;
-    env["TRANCHE_REVISION"] = std::to_string(target.revision);
+    auto env = member_variables(target, m.process->ports);
     env["TRANCHE_TARGET_REVISION"] = std::to_string(target.revision);
-    env["VERSION"] = target.version;
-    for (const auto& [name, port] : m.process->ports) {
-      env[port_variable(name)] = std::to_string(port);
-    }
     // Where the member itself runs now: the new template's workdir may be
     // what the hook is about to create.
     const fs::path workdir = m.spec.workdir.empty() ? m.process->log_dir : fs::path(m.spec.workdir);

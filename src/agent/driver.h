@@ -76,6 +76,12 @@ struct ProcessDriverOptions {
 
 std::unique_ptr<Driver> make_process_driver(ProcessDriverOptions options = {});
 
+// Who a member is, as its process and its hooks see it: the spec's `env`,
+// then TRANCHE_APP, TRANCHE_CLUSTER, TRANCHE_MEMBER, TRANCHE_REVISION,
+// VERSION and one PORT_<NAME> per port (a port's name upper-cased, '-' as
+// '_').
+std::map<std::string, std::string> member_variables(const LaunchSpec& spec, const std::map<std::string, int>& ports);
+
 // Runs a hook (argv) to completion with the agent's PATH and `env` as its
 // whole environment (the member's, built by the caller), output appended
 // to `output_file`, killed after `timeout`. Blocking: call off the agent's

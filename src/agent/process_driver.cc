@@ -72,13 +72,6 @@ std::optional<ProcStat> read_proc_stat(int64_t pid) {
   return stat;
 }
 
-std::string port_variable(const std::string& name) {
-  std::string var = "PORT_";
-  for (char c : name) {
-    var += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  return var;
-}
 
 // Allocates one free loopback port per name. All sockets stay bound until
 // every port is known, so two names never get the same port.
@@ -247,16 +240,8 @@ class ProcessDriver final : public Driver {
       return std::unexpected(ports.error());
     }
     Environment env = detail::base_environment();
-    for (const auto& [key, value] : spec.env) {
-      env[key] = value;
-    }
-    env["TRANCHE_APP"] = spec.app;
-    env["TRANCHE_CLUSTER"] = spec.cluster;
-    env["TRANCHE_MEMBER"] = spec.member;
-    env["TRANCHE_REVISION"] = std::to_string(spec.revision);
-    env["VERSION"] = spec.version;
-    for (const auto& [name, port] : *ports) {
-      env[port_variable(name)] = std::to_string(port);
+    for (auto& [key, value] : member_variables(spec, *ports)) {
+      env[key] = std::move(value);
     }
     detail::SpawnRequest request;
     for (size_t i = 0; i < spec.command.size(); ++i) {
@@ -416,6 +401,23 @@ std::optional<uint64_t> process_start_ticks(int64_t pid) {
     return std::nullopt;
   }
   return stat->start_ticks;
+}
+
+std::map<std::string, std::string> member_variables(const LaunchSpec& spec, const std::map<std::string, int>& ports) {
+  std::map<std::string, std::string> env = spec.env;
+  env["TRANCHE_APP"] = spec.app;
+  env["TRANCHE_CLUSTER"] = spec.cluster;
+  env["TRANCHE_MEMBER"] = spec.member;
+  env["TRANCHE_REVISION"] = std::to_string(spec.revision);
+  env["VERSION"] = spec.version;
+  for (const auto& [name, port] : ports) {
+    std::string var = "PORT_";
+    for (char c : name) {
+      var += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    env[var] = std::to_string(port);
+  }
+  return env;
 }
 
 HookOutcome run_hook(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,

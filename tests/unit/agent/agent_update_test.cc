@@ -439,6 +439,22 @@ TEST_F(AgentUpdateTest, AStopDuringTheHookAnswersTheUpdateToo) {
   EXPECT_EQ(controller_.results("update:web/0:2").size(), 1u);
 }
 
+// model.md: hooks run with TRANCHE_* env; the drain hook had only the
+// artifact's env.
+TEST_F(AgentUpdateTest, TheDrainHookKnowsWhichMemberItDrains) {
+  const json started = start_member();
+  const fs::path marker = dir_ / "drained";
+  const json stopped =
+      run("stop:web/0", "stop", "web/0",
+          {{"graceMs", 5000},
+           {"drainHook",
+            {"/bin/sh", "-c",
+             "echo \"$TRANCHE_MEMBER $TRANCHE_APP $TRANCHE_CLUSTER $VERSION $GREETING $PORT_HTTP\" > " +
+                 quoted(marker)}}});
+  EXPECT_TRUE(stopped.value("ok", false)) << stopped.dump();
+  EXPECT_EQ(read_file(marker), "web/0 shop web 1.0 v1.0 " + std::to_string(http_port(started)) + "\n");
+}
+
 TEST_F(AgentUpdateTest, HookLogsOutliveTheMember) {
   start_member();
   ASSERT_TRUE(
