@@ -10,9 +10,6 @@
 
 namespace tranche {
 
-namespace {
-
-// The first error OpenSSL queued (the cause), and the queue emptied.
 std::string openssl_cause() {
   std::string cause;
   for (unsigned long code = ERR_get_error(); code != 0; code = ERR_get_error()) {
@@ -24,6 +21,8 @@ std::string openssl_cause() {
   }
   return cause;
 }
+
+namespace {
 
 Status require_readable(const std::string& file, const std::string& what, const std::string& field) {
   std::error_code ec;

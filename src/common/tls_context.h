@@ -24,6 +24,10 @@ Status expect_server_name(SSL* connection, const std::string& host);
 // of `key_file` (PEM); refused when the key is not the certificate's.
 Status configure_tls_server(SSL_CTX* context, const std::string& certificate_file, const std::string& key_file);
 
+// The first error OpenSSL queued (the cause; later ones are consequences),
+// and the queue emptied so that it does not surface in an unrelated call.
+std::string openssl_cause();
+
 // Why a client's handshake failed, in an operator's words: the verification
 // verdict when the server's certificate was refused ("certificate verify
 // failed: unable to get local issuer certificate"), else `transport_error`.

@@ -16,6 +16,7 @@
 
 #include "common/atomic_file.h"
 #include "common/server_url.h"
+#include "common/tls_context.h"
 
 namespace tranche {
 
@@ -44,17 +45,8 @@ using Bio = std::unique_ptr<BIO, Freer<BIO_free>>;
 using Bignum = std::unique_ptr<BIGNUM, Freer<BN_free>>;
 using Extension = std::unique_ptr<X509_EXTENSION, Freer<X509_EXTENSION_free>>;
 
-// The first error OpenSSL queued (the cause; later ones are consequences),
-// and the queue emptied so that it does not surface in an unrelated call.
 std::unexpected<Error> openssl_failure(const std::string& what) {
-  std::string cause;
-  for (unsigned long code = ERR_get_error(); code != 0; code = ERR_get_error()) {
-    if (cause.empty()) {
-      char text[256];
-      ERR_error_string_n(code, text, sizeof text);
-      cause = text;
-    }
-  }
+  const std::string cause = openssl_cause();
   return fail(ErrorCode::kInternal, what + (cause.empty() ? "" : ": " + cause));
 }
 
