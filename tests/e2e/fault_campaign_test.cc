@@ -107,17 +107,17 @@ TEST_F(FaultCampaign, BudgetsHoldUnderSeededFaults) {
   }
   table << "  violations: " << f.violations.size() << '\n';
   std::cout << table.str();
-  const json line = {{"bench", "fault-campaign"},
-                     {"seed", seed},
-                     {"faults", count},
-                     {"faults_by_kind", by_kind},
-                     {"kills", kills_survived_},
-                     {"operations", operations_},
-                     {"events", f.events},
-                     {"checks", f.total_checks()},
-                     {"violations", f.violations.size()},
-                     {"below_spec_budget_autohealing_off", f.below_spec_budget_with_autohealing_off},
-                     {"seconds", seconds}};
+  const nlohmann::ordered_json line = {{"bench", "fault-campaign"},
+                                       {"seed", seed},
+                                       {"faults", count},
+                                       {"faults_by_kind", by_kind},
+                                       {"kills", kills_survived_},
+                                       {"operations", operations_},
+                                       {"events", f.events},
+                                       {"checks", f.total_checks()},
+                                       {"violations", f.violations.size()},
+                                       {"below_spec_budget_autohealing_off", f.below_spec_budget_with_autohealing_off},
+                                       {"seconds", seconds}};
   std::cout << line.dump() << std::endl;
 
   for (const auto& v : f.violations) {
