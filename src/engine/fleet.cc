@@ -225,7 +225,8 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
     }
   }
   const int scaled = autoscale(cluster, values, scales);
-  start_maintenance(cluster, members, markers, scaled);
+  // Failed members that autohealing off keeps are not compensated for.
+  start_maintenance(cluster, members, markers, scaled - held);
   const int desired = cluster.app->deployed ? scaled : 0;
   // Failed members that autohealing off keeps are not compensated for.
   if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {

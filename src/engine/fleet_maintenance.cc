@@ -147,13 +147,16 @@ Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValu
 }
 
 // model.md, "maintenance restart": marked members go into Maintenance a few
-// at a time, never leaving more than maxUnavailable of the cluster out;
+// at a time, never leaving fewer than desired - maxUnavailable Active;
 // members marked --all-at-once go in the same pass, whatever the budget.
+// What is counted is the Active members, as the rollout planner does: a
+// member out for any other reason (failed, unreachable, being stopped, not
+// yet serving) has already spent the budget.
 void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const MaintenanceMarkers& markers, int desired) {
-  int out = 0;
+  int active = 0;
   for (const MemberEntry* m : members) {
-    out += is_live(m->state) && planned_state(*m) != MemberState::kActive ? 1 : 0;
+    active += planned_state(*m) == MemberState::kActive ? 1 : 0;
   }
   // The rollouts' rule (resolve_max_unavailable, against the same desired),
   // but at least one: a restart has no surge to make progress with.
@@ -165,9 +168,9 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
     }
     auto marker = markers.find(member_path(m->record));
     if (marker != markers.end() && marker->second->value == "restart" &&
-        (out < budget || marker->second->all_at_once)) {
+        (active - 1 >= desired - budget || marker->second->all_at_once)) {
       taken.push_back(m);
-      ++out;
+      --active;
     }
   }
   if (!taken.empty()) {

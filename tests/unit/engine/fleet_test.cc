@@ -394,6 +394,46 @@ TEST_F(FleetTest, AnOperatorsNewDesiredOverridesTheAutoscaler) {
   EXPECT_EQ(live, 1) << "the manifest's new desired wins";
 }
 
+// Issue 14's fault campaign (seed 4254243005): maintenance counted as out
+// only live members that were not Active, so a member being stopped (here:
+// a failed one whose replacement has no room yet) did not count, and a
+// restart left desired - 2 Active with maxUnavailable 1.
+TEST_F(FleetTest, MaintenanceRestartCountsEveryMemberAlreadyOut) {
+  Joined a = join_host(*fleet_, "a", 3);
+  std::string app = kApp;
+  app.replace(app.find("desired: 2"), 10, "desired: 3");
+  app.replace(app.find("update: {minReadySeconds: 2}"), 28, "update: {minReadySeconds: 0, maxUnavailable: 1}");
+  apply(app);
+  fleet_->tick();
+  std::vector<protocol::MemberReport> running;
+  for (int i = 1; i <= 3; ++i) {
+    running.push_back({"shop/web/" + std::to_string(i), "Running", true, {}, i, {}});
+  }
+  heartbeat(a, running);
+  fleet_->tick();
+  ASSERT_EQ(states()["shop/web/3"], "Active");
+
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, "crashed"}));
+  fleet_->tick();
+  ASSERT_EQ(states()["shop/web/1"], "Stopping");
+  ASSERT_FALSE(states().contains("shop/web/4")) << "no slot for a replacement while it stops";
+
+  auto restart = parse_operational_change({{"path", "web"}, {"maintenance", "restart"}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *restart, {"t", "t"}).has_value());
+  fleet_->tick();
+  EXPECT_EQ(states()["shop/web/2"], "Active");
+  EXPECT_EQ(states()["shop/web/3"], "Active") << "2 Active of 3 is all maxUnavailable 1 allows";
+  EXPECT_TRUE(a.link->of_type("command", "maintenance").empty());
+
+  result(a, "stop:shop/web/1", true);
+  fleet_->tick();
+  heartbeat(a, {running[1], running[2], {"shop/web/4", "Running", true, {}, 4, {}}});
+  fleet_->tick();
+  ASSERT_EQ(states()["shop/web/4"], "Active");
+  fleet_->tick();
+  EXPECT_EQ(a.link->of_type("command", "maintenance").size(), 1u) << "with the replacement Active, one may go";
+}
+
 TEST_F(FleetTest, MaintenanceRestartGoesAFewAtATimeAndEndsByItself) {
   Joined a = join("a");
   std::string app = kApp;
