@@ -74,7 +74,6 @@ std::string last_line(const std::string& output) {
   return line;
 }
 
-
 std::string hostname() {
   char buf[256] = {};
   ::gethostname(buf, sizeof buf - 1);

@@ -72,7 +72,6 @@ std::optional<ProcStat> read_proc_stat(int64_t pid) {
   return stat;
 }
 
-
 // Allocates one free loopback port per name. All sockets stay bound until
 // every port is known, so two names never get the same port.
 Result<std::map<std::string, int>> allocate_ports(const std::vector<std::string>& names) {

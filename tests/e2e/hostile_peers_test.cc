@@ -24,7 +24,9 @@ constexpr const char* kUpgradeToAgent =
     "GET /agent/v1/connect HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-unsigned short port_of(const std::string& url) { return static_cast<unsigned short>(std::stoi(url.substr(url.rfind(':') + 1))); }
+unsigned short port_of(const std::string& url) {
+  return static_cast<unsigned short>(std::stoi(url.substr(url.rfind(':') + 1)));
+}
 
 // One TCP connection to the controller, read with deadlines.
 class RawConnection {
@@ -83,7 +85,8 @@ class RawConnection {
 
  private:
   bool read_some(std::chrono::steady_clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       return false;
     }
