@@ -3,6 +3,7 @@
 #include "agent/agent.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -125,6 +126,7 @@ class Agent {
       return std::unexpected(loaded.error());
     }
     state_ = std::move(*loaded);
+    stop_unjournaled_processes();
     // Members outlive the agent: take back the ones still running.
     for (auto& [id, m] : state_.members) {
       if (m.update && m.process && (m.state == "Updating" || m.state == "Restarting")) {
@@ -418,6 +420,32 @@ class Agent {
   void replay_results() {
     for (const auto& result : CommandBook(state_.commands).unacknowledged()) {
       send(result);
+    }
+  }
+
+  // A process an earlier incarnation started for a member and was killed
+  // before journaling (its spawn record names another pid than the
+  // journal) runs on unknown: end it, and the journal's state decides what
+  // runs. The process's environment must name the member, so that a pid
+  // reused since is left alone.
+  void stop_unjournaled_processes() {
+    for (const auto& [id, m] : state_.members) {
+      std::ifstream record(member_dir(id) / "logs" / kSpawnRecord);
+      int64_t pid = 0;
+      if (!(record >> pid) || pid <= 0 || (m.process && m.process->pid == pid)) {
+        continue;
+      }
+      std::ifstream environ("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+      const std::string names_member = "TRANCHE_MEMBER=" + id;
+      bool runs_for_member = false;
+      for (std::string entry; std::getline(environ, entry, '\0');) {
+        runs_for_member = runs_for_member || entry == names_member;
+      }
+      if (runs_for_member) {
+        spdlog::warn("member {}: pid {} was started by an earlier agent that did not journal it; stopping it", id,
+                     pid);
+        ::kill(-static_cast<pid_t>(pid), SIGKILL);  // its own process group
+      }
     }
   }
 

@@ -48,6 +48,11 @@ struct ProcessStatus {
   std::optional<int> signal;
 };
 
+// The newest process started for a member, recorded in its log dir by the
+// process itself before it runs: an agent killed between starting a
+// process and journaling it finds it there after its restart.
+inline constexpr const char* kSpawnRecord = "pid";
+
 class Driver {
  public:
   virtual ~Driver() = default;
@@ -56,7 +61,8 @@ class Driver {
   // session with stdout/stderr in size-capped files under `log_dir`. Its
   // environment is explicit, never the agent's: the agent's PATH, then the
   // spec's `env`, then TRANCHE_APP, TRANCHE_CLUSTER, TRANCHE_MEMBER,
-  // TRANCHE_REVISION, VERSION and one PORT_<NAME> per port.
+  // TRANCHE_REVISION, VERSION and one PORT_<NAME> per port. Before the
+  // program runs, its pid is in `log_dir`/kSpawnRecord.
   virtual Result<MemberProcess> start(const LaunchSpec& spec, const std::filesystem::path& log_dir) = 0;
 
   // Sends SIGTERM now; poll() sends SIGKILL once `grace` has passed.

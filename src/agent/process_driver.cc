@@ -260,6 +260,7 @@ class ProcessDriver final : public Driver {
     request.stdout_path = log_dir / "stdout.log";
     request.stderr_path = log_dir / "stderr.log";
     request.new_session = true;
+    request.pid_file = log_dir / kSpawnRecord;
     auto pid = detail::spawn(request);
     if (!pid) {
       Error error = pid.error();

@@ -129,7 +129,7 @@ struct ChildFailure {
   int stage = 0;
   int err = 0;
 };
-enum Stage : int { kStageSetsid = 1, kStageDup = 2, kStageChdir = 3, kStageExec = 4 };
+enum Stage : int { kStageSetsid = 1, kStageDup = 2, kStageChdir = 3, kStageExec = 4, kStagePidFile = 5 };
 
 // Everything below runs in the forked child of a possibly multi-threaded
 // process: async-signal-safe calls only, no allocation.
@@ -140,6 +140,16 @@ enum Stage : int { kStageSetsid = 1, kStageDup = 2, kStageChdir = 3, kStageExec 
     n = ::write(pipe_fd, &failure, sizeof failure);
   } while (n < 0 && errno == EINTR);
   ::_exit(127);
+}
+
+bool write_pid(int fd, pid_t pid) {
+  char digits[24];
+  size_t n = sizeof digits;
+  do {
+    digits[--n] = static_cast<char>('0' + pid % 10);
+    pid /= 10;
+  } while (pid > 0);
+  return ::write(fd, digits + n, sizeof digits - n) == static_cast<ssize_t>(sizeof digits - n);
 }
 
 void close_other_fds(int keep) {
@@ -219,6 +229,14 @@ Result<pid_t> spawn(const SpawnRequest& request) {
     err_file = std::move(*opened);
   }
   const int err_fd = err_file.get() >= 0 ? err_file.get() : out->get();
+  Fd pid_file;
+  if (!request.pid_file.empty()) {
+    pid_file = Fd(::open(request.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (pid_file.get() < 0) {
+      const int err = errno;
+      return fail(ErrorCode::kInternal, "pid file " + request.pid_file.string() + ": " + errno_text(err));
+    }
+  }
 
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -255,6 +273,9 @@ Result<pid_t> spawn(const SpawnRequest& request) {
     ::sigprocmask(SIG_SETMASK, &empty_mask, nullptr);
     if (request.new_session && ::setsid() < 0) {
       child_fail(pw, kStageSetsid);
+    }
+    if (pid_file.get() >= 0 && !write_pid(pid_file.get(), ::getpid())) {
+      child_fail(pw, kStagePidFile);
     }
     if (::dup2(in->get(), 0) < 0 || ::dup2(out->get(), 1) < 0 || ::dup2(err_fd, 2) < 0) {
       child_fail(pw, kStageDup);
@@ -300,6 +321,8 @@ Result<pid_t> spawn(const SpawnRequest& request) {
       return fail(ErrorCode::kNotFound, "'" + *program + "': " + cause);
     case kStageSetsid:
       return fail(ErrorCode::kInternal, "setsid: " + cause);
+    case kStagePidFile:
+      return fail(ErrorCode::kInternal, "pid file " + request.pid_file.string() + ": " + cause);
     default:
       return fail(ErrorCode::kInternal, "redirecting output: " + cause);
   }

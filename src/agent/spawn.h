@@ -34,6 +34,9 @@ struct SpawnRequest {
   std::filesystem::path stdout_path;  // opened for appending (created 0644); empty: /dev/null
   std::filesystem::path stderr_path;  // likewise; equal to stdout_path: both share one descriptor
   bool new_session = true;            // setsid(): own session and process group (pgid == pid)
+  // When set, the child writes its pid here (decimal) before exec: a record
+  // of the spawn that outlives an agent killed before it journaled the pid.
+  std::filesystem::path pid_file;
 };
 
 // Starts the program. Every failure to get it running (program not found or

@@ -366,6 +366,37 @@ TEST_F(AgentUpdateTest, AnAgentKilledDuringTheHookFinishesTheUpdateAfterItsResta
 
 // An agent restarted under a healthy member must not report it unhealthy
 // before its first probe: the controller would fail a member that serves.
+// Issue 14's fault campaign (seed 4254243005): an agent killed after it
+// started a member's process and before it journaled the pid left that
+// process running for nobody, while its next incarnation started another.
+TEST_F(AgentUpdateTest, AProcessAnEarlierAgentStartedButDidNotJournalIsStopped) {
+  const json started = start_member();
+  const fs::path record = dir_ / "agent" / "members" / "web_0" / "logs" / "pid";
+  ASSERT_EQ(std::stoi(read_file(record)), pid_of(started)) << "the spawn recorded by the process itself";
+  agent_.kill();
+  ASSERT_TRUE(wait_until([&] { return !controller_.connected(); }));
+  // What the killed agent left: a process of the member's that the journal
+  // does not know, recorded as the newest spawn.
+  test::write_file(dir_ / "orphan.sh", "exec sleep 60");
+  const pid_t orphan = ::fork();
+  if (orphan == 0) {
+    ::setsid();
+    ::setenv("TRANCHE_MEMBER", "web/0", 1);
+    ::execl("/bin/sh", "sh", (dir_ / "orphan.sh").c_str(), nullptr);
+    ::_exit(127);
+  }
+  ASSERT_GT(orphan, 0);
+  ASSERT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(orphan) + "/comm") == "sleep\n"; }));
+  test::write_file(record, std::to_string(orphan));
+
+  agent_.start();
+  EXPECT_TRUE(wait_until([&] {
+    int status = 0;
+    return ::waitpid(orphan, &status, WNOHANG) == orphan;
+  })) << agent_log();
+  EXPECT_TRUE(is_alive(pid_of(started))) << "the journaled process runs on";
+}
+
 TEST_F(AgentUpdateTest, AnAgentRestartedUnderAHealthyMemberKeepsReportingItHealthy) {
   // A slow check, so that the first heartbeat after the restart goes out
   // before the new incarnation's first probe has answered.
