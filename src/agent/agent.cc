@@ -424,28 +424,36 @@ class Agent {
   }
 
   // A process an earlier incarnation started for a member and was killed
-  // before journaling (its spawn record names another pid than the
-  // journal) runs on unknown: end it, and the journal's state decides what
-  // runs. The process's environment must name the member, so that a pid
-  // reused since is left alone.
+  // before journaling (a start, or a restart after maintenance or an
+  // update) runs on for nobody: its spawn record names a live process of
+  // that member (its environment says so, which also leaves a pid reused
+  // since alone) that the journal does not know. End it; the journal and
+  // the replayed commands decide what runs.
   void stop_unjournaled_processes() {
-    for (const auto& [id, m] : state_.members) {
-      std::ifstream record(member_dir(id) / "logs" / kSpawnRecord);
+    std::error_code ec;
+    for (const auto& dir : fs::directory_iterator(options_.state_dir / "members", ec)) {
+      std::ifstream record(dir.path() / "logs" / kSpawnRecord);
       int64_t pid = 0;
-      if (!(record >> pid) || pid <= 0 || (m.process && m.process->pid == pid)) {
+      if (!(record >> pid) || pid <= 0) {
         continue;
       }
       std::ifstream environ("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-      const std::string names_member = "TRANCHE_MEMBER=" + id;
-      bool runs_for_member = false;
+      std::string member;
       for (std::string entry; std::getline(environ, entry, '\0');) {
-        runs_for_member = runs_for_member || entry == names_member;
+        if (entry.starts_with("TRANCHE_MEMBER=")) {
+          member = entry.substr(std::string_view("TRANCHE_MEMBER=").size());
+        }
       }
-      if (runs_for_member) {
-        spdlog::warn("member {}: pid {} was started by an earlier agent that did not journal it; stopping it", id,
-                     pid);
-        ::kill(-static_cast<pid_t>(pid), SIGKILL);  // its own process group
+      if (member.empty() || member_dir(member) != dir.path()) {
+        continue;
       }
+      auto journaled = state_.members.find(member);
+      if (journaled != state_.members.end() && journaled->second.process && journaled->second.process->pid == pid) {
+        continue;
+      }
+      spdlog::warn("member {}: pid {} was started by an earlier agent that did not journal it; stopping it", member,
+                   pid);
+      ::kill(-static_cast<pid_t>(pid), SIGKILL);  // its own process group
     }
   }
 

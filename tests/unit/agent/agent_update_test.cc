@@ -371,29 +371,38 @@ TEST_F(AgentUpdateTest, AnAgentKilledDuringTheHookFinishesTheUpdateAfterItsResta
 // process running for nobody, while its next incarnation started another.
 TEST_F(AgentUpdateTest, AProcessAnEarlierAgentStartedButDidNotJournalIsStopped) {
   const json started = start_member();
-  const fs::path record = dir_ / "agent" / "members" / "web_0" / "logs" / "pid";
-  ASSERT_EQ(std::stoi(read_file(record)), pid_of(started)) << "the spawn recorded by the process itself";
+  const fs::path members = dir_ / "agent" / "members";
+  ASSERT_EQ(std::stoi(read_file(members / "web_0" / "logs" / "pid")), pid_of(started))
+      << "the spawn recorded by the process itself";
   agent_.kill();
   ASSERT_TRUE(wait_until([&] { return !controller_.connected(); }));
-  // What the killed agent left: a process of the member's that the journal
-  // does not know, recorded as the newest spawn.
-  test::write_file(dir_ / "orphan.sh", "exec sleep 60");
-  const pid_t orphan = ::fork();
-  if (orphan == 0) {
-    ::setsid();
-    ::setenv("TRANCHE_MEMBER", "web/0", 1);
-    ::execl("/bin/sh", "sh", (dir_ / "orphan.sh").c_str(), nullptr);
-    ::_exit(127);
-  }
-  ASSERT_GT(orphan, 0);
-  ASSERT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(orphan) + "/comm") == "sleep\n"; }));
-  test::write_file(record, std::to_string(orphan));
+  // What a killed agent leaves: a process recorded as a member's newest
+  // spawn that the journal does not know, for a journaled member (a
+  // restart) and for one not journaled yet (a start).
+  auto orphan_of = [&](const std::string& member, const std::string& dir) {
+    fs::create_directories(members / dir / "logs");
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setsid();
+      ::setenv("TRANCHE_MEMBER", member.c_str(), 1);
+      ::execl("/bin/sleep", "sleep", "60", nullptr);
+      ::_exit(127);
+    }
+    EXPECT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(pid) + "/comm") == "sleep\n"; }));
+    test::write_file(members / dir / "logs" / "pid", std::to_string(pid));
+    return pid;
+  };
+  const pid_t restarted = orphan_of("web/0", "web_0");
+  const pid_t never_journaled = orphan_of("web/1", "web_1");
 
   agent_.start();
-  EXPECT_TRUE(wait_until([&] {
-    int status = 0;
-    return ::waitpid(orphan, &status, WNOHANG) == orphan;
-  })) << agent_log();
+  for (const pid_t orphan : {restarted, never_journaled}) {
+    EXPECT_TRUE(wait_until([&] {
+      int status = 0;
+      return ::waitpid(orphan, &status, WNOHANG) == orphan;
+    })) << orphan
+        << agent_log();
+  }
   EXPECT_TRUE(is_alive(pid_of(started))) << "the journaled process runs on";
 }
 
