@@ -55,6 +55,23 @@ class FleetTest : public ::testing::Test {
     return link;
   }
 
+  // shop/web with 3 members, maxUnavailable 1, all Active on `host`; what
+  // the host reports of them.
+  std::vector<protocol::MemberReport> three_active_members(const Joined& host) {
+    std::string app = kApp;
+    app.replace(app.find("desired: 2"), 10, "desired: 3");
+    app.replace(app.find("update: {minReadySeconds: 2}"), 28, "update: {minReadySeconds: 0, maxUnavailable: 1}");
+    apply(app);
+    fleet_->tick();
+    std::vector<protocol::MemberReport> running;
+    for (int i = 1; i <= 3; ++i) {
+      running.push_back({"shop/web/" + std::to_string(i), "Running", true, {}, i, {}});
+    }
+    heartbeat(host, running);
+    fleet_->tick();
+    return running;
+  }
+
   void apply(const std::string& text = kApp) {
     ASSERT_TRUE(apps_->apply(text, ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   }
@@ -400,17 +417,7 @@ TEST_F(FleetTest, AnOperatorsNewDesiredOverridesTheAutoscaler) {
 // restart left desired - 2 Active with maxUnavailable 1.
 TEST_F(FleetTest, MaintenanceRestartCountsEveryMemberAlreadyOut) {
   Joined a = join_host(*fleet_, "a", 3);
-  std::string app = kApp;
-  app.replace(app.find("desired: 2"), 10, "desired: 3");
-  app.replace(app.find("update: {minReadySeconds: 2}"), 28, "update: {minReadySeconds: 0, maxUnavailable: 1}");
-  apply(app);
-  fleet_->tick();
-  std::vector<protocol::MemberReport> running;
-  for (int i = 1; i <= 3; ++i) {
-    running.push_back({"shop/web/" + std::to_string(i), "Running", true, {}, i, {}});
-  }
-  heartbeat(a, running);
-  fleet_->tick();
+  const std::vector<protocol::MemberReport> running = three_active_members(a);
   ASSERT_EQ(states()["shop/web/3"], "Active");
 
   deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, "crashed"}));
@@ -436,17 +443,7 @@ TEST_F(FleetTest, MaintenanceRestartCountsEveryMemberAlreadyOut) {
 
 TEST_F(FleetTest, MaintenanceRestartGoesAFewAtATimeAndEndsByItself) {
   Joined a = join("a");
-  std::string app = kApp;
-  app.replace(app.find("desired: 2"), 10, "desired: 3");
-  app.replace(app.find("update: {minReadySeconds: 2}"), 28, "update: {minReadySeconds: 0, maxUnavailable: 1}");
-  apply(app);
-  fleet_->tick();
-  std::vector<protocol::MemberReport> running;
-  for (int i = 1; i <= 3; ++i) {
-    running.push_back({"shop/web/" + std::to_string(i), "Running", true, {}, i, {}});
-  }
-  heartbeat(a, running);
-  fleet_->tick();
+  const std::vector<protocol::MemberReport> running = three_active_members(a);
   ASSERT_EQ(states()["shop/web/3"], "Active");
 
   auto restart = parse_operational_change({{"path", "web"}, {"maintenance", "restart"}});
