@@ -81,6 +81,7 @@ class Controller {
   int stop();        // SIGTERM; returns the exit status
 
   const std::string& url() const { return url_; }
+  unsigned short port() const { return static_cast<unsigned short>(std::stoi(url_.substr(url_.rfind(':') + 1))); }
   std::string admin_token() const;
   const fs::path& data_dir() const { return data_dir_; }
   Process& process() { return *process_; }

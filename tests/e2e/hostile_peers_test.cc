@@ -24,10 +24,6 @@ constexpr const char* kUpgradeToAgent =
     "GET /agent/v1/connect HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-unsigned short port_of(const std::string& url) {
-  return static_cast<unsigned short>(std::stoi(url.substr(url.rfind(':') + 1)));
-}
-
 // One TCP connection to the controller, read with deadlines.
 class RawConnection {
  public:
@@ -122,7 +118,7 @@ class HostilePeers : public ::testing::Test {
       args = {"--config", (dir_.path() / "controller.yaml").string()};
     }
     controller_->start(args);
-    port_ = port_of(controller_->url());
+    port_ = controller_->port();
   }
 
   // A metric's value from /metrics, or -1.

@@ -36,10 +36,6 @@ clusters:
 
 std::string path_with_hello() { return std::string(TRANCHE_BIN_DIR) + ":" + std::getenv("PATH"); }
 
-unsigned short port_of(const std::string& url) {
-  return static_cast<unsigned short>(std::stoi(url.substr(url.rfind(':') + 1)));
-}
-
 // Sends a plain HTTP request to 127.0.0.1:port and returns every byte the
 // server sends back until it closes (or 10 s pass).
 std::string plain_http_exchange(unsigned short port) {
@@ -118,7 +114,7 @@ TEST(Tls, ControllerWithACertificateServesTheCliAndAnAgentThatPinItsCa) {
   EXPECT_NE(distrusted.err.find("certificate verify failed"), std::string::npos) << distrusted.err;
 
   // Plain HTTP on the TLS listener: no request is served, the connection ends.
-  const std::string answer = plain_http_exchange(port_of(controller.url()));
+  const std::string answer = plain_http_exchange(controller.port());
   EXPECT_EQ(answer.find("HTTP/1."), std::string::npos) << answer;
   EXPECT_EQ(answer.find("<still open>"), std::string::npos) << "the connection is closed";
   EXPECT_EQ(controller.cli({"version"}).exit_code, 0) << "and the controller serves on";
