@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -154,40 +155,32 @@ Request read_request(std::string_view input, const Tokens& tokens) {
   const std::string_view rest = input.substr(std::min<size_t>(2, input.size()));
   r.authorization = "Bearer " + (token == 's' ? tokens.scoped_operator : token == 'v' ? tokens.viewer : tokens.admin);
   r.body = std::string(rest);
-  switch (route) {
-    case 0:
-      r.method = "POST";
-      r.path = "/api/v1/applications";
-      r.content_type = "application/json";
-      break;
-    case 1:
-      r.method = "POST";
-      r.path = "/api/v1/applications";
-      r.content_type = "application/yaml";
-      break;
-    case 2:  // no content type: the format is told from the body
-      r.method = "POST";
-      r.path = "/api/v1/applications";
-      r.query["dryRun"] = "1";
-      break;
-    case 3:
-      r.method = "PUT";
-      r.path = "/api/v1/applications/shop/operational-state";
-      r.content_type = "application/json";
-      break;
-    case 4:
-      r.method = "POST";
-      r.path = "/api/v1/applications/shop/rollout/undo";
-      r.content_type = "application/json";
-      break;
-    case 5:
-      r.method = "POST";
-      r.path = "/api/v1/tokens";
-      r.content_type = "application/json";
-      break;
-    default:
-      read_raw_request(rest, r);
-      break;
+  // The mutating routes that read a body; route 6 is a raw request. Route 2
+  // has no content type: the format is told from the body.
+  struct BodyRoute {
+    const char* method;
+    const char* path;
+    const char* content_type;
+    bool dry_run;
+  };
+  static constexpr BodyRoute kRoutes[] = {
+      {"POST", "/api/v1/applications", "application/json", false},
+      {"POST", "/api/v1/applications", "application/yaml", false},
+      {"POST", "/api/v1/applications", "", true},
+      {"PUT", "/api/v1/applications/shop/operational-state", "application/json", false},
+      {"POST", "/api/v1/applications/shop/rollout/undo", "application/json", false},
+      {"POST", "/api/v1/tokens", "application/json", false},
+  };
+  if (route >= std::size(kRoutes)) {
+    read_raw_request(rest, r);
+    return r;
+  }
+  const BodyRoute& chosen = kRoutes[route];
+  r.method = chosen.method;
+  r.path = chosen.path;
+  r.content_type = chosen.content_type;
+  if (chosen.dry_run) {
+    r.query["dryRun"] = "1";
   }
   return r;
 }
