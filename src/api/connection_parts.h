@@ -16,7 +16,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 
 namespace tranche::api {
 

@@ -34,8 +34,8 @@
 #include "common/tls_files.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
-#include "engine/balancer_sync.h"
-#include "engine/fleet.h"
+#include "engine/reconcile/balancer_sync.h"
+#include "engine/fleet/fleet.h"
 #include "lb/haproxy_runtime.h"
 #include "store/store.h"
 

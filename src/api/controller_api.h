@@ -15,7 +15,7 @@
 #include "api/metrics.h"
 #include "engine/access.h"
 #include "engine/application_service.h"
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 #include "store/store.h"
 
 namespace tranche::api {

@@ -25,7 +25,7 @@
 #include "api/controller_api.h"
 #include "api/metrics.h"
 #include "common/tls_context.h"
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 #include "protocol/messages.h"
 #include "store/store.h"
 

@@ -22,7 +22,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
-#include "engine/member_state.h"
+#include "engine/fleet/member_state.h"
 #include "model/manifest.h"
 
 namespace tranche {

@@ -205,7 +205,7 @@ void InvariantObserver::on_member_event(const json& e, const std::string& member
       const int unavailable = to == "Maintenance" ? std::max(budget_.max_unavailable, 1) : budget_.max_unavailable;
       const int active = count_states({"Active"}, false);
       // With autohealing off the engine keeps failing members in place and
-      // runs rollouts and maintenance against desired - held (fleet.cc,
+      // runs rollouts and maintenance against desired - held (reconcile/replicas.cc,
       // reconcile_cluster): it takes the budget from what is left, below
       // updates.md's desired - maxUnavailable. Checked by the engine's rule;
       // how often the spec's reading is not met is a figure of its own.

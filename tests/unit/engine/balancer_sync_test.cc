@@ -3,14 +3,14 @@
 // servers start enabled, `del` is refused unless the server is in
 // maintenance with no session, and a balancer that is down fails every call.
 
-#include "engine/balancer_sync.h"
+#include "engine/reconcile/balancer_sync.h"
 
 #include <set>
 
 #include <gtest/gtest.h>
 
 #include "engine/application_service.h"
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 #include "fake_agent_link.h"
 
 namespace tranche {

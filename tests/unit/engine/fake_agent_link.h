@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 
 namespace tranche {
 

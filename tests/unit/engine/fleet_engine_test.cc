@@ -7,7 +7,7 @@
 
 #include "../store/store_test_util.h"
 #include "engine/application_service.h"
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 #include "fake_agent_link.h"
 
 namespace tranche {

@@ -1,7 +1,7 @@
 // The controller's side of the agent protocol and the reconciler, with an
 // injected clock and in-process fake connections.
 
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 #include "fake_agent_link.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "engine/host_deadlines.h"
+#include "engine/fleet/host_deadlines.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

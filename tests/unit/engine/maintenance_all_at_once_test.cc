@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/application_service.h"
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 #include "engine/operational_state.h"
 #include "fake_agent_link.h"
 

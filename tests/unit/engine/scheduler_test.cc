@@ -1,4 +1,4 @@
-#include "engine/scheduler.h"
+#include "engine/reconcile/scheduler.h"
 
 #include <gtest/gtest.h>
 

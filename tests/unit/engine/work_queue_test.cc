@@ -1,4 +1,4 @@
-#include "engine/work_queue.h"
+#include "engine/fleet/work_queue.h"
 
 #include <gtest/gtest.h>
 

@@ -1,9 +1,11 @@
 // The fleet's side of rollouts (updates.md): each tick reads the
 // application's rollout, counts failures of members on the target revision
 // and applies onFailure (persisted before anything acts on it), lets the
-// planner take each cluster's next step in update order, and moves the
-// phase on. Member changes are the fleet's usual persisted transitions;
-// the rollout record keeps only what members cannot say.
+// planner (engine/rollout.h) take each cluster's next step in update order,
+// and moves the phase on. Member changes are the fleet's usual persisted
+// transitions; the rollout record keeps only what members cannot say.
+
+#include "engine/fleet/fleet.h"
 
 #include <algorithm>
 
@@ -12,22 +14,24 @@
 
 #include "common/time_format.h"
 #include "engine/events.h"
-#include "engine/fleet.h"
 
 namespace tranche {
 
 namespace {
 
-// The planner takes the oldest members first.
-template <class Member>
-std::vector<Member*> in_ordinal_order(const std::vector<Member*>& members) {
-  std::vector<Member*> ordered(members.begin(), members.end());
-  std::sort(ordered.begin(), ordered.end(),
-            [](const Member* a, const Member* b) { return a->record.ordinal < b->record.ordinal; });
-  return ordered;
-}
+using nlohmann::json;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
 
 }  // namespace
+
+TimePoint Fleet::phase_seen_since(const ActiveRollout& rollout) {
+  PhaseSeen& seen = phases_seen_[rollout.record.app];
+  if (seen.rollout != rollout.record.id || seen.phase != rollout.phase) {
+    seen = PhaseSeen{rollout.record.id, rollout.phase, clock_.now()};
+  }
+  return seen.since;
+}
 
 std::optional<Fleet::ActiveRollout> Fleet::load_rollout(const ApplicationRecord& app) {
   auto record = store_.latest_rollout(app.name);
@@ -335,54 +339,6 @@ void Fleet::relabel(MemberEntry& m, const ClusterRef& cluster) {
   spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
                m.record.revision, current);
   m.record = std::move(next);
-}
-
-bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                                    const MaintenanceMarkers& markers, int desired) {
-  auto marker = [&](const MemberEntry& m) -> const OperationalValueRecord* {
-    auto it = markers.find(member_path(m.record));
-    return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
-  };
-  const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
-  std::vector<RolloutMember> view;
-  std::map<std::string, MemberEntry*> by_id;
-  bool any = false;
-  bool all_at_once = false;
-  for (MemberEntry* m : ordered) {
-    const OperationalValueRecord* v = marker(*m);
-    const bool replace = v != nullptr;
-    all_at_once = all_at_once || (replace && v->all_at_once);
-    any = any || (replace && is_live(m->state));
-    view.push_back(RolloutMember{m->record.id, planned_state(*m), !replace, m->record.revision, m->record.updated_at});
-    by_id[m->record.id] = m;
-  }
-  if (!any) {
-    return false;
-  }
-  // The cluster's own pacing, always rolling replace: the old member serves
-  // until its replacement is Active.
-  UpdatePolicy policy = cluster.spec->update;
-  policy.method = UpdatePolicy::Method::kReplace;
-  policy.strategy = UpdatePolicy::Strategy::kRolling;
-  policy.canary = 0;
-  if (all_at_once) {
-    // --all-at-once: every successor is created in one pass (surge = all);
-    // the old members serve until their successors are Active.
-    policy.max_surge = IntOrPercent{100, true};
-  }
-  const ClusterRolloutStep step =
-      plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
-  for (const auto& id : step.retire) {
-    MemberEntry& m = *by_id[id];
-    retire(m, "maintenance replace: replaced by a new member",
-           {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance}});
-  }
-  for (int i = 0; i < step.create; ++i) {
-    if (!create_member(cluster, cluster.app->current_revision, "maintenance replace")) {
-      break;
-    }
-  }
-  return true;
 }
 
 }  // namespace tranche

@@ -1,4 +1,4 @@
-#include "engine/balancer_sync.h"
+#include "engine/reconcile/balancer_sync.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,10 +1,11 @@
 // The fleet's edge to its agents: hellos, heartbeats, results and events
-// coming in, commands going out, and the heartbeat deadline.
+// coming in, commands going out, and member logs asked of agents.
 
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 
 #include <algorithm>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/secrets.h"
@@ -358,40 +359,6 @@ void Fleet::on_event(HostEntry& h, const protocol::AgentEvent& e) {
   } else if (e.type == "healthy" && m.state == MemberState::kStarting && !m.healthy_since) {
     m.healthy = true;
     m.healthy_since = clock_.now();
-  }
-}
-
-void Fleet::check_heartbeats() {
-  const TimePoint now = clock_.now();
-  std::vector<std::string> unreachable;
-  for (const auto& silent : deadlines_.expired(now)) {
-    auto it = hosts_.find(silent.host);
-    if (it == hosts_.end()) {
-      continue;
-    }
-    HostEntry& h = it->second;
-    if (h.record.state != kHostReady && h.record.state != kHostDraining) {
-      continue;
-    }
-    const auto quiet = duration_cast<milliseconds>(now - silent.last_heard);
-    set_host_state(h, kHostUnreachable, "no heartbeat for " + format_duration(quiet));
-    if (h.link) {
-      h.link->close("heartbeat timeout");
-      h.link.reset();
-    }
-    unreachable.push_back(silent.host);
-  }
-  if (unreachable.empty()) {
-    return;
-  }
-  for (const std::string& host : unreachable) {
-    auto on_host = by_host_.find(host);
-    for (auto& [id, m] : on_host == by_host_.end() ? MemberIndex{} : on_host->second) {
-      if (can_transition(m->state, MemberState::kUnreachable)) {
-        m->active_when_lost = m->state == MemberState::kActive;
-        (void)set_state(*m, MemberState::kUnreachable, "host " + host + " is unreachable");
-      }
-    }
   }
 }
 

@@ -1,4 +1,4 @@
-#include "engine/member_state.h"
+#include "engine/fleet/member_state.h"
 
 #include <array>
 #include <initializer_list>

@@ -2,15 +2,25 @@
 // from the store; changes staged and written as one group (fleet.h, "Group
 // commit"), then acted on.
 
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 
 #include <algorithm>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/secrets.h"
 #include "engine/events.h"
 
 namespace tranche {
+
+Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
+    : store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      join_token_hash_(sha256_hex(options_.join_token)),
+      deadlines_(options_.heartbeat_timeout),
+      work_(options_.resync_interval) {}
 
 Status Fleet::load() {
   std::lock_guard lock(mu_);
@@ -224,23 +234,6 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
   std::move(also.begin(), also.end(), std::back_inserter(batch.mutations));
   stage(std::move(batch));
   return {};
-}
-
-void Fleet::set_host_state(HostEntry& h, const std::string& to, const std::string& reason) {
-  if (h.record.state == to) {
-    return;
-  }
-  const TimePoint now = clock_.now();
-  HostRecord next = h.record;
-  next.state = to;
-  next.updated_at = now;
-  WriteBatch batch;
-  batch.mutations.push_back(PutHost{next});
-  batch.mutations.push_back(
-      AppendEvent{make_event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state, to, reason)});
-  stage(std::move(batch));
-  spdlog::info("host {} {} -> {}: {}", h.record.id, h.record.state, to, reason);
-  h.record = std::move(next);
 }
 
 }  // namespace tranche

@@ -1,11 +1,13 @@
-// What the API reads of the fleet, and what the load balancer is told.
+// What the API reads of the fleet: hosts and members, costing what they return.
 
-#include "engine/fleet.h"
+#include "engine/fleet/fleet.h"
 
 #include <algorithm>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include "common/time_format.h"
-#include "lb/load_balancer.h"
 
 namespace tranche {
 
@@ -14,72 +16,6 @@ namespace {
 using nlohmann::json;
 
 }  // namespace
-
-bool Fleet::out_of_traffic(const MemberEntry& m) {
-  if (!balancer_ || !options_.drain_before_stop) {
-    return true;
-  }
-  const ClusterSpec* spec = cluster_spec(m);
-  return !spec || spec->load_balancer.haproxy_backend.empty() ||
-         balancer_->presence(m.record.id) == BalancerPresence::kOut;
-}
-
-MemberState Fleet::planned_state(const MemberEntry& m) {
-  if (m.state != MemberState::kActive || !balancer_) {
-    return m.state;
-  }
-  const ClusterSpec* spec = cluster_spec(m);
-  const bool balanced = spec && !spec->load_balancer.haproxy_backend.empty();
-  return balanced && balancer_->presence(m.record.id) != BalancerPresence::kServing ? MemberState::kStarting : m.state;
-}
-
-// One target per member of a balanced cluster: Active members serve, every
-// other one leaves (at once when it never served: it is not there).
-std::map<std::string, BalancerTarget> Fleet::balancer_targets() {
-  std::map<std::string, BalancerTarget> targets;
-  for (const auto& [id, m] : members_) {
-    const ClusterSpec* spec = cluster_spec(m);
-    auto server = lb::server_name_for(id);
-    if (!spec || spec->load_balancer.haproxy_backend.empty() || !server) {
-      continue;
-    }
-    BalancerTarget target{spec->load_balancer.haproxy_backend, *server, std::nullopt, m.state == MemberState::kActive,
-                          std::chrono::seconds(0)};
-    if (options_.drain_before_stop) {
-      target.drain_timeout = std::chrono::seconds(spec->load_balancer.drain_timeout_seconds);
-    }
-    auto host = hosts_.find(m.record.host);
-    auto port = spec->ports.empty() ? m.record.ports.end() : m.record.ports.find(spec->ports.front());
-    if (host != hosts_.end() && !host->second.address.empty() && port != m.record.ports.end()) {
-      target.address = lb::ServerAddress{host->second.address, static_cast<uint16_t>(port->second)};
-    }
-    targets.emplace(id, std::move(target));
-  }
-  return targets;
-}
-
-std::optional<std::string> Fleet::balancer_problem(const ApplicationSpec& spec, TimePoint since) const {
-  if (!balancer_) {
-    return std::nullopt;
-  }
-  for (const auto& node : flatten(spec)) {
-    if (node.cluster && !node.cluster->load_balancer.haproxy_backend.empty()) {
-      auto problem = balancer_->problem(node.cluster->load_balancer.haproxy_backend);
-      if (problem && problem->seen_at >= since) {
-        return "backend " + node.cluster->load_balancer.haproxy_backend + ": " + problem->message;
-      }
-    }
-  }
-  return std::nullopt;
-}
-
-TimePoint Fleet::phase_seen_since(const ActiveRollout& rollout) {
-  PhaseSeen& seen = phases_seen_[rollout.record.app];
-  if (seen.rollout != rollout.record.id || seen.phase != rollout.phase) {
-    seen = PhaseSeen{rollout.record.id, rollout.phase, clock_.now()};
-  }
-  return seen.since;
-}
 
 json Fleet::hosts_json(const std::optional<std::string>& visible_app) const {
   std::lock_guard lock(mu_);
@@ -101,33 +37,6 @@ json Fleet::hosts_json(const std::optional<std::string>& visible_app) const {
                      {"lastSeen", format_rfc3339(h.last_seen)}});
   }
   return json{{"items", items}};
-}
-
-Result<json> Fleet::set_host_draining(const std::string& host_id, bool draining, const Caller& caller) {
-  std::lock_guard committing(commit_mu_);
-  std::unique_lock lock(mu_);
-  auto it = hosts_.find(host_id);
-  if (it == hosts_.end()) {
-    return fail(ErrorCode::kNotFound, "host '" + host_id + "' not found");
-  }
-  HostEntry& h = it->second;
-  const std::string from = h.record.state;
-  if (draining && from == kHostReady) {
-    set_host_state(h, kHostDraining, "cordoned by " + caller.actor);
-  } else if (!draining && from == kHostDraining) {
-    set_host_state(h, kHostReady, "uncordoned by " + caller.actor);
-  } else if (from != (draining ? kHostDraining : kHostReady)) {
-    return fail(ErrorCode::kConflict, "host " + host_id + " is " + from);
-  }
-  WriteBatch audit;
-  audit.mutations.push_back(
-      AppendAudit{{0, clock_.now(), caller.actor, caller.action, "host " + host_id, from + " -> " + h.record.state}});
-  stage(std::move(audit));
-  // Acknowledged only once durable.
-  if (auto done = commit_staged(lock, false); !done) {
-    return std::unexpected(done.error());
-  }
-  return json{{"id", host_id}, {"state", h.record.state}, {"message", "host " + host_id + " is " + h.record.state}};
 }
 
 json Fleet::to_json(const MemberEntry& m) {

@@ -37,12 +37,12 @@
 
 #include "common/clock.h"
 #include "engine/access.h"
-#include "engine/balancer_sync.h"
-#include "engine/host_deadlines.h"
-#include "engine/work_queue.h"
-#include "engine/member_state.h"
+#include "engine/fleet/host_deadlines.h"
+#include "engine/fleet/member_state.h"
+#include "engine/fleet/work_queue.h"
+#include "engine/reconcile/balancer_sync.h"
+#include "engine/reconcile/scheduler.h"
 #include "engine/rollout.h"
-#include "engine/scheduler.h"
 #include "model/manifest.h"
 #include "protocol/messages.h"
 #include "store/store.h"
@@ -196,7 +196,7 @@ class Fleet {
   };
   // The application's rollout while it moves members, as read at the start
   // of a tick; changes are collected and committed together (see
-  // fleet_rollout.cc).
+  // reconcile/rollout.cc).
   struct ActiveRollout {
     RolloutRecord record;
     RolloutPhase phase = RolloutPhase::kProgressing;
@@ -209,6 +209,8 @@ class Fleet {
   MemberEntry& remember(MemberRecord record, MemberState state);
   void forget(std::map<std::string, MemberEntry>::iterator it);
   std::vector<MemberEntry*> members_of(const std::string& app, const std::string& cluster) const;
+  // Oldest first: the order rollouts and maintenance replace members in.
+  static std::vector<MemberEntry*> in_ordinal_order(const std::vector<MemberEntry*>& members);
 
   // Without mu_: hands what is staged to the committer, or commits it.
   void wake_or_flush();
@@ -252,7 +254,7 @@ class Fleet {
   void mark_changed_applications(const std::vector<ApplicationRecord>& apps);
   // Whether load samples of the application's clusters are in a window.
   bool tracks_load(const std::string& app) const;
-  // Rollouts (fleet_rollout.cc).
+  // Rollouts (reconcile/rollout.cc).
   std::optional<ActiveRollout> load_rollout(const ApplicationRecord& app);
   // Counts new failures and applies onFailure, persisted before anything acts
   // on them; false when this application must wait for the next tick.

@@ -1,0 +1,37 @@
+// Placement: the hosts as the scheduler sees them, built once per pass that
+// places a member and kept up to date by each placement.
+
+#include "engine/fleet/fleet.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/reconcile/scheduler.h"
+
+namespace tranche {
+
+void Fleet::view_placement() {
+  if (placement_.built) {
+    return;
+  }
+  placement_ = PlacementView{};
+  placement_.built = true;
+  placement_.hosts.reserve(hosts_.size());
+  for (const auto& [id, h] : hosts_) {
+    placement_.position[id] = placement_.hosts.size();
+    placement_.hosts.push_back(
+        HostCapacity{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels, h.record.slots, 0, 0});
+  }
+  for (const auto& [id, m] : members_) {
+    auto at = placement_.position.find(m.record.host);
+    if (may_run(m.state) && at != placement_.position.end()) {
+      const ClusterSpec* spec = cluster_spec(m);
+      placement_.hosts[at->second].used_slots += spec ? spec->placement.slots : 1;
+      auto& counts = placement_.in_cluster[m.record.app + "/" + m.record.cluster];
+      counts.resize(placement_.hosts.size());
+      ++counts[at->second];
+    }
+  }
+}
+
+}  // namespace tranche

@@ -1,0 +1,195 @@
+// Replicas: each cluster kept at its desired count (healing, scaling,
+// retiring what is not wanted), and the member lifecycle's common steps.
+
+#include "engine/fleet/fleet.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/names.h"
+#include "common/time_format.h"
+#include "engine/events.h"
+#include "engine/operational_state.h"
+#include "engine/reconcile/scheduler.h"
+
+namespace tranche {
+
+namespace {
+
+using nlohmann::json;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+}  // namespace
+
+Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason) {
+  const std::string where = cluster.app->name + "/" + cluster.path;
+  const ClusterSpec* spec = cluster_of(cluster.app->name, revision, cluster.path);
+  if (!spec) {
+    return fail(ErrorCode::kInternal, where + " has no revision " + std::to_string(revision));
+  }
+  view_placement();
+  if (placement_.placed >= kPlacementsPerPass) {
+    // The rest waits for the next pass: its clusters stay queued.
+    return fail(ErrorCode::kUnavailable, "this pass has placed " + std::to_string(kPlacementsPerPass) + " members");
+  }
+  auto& candidates = placement_.candidates[where + "@" + std::to_string(revision)];
+  if (candidates.empty()) {
+    for (size_t i = 0; i < placement_.hosts.size(); ++i) {
+      if (eligible(placement_.hosts[i], spec->placement)) {
+        candidates.push_back(i);
+      }
+    }
+  }
+  auto& in_cluster = placement_.in_cluster[where];
+  in_cluster.resize(placement_.hosts.size());
+  const std::optional<size_t> chosen = pick(placement_.hosts, candidates, in_cluster, spec->placement.slots);
+  if (!chosen) {
+    const std::string why = place(placement_.hosts, spec->placement).reason;
+    report_failure_once(where, "cannot place a member: " + why);
+    return fail(ErrorCode::kUnavailable, why);
+  }
+  reported_failures_.erase(where);
+  placement_.hosts[*chosen].used_slots += spec->placement.slots;
+  ++in_cluster[*chosen];
+  ++placement_.placed;
+  const std::string host = placement_.hosts[*chosen].id;
+  const TimePoint now = clock_.now();
+  MemberRecord record;
+  record.ordinal = next_ordinal(cluster.app->name, cluster.path);
+  record.id = where + "/" + std::to_string(record.ordinal);
+  record.app = cluster.app->name;
+  record.cluster = cluster.path;
+  record.host = host;
+  record.state = std::string(to_string(MemberState::kCreated));
+  record.revision = revision;
+  record.version = spec->artifact.version;
+  record.created_at = record.updated_at = now;
+  WriteBatch batch;
+  batch.mutations.push_back(PutMember{record});
+  batch.mutations.push_back(
+      AppendEvent{make_event(now, record.app, where, record.id, "MemberStateChanged", "", "Created",
+                             (reason.empty() ? "" : reason + ": ") + "placed on " + record.host)});
+  stage(std::move(batch));
+  MemberEntry& m = remember(std::move(record), MemberState::kCreated);
+  return set_state(m, MemberState::kStarting, "starting on " + m.record.host);
+}
+
+void Fleet::stop_if_drained(MemberEntry& m) {
+  if (m.state == MemberState::kDraining && out_of_traffic(m)) {
+    (void)set_state(m, MemberState::kStopping, "out of its load balancer's traffic");
+  }
+}
+
+// Takes a member out: stop it where it may run, or just mark it gone.
+void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also) {
+  auto host = hosts_.find(m.record.host);
+  const bool host_gone = host == hosts_.end() || host->second.record.state == "Left";
+  if (m.state == MemberState::kCreated || (m.state == MemberState::kFailed && host_gone)) {
+    (void)set_state(m, MemberState::kTerminated, reason, std::move(also));
+    return;
+  }
+  if (m.state == MemberState::kActive && !out_of_traffic(m)) {
+    (void)set_state(m, MemberState::kDraining, reason + "; leaving its load balancer first", std::move(also));
+  } else if (can_transition(m.state, MemberState::kStopping)) {
+    (void)set_state(m, MemberState::kStopping, reason, std::move(also));
+  }
+}
+
+bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
+                              const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
+                              const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {
+  const TimePoint now = clock_.now();
+  std::vector<MemberEntry*> live;
+  int held = 0;  // failing members that autohealing off keeps in place
+  for (MemberEntry* member : members) {
+    MemberEntry& m = *member;
+    stop_if_drained(m);
+    if (m.state == MemberState::kCreated) {
+      // Placed but not started: the controller stopped between the two commits.
+      (void)set_state(m, MemberState::kStarting, "starting on " + m.record.host);
+    }
+    relabel(m, cluster);
+    if (m.state == MemberState::kStarting && m.healthy_since) {
+      const auto ready_for = now - *m.healthy_since;
+      if (ready_for >= std::chrono::seconds(cluster.spec->update.min_ready_seconds)) {
+        (void)set_state(m, MemberState::kActive,
+                        "healthy for " + format_duration(duration_cast<milliseconds>(ready_for)));
+      }
+    }
+    if (m.state == MemberState::kFailed || m.state == MemberState::kUnreachable) {
+      if (cluster.app->deployed && resolve(values, member_path(m.record), Setting::kAutohealing).effective == "off") {
+        delay_healing(m);
+        ++held;
+        continue;
+      }
+      if (m.record.healing_delayed_since) {
+        resume_healing(m);
+      }
+      if (m.state == MemberState::kFailed) {
+        retire(m, "cleaning up a failed member");  // a replacement follows below
+      }
+    }
+    if (is_live(m.state)) {
+      live.push_back(&m);
+    }
+  }
+  const int scaled = autoscale(cluster, values, scales);
+  // Failed members that autohealing off keeps are not compensated for.
+  start_maintenance(cluster, members, markers, scaled - held);
+  const int desired = cluster.app->deployed ? scaled : 0;
+  // Failed members that autohealing off keeps are not compensated for.
+  if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
+    return false;  // the rollout owns the cluster's members for now
+  }
+  if (cluster.app->deployed && replace_for_maintenance(cluster, members, markers, desired - held)) {
+    return false;
+  }
+  const int64_t revision = held_revision(cluster, members, rollout);
+  if (static_cast<int>(live.size()) > desired) {
+    // Scale down the least useful first: not yet active, then the newest.
+    std::sort(live.begin(), live.end(), [](const MemberEntry* a, const MemberEntry* b) {
+      const bool a_active = a->state == MemberState::kActive;
+      const bool b_active = b->state == MemberState::kActive;
+      return a_active != b_active ? !a_active : a->record.ordinal > b->record.ordinal;
+    });
+    for (size_t i = 0; i < live.size() - static_cast<size_t>(desired); ++i) {
+      retire(*live[i], cluster.app->deployed ? "scaling down to " + std::to_string(desired) : "application deleted");
+    }
+  }
+  for (int missing = desired - static_cast<int>(live.size()) - held; missing > 0; --missing) {
+    if (!create_member(cluster, revision)) {
+      break;
+    }
+  }
+  return settled(cluster, desired);
+}
+
+// Nothing is left for a pass to do until something changes: every member
+// Active, as many as wanted, and no load balancer whose view of its servers
+// moves on by itself. (Load windows move on with time too: a settled
+// cluster's autoscaler still runs each pass, see reconcile_pass.)
+bool Fleet::settled(const ClusterRef& cluster, int desired) const {
+  const std::string key = cluster.app->name + "/" + cluster.path;
+  int active = 0;
+  if (auto index = by_cluster_.find(key); index != by_cluster_.end()) {
+    for (const auto& [id, m] : index->second) {
+      if (m->state != MemberState::kActive) {
+        return false;
+      }
+      ++active;
+    }
+  }
+  return active == desired && (!balancer_ || cluster.spec->load_balancer.haproxy_backend.empty());
+}
+
+std::vector<Fleet::MemberEntry*> Fleet::in_ordinal_order(const std::vector<MemberEntry*>& members) {
+  std::vector<MemberEntry*> ordered = members;
+  std::sort(ordered.begin(), ordered.end(),
+            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
+  return ordered;
+}
+
+}  // namespace tranche
