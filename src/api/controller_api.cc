@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/console.h"
 #include "common/names.h"
 #include "common/time_format.h"
 #include "model/manifest.h"
@@ -370,6 +371,18 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     out["app"] = app ? json(*app) : json(nullptr);
     return json_response(201, out);
   });
+  // Who the caller's token is, so that a client (the console) offers only
+  // what the token may do; and the newest event's seq, where a client that
+  // shows recent events and then follows the stream starts.
+  add("GET", v1 + "/whoami", Role::kViewer, [this](const Params& p) -> Result<Response> {
+    auto last = store_.last_event_seq();
+    if (!last) {
+      return std::unexpected(last.error());
+    }
+    json out = {{"name", p.principal.name}, {"role", to_string(p.principal.role)}, {"lastEventSeq", *last}};
+    out["app"] = p.principal.app ? json(*p.principal.app) : json(nullptr);
+    return json_response(200, out);
+  });
   add("GET", v1 + "/operations/{id}", Role::kViewer, [this](const Params& p) -> Result<Response> {
     auto op = apps_.get_operation(p.path.at("id"));
     if (!op) {
@@ -419,6 +432,15 @@ RouteResult ControllerApi::handle(const Request& request) {
     const bool ready = ready_ && store_.last_event_seq().has_value() && store_.list_applications().has_value();
     result.response = Response{ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n"};
     return result;
+  }
+  // The console's files hold no data: the page asks for a token and sends
+  // it with every API request it makes.
+  if (request.method == "GET") {
+    if (auto page = console_response(path)) {
+      result.route = "/ui";
+      result.response = std::move(*page);
+      return result;
+    }
   }
   if (request.method == "GET" && path == "/metrics") {
     result.route = path;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace tranche::api {
 
@@ -23,6 +24,8 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Further header fields (the console's caching and content policy).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // A request for a Server-Sent Events stream of the event log.

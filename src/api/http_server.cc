@@ -196,6 +196,9 @@ http::response<http::string_body> to_beast(const Response& response, unsigned ve
   http::response<http::string_body> res{static_cast<http::status>(response.status), version};
   res.set(http::field::server, "tranche");
   res.set(http::field::content_type, response.content_type);
+  for (const auto& [name, value] : response.headers) {
+    res.set(name, value);
+  }
   res.keep_alive(keep_alive);
   res.body() = response.body;
   res.prepare_payload();

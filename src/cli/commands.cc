@@ -21,6 +21,8 @@
 #include "cli/manifest_edit.h"
 #include "cli/output.h"
 #include "cli/rollout_view.h"
+#include "cli/session.h"
+#include "cli/verbs.h"
 #include "common/names.h"
 #include "common/time_format.h"
 
@@ -33,124 +35,6 @@ namespace tranche::cli {
 namespace {
 
 using nlohmann::json;
-
-constexpr const char* kDefaultServer = "http://127.0.0.1:7468";
-constexpr const char* kDefaultTokenFile = "./tranche-data/admin.token";
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
-std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += {'%', kHex[c >> 4], kHex[c & 15]};
-    }
-  }
-  return out;
-}
-
-std::string data_dir_server(const std::filesystem::path& data_dir) {
-  std::ifstream file(data_dir / "controller.url");
-  std::string url;
-  return std::getline(file, url) && !url.empty() ? url : kDefaultServer;
-}
-
-std::string data_dir_ca(const std::filesystem::path& data_dir) {
-  std::error_code ec;
-  const std::filesystem::path ca = data_dir / "ca.crt";
-  return std::filesystem::exists(ca, ec) ? ca.string() : std::string();
-}
-
-// Everything a command needs: the client, the output format, error printing.
-class Session {
- public:
-  explicit Session(const ClientOptions& options) : format_(parse_format(options.output)) {
-    // The data dir of a local controller, where the admin token is: it also
-    // says where that controller serves (controller.url) and, with --dev
-    // --tls, which CA to trust (ca.crt).
-    const std::string token_file = env_or("TRANCHE_TOKEN_FILE", kDefaultTokenFile);
-    const std::filesystem::path data_dir = std::filesystem::path(token_file).parent_path();
-    std::string server = options.server.empty() ? env_or("TRANCHE_SERVER", data_dir_server(data_dir)) : options.server;
-    std::string token = options.token.empty() ? env_or("TRANCHE_TOKEN", "") : options.token;
-    if (token.empty()) {
-      std::ifstream file(token_file);
-      std::getline(file, token);
-    }
-    TransportOptions transport;
-    transport.ca_file = options.ca.empty() ? env_or("TRANCHE_CA", data_dir_ca(data_dir)) : options.ca;
-    if (!options.timeout.empty()) {
-      transport.timeout = parse_duration(options.timeout).value_or(kDefaultRequestTimeout);  // checked by the parser
-    }
-    client_ = std::make_unique<ApiClient>(std::move(server), std::move(token), std::move(transport));
-  }
-
-  OutputFormat format() const { return format_; }
-  const ApiClient& client() const { return *client_; }
-
-  // The JSON answer of a 2xx reply; anything else becomes an Error that names
-  // the field the server complained about.
-  Result<json> call(const std::string& method, const std::string& target, const std::string& body = {},
-                    const std::string& content_type = "application/json") const {
-    auto reply = client_->send(method, target, body, content_type);
-    if (!reply) {
-      return std::unexpected(reply.error());
-    }
-    json doc = json::parse(reply->body, nullptr, false);
-    if (reply->status >= 200 && reply->status < 300) {
-      if (doc.is_discarded()) {
-        return fail(ErrorCode::kInternal, "server sent a non-JSON answer to " + target);
-      }
-      return doc;
-    }
-    Error e{error_code_from_http_status(reply->status), "server answered " + std::to_string(reply->status), ""};
-    if (!doc.is_discarded() && doc.contains("error")) {
-      const json& err = doc["error"];
-      e.message = err.value("message", e.message);
-      e.field = err.value("field", "");
-    }
-    return std::unexpected(e);
-  }
-
-  // Prints a document for -o json|yaml; false when the table form is wanted.
-  bool print_structured(const json& doc) const {
-    if (format_ == OutputFormat::kTable) {
-      return false;
-    }
-    print_document(std::cout, doc, format_);
-    return true;
-  }
-
- private:
-  static OutputFormat parse_format(const std::string& name) {
-    if (name == "json") return OutputFormat::kJson;
-    if (name == "yaml") return OutputFormat::kYaml;
-    return OutputFormat::kTable;
-  }
-
-  OutputFormat format_;
-  std::unique_ptr<ApiClient> client_;
-};
-
-int report(const Error& e) {
-  std::cerr << "error: " << e.describe() << '\n';
-  return 1;
-}
-
-// "shop/backend/db" -> {"shop", "backend/db"}.
-std::pair<std::string, std::string> split_app(const std::string& path) {
-  const auto parts = split_path(path);
-  std::string rest;
-  for (size_t i = 1; i < parts.size(); ++i) {
-    rest += (rest.empty() ? "" : "/") + parts[i];
-  }
-  return {parts.empty() ? std::string() : parts[0], rest};
-}
 
 std::string time_left(const std::string& expires_at) {
   auto t = parse_rfc3339(expires_at);
@@ -657,20 +541,6 @@ int cmd_rollout_control(const Session& s, const std::string& action, const std::
   return 0;
 }
 
-// The answer of an apply (also of undo and update): its message, and how to
-// follow the rollout it started.
-int print_apply_answer(const Session& s, const json& answer, const std::string& app) {
-  if (s.print_structured(answer)) {
-    return 0;
-  }
-  std::cout << answer.value("message", "") << '\n';
-  if (answer.contains("rollout") && answer["rollout"].is_number_integer()) {
-    std::cout << "follow rollout " << answer["rollout"].get<int64_t>() << " with: tranche rollout status " << app
-              << " --watch\n";
-  }
-  return 0;
-}
-
 int cmd_rollout_undo(const Session& s, const std::string& app, int64_t to_revision) {
   json body = json::object();
   if (to_revision > 0) {
@@ -975,6 +845,8 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
   app.add_subcommand("version", "versions of client and server")->callback(run([](const Session& s) {
     return cmd_version(s);
   }));
+
+  add_operator_verbs(app, options, exit_code);
 }
 
 }  // namespace tranche::cli

@@ -52,9 +52,8 @@ Error no_such_cluster(const json& manifest, const std::string& app, const std::s
                "PATH"};
 }
 
-}  // namespace
-
-Result<json> with_cluster_version(json manifest, std::string_view cluster_path, const std::string& version) {
+// The cluster at `cluster_path` in `manifest`, or why there is none.
+Result<json*> find_cluster(json& manifest, std::string_view cluster_path) {
   const std::string app = manifest.is_object() ? manifest.value("application", "") : "";
   const std::string full = app + "/" + std::string(cluster_path);
   const auto parts = split_path(cluster_path);
@@ -76,11 +75,47 @@ Result<json> with_cluster_version(json manifest, std::string_view cluster_path, 
     }
     return std::unexpected(no_such_cluster(manifest, app, full));
   }
-  json& artifact = (*cluster)["artifact"];
+  return cluster;
+}
+
+}  // namespace
+
+Result<json> with_cluster_version(json manifest, std::string_view cluster_path, const std::string& version) {
+  auto cluster = find_cluster(manifest, cluster_path);
+  if (!cluster) {
+    return std::unexpected(cluster.error());
+  }
+  json& artifact = (**cluster)["artifact"];
   if (!artifact.is_object() && !artifact.is_null()) {
-    return fail(ErrorCode::kInvalid, "the manifest's artifact of " + full + " is not an object", "PATH");
+    return fail(ErrorCode::kInvalid,
+                "the manifest's artifact of " + manifest.value("application", "") + "/" + std::string(cluster_path) +
+                    " is not an object",
+                "PATH");
   }
   artifact["version"] = version;
+  return manifest;
+}
+
+Result<json> with_cluster_desired(json manifest, std::string_view cluster_path, int64_t desired) {
+  auto cluster = find_cluster(manifest, cluster_path);
+  if (!cluster) {
+    return std::unexpected(cluster.error());
+  }
+  const std::string full = manifest.value("application", "") + "/" + std::string(cluster_path);
+  json& members = (**cluster)["members"];
+  if (!members.is_object() || !members["min"].is_number_integer() || !members["max"].is_number_integer()) {
+    return fail(ErrorCode::kInvalid, "the manifest of " + full + " has no members.min and members.max", "PATH");
+  }
+  const int64_t min = members["min"].get<int64_t>();
+  const int64_t max = members["max"].get<int64_t>();
+  if (desired < min || desired > max) {
+    return fail(ErrorCode::kInvalid,
+                std::to_string(desired) + " members is outside the bounds of " + full + ": min " +
+                    std::to_string(min) + ", max " + std::to_string(max) +
+                    " (change the bounds in the manifest and apply it to go beyond them)",
+                "--members");
+  }
+  members["desired"] = desired;
   return manifest;
 }
 
