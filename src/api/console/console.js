@@ -505,9 +505,9 @@
     const item = (e) => {
       const li = h("li", { "data-seq": e.seq, "data-type": e.type },
         h("span", {}, `#${e.seq}`), h("small", {}, new Date(e.time).toLocaleTimeString()), badge(e.type),
-        h("span", {}, e.member ? h("a", { href: `#/member/${e.member}` }, e.member) : `${e.app}${e.path ? "/" + e.path : ""}`,
+        h("span", {}, e.member ? h("a", { href: `#/member/${e.member}` }, e.member) : e.path || e.app,
           typeof e.to === "string" ? ` → ${e.to}` : "", " ", h("small", {}, e.message)));
-      li.dataset.text = `${e.type} ${e.app}/${e.path} ${e.member || ""} ${e.message}`.toLowerCase();
+      li.dataset.text = `${e.type} ${e.app} ${e.path} ${e.member || ""} ${e.message}`.toLowerCase();
       li.hidden = !matches(li);
       return li;
     };
