@@ -6,6 +6,7 @@
 #include "common/names.h"
 #include "common/secrets.h"
 #include "common/time_format.h"
+#include "engine/command_outcomes.h"
 #include "engine/events.h"
 #include "engine/operational_state.h"
 
@@ -350,6 +351,8 @@ Result<json> ApplicationService::undeploy(const std::string& app_name, const Cal
   app.deployed = false;
   const std::string message = app_name + " undeployed; its history and settings are kept";
   op.message = message;
+  // interactions.h: delete cancels a maintenance under way.
+  cancel_maintenance_operations(store_, app_name, op, "the application was undeployed", now, batch);
   batch.mutations.push_back(PutApplication{app});
   batch.mutations.push_back(PutOperation{op});
   batch.mutations.push_back(
@@ -460,6 +463,13 @@ Result<json> ApplicationService::set_operational_state(const std::string& app_na
 
   OperationRecord op = next_operation(app, "operational-state", request, caller);
   op.message = notes.empty() ? "operational state of " + where + " changed" : notes.front();
+  if (change.maintenance) {
+    op.message += supersede_maintenance(store_, app_name, change.path, *change.maintenance, op, now, batch);
+    if (*change.maintenance != "off" && notes.empty()) {
+      // Under way until the fleet has taken every member through it.
+      op.status = "Running";
+    }
+  }
   batch.mutations.push_back(PutApplication{app});
   batch.mutations.push_back(PutOperation{op});
   batch.mutations.push_back(AppendAudit{{0, now, caller.actor, caller.action, where, request.dump()}});

@@ -329,9 +329,21 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
   const bool paused_between = batch_settled && last_settled && in.now < *last_settled + pause;
   const bool gate_open = batch_settled && !paused_between;
 
+  // Missing members while the batch is in flight, and how many of them go
+  // to the old revision: in proportion to Active members (rounded down, the
+  // rest to the new revision, as Kubernetes gives leftovers to the newest).
+  int fill_old = 0;
+  const bool fill_serving = in.fill_where_serving && !gate_open && step.old_revision != 0;
+  if (fill_serving && !old_active.empty()) {
+    const int missing = std::max(0, desired - live);
+    const int old_serving = static_cast<int>(old_active.size());
+    fill_old = missing * old_serving / (old_serving + new_active);
+  }
   int old_kept = old_live;
   for (const RolloutMember* m : old_idle) {
-    if (old_kept > old_target) {
+    // Old members still starting while the batch is in flight are capacity
+    // that will serve: kept when filling where it serves.
+    if (old_kept > old_target && !fill_serving) {
       step.retire.push_back(m->id);
       --old_kept;
       --live;
@@ -361,17 +373,21 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
   int room = desired + max_surge - exists;
   int create = std::min(new_target - new_live, room);
   if (!gate_open) {
-    create = std::min(create, desired - live);  // a closed gate only fills what is missing
+    create = std::min(create, desired - live - fill_old);  // a closed gate only fills what is missing
   }
   step.create = std::max(0, create);
   live += step.create;
   new_live += step.create;
   room -= step.create;
+  step.create_serving = std::max(0, std::min(fill_old, room));
+  live += step.create_serving;
+  room -= step.create_serving;
   if (new_live >= new_target && old_target > 0 && step.old_revision != 0) {
     step.create_old = std::max(0, std::min(desired - live, room));
   }
 
-  if (step.retire.empty() && step.update.empty() && step.create == 0 && step.create_old == 0) {
+  if (step.retire.empty() && step.update.empty() && step.create == 0 && step.create_old == 0 &&
+      step.create_serving == 0) {
     step.waiting = step.canary_reached ? "canary of " + std::to_string(new_target) + " Active: waiting for promote"
                    : !batch_settled    ? "waiting for the batch to become Active"
                    : paused_between    ? "pausing between batches"

@@ -93,11 +93,19 @@ struct ClusterRolloutInput {
   // The revision the rollout started from: where healing goes while the
   // canary holds when no old member is left to tell (0: none).
   int64_t from_revision = 0;
+  // While a batch is in flight (the gate is closed), members missing below
+  // desired (a scale-up, a member lost) go to the old revision in proportion
+  // to the Active members of each side, as Kubernetes' proportional scaling
+  // does: none to a new revision nothing of which is Active yet, so a
+  // rollout stuck on a revision that never gets healthy still scales
+  // (reconcile/interactions.h, "serving revision").
+  bool fill_where_serving = false;
 };
 
 struct ClusterRolloutStep {
   int create = 0;                    // new members on the target revision
   int create_old = 0;                // replacements on `old_revision` while the canary holds new ones back
+  int create_serving = 0;            // on `old_revision` too: missing members placed where they serve
   int64_t old_revision = 0;          // the revision most old members are on
   std::vector<std::string> retire;   // to stop
   std::vector<std::string> update;   // to update in place

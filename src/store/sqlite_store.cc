@@ -366,6 +366,13 @@ class SqliteStore final : public Store {
     return one(query("SELECT " OPERATION_COLUMNS " FROM operations WHERE id = ?").bind(id), read_operation);
   }
 
+  Result<std::vector<OperationRecord>> list_operations(const std::string& app, const std::string& status) override {
+    std::lock_guard lock(mu_);
+    return all(query("SELECT " OPERATION_COLUMNS " FROM operations WHERE app = ? AND status = ? ORDER BY seq")
+                   .bind(app, status),
+               read_operation);
+  }
+
   Result<std::optional<TokenRecord>> get_token(const std::string& id) override {
     std::lock_guard lock(mu_);
     return one(query("SELECT " TOKEN_COLUMNS " FROM tokens WHERE id = ?").bind(id), read_token);
@@ -547,6 +554,11 @@ class SqliteStore final : public Store {
   }
 
   Status apply(const DeleteOperationalValue& m, EventCounter&, CommitResult&) {
+    if (m.set_no_later_than) {
+      return query("DELETE FROM operational_values WHERE app = ? AND path = ? AND setting = ? AND set_at <= ?")
+          .bind(m.app, m.path, to_string(m.setting), *m.set_no_later_than)
+          .run();
+    }
     return query("DELETE FROM operational_values WHERE app = ? AND path = ? AND setting = ?")
         .bind(m.app, m.path, to_string(m.setting))
         .run();

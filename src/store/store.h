@@ -39,6 +39,9 @@ struct DeleteOperationalValue {
   std::string app;
   std::string path;
   Setting setting;
+  // Only a value set at or before this time: a compare-and-delete, so that
+  // clearing the marker a step acted on never deletes a newer command's.
+  std::optional<TimePoint> set_no_later_than;
 };
 struct PutMember {
   MemberRecord record;
@@ -139,6 +142,10 @@ class Store {
   virtual Result<std::vector<HostRecord>> list_hosts() = 0;
 
   virtual Result<std::optional<OperationRecord>> get_operation(const std::string& id) = 0;
+
+  // The application's operations in `status` ("Running": maintenance still
+  // under way), oldest first.
+  virtual Result<std::vector<OperationRecord>> list_operations(const std::string& app, const std::string& status) = 0;
 
   virtual Result<std::optional<TokenRecord>> get_token(const std::string& id) = 0;
   // Whether an admin token without an application scope exists (bootstrap).

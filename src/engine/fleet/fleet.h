@@ -301,10 +301,16 @@ class Fleet {
   // Draining -> Stopping once its load balancer sends it nothing more.
   void stop_if_drained(MemberEntry& m);
   void retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also = {});
+  void scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live, const MaintenanceMarkers& markers,
+                  int desired);
   // model.md, "maintenance replace": members marked for it are replaced by
   // new ones with the rollouts' replace step; false when none is marked.
   bool replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                                const MaintenanceMarkers& markers, int desired);
+  // Whether the cluster's maintenance replace waits for `rollout`
+  // (reconcile/interactions.h), said once per rollout in an event.
+  bool replace_waits_for_rollout(const ClusterRef& cluster, const MaintenanceMarkers& markers,
+                                 const ActiveRollout* rollout);
   Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);

@@ -10,8 +10,10 @@
 
 #include "common/names.h"
 #include "common/time_format.h"
+#include "engine/command_outcomes.h"
 #include "engine/events.h"
 #include "engine/operational_state.h"
+#include "engine/reconcile/interactions.h"
 
 namespace tranche {
 
@@ -41,6 +43,9 @@ Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValu
 // yet serving) has already spent the budget.
 void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const MaintenanceMarkers& markers, int desired) {
+  if (!cluster.app->deployed && resolve(Command::kMaintenanceRestart, Command::kDelete) == Resolution::kCancels) {
+    return;  // its members are being stopped: none starts a hook now
+  }
   int active = 0;
   for (const MemberEntry* m : members) {
     active += planned_state(*m) == MemberState::kActive ? 1 : 0;
@@ -66,25 +71,44 @@ void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<Membe
 }
 
 // The agent restarted the member after its hook: back to Starting (Active
-// again once healthy) and the marker cleared, in one commit.
+// again once healthy) and the marker cleared, in one commit. Only the marker
+// the restart acted on, set no later than the member entered Maintenance
+// (its updated_at until now): a command given meanwhile (a `replace` after
+// the `restart`) is the last accepted one and stays, so it runs next
+// (interactions.h: restart, then replace: latest wins).
 void Fleet::resume_after_maintenance(MemberEntry& m, const std::string& message,
                                      const protocol::ProcessStarted* started) {
   if (started) {
     m.record.pid = started->pid;
     m.record.ports = started->ports.value_or(m.record.ports);
   }
+  const TimePoint entered = m.record.updated_at;
   (void)set_state(m, MemberState::kStarting, "resumed after maintenance" + (message.empty() ? "" : ": " + message),
-                  {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance}});
+                  {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance, entered}});
 }
 
-// A node's maintenance returns to off by itself once every member it took in
-// has resumed (its markers are gone).
+// A node's maintenance returns to off by itself once every member it took
+// in has resumed or been replaced (no marker of a live member below it is
+// left), and its operation record says so. Which values are a node's comes
+// from the application's spec: a marker whose member is gone is cleared, and
+// never taken for a node whose members are all done. Undeployed, the
+// maintenance ends unfinished (interactions.h: delete cancels it).
 void Fleet::complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values) {
   const bool any = std::any_of(values.begin(), values.end(), [](const OperationalValueRecord& v) {
     return v.setting == Setting::kMaintenance && v.value != "off";
   });
   if (!any) {
     return;
+  }
+  auto record = store_.get_application(app);
+  const ApplicationSpec* spec = record && *record ? spec_of(app, (*record)->current_revision) : nullptr;
+  if (!spec) {
+    return;  // tried again next pass
+  }
+  const bool deployed = (*record)->deployed;
+  std::set<std::string> nodes;
+  for (const auto& node : flatten(*spec)) {
+    nodes.insert(node.path);
   }
   std::set<std::string> member_paths;
   for (const auto& [key, index] : by_cluster_) {
@@ -94,27 +118,84 @@ void Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
       }
     }
   }
+  const TimePoint now = clock_.now();
+  auto pending_marker = [&](const OperationalValueRecord& marker) {
+    return deployed && marker.setting == Setting::kMaintenance && marker.value != "off" &&
+           !nodes.contains(marker.path) && member_paths.contains(marker.path);
+  };
   for (const auto& v : values) {
-    if (v.setting != Setting::kMaintenance || v.value == "off" || member_paths.contains(v.path)) {
+    if (v.setting != Setting::kMaintenance || v.value == "off") {
+      continue;
+    }
+    if (!nodes.contains(v.path)) {
+      if (!pending_marker(v)) {
+        // Its member is gone, or is being stopped with its application: the
+        // step will never run.
+        WriteBatch batch;
+        batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance, v.set_at});
+        stage(std::move(batch));
+      }
       continue;
     }
     const bool pending = std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& marker) {
-      return marker.setting == Setting::kMaintenance && marker.value != "off" && member_paths.contains(marker.path) &&
-             is_below(marker.path, v.path);
+      return pending_marker(marker) && is_below(marker.path, v.path);
     });
     if (pending) {
       continue;
     }
-    const TimePoint now = clock_.now();
-    const std::string message = "maintenance " + v.value + " of " + full_path(app, v.path) +
-                                " completed: every member " + (v.value == "replace" ? "replaced" : "resumed");
+    const std::string what = "maintenance " + v.value + " of " + full_path(app, v.path);
+    const std::string message =
+        deployed ? what + " completed: every member " + (v.value == "replace" ? "replaced" : "resumed")
+                 : what + " ended: the application was undeployed";
     WriteBatch batch;
-    batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance});
+    batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance, v.set_at});
     batch.mutations.push_back(AppendEvent{
         make_event(now, app, full_path(app, v.path), "", "OperationalStateChanged", v.value, nullptr, message)});
+    finish_maintenance_operations(store_, app, v, deployed ? "Succeeded" : "Cancelled", message, now, batch);
     stage(std::move(batch));
     spdlog::info("{}", message);
   }
+}
+
+// interactions.h: a rollout that has not finished with a cluster keeps it;
+// maintenance replace waits, and says so once per rollout.
+bool Fleet::replace_waits_for_rollout(const ClusterRef& cluster, const MaintenanceMarkers& markers,
+                                      const ActiveRollout* rollout) {
+  if (!rollout) {
+    return false;
+  }
+  auto progress = rollout->progress.find(cluster.path);
+  if (progress != rollout->progress.end() && progress->second.status == ClusterRolloutStatus::kDone) {
+    return false;
+  }
+  const Command holding = rollout->phase == RolloutPhase::kPaused         ? Command::kRolloutPaused
+                          : rollout->phase == RolloutPhase::kCanaryPaused ? Command::kRolloutCanaryHold
+                                                                          : Command::kRollout;
+  if (resolve(holding, Command::kMaintenanceReplace) != Resolution::kRunningFirst) {
+    return false;
+  }
+  const std::string prefix = cluster.path + "/";
+  const bool marked = std::any_of(markers.begin(), markers.end(), [&](const auto& marker) {
+    return marker.second->value == "replace" && marker.first.starts_with(prefix);
+  });
+  if (!marked) {
+    return true;
+  }
+  const std::string where = full_path(cluster.app->name, cluster.path);
+  const std::string message =
+      fmt::format("maintenance replace of {} waits for rollout {} ({}) to finish with the cluster: {}", where,
+                  rollout->record.id, to_string(rollout->phase), interaction(holding, Command::kMaintenanceReplace).outcome);
+  std::string& said = reported_failures_["maintenance-waits/" + where];
+  if (said != message) {
+    said = message;
+    WriteBatch batch;
+    batch.mutations.push_back(
+        AppendEvent{make_event(clock_.now(), cluster.app->name, where, "", "MaintenanceWaiting", nullptr,
+                               rollout->record.id, message)});
+    stage(std::move(batch));
+    spdlog::info("{}", message);
+  }
+  return true;
 }
 
 bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
@@ -154,8 +235,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
       plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
   for (const auto& id : step.retire) {
     MemberEntry& m = *by_id[id];
-    retire(m, "maintenance replace: replaced by a new member",
-           {DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance}});
+    retire(m, "maintenance replace: replaced by a new member");  // its marker ends with it
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, cluster.app->current_revision, "maintenance replace")) {

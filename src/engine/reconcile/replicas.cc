@@ -12,6 +12,7 @@
 #include "common/time_format.h"
 #include "engine/events.h"
 #include "engine/operational_state.h"
+#include "engine/reconcile/interactions.h"
 #include "engine/reconcile/scheduler.h"
 
 namespace tranche {
@@ -83,8 +84,14 @@ void Fleet::stop_if_drained(MemberEntry& m) {
   }
 }
 
-// Takes a member out: stop it where it may run, or just mark it gone.
+// Takes a member out: stop it where it may run, or just mark it gone. A
+// maintenance step still pending for it ends with it, in the same commit: a
+// member replaced by a rollout counts as replaced, and no marker outlives
+// its member.
 void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also) {
+  if (m.state != MemberState::kTerminated) {
+    also.push_back(DeleteOperationalValue{m.record.app, member_path(m.record), Setting::kMaintenance});
+  }
   auto host = hosts_.find(m.record.host);
   const bool host_gone = host == hosts_.end() || host->second.record.state == "Left";
   if (m.state == MemberState::kCreated || (m.state == MemberState::kFailed && host_gone)) {
@@ -140,24 +147,16 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   // Failed members that autohealing off keeps are not compensated for.
   start_maintenance(cluster, members, markers, scaled - held);
   const int desired = cluster.app->deployed ? scaled : 0;
-  // Failed members that autohealing off keeps are not compensated for.
   if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
     return false;  // the rollout owns the cluster's members for now
   }
-  if (cluster.app->deployed && replace_for_maintenance(cluster, members, markers, desired - held)) {
+  if (cluster.app->deployed && !replace_waits_for_rollout(cluster, markers, rollout) &&
+      replace_for_maintenance(cluster, members, markers, desired - held)) {
     return false;
   }
   const int64_t revision = held_revision(cluster, members, rollout);
   if (static_cast<int>(live.size()) > desired) {
-    // Scale down the least useful first: not yet active, then the newest.
-    std::sort(live.begin(), live.end(), [](const MemberEntry* a, const MemberEntry* b) {
-      const bool a_active = a->state == MemberState::kActive;
-      const bool b_active = b->state == MemberState::kActive;
-      return a_active != b_active ? !a_active : a->record.ordinal > b->record.ordinal;
-    });
-    for (size_t i = 0; i < live.size() - static_cast<size_t>(desired); ++i) {
-      retire(*live[i], cluster.app->deployed ? "scaling down to " + std::to_string(desired) : "application deleted");
-    }
+    scale_down(cluster, live, markers, desired);
   }
   for (int missing = desired - static_cast<int>(live.size()) - held; missing > 0; --missing) {
     if (!create_member(cluster, revision)) {
@@ -171,6 +170,60 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
 // Active, as many as wanted, and no load balancer whose view of its servers
 // moves on by itself. (Load windows move on with time too: a settled
 // cluster's autoscaler still runs each pass, see reconcile_pass.)
+// Scale down the least useful first: members marked for maintenance
+// replace (they would go anyway), then those not yet Active, then the
+// newest. A member whose step is at its agent (Maintenance, Updating) is
+// never stopped in the middle of it (interactions.h: spare in flight): it
+// goes once its step is done, if it is still surplus then.
+void Fleet::scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live, const MaintenanceMarkers& markers,
+                       int desired) {
+  const size_t surplus = live.size() - static_cast<size_t>(desired);
+  const bool spare = resolve(Command::kMaintenanceRestart, Command::kScaleDown) == Resolution::kSpareInFlight;
+  const auto in_flight = [](const MemberEntry* m) {
+    return m->state == MemberState::kMaintenance || m->state == MemberState::kUpdating;
+  };
+  const size_t spared = spare ? static_cast<size_t>(std::count_if(live.begin(), live.end(), in_flight)) : 0;
+  if (spare) {
+    std::erase_if(live, in_flight);
+  }
+  const auto marked = [&](const MemberEntry* m) {
+    auto it = markers.find(member_path(m->record));
+    return it != markers.end() && it->second->value == "replace";
+  };
+  std::sort(live.begin(), live.end(), [&](const MemberEntry* a, const MemberEntry* b) {
+    const bool a_marked = marked(a);
+    const bool b_marked = marked(b);
+    const bool a_active = a->state == MemberState::kActive;
+    const bool b_active = b->state == MemberState::kActive;
+    return a_marked != b_marked   ? a_marked
+           : a_active != b_active ? !a_active
+                                  : a->record.ordinal > b->record.ordinal;
+  });
+  const std::string reason =
+      cluster.app->deployed ? "scaling down to " + std::to_string(desired) : "application deleted";
+  for (size_t i = 0; i < std::min(surplus, live.size()); ++i) {
+    retire(*live[i], reason);
+  }
+  const std::string where = full_path(cluster.app->name, cluster.path);
+  std::string& said = reported_failures_["scale-down-waits/" + where];
+  if (surplus <= live.size()) {
+    said.clear();
+    return;
+  }
+  const std::string message = fmt::format("{}: {} member{} in the middle of a step at its agent ({}) {} stopped once "
+                                          "{} done",
+                                          reason, spared, spared == 1 ? "" : "s", "Maintenance or Updating",
+                                          spared == 1 ? "is" : "are", spared == 1 ? "it is" : "they are");
+  if (said != message) {
+    said = message;
+    WriteBatch batch;
+    batch.mutations.push_back(AppendEvent{
+        make_event(clock_.now(), cluster.app->name, where, "", "ScaleDownWaits", nullptr, desired, message)});
+    stage(std::move(batch));
+    spdlog::info("{}: {}", where, message);
+  }
+}
+
 bool Fleet::settled(const ClusterRef& cluster, int desired) const {
   const std::string key = cluster.app->name + "/" + cluster.path;
   int active = 0;

@@ -14,6 +14,7 @@
 
 #include "common/time_format.h"
 #include "engine/events.h"
+#include "engine/reconcile/interactions.h"
 
 namespace tranche {
 
@@ -235,8 +236,10 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
                                  m->record.revision, m->record.updated_at});
   }
   const bool promoted = rollout.record.promoted || rollout.phase == RolloutPhase::kRollingBack;
-  const ClusterRolloutStep step = plan_cluster_rollout(ClusterRolloutInput{
-      cluster.spec->update, desired, std::move(view), promoted, clock_.now(), rollout.record.from_revision});
+  const ClusterRolloutStep step = plan_cluster_rollout(
+      ClusterRolloutInput{cluster.spec->update, desired, std::move(view), promoted, clock_.now(),
+                          rollout.record.from_revision,
+                          resolve(Command::kRolloutStuck, Command::kScaleUp) == Resolution::kServingRevision});
 
   if (step.done) {
     change_status(ClusterRolloutStatus::kDone,
@@ -265,6 +268,14 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, rollout.record.target_revision, why)) {
+      break;
+    }
+  }
+  for (int i = 0; i < step.create_serving; ++i) {
+    const std::string serving = fmt::format("scaling up while rollout {} holds revision {} back: on revision {}, "
+                                            "which serves",
+                                            rollout.record.id, rollout.record.target_revision, step.old_revision);
+    if (!create_member(cluster, step.old_revision, serving)) {
       break;
     }
   }

@@ -1,0 +1,34 @@
+#pragma once
+// What happened to a command, in its operation record (GET /operations/{id})
+// and an event (model.md "Ordering"). A maintenance restart or replace is
+// Running from its acceptance until the fleet has taken every member
+// through it (Succeeded), a later maintenance command on its node or above
+// supersedes it (Superseded, naming that command's operation and what
+// reconcile/interactions.h says happens), or a delete cancels it
+// (Cancelled). Other commands are Succeeded once accepted.
+
+#include <string>
+
+#include "common/clock.h"
+#include "store/store.h"
+
+namespace tranche {
+
+// For a maintenance `value` ("restart", "replace", "off") given on `path` as
+// operation `by`: the Running maintenance operations at or below `path` are
+// Superseded. Returns what `by`'s own record says of them ("" for none).
+std::string supersede_maintenance(Store& store, const std::string& app, const std::string& path,
+                                  const std::string& value, const OperationRecord& by, TimePoint now,
+                                  WriteBatch& batch);
+
+// Every Running operation of `app` is Cancelled by `by`, because of `why`.
+void cancel_maintenance_operations(Store& store, const std::string& app, const OperationRecord& by,
+                                   const std::string& why, TimePoint now, WriteBatch& batch);
+
+// The Running operations that set the node's maintenance `value` end with
+// `status` and `message`.
+void finish_maintenance_operations(Store& store, const std::string& app, const OperationalValueRecord& value,
+                                   const std::string& status, const std::string& message, TimePoint now,
+                                   WriteBatch& batch);
+
+}  // namespace tranche
