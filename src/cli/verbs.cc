@@ -129,7 +129,8 @@ void add_operator_verbs(CLI::App& app, ClientOptions& options, int& exit_code) {
   auto* completion = app.add_subcommand("completion", "print a shell completion script (bash or zsh)");
   completion->add_option("SHELL", args->shell, "bash | zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
   completion->callback([&app, &exit_code, args] {
-    const CommandWords words = command_words(app);
+    CommandWords words = command_words(app);
+    words.name = "tranche";  // the root's own name is the path it was run by
     std::cout << (args->shell == "zsh" ? zsh_completion(words) : bash_completion(words));
     exit_code = 0;
   });
