@@ -60,6 +60,7 @@ class ConsoleBrowser : public ::testing::Test {
   void TearDown() override {
     browser_.reset();
     if (deployed_) {
+      active_members();  // every member's process, the rollout's new ones too
       controller_.cli({"delete", "shop"});
       wait_until([&] { return std::ranges::none_of(pids_, process_alive); }, 15s);
     }

@@ -48,6 +48,7 @@ class OperatorVerbs : public ::testing::Test {
   }
 
   void TearDown() override {
+    active_pids();  // every member's process, those started since the last look too
     controller_.cli({"delete", "shop"});
     wait_until([&] { return std::ranges::none_of(pids_seen_, process_alive); }, 15s);
     const std::string agent_pid = read_file(controller_.data_dir() / "agent" / "agent.pid");

@@ -371,5 +371,35 @@ TEST(Query, DecodesPairs) {
   EXPECT_EQ(q["d e"], "f g");
 }
 
+// The console's files are served to anyone (they hold no data) under a
+// policy that lets the page load and talk to its own origin only.
+TEST_F(ControllerApiTest, ConsoleIsServedWithoutATokenUnderAStrictPolicy) {
+  for (const char* path : {"/ui", "/ui/", "/ui/index.html"}) {
+    const Response page = call("GET", path, "");
+    EXPECT_EQ(page.status, 200) << path;
+    EXPECT_EQ(page.content_type, "text/html; charset=utf-8") << path;
+    EXPECT_NE(page.body.find("/ui/console.js"), std::string::npos) << path;
+    ASSERT_FALSE(page.headers.empty()) << path;
+    EXPECT_EQ(page.headers[0].first, "Content-Security-Policy");
+    EXPECT_NE(page.headers[0].second.find("connect-src 'self'"), std::string::npos);
+  }
+  EXPECT_EQ(call("GET", "/ui/console.js", "").content_type, "text/javascript; charset=utf-8");
+  EXPECT_EQ(call("GET", "/ui/console.css", "").content_type, "text/css; charset=utf-8");
+  EXPECT_EQ(call("GET", "/ui/nope.js", "").status, 404);
+  EXPECT_EQ(call("GET", "/uix", "").status, 401) << "only /ui and below are the console's";
+  EXPECT_EQ(call("POST", "/ui/", "").status, 401);
+}
+
+TEST_F(ControllerApiTest, WhoamiSaysTheTokensRoleAndScope) {
+  const json admin = json::parse(call("GET", "/api/v1/whoami", admin_).body);
+  EXPECT_EQ(admin["role"], "admin");
+  EXPECT_TRUE(admin["app"].is_null());
+  EXPECT_TRUE(admin["lastEventSeq"].is_number_unsigned());
+  const json viewer = json::parse(call("GET", "/api/v1/whoami", token(Role::kViewer, std::string("shop"))).body);
+  EXPECT_EQ(viewer["role"], "viewer");
+  EXPECT_EQ(viewer["app"], "shop");
+  EXPECT_EQ(call("GET", "/api/v1/whoami", "wrong").status, 401);
+}
+
 }  // namespace
 }  // namespace tranche::api

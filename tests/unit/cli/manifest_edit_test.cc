@@ -104,5 +104,33 @@ TEST(ManifestEditTest, AnEmptyPathIsRefused) {
   EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
 }
 
+TEST(ManifestEditTest, DesiredChangesAlone) {
+  json before = normalized();
+  before["groups"][0]["clusters"][0]["members"]["max"] = 5;  // the defaults are 1..1
+  auto after = with_cluster_desired(before, "backend/api", 4);
+  ASSERT_TRUE(after.has_value()) << after.error().describe();
+  EXPECT_EQ(json::diff(before, *after),
+            json::parse(R"([{"op": "replace", "path": "/groups/0/clusters/0/members/desired", "value": 4}])"));
+  reparse(*after);
+}
+
+TEST(ManifestEditTest, DesiredOutsideMinMaxIsRefusedWithTheBounds) {
+  const json before = normalized();
+  const json& members = before["clusters"][0]["members"];
+  const int64_t min = members["min"].get<int64_t>();
+  const int64_t max = members["max"].get<int64_t>();
+  for (int64_t desired : {min - 1, max + 1}) {
+    auto r = with_cluster_desired(before, "web", desired);
+    ASSERT_FALSE(r.has_value()) << desired;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalid);
+    EXPECT_EQ(r.error().field, "--members");
+    EXPECT_THAT(r.error().message, HasSubstr(std::to_string(desired) + " members is outside the bounds of shop/web: min " +
+                                             std::to_string(min) + ", max " + std::to_string(max)));
+  }
+  auto group = with_cluster_desired(before, "backend", 1);
+  ASSERT_FALSE(group.has_value());
+  EXPECT_THAT(group.error().message, HasSubstr("is a group, not a cluster"));
+}
+
 }  // namespace
 }  // namespace tranche::cli
