@@ -211,8 +211,27 @@
   let current = { dispose() {} };
   function disposeView() { current.dispose(); current = { dispose() {} }; }
 
-  function mountView(render, onEvent) {
+  // What has the keyboard's focus, so that a view drawn again from fresh
+  // data gives it back to the same control.
+  function focusedControl() {
+    const el = document.activeElement;
+    if (!el || !main().contains(el) || el === main()) return null;
+    if (el.id) return `#${CSS.escape(el.id)}`;
+    if (el.dataset.action) {
+      return `[data-action="${CSS.escape(el.dataset.action)}"]` +
+        (el.dataset.path !== undefined ? `[data-path="${CSS.escape(el.dataset.path)}"]` : "");
+    }
+    return null;
+  }
+
+  function mountView(draw, onEvent) {
     disposeView();
+    const render = async () => {
+      const focused = focusedControl();
+      await draw();
+      const again = focused && main().querySelector(focused);
+      if (again) again.focus();
+    };
     const refresh = throttled(render, 300);
     const listener = (e) => { if (onEvent(e)) refresh(); };
     stream.listeners.add(listener);
@@ -378,8 +397,6 @@
         [doc, revisions] = await Promise.all([api("GET", `/applications/${encodeURIComponent(app)}`),
           api("GET", `/applications/${encodeURIComponent(app)}/revisions`)]);
       } catch (err) { main().replaceChildren(heading(app), failure(err)); return; }
-      const focused = document.activeElement && document.activeElement.dataset
-        ? [document.activeElement.dataset.action, document.activeElement.dataset.path] : null;
       const rows = [];
       for (const node of doc.tree) {
         const depth = node.path ? node.path.split("/").length : 0;
@@ -432,11 +449,6 @@
         h("div", { class: "scroll" }, h("table", { id: "revisions" },
           h("thead", {}, h("tr", {}, ["Revision", "Created", "Author", "Summary", ""].map((t) => h("th", {}, t)))),
           h("tbody", {}, history))));
-      // A re-render keeps the keyboard where it was.
-      if (focused && focused[0]) {
-        const again = main().querySelector(`[data-action="${focused[0]}"][data-path="${CSS.escape(focused[1] || "")}"]`);
-        if (again) again.focus();
-      }
     };
     return mountView(render, (e) => e.app === app && e.type !== "LoadStateChanged");
   }
