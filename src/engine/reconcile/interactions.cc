@@ -94,9 +94,10 @@ constexpr std::array kTable = {
                 "the canary holds; members on the drained host keep running, no new member is placed there",
                 "HostStateChanged event"},
     Interaction{C::kRollout, C::kAutohealingOff, R::kIndependent,
-                "a failed member keeps its place and is not replaced; the rollout counts it as unavailable (it waits "
-                "rather than take another member out) and, on the new revision, as a failure",
-                "HealingDelayed and RolloutFailureCounted events"},
+                "a failed member keeps its place: neither replaced nor compensated for; the rollout goes on with "
+                "the others (desired less the members held), within maxUnavailable, and a failure on the new "
+                "revision still counts; autohealing on again heals it onto the current revision",
+                "HealingDelayed, then HealingResumed events"},
     Interaction{C::kRollout, C::kApply, R::kLatestWins,
                 "the running rollout is Superseded; the new one starts from what members run now",
                 "RolloutPhaseChanged event: Superseded"},

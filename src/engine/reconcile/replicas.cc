@@ -147,11 +147,11 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   // Failed members that autohealing off keeps are not compensated for.
   start_maintenance(cluster, members, markers, scaled - held);
   const int desired = cluster.app->deployed ? scaled : 0;
+  const bool replace_waits = cluster.app->deployed && replace_waits_for_rollout(cluster, markers, rollout);
   if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
     return false;  // the rollout owns the cluster's members for now
   }
-  if (cluster.app->deployed && !replace_waits_for_rollout(cluster, markers, rollout) &&
-      replace_for_maintenance(cluster, members, markers, desired - held)) {
+  if (cluster.app->deployed && !replace_waits && replace_for_maintenance(cluster, members, markers, desired - held)) {
     return false;
   }
   const int64_t revision = held_revision(cluster, members, rollout);
