@@ -187,6 +187,11 @@ TEST_F(ConsoleBrowser, CanaryRolloutFromTheCliIsPromotedInThePage) {
   const CliResult update = controller_.cli({"update", "shop/web", "--version", "v2"});
   ASSERT_EQ(update.exit_code, 0) << update.err;
   ASSERT_TRUE(browser_->wait_for("#phase[data-phase=CanaryPaused]", 60s)) << main_text();
+  // One member, the canary, on the new revision; the cluster back at full strength.
+  EXPECT_TRUE(page_shows("return document.querySelectorAll('tr[data-cluster] .block.target').length == 1 && "
+                         "document.querySelectorAll('tr[data-cluster] .block.s-Active').length == 3;",
+                         20s))
+      << main_text();
   screenshot("rollout-canary-paused");
   auto promote = browser_->wait_for("button[data-action=promote]", 5s);
   ASSERT_TRUE(promote) << main_text();
@@ -196,7 +201,24 @@ TEST_F(ConsoleBrowser, CanaryRolloutFromTheCliIsPromotedInThePage) {
   EXPECT_EQ(browser_->script("return document.querySelectorAll('main [data-action]').length;"), json(0))
       << "no control on a finished rollout";
   EXPECT_EQ(json::parse(controller_.cli({"rollout", "status", "shop", "-o", "json"}).out)["promoted"], true);
+  EXPECT_TRUE(page_shows("return document.querySelectorAll('tr[data-cluster] .block.target.s-Active').length == 3;",
+                         20s))
+      << main_text();
   screenshot("rollout-succeeded");
+
+  // The revision history: what revision 2 changed, and an undo back to 1.
+  go("#/app/shop");
+  auto changes = browser_->wait_for("tr[data-revision='2'] button", 10s);
+  ASSERT_TRUE(changes) << main_text();
+  browser_->click(*changes);
+  ASSERT_TRUE(page_shows("const d = document.querySelector('pre.diff'); return !!d && d.textContent.includes('+ ') && "
+                         "d.textContent.includes('\"v2\"') && d.textContent.includes('\"v1\"');",
+                         10s))
+      << main_text();
+  EXPECT_TRUE(browser_->find("tr[data-revision='1'] button[data-action=undo]").has_value());
+  EXPECT_FALSE(browser_->find("tr[data-revision='2'] button[data-action=undo]").has_value()) << "not the current one";
+  browser_->script("document.querySelector('pre.diff').scrollIntoView();");
+  screenshot("revision-diff");
 }
 
 TEST_F(ConsoleBrowser, ViewerTokenShowsNoControls) {

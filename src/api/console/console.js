@@ -455,8 +455,11 @@
 
   async function rolloutView(app) {
     const render = async () => {
-      let r;
-      try { r = await api("GET", `/applications/${encodeURIComponent(app)}/rollout`); } catch (err) {
+      let r, members;
+      try {
+        [r, members] = await Promise.all([api("GET", `/applications/${encodeURIComponent(app)}/rollout`),
+          api("GET", `/members?app=${encodeURIComponent(app)}`)]);
+      } catch (err) {
         main().replaceChildren(heading(`Rollout of ${app}`),
           err.status === 404 ? h("p", { id: "no-rollout" }, `${app} has had no rollout yet. This page follows the event stream: one started now (tranche update ${app}/CLUSTER --version V) shows here.`)
             : failure(err));
@@ -486,7 +489,14 @@
           h("td", {}, badge(c.status)),
           h("td", {}, h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": c.total,
             "aria-valuenow": c.updated, "aria-label": `${c.path} updated` }, h("span", { style: `width:${pct}%` })),
-          h("small", {}, `${c.updated} / ${c.total} updated`)),
+          h("small", {}, `${c.updated} / ${c.total} updated`),
+          // The members themselves: a block each, outlined once on the target revision.
+          h("div", { class: "blocks" }, members.items.filter((m) => `${app}/${m.cluster}` === c.path || m.cluster === c.path)
+            .map((m) => h("a", {
+              class: `block s-${m.state}${m.revision === r.targetRevision ? " target" : ""}`, href: `#/member/${m.id}`,
+              "data-member": m.id, title: `${m.id}: ${m.state}, revision ${m.revision}`,
+              "aria-label": `${m.id} ${m.state} revision ${m.revision}`,
+            })))),
           h("td", {}, c.available), h("td", {}, `${c.failures} / ${c.maxFailures}`),
           h("td", {}, h("small", {}, c.waitingFor || "")));
       });
@@ -501,6 +511,8 @@
           r.phase === "CanaryPaused" ? h("p", {}, "The canary members run the new revision; promote to roll out the rest.") : "",
           h("p", {}, h("small", {}, `by ${r.author} · started ${when(r.startedAt)} · ${r.finishedAt ? "finished " + when(r.finishedAt) : Math.round(r.elapsedSeconds) + " s so far"}`)),
           buttons.length ? h("div", { class: "toolbar" }, buttons) : ""),
+        h("p", { class: "legend" }, h("span", {}, h("span", { class: "block target s-Active" }), `on revision ${r.targetRevision}`),
+          h("span", {}, h("span", { class: "block s-Active" }), "on an earlier revision")),
         h("div", { class: "scroll" }, h("table", { id: "clusters" },
           h("thead", {}, h("tr", {}, ["Cluster", "Status", "Progress", "Available", "Failures", "Waiting for"].map((t) => h("th", {}, t)))),
           h("tbody", {}, clusters))),
