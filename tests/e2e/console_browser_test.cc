@@ -151,7 +151,7 @@ TEST_F(ConsoleBrowser, FleetAndAutohealingOffInheritedByTheMembers) {
   auto toggle = browser_->wait_for("button[data-action=autohealing][data-path=web]", 10s);
   ASSERT_TRUE(toggle) << main_text();
   EXPECT_EQ(browser_->text_of("tr[data-path=web] td[data-setting=autohealing]").substr(0, 2), "on");
-  browser_->click(*toggle);
+  browser_->type(*toggle, "\xEE\x80\x87");  // Enter on the focused switch: usable from the keyboard
   // The cluster's value is explicit; each member's is inherited from it.
   ASSERT_TRUE(page_shows(R"(
     const cluster = document.querySelector('tr[data-path=web] td[data-setting=autohealing]');
@@ -164,9 +164,19 @@ TEST_F(ConsoleBrowser, FleetAndAutohealingOffInheritedByTheMembers) {
   const json described = json::parse(controller_.cli({"describe", "shop/web", "-o", "json"}).out);
   EXPECT_EQ(described["tree"][0]["autohealing"]["explicit"], "off") << "the switch went through the API";
   screenshot("application");
+  browser_->resize(390, 844);
+  screenshot("application-phone");
+  browser_->resize(1280, 900);
 
   go("#/events");
   ASSERT_TRUE(page_shows("return !!document.querySelector('#events li[data-type=OperationalStateChanged]');", 10s))
+      << main_text();
+  auto filter = browser_->find("#event-filter");
+  ASSERT_TRUE(filter);
+  browser_->type(*filter, "autohealing");
+  EXPECT_TRUE(page_shows("const shown = [...document.querySelectorAll('#events li')].filter((li) => !li.hidden);"
+                         "return shown.length >= 1 && shown.every((li) => li.textContent.includes('autohealing'));",
+                         5s))
       << main_text();
   screenshot("events");
 
