@@ -160,6 +160,9 @@ class Fleet {
     // its availability, or a rollout would retire it without charging its
     // maxUnavailable).
     bool active_when_lost = false;
+    // Being replaced (maintenance replace, a replace rollout): the member
+    // created to take its place, from then until it leaves (pair_successors).
+    std::string successor;
   };
   struct ClusterRef {
     const ApplicationRecord* app;
@@ -311,6 +314,9 @@ class Fleet {
   // (reconcile/interactions.h), said once per rollout in an event.
   bool replace_waits_for_rollout(const ClusterRef& cluster, const MaintenanceMarkers& markers,
                                  const ActiveRollout* rollout);
+  // Pairs each member being replaced (oldest first) that has no live
+  // successor with the oldest successor not yet paired.
+  static void pair_successors(const std::vector<MemberEntry*>& replaced, const std::vector<MemberEntry*>& successors);
   Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/time_format.h"
+#include "engine/maintenance_marks.h"
 
 namespace tranche {
 
@@ -49,6 +50,11 @@ json Fleet::to_json(const MemberEntry& m) {
   j["load"] = m.stats ? json(m.stats->load) : json(nullptr);
   j["healingDelayedSince"] =
       m.record.healing_delayed_since ? json(format_rfc3339(*m.record.healing_delayed_since)) : json(nullptr);
+  if (!m.successor.empty() && m.state != MemberState::kTerminated) {
+    // model.md: Updating, "it is being replaced". Beside its state, which
+    // says whether it still serves (and counts as available) meanwhile.
+    j["updating"] = {{"method", "replace"}, {"successor", m.successor}};
+  }
   const ClusterSpec* spec = balancer_ ? cluster_spec(m) : nullptr;
   if (spec && !spec->load_balancer.haproxy_backend.empty()) {
     j["loadBalancer"] = {{"backend", spec->load_balancer.haproxy_backend},
@@ -69,6 +75,7 @@ Result<json> Fleet::members_json(const MemberQuery& query, const std::optional<s
   const bool history = q.state && *q.state == "Terminated";
   std::lock_guard lock(mu_);
   json items = json::array();
+  MaintenanceMarks marks(store_);
   if (history) {
     auto records = store_.list_members(q);
     if (!records) {
@@ -76,6 +83,7 @@ Result<json> Fleet::members_json(const MemberQuery& query, const std::optional<s
     }
     for (const auto& r : *records) {
       items.push_back(to_json(MemberEntry{r, MemberState::kTerminated}));
+      items.back()["maintenance"] = marks.of(r);
     }
   } else {
     // From the cluster index when the query names an application: O(result).
@@ -101,6 +109,7 @@ Result<json> Fleet::members_json(const MemberQuery& query, const std::optional<s
     for (const MemberEntry* m : candidates) {
       if (!q.state || m->record.state == *q.state) {
         items.push_back(to_json(*m));
+        items.back()["maintenance"] = marks.of(m->record);
       }
     }
   }
@@ -109,15 +118,20 @@ Result<json> Fleet::members_json(const MemberQuery& query, const std::optional<s
 
 Result<json> Fleet::member_json(const std::string& member_id, const std::optional<std::string>& visible_app) {
   std::lock_guard lock(mu_);
+  MaintenanceMarks marks(store_);
   auto it = members_.find(member_id);
   if (it != members_.end() && (!visible_app || it->second.record.app == *visible_app)) {
-    return to_json(it->second);
+    json j = to_json(it->second);
+    j["maintenance"] = marks.of(it->second.record);
+    return j;
   }
   const std::string app = member_id.substr(0, member_id.find('/'));
   if (!visible_app || app == *visible_app) {
     auto record = store_.get_member(app, member_id);
     if (record && *record) {
-      return to_json(MemberEntry{**record, MemberState::kTerminated});
+      json j = to_json(MemberEntry{**record, MemberState::kTerminated});
+      j["maintenance"] = marks.of(**record);
+      return j;
     }
   }
   return fail(ErrorCode::kNotFound, "member '" + member_id + "' not found");

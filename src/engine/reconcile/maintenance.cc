@@ -242,7 +242,57 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
       break;
     }
   }
+  // Successors: members created since the first marker was set.
+  std::optional<TimePoint> since;
+  for (const MemberEntry* m : ordered) {
+    if (const OperationalValueRecord* v = marker(*m)) {
+      since = std::min(since.value_or(v->set_at), v->set_at);
+    }
+  }
+  std::vector<MemberEntry*> replaced;
+  std::vector<MemberEntry*> successors;
+  for (MemberEntry* m : in_ordinal_order(members_of(cluster.app->name, cluster.path))) {
+    if (!is_live(m->state)) {
+      continue;
+    }
+    if (marker(*m)) {
+      replaced.push_back(m);
+    } else if (since && m->record.created_at >= *since) {
+      successors.push_back(m);
+    }
+  }
+  pair_successors(replaced, successors);
   return true;
+}
+
+void Fleet::pair_successors(const std::vector<MemberEntry*>& replaced, const std::vector<MemberEntry*>& successors) {
+  std::set<std::string> live;
+  for (const MemberEntry* s : successors) {
+    live.insert(s->record.id);
+  }
+  std::set<std::string> taken;
+  for (MemberEntry* r : replaced) {
+    if (live.contains(r->successor)) {
+      taken.insert(r->successor);
+    } else {
+      r->successor.clear();  // its successor failed or left: the next one takes its place
+    }
+  }
+  auto next = successors.begin();
+  for (MemberEntry* r : replaced) {
+    if (!r->successor.empty()) {
+      continue;
+    }
+    while (next != successors.end() && taken.contains((*next)->record.id)) {
+      ++next;
+    }
+    if (next == successors.end()) {
+      return;
+    }
+    r->successor = (*next)->record.id;
+    taken.insert(r->successor);
+    ++next;
+  }
 }
 
 }  // namespace tranche

@@ -271,6 +271,21 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
       break;
     }
   }
+  if (cluster.spec->update.method == UpdatePolicy::Method::kReplace) {
+    std::vector<MemberEntry*> replaced;
+    std::vector<MemberEntry*> successors;
+    for (MemberEntry* m : in_ordinal_order(members_of(cluster.app->name, cluster.path))) {
+      if (!is_live(m->state)) {
+        continue;
+      }
+      if (m->record.revision != rollout.record.target_revision) {
+        replaced.push_back(m);
+      } else if (m->record.created_at >= rollout.record.created_at) {
+        successors.push_back(m);
+      }
+    }
+    pair_successors(replaced, successors);
+  }
   for (int i = 0; i < step.create_serving; ++i) {
     const std::string serving = fmt::format("scaling up while rollout {} holds revision {} back: on revision {}, "
                                             "which serves",

@@ -448,6 +448,43 @@ void delete_then_apply(FleetSim& sim) {
   EXPECT_EQ(sim.events("ApplicationDeployed").size(), 1u);
 }
 
+// GET /members: a member being replaced says so, with its successor's id,
+// from the successor's creation until it leaves; every member carries its
+// maintenance mark.
+TEST(MemberJson, AReplacedMemberShowsItsSuccessorAndEveryMemberItsMaintenanceMark) {
+  FleetSim sim;
+  deploy(sim, shop(2, "1", "maxUnavailable: 0, maxSurge: 1"), 2);
+  set(sim, {{"path", "web"}, {"maintenance", "replace"}});
+  sim.step();
+  auto listed = sim.fleet().members_json(MemberQuery{std::string("shop")}, std::nullopt).value()["items"];
+  std::map<std::string, json> by_id;
+  for (const auto& m : listed) {
+    by_id[m["id"]] = m;
+  }
+  ASSERT_EQ(by_id.size(), 3u) << listed.dump(1);
+  EXPECT_EQ(by_id["shop/web/1"]["maintenance"], "replace");
+  EXPECT_EQ(by_id["shop/web/2"]["maintenance"], "replace");
+  EXPECT_EQ(by_id["shop/web/3"]["maintenance"], "off") << "created meanwhile: not in maintenance";
+  EXPECT_EQ(by_id["shop/web/1"]["updating"]["successor"], "shop/web/3") << listed.dump(1);
+  EXPECT_EQ(by_id["shop/web/1"]["state"], "Active") << "it still serves until its successor is Active";
+  EXPECT_FALSE(by_id["shop/web/2"].contains("updating")) << "no successor yet";
+  EXPECT_EQ(sim.fleet().member_json("shop/web/1", std::nullopt).value()["updating"]["successor"], "shop/web/3");
+  sim.run(20);
+  EXPECT_EQ(sim.fleet().member_json("shop/web/4", std::nullopt).value()["maintenance"], "off");
+  EXPECT_EQ(sim.members()["shop/web/2"].state, "Terminated");
+}
+
+// The same during a rollout with method: replace.
+TEST(MemberJson, AMemberARolloutReplacesShowsItsSuccessor) {
+  FleetSim sim;
+  deploy(sim, shop(2, "1", "maxUnavailable: 0, maxSurge: 1"), 2);
+  ASSERT_TRUE(sim.apply(shop(2, "2", "maxUnavailable: 0, maxSurge: 1")).has_value());
+  sim.step();
+  const json first = sim.fleet().member_json("shop/web/1", std::nullopt).value();
+  EXPECT_EQ(first["updating"]["successor"], "shop/web/3") << first.dump(1);
+  EXPECT_EQ(first["maintenance"], "off");
+}
+
 using Scenario = std::function<void(FleetSim&)>;
 
 const std::map<std::pair<Command, Command>, Scenario>& scenarios() {
