@@ -1,10 +1,13 @@
 #include "api/controller_api.h"
 
+#include "api/console_files.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
 #include <filesystem>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -388,6 +391,23 @@ TEST_F(ControllerApiTest, ConsoleIsServedWithoutATokenUnderAStrictPolicy) {
   EXPECT_EQ(call("GET", "/ui/nope.js", "").status, 404);
   EXPECT_EQ(call("GET", "/uix", "").status, 401) << "only /ui and below are the console's";
   EXPECT_EQ(call("POST", "/ui/", "").status, 401);
+}
+
+// A file added to src/api/console/ but not to its CMake list would be
+// missing from the binary, and the page would break only in a browser.
+TEST(ConsoleFilesTest, EveryFileOfTheConsoleFolderIsEmbedded) {
+  std::set<std::string> on_disk;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(TRANCHE_SOURCE_DIR) + "/src/api/console")) {
+    if (entry.path().filename() != "README.md") {
+      on_disk.insert(entry.path().filename().string());
+    }
+  }
+  std::set<std::string> embedded;
+  for (const ConsoleFile& file : console_files()) {
+    embedded.insert(std::string(file.name));
+    EXPECT_FALSE(file.body.empty()) << file.name;
+  }
+  EXPECT_EQ(embedded, on_disk);
 }
 
 TEST_F(ControllerApiTest, WhoamiSaysTheTokensRoleAndScope) {
