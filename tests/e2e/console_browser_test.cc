@@ -163,6 +163,18 @@ TEST_F(ConsoleBrowser, FleetAndAutohealingOffInheritedByTheMembers) {
   EXPECT_NE(browser_->text_of("tr[data-member] td[data-setting=autohealing]").find("from web"), std::string::npos);
   const json described = json::parse(controller_.cli({"describe", "shop/web", "-o", "json"}).out);
   EXPECT_EQ(described["tree"][0]["autohealing"]["explicit"], "off") << "the switch went through the API";
+  // A time-boxed switch: the application's autoscaling off for 2h shows its expiry.
+  auto duration = browser_->find("#for");
+  ASSERT_TRUE(duration);
+  browser_->type(*duration, "2h");
+  auto app_switch = browser_->find("button[data-action=autoscaling][data-path='']");
+  ASSERT_TRUE(app_switch) << main_text();
+  browser_->click(*app_switch);
+  ASSERT_TRUE(page_shows("const c = document.querySelector(\"tr[data-path=''] td[data-setting=autoscaling]\");"
+                         "return c.dataset.effective == 'off' && /explicit, 1h(59m|60m)? left|explicit, 2h left/"
+                         ".test(c.textContent);",
+                         10s))
+      << browser_->text_of("tr[data-path=''] td[data-setting=autoscaling]");
   screenshot("application");
   browser_->resize(390, 844);
   screenshot("application-phone");
