@@ -60,17 +60,17 @@ constexpr std::array kTable = {
                 "pending replacements are cancelled; members already stopping finish, successors serve",
                 "CommandSuperseded event; the replace's operation record says Superseded"},
     Interaction{C::kMaintenanceRestart, C::kScaleDown, R::kSpareInFlight,
-                "a member in Maintenance is never stopped in the middle of its hook: the surplus is taken from the "
-                "others; if only members in Maintenance are left over, each is stopped once it resumes",
-                "ScaleDownWaits event, once: \"scaling down to N: M members in Maintenance are stopped once they "
-                "resume\""},
+                "a member in Maintenance is never stopped in the middle of its hook; being out of service already, "
+                "it is among the first surplus and is stopped once it resumes; no Active member is taken in its place",
+                "ScaleDownWaits event, once: \"scaling down to N: M members in the middle of a step at its agent are "
+                "stopped once they are done\""},
     Interaction{C::kMaintenanceReplace, C::kScaleDown, R::kSpareInFlight,
                 "members marked for replacement are taken out first (nothing replaces them: the cluster shrinks, "
                 "their markers end with them)",
                 "MemberStateChanged events: \"scaling down to N\""},
     Interaction{C::kMaintenanceRestart, C::kAutoscalingOn, R::kSpareInFlight,
-                "the autoscaler's count is the cluster's desired; its scale-downs spare members in Maintenance as "
-                "an operator's do",
+                "the autoscaler's count is the cluster's desired; its scale-downs treat members in Maintenance as "
+                "an operator's do (first surplus, stopped once they resume)",
                 "ClusterScaled event; ScaleDownWaits when it must wait"},
     Interaction{C::kMaintenanceRestart, C::kScaleUp, R::kIndependent,
                 "new members are not put into maintenance (model.md: it acts on the members that exist when "

@@ -171,21 +171,16 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
 // moves on by itself. (Load windows move on with time too: a settled
 // cluster's autoscaler still runs each pass, see reconcile_pass.)
 // Scale down the least useful first: members marked for maintenance
-// replace (they would go anyway), then those not yet Active, then the
-// newest. A member whose step is at its agent (Maintenance, Updating) is
-// never stopped in the middle of it (interactions.h: spare in flight): it
-// goes once its step is done, if it is still surplus then.
+// replace (they would go anyway), then those not Active (already out of
+// service), then the newest. A chosen member whose step is at its agent
+// (Maintenance, Updating) is never stopped in the middle of it
+// (interactions.h: spare in flight): it goes once its step is done, if it is
+// still surplus then; an Active member is not taken in its place, which
+// would take one more member out of service than the scale-down asks for.
 void Fleet::scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live, const MaintenanceMarkers& markers,
                        int desired) {
   const size_t surplus = live.size() - static_cast<size_t>(desired);
   const bool spare = resolve(Command::kMaintenanceRestart, Command::kScaleDown) == Resolution::kSpareInFlight;
-  const auto in_flight = [](const MemberEntry* m) {
-    return m->state == MemberState::kMaintenance || m->state == MemberState::kUpdating;
-  };
-  const size_t spared = spare ? static_cast<size_t>(std::count_if(live.begin(), live.end(), in_flight)) : 0;
-  if (spare) {
-    std::erase_if(live, in_flight);
-  }
   const auto marked = [&](const MemberEntry* m) {
     auto it = markers.find(member_path(m->record));
     return it != markers.end() && it->second->value == "replace";
@@ -201,19 +196,25 @@ void Fleet::scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live
   });
   const std::string reason =
       cluster.app->deployed ? "scaling down to " + std::to_string(desired) : "application deleted";
-  for (size_t i = 0; i < std::min(surplus, live.size()); ++i) {
-    retire(*live[i], reason);
+  size_t waiting = 0;
+  for (size_t i = 0; i < surplus; ++i) {
+    MemberEntry& m = *live[i];
+    if (spare && (m.state == MemberState::kMaintenance || m.state == MemberState::kUpdating)) {
+      ++waiting;
+      continue;
+    }
+    retire(m, reason);
   }
   const std::string where = full_path(cluster.app->name, cluster.path);
   std::string& said = reported_failures_["scale-down-waits/" + where];
-  if (surplus <= live.size()) {
+  if (waiting == 0) {
     said.clear();
     return;
   }
-  const std::string message = fmt::format("{}: {} member{} in the middle of a step at its agent ({}) {} stopped once "
-                                          "{} done",
-                                          reason, spared, spared == 1 ? "" : "s", "Maintenance or Updating",
-                                          spared == 1 ? "is" : "are", spared == 1 ? "it is" : "they are");
+  const std::string message =
+      fmt::format("{}: {} member{} in the middle of a step at its agent (Maintenance or Updating) {} stopped once {} "
+                  "done",
+                  reason, waiting, waiting == 1 ? "" : "s", waiting == 1 ? "is" : "are", waiting == 1 ? "it is" : "they are");
   if (said != message) {
     said = message;
     WriteBatch batch;

@@ -178,6 +178,8 @@ class FleetSim {
     return std::nullopt;
   }
   nlohmann::json operation(const std::string& id) { return apps_->get_operation(id).value(); }
+  // Stop commands that reached a member whose maintenance hook was running.
+  int stopped_in_maintenance() const { return stopped_in_maintenance_; }
 
  private:
   struct Agent {
@@ -226,11 +228,14 @@ class FleetSim {
           crashed_.erase(member);
           deliver(*fleet_, agent.id, result_message(id, true, {{"pid", ++pid_}}));
         } else if (kind == "stop") {
+          stopped_in_maintenance_ += agent.held.contains(member) ? 1 : 0;
           agent.running.erase(member);
           agent.held.erase(member);
           deliver(*fleet_, agent.id, result_message(id, true));
         } else if (kind == "maintenance") {
-          if (hold_maintenance_) {
+          // A resent command for a hook already running (the agent journals
+          // it by id) answers only when that hook ends.
+          if (hold_maintenance_ || agent.held.contains(member)) {
             agent.held[member] = id;
           } else {
             deliver(*fleet_, agent.id, result_message(id, true, {{"pid", ++pid_}}));
@@ -269,6 +274,7 @@ class FleetSim {
   double load_ = 0.5;
   bool hold_maintenance_ = false;
   int64_t pid_ = 1000;
+  int stopped_in_maintenance_ = 0;
   uint64_t heartbeat_seq_ = 0;
 };
 
