@@ -91,7 +91,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
     if (auto done = store_.commit(batch); !done) {
       return std::unexpected(done.error());
     }
-    host = &(hosts_[record.id] = HostEntry{record, nullptr, {}, now, {}});
+    host = &(hosts_[record.id] = HostEntry{record, nullptr, {}, now});
   }
   if (host->link && host->link.get() != link.get()) {
     host->link->close("replaced by a newer connection of the same host");
@@ -183,11 +183,15 @@ void Fleet::disconnect(const std::string& host_id, const AgentLink* link) {
 void Fleet::receive(const std::string& host_id, const protocol::AgentMessage& message) {
   const TimePoint arrived = clock_.now();
   deadlines_.arrived(host_id, arrived);  // before the lock: see host_deadlines.h
+  bool staged = false;
   {
     std::lock_guard lock(mu_);
     receive_locked(host_id, arrived, message);
+    staged = !staged_.batches.empty() || !staged_.after_commit.empty();
   }
-  wake_or_flush();
+  if (staged) {  // most heartbeats change nothing durable
+    wake_or_flush();
+  }
 }
 
 void Fleet::receive_locked(const std::string& host_id, TimePoint arrived, const protocol::AgentMessage& message) {
@@ -219,13 +223,14 @@ void Fleet::reject(const std::string& host_id, const Error& reason) {
 }
 
 void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
-  h.reports.clear();
+  // A host token only speaks for its own members: only they are looked up.
+  auto on_host = by_host_.find(h.record.id);
+  if (on_host == by_host_.end()) {
+    return;
+  }
   for (const auto& report : hb.members) {
-    h.reports[report.id] = report;
-    auto it = members_.find(report.id);
-    // A host token only speaks for its own members.
-    if (it != members_.end() && it->second.record.host == h.record.id) {
-      on_report(it->second, report);
+    if (auto it = on_host->second.find(report.id); it != on_host->second.end()) {
+      on_report(*it->second, report);
     }
   }
 }
@@ -233,10 +238,13 @@ void Fleet::on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb) {
 void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
   m.stats = report.stats;
   if (report.stats && m.state == MemberState::kActive) {
-    ClusterLoad& load = loads_[m.record.app + "/" + m.record.cluster];
-    load.add(clock_.now(), report.stats->load);
-    if (!load.observed_since) {
-      load.observed_since = clock_.now();
+    if (!m.load) {
+      m.load = &loads_[m.record.app + "/" + m.record.cluster];
+    }
+    const TimePoint now = clock_.now();
+    m.load->add(now, report.stats->load);
+    if (!m.load->observed_since) {
+      m.load->observed_since = now;
     }
   }
   if (report.state == "Exited" && (m.state == MemberState::kStarting || m.state == MemberState::kActive)) {

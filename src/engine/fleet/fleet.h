@@ -145,8 +145,8 @@ class Fleet {
     std::shared_ptr<AgentLink> link;
     std::string address;  // its agent's, as last connected
     TimePoint last_seen{};  // as of the last message the fleet handled (deadlines_ knows better)
-    std::map<std::string, protocol::MemberReport> reports;  // from the latest heartbeat
   };
+  struct ClusterLoad;
   struct MemberEntry {
     MemberRecord record;
     MemberState state = MemberState::kCreated;
@@ -155,6 +155,7 @@ class Fleet {
     std::optional<protocol::MemberStats> stats;
     bool command_sent = false;  // the command of the current state went out on the current link
     uint64_t generation = 0;    // of the group its latest change was staged in
+    ClusterLoad* load = nullptr;  // its cluster's, once it reported one (loads_ never erases)
     // It was Active when its host fell silent: if the host comes back still
     // running it, it is Active again at once (a blip must not cost a member
     // its availability, or a rollout would retire it without charging its
@@ -169,20 +170,42 @@ class Fleet {
     std::string path;
     const ClusterSpec* spec;
   };
-  // The autoscaler's view of one cluster (model.md, "Autoscaling").
+  // The autoscaler's view of one cluster (model.md, "Autoscaling"). Every
+  // member report is a sample (50,000 a second at 100,000 members): they are
+  // summed into buckets of kLoadBucket, so a window costs O(its length) in
+  // memory and expiry, and the average is a running sum over a running count.
+  // A bucket leaves the window once its newest sample has: no sample leaves
+  // early, none stays more than kLoadBucket late.
+  static constexpr std::chrono::milliseconds kLoadBucket{100};
   struct ClusterLoad {
-    std::deque<std::pair<TimePoint, double>> samples;  // one per member report
-    double sum = 0;  // of the samples' loads, kept as they come and go
+    struct Bucket {
+      TimePoint first;
+      TimePoint last;
+      double sum = 0;
+      int64_t count = 0;
+    };
+    std::deque<Bucket> buckets;
+    double sum = 0;     // of the samples in the window
+    int64_t count = 0;  // samples in the window
+    bool empty() const { return count == 0; }
     void add(TimePoint at, double value) {
-      samples.emplace_back(at, value);
+      if (buckets.empty() || at - buckets.back().first >= kLoadBucket) {
+        buckets.push_back(Bucket{at, at});
+      }
+      Bucket& b = buckets.back();
+      b.last = std::max(b.last, at);
+      b.sum += value;
+      ++b.count;
       sum += value;
+      ++count;
     }
     void expire_before(TimePoint cutoff) {
-      while (!samples.empty() && samples.front().first < cutoff) {
-        sum -= samples.front().second;
-        samples.pop_front();
+      while (!buckets.empty() && buckets.front().last < cutoff) {
+        sum -= buckets.front().sum;
+        count -= buckets.front().count;
+        buckets.pop_front();
       }
-      if (samples.empty()) {
+      if (buckets.empty()) {
         sum = 0;  // no drift survives an empty window
       }
     }
@@ -382,8 +405,8 @@ class Fleet {
     int placed = 0;  // members placed in this pass
     std::vector<HostCapacity> hosts;  // in id order
     std::unordered_map<std::string, size_t> position;
-    // "app/cluster@revision" -> positions of the schedulable hosts with its labels
-    std::unordered_map<std::string, std::vector<size_t>> candidates;
+    // "app/cluster@revision" -> the schedulable hosts with its labels, best first
+    std::unordered_map<std::string, CandidateQueue> candidates;
     // "app/cluster" -> its members on hosts[i]
     std::unordered_map<std::string, std::vector<int>> in_cluster;
   };
@@ -392,7 +415,10 @@ class Fleet {
   // start commands and lets go of the view within a bounded time; a large
   // apply is placed over several passes.
   static constexpr int kPlacementsPerPass = 2000;
-  std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"
+  std::map<std::string, ClusterLoad> loads_;          // by "app/cluster"; never erased (see MemberEntry::load)
+  // Settled clusters' load windows are looked at this often, not every pass.
+  static constexpr std::chrono::milliseconds kLoadCheckInterval{1000};
+  TimePoint next_load_check_{};
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
   // By app. Only a balancer pass that began after a rollout entered its
   // phase may pause it: else a resume is undone by what a pass found

@@ -138,6 +138,11 @@ void Fleet::reconcile_pass() {
   }
   placement_.built = false;
   mark_changed_applications(*apps);
+  const TimePoint now = clock_.now();
+  const bool check_loads = now >= next_load_check_;
+  if (check_loads) {
+    next_load_check_ = now + kLoadCheckInterval;
+  }
   std::set<std::string> known;       // every application's name
   std::set<std::string> visited;     // the applications this pass reconciled
   std::set<std::string> wanted;      // "app/cluster" of those
@@ -145,7 +150,7 @@ void Fleet::reconcile_pass() {
     known.insert(app.name);
     const bool app_dirty = work_.application_queued(app.name);
     const bool queued = work_.anything_queued_for(app.name);
-    if (!queued && !tracks_load(app.name)) {
+    if (!queued && !(check_loads && tracks_load(app.name))) {
       continue;
     }
     const ApplicationSpec* spec = spec_of(app.name, app.current_revision);

@@ -24,7 +24,7 @@ using std::chrono::milliseconds;
 
 bool Fleet::tracks_load(const std::string& app) const {
   for (auto it = loads_.lower_bound(app + "/"); it != loads_.end() && it->first.starts_with(app + "/"); ++it) {
-    if (!it->second.samples.empty()) {
+    if (!it->second.empty()) {
       return true;
     }
   }
@@ -42,8 +42,8 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
   load.expire_before(now - std::chrono::seconds(policy.window_seconds));
   const bool window_covered =
       load.observed_since && now - *load.observed_since >= std::chrono::seconds(policy.window_seconds);
-  if (!load.samples.empty() && window_covered) {
-    load.average = load.sum / static_cast<double>(load.samples.size());
+  if (!load.empty() && window_covered) {
+    load.average = load.sum / static_cast<double>(load.count);
     const std::string state = *load.average > policy.scale_up_above     ? "overload"
                               : *load.average < policy.scale_down_below ? "underload"
                                                                         : "normal";

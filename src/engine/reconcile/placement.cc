@@ -22,14 +22,16 @@ void Fleet::view_placement() {
     placement_.hosts.push_back(
         HostCapacity{id, h.record.state == kHostReady && h.link != nullptr, h.record.labels, h.record.slots, 0, 0});
   }
-  for (const auto& [id, m] : members_) {
-    auto at = placement_.position.find(m.record.host);
-    if (may_run(m.state) && at != placement_.position.end()) {
-      const ClusterSpec* spec = cluster_spec(m);
-      placement_.hosts[at->second].used_slots += spec ? spec->placement.slots : 1;
-      auto& counts = placement_.in_cluster[m.record.app + "/" + m.record.cluster];
-      counts.resize(placement_.hosts.size());
-      ++counts[at->second];
+  for (const auto& [cluster, members] : by_cluster_) {
+    auto& counts = placement_.in_cluster[cluster];
+    counts.resize(placement_.hosts.size());
+    for (const auto& [id, m] : members) {
+      auto at = placement_.position.find(m->record.host);
+      if (may_run(m->state) && at != placement_.position.end()) {
+        const ClusterSpec* spec = cluster_spec(*m);
+        placement_.hosts[at->second].used_slots += spec ? spec->placement.slots : 1;
+        ++counts[at->second];
+      }
     }
   }
 }

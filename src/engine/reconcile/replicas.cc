@@ -36,17 +36,21 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
     // The rest waits for the next pass: its clusters stay queued.
     return fail(ErrorCode::kUnavailable, "this pass has placed " + std::to_string(kPlacementsPerPass) + " members");
   }
-  auto& candidates = placement_.candidates[where + "@" + std::to_string(revision)];
-  if (candidates.empty()) {
-    for (size_t i = 0; i < placement_.hosts.size(); ++i) {
-      if (eligible(placement_.hosts[i], spec->placement)) {
-        candidates.push_back(i);
-      }
-    }
-  }
   auto& in_cluster = placement_.in_cluster[where];
   in_cluster.resize(placement_.hosts.size());
-  const std::optional<size_t> chosen = pick(placement_.hosts, candidates, in_cluster, spec->placement.slots);
+  const std::string candidates_key = where + "@" + std::to_string(revision);
+  auto queue = placement_.candidates.find(candidates_key);
+  if (queue == placement_.candidates.end()) {
+    std::vector<size_t> eligible_hosts;
+    for (size_t i = 0; i < placement_.hosts.size(); ++i) {
+      if (eligible(placement_.hosts[i], spec->placement)) {
+        eligible_hosts.push_back(i);
+      }
+    }
+    queue = placement_.candidates.emplace(candidates_key, CandidateQueue(eligible_hosts, placement_.hosts, in_cluster))
+                .first;
+  }
+  const std::optional<size_t> chosen = queue->second.pick(placement_.hosts, in_cluster, spec->placement.slots);
   if (!chosen) {
     const std::string why = place(placement_.hosts, spec->placement).reason;
     report_failure_once(where, "cannot place a member: " + why);
@@ -68,8 +72,9 @@ Status Fleet::create_member(const ClusterRef& cluster, int64_t revision, const s
   record.revision = revision;
   record.version = spec->artifact.version;
   record.created_at = record.updated_at = now;
+  // Created and at once Starting: the group holds both events but writes the
+  // member's record once, as Starting (placement's store cost is per record).
   WriteBatch batch;
-  batch.mutations.push_back(PutMember{record});
   batch.mutations.push_back(
       AppendEvent{make_event(now, record.app, where, record.id, "MemberStateChanged", "", "Created",
                              (reason.empty() ? "" : reason + ": ") + "placed on " + record.host)});

@@ -48,19 +48,42 @@ PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement&
   return {std::nullopt, "no Ready host with matching labels has " + std::to_string(placement.slots) + " free slot(s)"};
 }
 
-std::optional<size_t> pick(const std::vector<HostCapacity>& hosts, const std::vector<size_t>& candidates,
-                           const std::vector<int>& in_cluster, int64_t slots) {
-  std::optional<size_t> best;
-  auto key = [&](size_t i) {
-    return std::tuple<int, int64_t, const std::string&>(in_cluster[i], -(hosts[i].slots - hosts[i].used_slots),
-                                                        hosts[i].id);
-  };
+CandidateQueue::Entry CandidateQueue::entry(const std::vector<HostCapacity>& hosts, const std::vector<int>& in_cluster,
+                                            size_t position) {
+  return Entry{in_cluster[position], -(hosts[position].slots - hosts[position].used_slots), position};
+}
+
+bool CandidateQueue::worse(const Entry& a, const Entry& b) {
+  return std::tie(a.in_cluster, a.used_over_free, a.position) > std::tie(b.in_cluster, b.used_over_free, b.position);
+}
+
+CandidateQueue::CandidateQueue(const std::vector<size_t>& candidates, const std::vector<HostCapacity>& hosts,
+                               const std::vector<int>& in_cluster) {
+  heap_.reserve(candidates.size());
   for (size_t i : candidates) {
-    if (hosts[i].slots - hosts[i].used_slots >= slots && (!best || key(i) < key(*best))) {
-      best = i;
-    }
+    heap_.push_back(entry(hosts, in_cluster, i));
   }
-  return best;
+  std::make_heap(heap_.begin(), heap_.end(), worse);
+}
+
+std::optional<size_t> CandidateQueue::pick(const std::vector<HostCapacity>& hosts, const std::vector<int>& in_cluster,
+                                           int64_t slots) {
+  // A queued key is never worse than the host's true one: the top whose key
+  // is still true is the best.
+  while (!heap_.empty()) {
+    const Entry current = entry(hosts, in_cluster, heap_.front().position);
+    const bool fits = -current.used_over_free >= slots;
+    if (fits && !worse(current, heap_.front())) {
+      return current.position;
+    }
+    std::pop_heap(heap_.begin(), heap_.end(), worse);
+    heap_.pop_back();
+    if (fits) {  // placed on since it was queued: back in at its true place
+      heap_.push_back(current);
+      std::push_heap(heap_.begin(), heap_.end(), worse);
+    }  // else free slots only shrink: it cannot take this cluster again
+  }
+  return std::nullopt;
 }
 
 }  // namespace tranche

@@ -34,12 +34,32 @@ bool eligible(const HostCapacity& host, const Placement& placement);
 // so the same inputs always give the same answer.
 PlacementDecision place(const std::vector<HostCapacity>& hosts, const Placement& placement);
 
-// The same choice among `candidates` (positions in `hosts` that are
-// schedulable and carry the cluster's labels), where `in_cluster[i]` counts
-// the cluster's members on hosts[i]: for a caller placing many members
-// against one view of the hosts, without copying it or matching labels
-// again for each. nullopt: none has `slots` free (place() says why).
-std::optional<size_t> pick(const std::vector<HostCapacity>& hosts, const std::vector<size_t>& candidates,
-                           const std::vector<int>& in_cluster, int64_t slots);
+// The same choice, for a caller placing many members of one cluster against
+// one view of the hosts (`hosts` in id order, `in_cluster[i]` the cluster's
+// members on hosts[i]): the candidates (positions of the schedulable hosts
+// with the cluster's labels) kept best first. A placement only ever makes a
+// host worse (one more member, fewer free slots), so an entry is re-keyed
+// when it reaches the top: a pick costs O(log candidates) amortized, not a
+// scan of every candidate (10,000 hosts x 2,000 placements per pass).
+class CandidateQueue {
+ public:
+  CandidateQueue(const std::vector<size_t>& candidates, const std::vector<HostCapacity>& hosts,
+                 const std::vector<int>& in_cluster);
+  // The best candidate with `slots` free, nullopt when none has (place()
+  // says why). Between calls the caller records each placement in `hosts`
+  // and `in_cluster`, and nothing else changes in them.
+  std::optional<size_t> pick(const std::vector<HostCapacity>& hosts, const std::vector<int>& in_cluster,
+                             int64_t slots);
+
+ private:
+  struct Entry {
+    int in_cluster;
+    int64_t used_over_free;  // -(free slots): fewer free sorts later
+    size_t position;         // hosts are in id order: the tie-break of place()
+  };
+  static Entry entry(const std::vector<HostCapacity>& hosts, const std::vector<int>& in_cluster, size_t position);
+  static bool worse(const Entry& a, const Entry& b);
+  std::vector<Entry> heap_;  // a min-heap by (in_cluster, -free, position)
+};
 
 }  // namespace tranche
