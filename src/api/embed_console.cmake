@@ -14,6 +14,8 @@ foreach(name IN LISTS FILES)
   string(LENGTH "${hex}" hex_length)
   math(EXPR size "${hex_length} / 2")
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  # A line of bytes per line of the file: the generated source stays readable.
+  string(REPLACE "0x0a," "0x0a,\n" bytes "${bytes}")
   string(APPEND text "const unsigned char file_${index}[] = {\n${bytes}0};\n")
   string(APPEND entries "    {\"${name}\", {reinterpret_cast<const char*>(file_${index}), ${size}}},\n")
   math(EXPR index "${index} + 1")
