@@ -2,9 +2,10 @@
 // WebDriver: log in, the fleet, autohealing switched off on a cluster and
 // inherited by its members, a canary rollout started from the CLI followed
 // live to CanaryPaused, promoted by a click and seen Succeeded without a
-// reload, a viewer shown no controls, a wrong token refused clearly; page
-// weight and time to first render. Each test saves screenshots of the views
-// it visits in TRANCHE_CONSOLE_ARTIFACTS (printed).
+// reload, a viewer shown no controls and, scoped to one application,
+// nothing of another; a wrong token refused clearly; page weight and time
+// to first render. Each test saves screenshots of the views it visits in
+// TRANCHE_CONSOLE_ARTIFACTS (printed).
 
 #include <signal.h>
 
@@ -59,6 +60,10 @@ class ConsoleBrowser : public ::testing::Test {
 
   void TearDown() override {
     browser_.reset();
+    if (other_deployed_) {
+      active_members("other");
+      controller_.cli({"delete", "other"});
+    }
     if (deployed_) {
       active_members();  // every member's process, the rollout's new ones too
       controller_.cli({"delete", "shop"});
@@ -79,8 +84,8 @@ class ConsoleBrowser : public ::testing::Test {
     ASSERT_TRUE(wait_until([&] { return active_members() == kMembers; }, 30s)) << "members did not start";
   }
 
-  int active_members() {
-    const CliResult listed = controller_.cli({"get", "members", "shop", "-o", "json"});
+  int active_members(const std::string& app = "shop") {
+    const CliResult listed = controller_.cli({"get", "members", app, "-o", "json"});
     const json doc = json::parse(listed.out, nullptr, false);
     int active = 0;
     for (const auto& m : doc.is_object() ? doc["items"] : json::array()) {
@@ -120,6 +125,7 @@ class ConsoleBrowser : public ::testing::Test {
   Controller controller_{dir_.path() / "data"};
   std::unique_ptr<Browser> browser_;
   bool deployed_ = false;
+  bool other_deployed_ = false;
   std::set<int64_t> pids_;
 };
 
@@ -245,7 +251,19 @@ TEST_F(ConsoleBrowser, CanaryRolloutFromTheCliIsPromotedInThePage) {
 
 TEST_F(ConsoleBrowser, ViewerTokenShowsNoControls) {
   deploy();
-  const CliResult viewer = controller_.cli({"token", "create", "--role", "viewer", "--name", "console-viewer"});
+  // A second application the viewer's token, scoped to shop, must not see.
+  write_file(dir_.path() / "other.yaml", R"(application: other
+clusters:
+  - name: api
+    members: {desired: 1}
+    artifact: {version: "v1", command: ["tranche-hello", "--port", "${PORT_HTTP}"]}
+    ports: [http]
+    operational: {autoscaling: "off"}
+)");
+  ASSERT_EQ(controller_.cli({"apply", "-f", (dir_.path() / "other.yaml").string()}).exit_code, 0);
+  other_deployed_ = true;
+  const CliResult viewer =
+      controller_.cli({"token", "create", "--role", "viewer", "--app", "shop", "--name", "console-viewer"});
   ASSERT_EQ(viewer.exit_code, 0) << viewer.err;
   const std::string token = viewer.out.substr(0, viewer.out.find('\n'));
   // A rollout at its canary gate: an operator would see Promote and Abort.
@@ -253,7 +271,17 @@ TEST_F(ConsoleBrowser, ViewerTokenShowsNoControls) {
 
   log_in(token);
   ASSERT_TRUE(browser_->wait_for("[data-host]", 10s)) << main_text();
-  EXPECT_NE(browser_->text_of("#who").find("viewer"), std::string::npos);
+  EXPECT_NE(browser_->text_of("#who").find("viewer · shop"), std::string::npos) << browser_->text_of("#who");
+  ASSERT_TRUE(wait_until([&] { return active_members("other") == 1; }, 30s));
+  go("#/fleet/other");  // asked for by name: still only what the token may see
+  ASSERT_TRUE(page_shows("return document.querySelector('#app-filter') != null && "
+                         "[...document.querySelectorAll('#app-filter option')].map((o) => o.value).join() == ',shop';",
+                         10s))
+      << main_text();
+  EXPECT_EQ(browser_->script("return document.querySelectorAll('[data-member^=\"other/\"]').length;"), json(0));
+  go("#/app/other");
+  ASSERT_TRUE(page_shows("return document.querySelector('main [role=alert]') != null;", 10s)) << main_text();
+  EXPECT_NE(main_text().find("not found"), std::string::npos) << main_text();
   go("#/rollout/shop");
   ASSERT_TRUE(browser_->wait_for("#phase[data-phase=CanaryPaused]", 60s)) << main_text();
   EXPECT_EQ(browser_->script("return document.querySelectorAll('main [data-action]').length;"), json(0));
