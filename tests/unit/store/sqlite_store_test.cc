@@ -217,6 +217,30 @@ TEST(SqliteStore, DeletesRevisionsAndOperationalValues) {
   EXPECT_THAT(ok(store->list_operational_values("shop")), ElementsAre(other));
 }
 
+// A compare-and-delete (issue 12): clearing the marker a maintenance step
+// acted on never deletes a newer command's.
+TEST(SqliteStore, DeletesAnOperationalValueOnlyIfSetNoLaterThanAsked) {
+  auto store = open_store();
+  OperationalValueRecord marker{"shop", "web/1", Setting::kMaintenance, "replace", std::nullopt, std::nullopt, "a",
+                                at(5)};
+  commit(*store, {PutOperationalValue{marker}});
+  commit(*store, {DeleteOperationalValue{"shop", "web/1", Setting::kMaintenance, at(4)}});
+  EXPECT_THAT(ok(store->list_operational_values("shop")), ElementsAre(marker)) << "set after: kept";
+  commit(*store, {DeleteOperationalValue{"shop", "web/1", Setting::kMaintenance, at(5)}});
+  EXPECT_TRUE(ok(store->list_operational_values("shop")).empty()) << "set at or before: deleted";
+}
+
+TEST(SqliteStore, ListsAnApplicationsOperationsInAStatusInSequence) {
+  auto store = open_store();
+  OperationRecord first{"op-1", "shop", 1, "operational-state", "{}", "Running", "", "a", at(1), at(1)};
+  OperationRecord second{"op-2", "shop", 2, "operational-state", "{}", "Succeeded", "", "a", at(2), at(2)};
+  OperationRecord third{"op-3", "shop", 3, "operational-state", "{}", "Running", "", "a", at(3), at(3)};
+  OperationRecord elsewhere{"op-4", "cart", 1, "operational-state", "{}", "Running", "", "a", at(3), at(3)};
+  commit(*store, {PutOperation{third}, PutOperation{second}, PutOperation{first}, PutOperation{elsewhere}});
+  EXPECT_THAT(ok(store->list_operations("shop", "Running")), ElementsAre(first, third));
+  EXPECT_THAT(ok(store->list_operations("shop", "Succeeded")), ElementsAre(second));
+}
+
 TEST(SqliteStore, PutsReplaceByKey) {
   auto store = open_store();
   OperationalValueRecord value{"shop", "web", Setting::kAutoscaling, "off", at(100), "on", "a", at(1)};
