@@ -478,8 +478,19 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     return 1;
   }
 
+  // The main io_context has the timers (the reconcile pass among them) and
+  // signals; connections have io_contexts of their own, one thread each
+  // (http_server.h says why).
   asio::io_context io;
-  HttpServer server(io, api, **store, fleet, metrics,
+  std::vector<std::unique_ptr<asio::io_context>> connection_contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_serving;
+  std::vector<asio::io_context*> contexts;
+  for (int i = 0; i < options.threads; ++i) {
+    connection_contexts.push_back(std::make_unique<asio::io_context>(1));
+    keep_serving.push_back(asio::make_work_guard(*connection_contexts.back()));
+    contexts.push_back(connection_contexts.back().get());
+  }
+  HttpServer server(contexts, api, **store, fleet, metrics,
                     HttpServerOptions{listen->first, listen->second, options.body_limit, options.max_connections,
                                       options.max_unauthenticated_agents});
   auto credentials = server_credentials(options, data_dir, listen->first);
@@ -556,10 +567,11 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     expiry.cancel();
     reconcile.cancel();
     server.drain();
+    keep_serving.clear();  // each connection context ends once its connections have
     // Peers that never answer a close (a stuck agent) must not hold the
     // exit forever; everything acknowledged is already durable. A thread,
     // not a timer, so that a quick drain is not kept waiting for it.
-    drain_watchdog = std::jthread([&io](std::stop_token stop) {
+    drain_watchdog = std::jthread([&io, &contexts](std::stop_token stop) {
       std::mutex mutex;
       std::condition_variable_any wake;
       std::unique_lock lock(mutex);
@@ -567,16 +579,19 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
       if (!stop.stop_requested()) {
         spdlog::warn("drain took longer than {} s; closing the remaining connections", kDrainTimeout.count());
         io.stop();
+        for (auto* context : contexts) {
+          context->stop();
+        }
       }
     });
   });
 
   std::vector<std::jthread> pool;
-  for (int i = 1; i < options.threads; ++i) {
-    pool.emplace_back([&io] { io.run(); });
+  for (auto* context : contexts) {
+    pool.emplace_back([context] { context->run(); });
   }
   io.run();
-  pool.clear();
+  pool.clear();  // joins: every connection has ended
   drain_watchdog = {};  // stops and joins it
   spdlog::info("controller stopped");
   return 0;

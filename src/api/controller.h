@@ -16,7 +16,7 @@ struct ControllerOptions {
   size_t body_limit = 1024 * 1024;
   size_t max_connections = 0;  // 0: derived from the open-files limit
   size_t max_unauthenticated_agents = 1024;
-  int threads = 4;
+  int threads = 4;  // connection threads (apiThreads), each with its own share of the connections
   std::chrono::milliseconds heartbeat_interval{2000};
   std::chrono::milliseconds heartbeat_timeout{6000};
   std::string haproxy_socket;  // empty: no load balancer

@@ -122,11 +122,27 @@ asio::awaitable<Response> await_reply(const Deferred& deferred) {
 }  // namespace
 
 struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
-  State(asio::io_context& io, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
+  State(std::vector<asio::io_context*> contexts, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
         HttpServerOptions options)
-      : io(io), api(api), store(store), fleet(fleet), metrics(metrics), options(std::move(options)), acceptor(io) {}
+      : contexts(std::move(contexts)),
+        io(*this->contexts.front()),
+        api(api),
+        store(store),
+        fleet(fleet),
+        metrics(metrics),
+        options(std::move(options)),
+        acceptor(io) {
+    // An io_context opens its reactor's descriptors with its first socket or
+    // timer; out of descriptors then, Asio can only terminate. A timer opens
+    // them now, at start, where accept's pause-and-retry cannot be needed.
+    for (asio::io_context* context : this->contexts) {
+      asio::steady_timer opens_reactor(*context);
+    }
+  }
 
-  asio::io_context& io;
+  std::vector<asio::io_context*> contexts;  // connections' homes, round robin
+  size_t next_context = 0;                  // only the accept loop uses it
+  asio::io_context& io;                     // the acceptor's
   ControllerApi& api;
   Store& store;
   Fleet& fleet;
@@ -234,7 +250,8 @@ asio::awaitable<void> HttpServer::State::accept_loop() {
   uint64_t failures_in_a_row = 0;
   while (!draining) {
     error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    asio::io_context& home = *contexts[next_context++ % contexts.size()];
+    tcp::socket socket = co_await acceptor.async_accept(home, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (draining || ec == asio::error::operation_aborted) {
         break;
@@ -254,7 +271,7 @@ asio::awaitable<void> HttpServer::State::accept_loop() {
       pause = kAcceptPauseMin;
     }
     set_close_on_exec(socket.native_handle());
-    auto conn = std::make_shared<Connection>(Connection{asio::make_strand(io)});
+    auto conn = std::make_shared<Connection>(Connection{asio::make_strand(home)});
     bool full = false;
     {
       std::lock_guard lock(connections_mutex);
@@ -564,9 +581,9 @@ void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
   });
 }
 
-HttpServer::HttpServer(asio::io_context& io, ControllerApi& api, Store& store, Fleet& fleet, Metrics& metrics,
-                       HttpServerOptions options)
-    : state_(std::make_shared<State>(io, api, store, fleet, metrics, std::move(options))) {
+HttpServer::HttpServer(std::vector<asio::io_context*> contexts, ControllerApi& api, Store& store, Fleet& fleet,
+                       Metrics& metrics, HttpServerOptions options)
+    : state_(std::make_shared<State>(std::move(contexts), api, store, fleet, metrics, std::move(options))) {
   metrics.add_counter("tranche_agent_messages_rejected_total",
                       "Agent messages that did not decode, rejected without closing their connection.",
                       [&fleet] { return fleet.rejected_messages(); });
