@@ -296,7 +296,11 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
     // Scaled down meanwhile: the least useful first, as the reconciler does.
     new_not_serving.insert(new_not_serving.end(), new_serving.rbegin(), new_serving.rend());
     for (size_t i = 0; i < static_cast<size_t>(live - desired); ++i) {
-      step.retire.push_back(new_not_serving[i]->id);
+      const RolloutMember* m = new_not_serving[i];
+      if (in.spare_in_flight && (m->state == S::kMaintenance || m->state == S::kUpdating)) {
+        continue;  // surplus, but its step is at its agent: it goes once that is done
+      }
+      step.retire.push_back(m->id);
     }
     return step;
   }

@@ -100,6 +100,10 @@ struct ClusterRolloutInput {
   // rollout stuck on a revision that never gets healthy still scales
   // (reconcile/interactions.h, "serving revision").
   bool fill_where_serving = false;
+  // A member whose step is at its agent (Maintenance, Updating) is never
+  // retired as surplus in the middle of it: it counts as surplus and goes
+  // once its step is done (reconcile/interactions.h, "spare in flight").
+  bool spare_in_flight = false;
 };
 
 struct ClusterRolloutStep {

@@ -239,7 +239,8 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
   const ClusterRolloutStep step = plan_cluster_rollout(
       ClusterRolloutInput{cluster.spec->update, desired, std::move(view), promoted, clock_.now(),
                           rollout.record.from_revision,
-                          resolve(Command::kRolloutStuck, Command::kScaleUp) == Resolution::kServingRevision});
+                          resolve(Command::kRolloutStuck, Command::kScaleUp) == Resolution::kServingRevision,
+                          resolve(Command::kMaintenanceRestart, Command::kScaleDown) == Resolution::kSpareInFlight});
 
   if (step.done) {
     change_status(ClusterRolloutStatus::kDone,

@@ -1,14 +1,17 @@
 // Randomized interleavings of concurrent commands (issue 12): apply (scale up
 // and down, new versions), maintenance restart/replace/off, autohealing,
-// delete, host drain, maintenance hooks held at the agent, agent and
-// controller kills, on a small fleet (fleet_sim.h). After every step the
-// invariants hold; at the end every accepted command has a recorded outcome
-// and the fleet is what the last accepted commands ask for.
+// autoscaling with a changing load, delete, host drain, maintenance hooks
+// held at the agent, agent and controller kills, on a small fleet
+// (fleet_sim.h). After every step the invariants hold; at the end every
+// accepted command has a recorded outcome and the fleet is what the last
+// accepted commands ask for.
 //
 // Seeded and replayable: TRANCHE_INTERLEAVING_SEED=N runs seed N alone
 // (with TRANCHE_INTERLEAVING_STEPS for a longer run); a failure names its
 // seed and the step, and the log of commands so far.
 
+#include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <random>
 
@@ -27,6 +30,7 @@ std::string manifest(int desired, int version) {
   return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 10, desired: " +
          std::to_string(desired) + "}\n    artifact: {version: \"" + std::to_string(version) +
          "\", command: [\"web\"]}\n    operational: {autoscaling: \"off\"}\n"
+         "    autoscaling: {windowSeconds: 3, scaleUpAbove: 0.8, scaleDownBelow: 0.2, cooldownSeconds: 2}\n"
          "    update: {minReadySeconds: 0, maxUnavailable: " +
          std::to_string(kMaxUnavailable) + ", maxSurge: 1, progressDeadlineSeconds: 600}\n";
 }
@@ -75,7 +79,7 @@ class Interleaving {
   }
 
   void act() {
-    switch (pick(12)) {
+    switch (pick(14)) {
       case 0:
         apply(1 + pick(5), version_);
         break;
@@ -122,7 +126,28 @@ class Interleaving {
         note(draining ? "host drained" : "host undrained");
         break;
       }
+      case 12:
+        set({{"path", "web"}, {"autoscaling", pick(2) == 0 ? "off" : "on"}});
+        break;
+      case 13: {
+        const double load = std::array{0.0, 0.5, 1.0}[static_cast<size_t>(pick(3))];
+        sim_.set_load(load);
+        note("load " + std::to_string(load));
+        break;
+      }
     }
+  }
+
+  // The manifest's desired, or the autoscaler's count while it holds
+  // (model.md: an operator's new desired wins over it).
+  int desired() {
+    const auto scales = sim_.store().list_cluster_scales("shop").value();
+    for (const auto& scale : scales) {
+      if (scale.cluster == "web" && scale.base_desired == desired_) {
+        return static_cast<int>(std::clamp<int64_t>(scale.desired, 1, 10));
+      }
+    }
+    return desired_;
   }
 
   void check() {
@@ -136,11 +161,12 @@ class Interleaving {
             << id << " is being retired and still marked for maintenance; step " << step_;
       }
     }
-    EXPECT_EQ(sim_.stopped_in_maintenance(), 0) << "a member was stopped in the middle of its hook; step " << step_;
+    EXPECT_EQ(sim_.stopped_in_maintenance(), 0) << "a member was stopped in the middle of its hook; step " << step_
+                                                << "\n" << recent_events();
     // The controller never takes an Active member out below the budget: when
     // Active went down, it is still at least desired - maxUnavailable.
     if (deployed_ && active < last_active_) {
-      EXPECT_GE(active, desired_ - kMaxUnavailable) << "step " << step_ << ", Active " << last_active_ << " -> "
+      EXPECT_GE(active, desired() - kMaxUnavailable) << "step " << step_ << ", Active " << last_active_ << " -> "
                                                     << active << "\n" << recent_events();
     }
     last_active_ = active;
@@ -161,6 +187,7 @@ class Interleaving {
   void quiesce() {
     hold_ = false;
     sim_.hold_maintenance(false);
+    sim_.set_load(0.5);  // normal: the autoscaler decides nothing more
     sim_.release_all();
     for (int i = 0; i < 80; ++i) {
       sim_.step();
@@ -177,7 +204,7 @@ class Interleaving {
       EXPECT_EQ(m.version, std::to_string(version_)) << id;
       ++active;
     }
-    EXPECT_EQ(active, deployed_ ? desired_ : 0);
+    EXPECT_EQ(active, deployed_ ? desired() : 0);
     EXPECT_TRUE(sim_.markers().empty());
     const auto node = sim_.value("web", Setting::kMaintenance);
     EXPECT_TRUE(!node || node->value == "off") << "maintenance of shop/web still " << node->value;
@@ -205,16 +232,21 @@ uint64_t env_or(const char* name, uint64_t fallback) {
 }
 
 TEST(Interleavings, InvariantsHoldAndTheLastCommandsWin) {
-  const int steps = static_cast<int>(env_or("TRANCHE_INTERLEAVING_STEPS", 120));
-  std::vector<uint64_t> seeds;
+  std::vector<std::pair<uint64_t, int>> runs;  // seed, steps
   if (std::getenv("TRANCHE_INTERLEAVING_SEED")) {
-    seeds.push_back(env_or("TRANCHE_INTERLEAVING_SEED", 0));
+    runs.emplace_back(env_or("TRANCHE_INTERLEAVING_SEED", 0),
+                      static_cast<int>(env_or("TRANCHE_INTERLEAVING_STEPS", 120)));
   } else {
     for (uint64_t seed = 1; seed <= 30; ++seed) {
-      seeds.push_back(seed);
+      runs.emplace_back(seed, 120);
+    }
+    // Seeds that found a defect once (the rollout's own scale-down stopped a
+    // member mid-hook while the autoscaler shrank the cluster): kept.
+    for (uint64_t seed : {138, 194, 198, 285}) {
+      runs.emplace_back(seed, 200);
     }
   }
-  for (uint64_t seed : seeds) {
+  for (const auto& [seed, steps] : runs) {
     Interleaving run(seed);
     run.run(steps);
     if (::testing::Test::HasFailure()) {
