@@ -17,8 +17,6 @@ namespace tranche {
 namespace {
 
 using nlohmann::json;
-using std::chrono::duration_cast;
-using std::chrono::milliseconds;
 
 // "web-01.example" -> "web-01-example": host ids are resource names.
 std::string host_id_for(const std::string& hostname) {

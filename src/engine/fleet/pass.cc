@@ -16,14 +16,6 @@
 
 namespace tranche {
 
-namespace {
-
-using nlohmann::json;
-using std::chrono::duration_cast;
-using std::chrono::milliseconds;
-
-}  // namespace
-
 void Fleet::attach_balancer(BalancerSync& balancer) {
   std::lock_guard lock(mu_);
   balancer_ = &balancer;

@@ -17,14 +17,6 @@
 
 namespace tranche {
 
-namespace {
-
-using nlohmann::json;
-using std::chrono::duration_cast;
-using std::chrono::milliseconds;
-
-}  // namespace
-
 Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValueRecord>& values) {
   MaintenanceMarkers markers;
   for (const auto& v : values) {

@@ -19,7 +19,6 @@ namespace tranche {
 
 namespace {
 
-using nlohmann::json;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
