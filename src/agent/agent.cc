@@ -21,6 +21,7 @@
 #include "agent/driver.h"
 #include "agent/health.h"
 #include "agent/journal.h"
+#include "common/build_version.h"
 #include "protocol/messages.h"
 
 namespace tranche::agent {
@@ -266,6 +267,7 @@ class Agent {
     h.hostname = hostname();
     h.labels = options_.labels;
     h.slots = options_.slots;
+    h.agent_version = build_version();
     for (const auto& [id, m] : state_.members) {
       h.members.push_back(
           {id, m.spec.revision, m.state, m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt});

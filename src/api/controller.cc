@@ -27,6 +27,7 @@
 #include "api/http_server.h"
 #include "api/metrics.h"
 #include "common/atomic_file.h"
+#include "common/build_version.h"
 #include "common/clock.h"
 #include "common/file_lock.h"
 #include "common/secrets.h"

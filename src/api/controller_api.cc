@@ -6,13 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "api/console.h"
+#include "common/build_version.h"
 #include "common/names.h"
 #include "common/time_format.h"
 #include "model/manifest.h"
-
-#ifndef TRANCHE_VERSION
-#define TRANCHE_VERSION "0.0.0-dev"
-#endif
 
 namespace tranche::api {
 
@@ -156,8 +153,6 @@ Result<Response> ok(Result<json> body, int status = 200) {
 }
 
 }  // namespace
-
-std::string build_version() { return TRANCHE_VERSION; }
 
 namespace {
 json apply_json(const ApplyOutcome& o) {

@@ -20,8 +20,6 @@
 
 namespace tranche::api {
 
-std::string build_version();
-
 nlohmann::json event_json(const EventRecord& e);
 
 class ControllerApi {

@@ -23,12 +23,10 @@
 #include "cli/rollout_view.h"
 #include "cli/session.h"
 #include "cli/verbs.h"
+#include "common/build_version.h"
 #include "common/names.h"
 #include "common/time_format.h"
 
-#ifndef TRANCHE_VERSION
-#define TRANCHE_VERSION "0.0.0-dev"
-#endif
 
 namespace tranche::cli {
 
@@ -648,13 +646,13 @@ int cmd_token_create(const Session& s, const std::string& role, const std::strin
 }
 
 int cmd_version(const Session& s) {
-  json out = {{"client", {{"version", TRANCHE_VERSION}}}};
+  json out = {{"client", {{"version", build_version()}}}};
   auto reply = s.call("GET", "/version");
   if (reply) {
     out["server"] = *reply;
   }
   if (!s.print_structured(out)) {
-    std::cout << "client: " << TRANCHE_VERSION << '\n';
+    std::cout << "client: " << build_version() << '\n';
     if (reply) {
       std::cout << "server: " << cell((*reply)["version"]) << " (protocol " << cell((*reply)["protocol"]) << ", schema "
                 << cell((*reply)["schema"]) << ")\n";

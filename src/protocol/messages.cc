@@ -247,6 +247,7 @@ json to_json(const Hello& m) {
   if (!m.host_id.empty()) j["hostId"] = m.host_id;
   if (!m.join_token.empty()) j["joinToken"] = m.join_token;
   if (!m.host_token.empty()) j["hostToken"] = m.host_token;
+  if (!m.agent_version.empty()) j["agentVersion"] = m.agent_version;
   return j;
 }
 
@@ -318,6 +319,7 @@ Result<Hello> parse_hello(const json& j) {
   m.hostname = r.str("hostname");
   m.labels = r.string_map("labels");
   m.slots = r.integer("slots", false, 1, kInt64Max).value_or(64);
+  m.agent_version = r.str("agentVersion", false);
   r.array("members", [&](const json& item, const std::string& path) {
     Reader mr(item, path);
     HelloMember mem{mr.str("id"), mr.integer("revision", false, 0, kInt64Max).value_or(0), mr.str("state"),

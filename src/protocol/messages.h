@@ -63,6 +63,7 @@ struct Hello {
   std::map<std::string, std::string> labels;
   int64_t slots = 64;
   std::vector<HelloMember> members;
+  std::string agent_version;  // its build; empty from agents that do not say
 
   bool operator==(const Hello&) const = default;
 };

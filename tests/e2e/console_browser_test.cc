@@ -148,6 +148,10 @@ TEST_F(ConsoleBrowser, FleetAndAutohealingOffInheritedByTheMembers) {
       << main_text();
   EXPECT_EQ(browser_->script("return sessionStorage.getItem('tranche.token');"), json(controller_.admin_token()));
   EXPECT_EQ(browser_->script("return document.cookie;"), json("")) << "nothing in cookies";
+  // Each host shows the build its agent runs: the same build as the controller here.
+  const json version = json::parse(controller_.cli({"version", "-o", "json"}).out);
+  EXPECT_NE(main_text().find("agent " + version["server"]["version"].get<std::string>()), std::string::npos)
+      << main_text();
   screenshot("fleet");
   browser_->resize(390, 844);
   screenshot("fleet-phone");

@@ -95,6 +95,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
     host->link->close("replaced by a newer connection of the same host");
   }
   host->address = link->peer_address();
+  host->agent_version = hello.agent_version;
   host->link = std::move(link);
   host->last_seen = now;
   deadlines_.arrived(host->record.id, now);

@@ -145,6 +145,7 @@ class Fleet {
     std::shared_ptr<AgentLink> link;
     std::string address;  // its agent's, as last connected
     TimePoint last_seen{};  // as of the last message the fleet handled (deadlines_ knows better)
+    std::string agent_version;  // as its agent last said (memory only: it says again on reconnecting)
   };
   struct ClusterLoad;
   struct MemberEntry {

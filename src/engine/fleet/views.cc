@@ -35,6 +35,7 @@ json Fleet::hosts_json(const std::optional<std::string>& visible_app) const {
                      {"labels", h.record.labels},
                      {"slots", h.record.slots},
                      {"members", members},
+                     {"agentVersion", h.agent_version.empty() ? json(nullptr) : json(h.agent_version)},
                      {"lastSeen", format_rfc3339(h.last_seen)}});
   }
   return json{{"items", items}};
