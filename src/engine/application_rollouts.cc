@@ -317,12 +317,19 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
       }
     }
     const UpdatePolicy& u = node.cluster->update;
+    const int total = static_cast<int>(desired_of(node.path, *node.cluster));
+    // The members a batch moves at most: maxUnavailable (at least one) when
+    // rolling, every member at once otherwise.
+    const int batch = u.strategy == UpdatePolicy::Strategy::kRolling
+                          ? std::max(resolve_max_unavailable(u, total), 1)
+                          : std::max(total, 1);
     clusters.push_back({{"path", node.path},
                         {"status", to_string(p.status)},
                         {"method", u.method == UpdatePolicy::Method::kReplace ? "replace" : "in-place"},
                         {"strategy", u.strategy == UpdatePolicy::Strategy::kRolling ? "rolling" : "all-at-once"},
                         {"updated", updated},
-                        {"total", desired_of(node.path, *node.cluster)},
+                        {"total", total},
+                        {"batchSize", batch},
                         {"available", available},
                         {"failures", p.failures},
                         {"maxFailures", u.max_failures},

@@ -236,6 +236,11 @@ TEST_F(ConsoleBrowser, CanaryRolloutFromTheCliIsPromotedInThePage) {
   EXPECT_TRUE(page_shows("return document.querySelectorAll('tr[data-cluster] .block.target.s-Active').length == 3;",
                          20s))
       << main_text();
+  // Batches of maxUnavailable (1) members: the last of three has moved.
+  EXPECT_TRUE(page_shows("return document.querySelector('tr[data-cluster] [data-batches]').textContent"
+                         ".includes('3 / 3 updated · batch 3 of 3 (1 at a time)');",
+                         10s))
+      << main_text();
   screenshot("rollout-succeeded");
 
   // The revision history: what revision 2 changed, and an undo back to 1.

@@ -240,6 +240,13 @@ export async function rolloutView(app) {
       if (r.phase === "Paused") buttons.push(control("resume", "Resume"));
       buttons.push(control("abort", "Abort", "danger"));
     }
+    // Batches of at most batchSize members: which one is moving, of how many.
+    const batches = (c) => {
+      const size = Math.max(c.batchSize || 1, 1);
+      const count = Math.max(Math.ceil(c.total / size), 1);
+      const current = Math.min(Math.floor(c.updated / size) + (c.updated < c.total ? 1 : 0), count);
+      return `batch ${current} of ${count} (${size} at a time)`;
+    };
     const clusters = (r.clusters || []).map((c) => {
       const pct = c.total ? Math.round((100 * c.updated) / c.total) : 0;
       return h("tr", { "data-cluster": c.path },
@@ -247,7 +254,7 @@ export async function rolloutView(app) {
         h("td", {}, badge(c.status)),
         h("td", {}, h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": c.total,
           "aria-valuenow": c.updated, "aria-label": `${c.path} updated` }, h("span", { style: `width:${pct}%` })),
-        h("small", {}, `${c.updated} / ${c.total} updated`),
+        h("small", { "data-batches": "" }, `${c.updated} / ${c.total} updated · ${batches(c)}`),
         // The members themselves: a block each, outlined once on the target revision.
         h("div", { class: "blocks" }, members.items.filter((m) => `${app}/${m.cluster}` === c.path || m.cluster === c.path)
           .map((m) => h("a", {
