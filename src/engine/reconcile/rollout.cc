@@ -18,14 +18,6 @@
 
 namespace tranche {
 
-namespace {
-
-using nlohmann::json;
-using std::chrono::duration_cast;
-using std::chrono::milliseconds;
-
-}  // namespace
-
 TimePoint Fleet::phase_seen_since(const ActiveRollout& rollout) {
   PhaseSeen& seen = phases_seen_[rollout.record.app];
   if (seen.rollout != rollout.record.id || seen.phase != rollout.phase) {
