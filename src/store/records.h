@@ -149,6 +149,24 @@ struct RolloutRecord {
   bool operator==(const RolloutRecord&) const = default;
 };
 
+// A migration lock (updates.md, "Migration mode"): while it exists, the
+// application (or, with app "", every application: the platform lock) takes
+// no mutating call but migration ones. `detail_json` is engine-defined (the
+// perform in progress, the rollout the lock paused); like progress_json the
+// store never reads it.
+struct MigrationLockRecord {
+  std::string app;  // "" is the whole platform
+  std::string locked_by;  // token name
+  TimePoint locked_at{};
+  std::string detail_json = "{}";
+  TimePoint updated_at{};
+  // The compare-and-swap handle, as for rollouts: a put carries the version
+  // it read (0: the lock must not exist yet) and the store keeps version + 1.
+  int64_t version = 0;
+
+  bool operator==(const MigrationLockRecord&) const = default;
+};
+
 enum class Role { kViewer, kOperator, kAdmin };
 
 struct TokenRecord {

@@ -186,8 +186,23 @@ ALTER TABLE operational_values ADD COLUMN all_at_once INTEGER NOT NULL DEFAULT 0
 )sql");
 }
 
+// Version 6: migration locks, one per application ('' for the platform).
+Status step_5_to_6(sqlite3* db) {
+  return exec(db, R"sql(
+CREATE TABLE migration_locks (
+  app TEXT PRIMARY KEY,
+  locked_by TEXT NOT NULL,
+  locked_at INTEGER NOT NULL,
+  detail_json TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  version INTEGER NOT NULL
+);
+)sql");
+}
+
 // kSteps[n] turns version n into n + 1.
-constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4, step_4_to_5};
+constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4, step_4_to_5,
+                                          step_5_to_6};
 constexpr int kCurrentVersion = static_cast<int>(std::size(kSteps));
 
 Result<int64_t> query_int(sqlite3* db, const char* sql, int64_t if_no_row) {

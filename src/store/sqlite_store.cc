@@ -36,6 +36,7 @@ namespace {
 #define ROLLOUT_COLUMNS                                                                                    \
   "app, id, from_revision, to_revision, target_revision, phase, reason, promoted, progress_json, author, " \
   "created_at, updated_at, finished_at, version"
+#define LOCK_COLUMNS "app, locked_by, locked_at, detail_json, updated_at, version"
 #define HOST_COLUMNS "id, hostname, state, labels_json, slots, token_hash, registered_at, updated_at"
 #define OPERATION_COLUMNS "id, app, seq, kind, request_json, status, message, actor, created_at, updated_at"
 #define TOKEN_COLUMNS "id, name, secret_hash, role, app, created_at"
@@ -166,6 +167,7 @@ RolloutRecord read_rollout(Row r) {
   return {r.text(),     r.i64(),  r.i64(),  r.i64(),  r.i64(),  r.text(),     r.text(),
           r.i64() != 0, r.text(), r.text(), r.time(), r.time(), r.opt_time(), r.i64()};
 }
+MigrationLockRecord read_lock(Row r) { return {r.text(), r.text(), r.time(), r.text(), r.time(), r.i64()}; }
 MemberRecord read_member(Row r) {
   return {r.text(),     r.text(), r.text(), r.i64(),     r.text(),
           r.text(),     r.i64(),  r.text(), r.opt_i64(), r.json<std::map<std::string, int>>(),
@@ -322,6 +324,16 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     return one(query("SELECT " ROLLOUT_COLUMNS " FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT 1").bind(app),
                read_rollout);
+  }
+
+  Result<std::optional<MigrationLockRecord>> get_migration_lock(const std::string& app) override {
+    std::lock_guard lock(mu_);
+    return one(query("SELECT " LOCK_COLUMNS " FROM migration_locks WHERE app = ?").bind(app), read_lock);
+  }
+
+  Result<std::vector<MigrationLockRecord>> list_migration_locks() override {
+    std::lock_guard lock(mu_);
+    return all(query("SELECT " LOCK_COLUMNS " FROM migration_locks ORDER BY app").bind(), read_lock);
   }
 
   Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) override {
@@ -591,6 +603,38 @@ class SqliteStore final : public Store {
         .bind(r.app, r.id, r.from_revision, r.to_revision, r.target_revision, r.phase, r.reason, int64_t{r.promoted},
               r.progress_json, r.author, r.created_at, r.updated_at, r.finished_at, r.version + 1)
         .run();
+  }
+
+  // Compare-and-swap on a lock's version, as etcd's Txn compares a key's
+  // mod revision.
+  Status expect_lock_version(const std::string& app, int64_t version) {
+    auto found = one(query("SELECT version FROM migration_locks WHERE app = ?").bind(app), read_i64);
+    if (!found) {
+      return std::unexpected(found.error());
+    }
+    if (found->value_or(0) != version) {
+      return fail(ErrorCode::kConflict, "the migration lock of " + (app.empty() ? std::string("the platform") : app) +
+                                            " is at version " + std::to_string(found->value_or(0)) +
+                                            ", expected version " + std::to_string(version));
+    }
+    return {};
+  }
+
+  Status apply(const PutMigrationLock& m, EventCounter&, CommitResult&) {
+    const MigrationLockRecord& l = m.record;
+    if (auto expected = expect_lock_version(l.app, l.version); !expected) {
+      return expected;
+    }
+    return query("INSERT OR REPLACE INTO migration_locks (" LOCK_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(l.app, l.locked_by, l.locked_at, l.detail_json, l.updated_at, l.version + 1)
+        .run();
+  }
+
+  Status apply(const DeleteMigrationLock& m, EventCounter&, CommitResult&) {
+    if (auto expected = expect_lock_version(m.app, m.version); !expected) {
+      return expected;
+    }
+    return query("DELETE FROM migration_locks WHERE app = ?").bind(m.app).run();
   }
 
   Status apply(const PutMember& m, EventCounter&, CommitResult&) {

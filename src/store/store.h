@@ -74,9 +74,21 @@ struct PutRollout {
   RolloutRecord record;
 };
 
+// Fails the batch with kConflict, writing nothing, unless the stored lock
+// of record.app has record.version (0: there is none).
+struct PutMigrationLock {
+  MigrationLockRecord record;
+};
+// Fails the batch with kConflict unless the stored lock of `app` has
+// `version`.
+struct DeleteMigrationLock {
+  std::string app;
+  int64_t version = 0;
+};
+
 using Mutation = std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue, DeleteOperationalValue,
                               PutMember, PutHost, PutOperation, PutToken, AppendAudit, AppendEvent, PutClusterScale,
-                              DeleteClusterScale, PutRollout>;
+                              DeleteClusterScale, PutRollout, PutMigrationLock, DeleteMigrationLock>;
 
 struct WriteBatch {
   std::vector<ExpectApplicationVersion> preconditions;
@@ -134,6 +146,11 @@ class Store {
 
   // The application's newest rollout, finished or not.
   virtual Result<std::optional<RolloutRecord>> latest_rollout(const std::string& app) = 0;
+
+  // Migration locks: the application's ("" for the platform's), and all of
+  // them by app (the platform's first).
+  virtual Result<std::optional<MigrationLockRecord>> get_migration_lock(const std::string& app) = 0;
+  virtual Result<std::vector<MigrationLockRecord>> list_migration_locks() = 0;
 
   virtual Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) = 0;
   virtual Result<std::vector<MemberRecord>> list_members(const MemberQuery& query) = 0;

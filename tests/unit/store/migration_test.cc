@@ -87,6 +87,10 @@ TEST(StoreMigration, Version4FixtureIsWhatSteps0To4Create) {
   expect_fixture_is_what_the_steps_create("store-v4.sql", 4);
 }
 
+TEST(StoreMigration, Version5FixtureIsWhatSteps0To5Create) {
+  expect_fixture_is_what_the_steps_create("store-v5.sql", 5);
+}
+
 // The table added by version 3 works in a migrated store.
 void expect_cluster_scales_work(Store& store, const std::string& app, int64_t app_version) {
   EXPECT_TRUE(ok(store.list_cluster_scales(app)).empty());
@@ -367,9 +371,8 @@ TEST(StoreMigration, MigratesTheVersion4Fixture) {
   const std::string path = dir.file("store.db");
   load_fixture(path, "store-v4.sql");
   auto store = ok(open_sqlite_store({path}));
-  EXPECT_EQ(current_schema_version(), 5);
   EXPECT_EQ(store->schema_version(), current_schema_version());
-  EXPECT_EQ(meta(path, "schema_version"), "5\n");
+  EXPECT_EQ(meta(path, "schema_version"), std::to_string(current_schema_version()) + "\n");
 
   // The data is intact, the rollout included; values written before version 5
   // were never all at once.
@@ -434,6 +437,65 @@ TEST(StoreMigration, MigratesTheVersion4Fixture) {
   expect_rollouts_work(*store, "shop", 5);
 }
 
+// The table added by version 6 works in a migrated store: a lock is taken
+// (version 0 -> 1), moved on by compare-and-swap, and lifted; a stale
+// version is refused.
+void expect_migration_locks_work(Store& store, const std::string& app) {
+  EXPECT_EQ(ok(store.get_migration_lock(app)), std::nullopt);
+  MigrationLockRecord lock{app, "alice", at(1800009600000), "{}", at(1800009600000), 0};
+  ok(store.commit(WriteBatch{{}, {PutMigrationLock{lock}}}));
+  lock.version = 1;
+  EXPECT_EQ(ok(store.get_migration_lock(app)), lock);
+  MigrationLockRecord platform{"", "ops", at(1800009600001), "{}", at(1800009600001), 0};
+  ok(store.commit(WriteBatch{{}, {PutMigrationLock{platform}}}));
+  platform.version = 1;
+  EXPECT_THAT(ok(store.list_migration_locks()), ElementsAre(platform, lock));
+
+  MigrationLockRecord taken_again{app, "bob", at(1800009600002), "{}", at(1800009600002), 0};
+  auto refused = store.commit(WriteBatch{{}, {PutMigrationLock{taken_again}}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  lock.detail_json = R"({"perform":{"toRevision":2}})";
+  ok(store.commit(WriteBatch{{}, {PutMigrationLock{lock}}}));
+  lock.version = 2;
+  EXPECT_EQ(ok(store.get_migration_lock(app)), lock);
+  auto stale = store.commit(WriteBatch{{}, {DeleteMigrationLock{app, 1}}});
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+  ok(store.commit(WriteBatch{{}, {DeleteMigrationLock{app, 2}, DeleteMigrationLock{"", 1}}}));
+  EXPECT_TRUE(ok(store.list_migration_locks()).empty());
+}
+
+TEST(StoreMigration, MigratesTheVersion5Fixture) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v5.sql");
+  auto store = ok(open_sqlite_store({path}));
+  EXPECT_EQ(current_schema_version(), 6);
+  EXPECT_EQ(store->schema_version(), current_schema_version());
+  EXPECT_EQ(meta(path, "schema_version"), "6\n");
+
+  // The data is intact, all-at-once markers included; nothing is locked.
+  const auto values = ok(store->list_operational_values("cart"));
+  ASSERT_EQ(values.size(), 4u);
+  EXPECT_FALSE(values[0].all_at_once);
+  EXPECT_TRUE(values[1].all_at_once);
+  EXPECT_TRUE(values[3].all_at_once);
+  EXPECT_EQ(ok(store->latest_rollout("cart"))->version, 3);
+  EXPECT_EQ(ok(store->last_event_seq()), 13u);
+  EXPECT_TRUE(ok(store->list_migration_locks()).empty());
+
+  // The new table works, with an event in the same batch continuing the log.
+  const MigrationLockRecord lock{"cart", "ci", at(1800009700000), "{}", at(1800009700000), 0};
+  const CommitResult result = ok(store->commit(WriteBatch{
+      {{"cart", 3}},
+      {PutMigrationLock{lock}, AppendEvent{{0, at(1800009700000), "cart", "cart", "", "MigrationLocked", "null",
+                                             R"("ci")", "migration lock taken"}}}}));
+  EXPECT_EQ(result.event_seqs, std::vector<uint64_t>{14});
+  ok(store->commit(WriteBatch{{}, {DeleteMigrationLock{"cart", 1}}}));
+  expect_migration_locks_work(*store, "shop");
+}
+
 TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   TempDir dir;
   const std::string path = dir.file("store.db");
@@ -443,7 +505,7 @@ TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   EXPECT_EQ(RawDb(path).query("PRAGMA journal_mode"), "wal\n");
 
   // The same schema as every old store brought forward.
-  for (const std::string fixture : {"store-v1.sql", "store-v2.sql", "store-v3.sql", "store-v4.sql"}) {
+  for (const std::string fixture : {"store-v1.sql", "store-v2.sql", "store-v3.sql", "store-v4.sql", "store-v5.sql"}) {
     const std::string old = dir.file(fixture + ".db");
     load_fixture(old, fixture);
     ok(open_sqlite_store({old}));
@@ -530,6 +592,20 @@ TEST(StoreMigration, AFailedStep4To5LeavesVersion4) {
   EXPECT_EQ(RawDb(path).query("SELECT type FROM pragma_table_info('operational_values') WHERE name = 'all_at_once'"),
             "TEXT\n");
   EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM rollouts"), "1\n");
+}
+
+TEST(StoreMigration, AFailedStep5To6LeavesVersion5) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v5.sql");
+  RawDb(path).exec("CREATE TABLE migration_locks (x INTEGER)");  // in the way of step 5 to 6
+
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr("step 5 to 6"));
+  EXPECT_EQ(meta(path, "schema_version"), "5\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('migration_locks')"), "1\n");
 }
 
 TEST(StoreMigration, RefusesADatabaseThatIsNotAStore) {
