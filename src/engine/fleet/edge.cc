@@ -199,6 +199,12 @@ void Fleet::receive_locked(const std::string& host_id, TimePoint arrived, const 
     return;
   }
   HostEntry& h = it->second;
+  if (!h.link) {
+    // Its connection was closed (heartbeat timeout) while this message was
+    // on its way: the agent reconnects and sends again what was not
+    // acknowledged, and an ack has no connection to go out on.
+    return;
+  }
   h.last_seen = std::max(h.last_seen, arrived);
   std::visit(
       Overloaded{

@@ -250,6 +250,29 @@ TEST_F(FleetTest, SilentHostBecomesUnreachableAndItsMembersAreReplaced) {
   EXPECT_EQ(back->of_type("command", "stop")[0]["member"], on_a);
 }
 
+// A result that was on its way when the host's connection was closed for
+// silence: there is no connection to acknowledge it on (this used to
+// dereference the closed link and crash the controller, bench P7 at
+// 100,000 members). The agent sends it again once reconnected.
+TEST_F(FleetTest, AResultArrivingAfterTheHostTimedOutIsLeftForItsReconnection) {
+  Joined a = join("a");
+  Joined b = join("b");
+  apply();
+  fleet_->tick();
+  const std::string on_a = a.link->of_type("command", "start")[0]["member"];
+  clock_.advance(4s);
+  heartbeat(b, {});
+  fleet_->tick();
+  ASSERT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
+  const size_t sent = a.link->sent.size();
+
+  result(a, "start:" + on_a, true, {{"pid", 7}});
+  fleet_->tick();
+  EXPECT_EQ(a.link->sent.size(), sent) << "nothing goes out on the closed connection";
+  EXPECT_EQ(states()[on_a], "Unreachable");
+  EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable") << "not a sign of life";
+}
+
 TEST_F(FleetTest, AgentRunningSomethingUnknownIsToldToStopIt) {
   Joined a = join("a");
   auto link = reconnect(a, {{"gone/web/9", 1, "Running", 5}});
