@@ -388,6 +388,10 @@ class Agent {
                    [&](const protocol::MaintenanceSpec& spec) { maintain_member(command, spec); },
                    [&](const protocol::UpdateSpec& spec) { update_member(command, spec); },
                    [&](const protocol::LogsSpec& spec) { send_logs(command, spec); },
+                   // Self-upgrade lands next (src/agent/self_upgrade.h); until then it is refused.
+                   [&](const protocol::AgentUpgradeSpec&) {
+                     complete(command.id, false, "this agent cannot upgrade itself yet");
+                   },
                },
                command.spec);
   }

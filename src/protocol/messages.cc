@@ -1,5 +1,6 @@
 #include "protocol/messages.h"
 
+#include <algorithm>
 #include <iterator>
 
 #include "protocol/json_reader.h"
@@ -138,7 +139,36 @@ struct SpecJson {
   }
   json operator()(const MaintenanceSpec& m) const { return {{"graceMs", m.grace_ms}, {"hook", m.hook}}; }
   json operator()(const LogsSpec& l) const { return l.hook ? json{{"hook", *l.hook}} : json::object(); }
+  json operator()(const AgentUpgradeSpec& u) const {
+    return {{"version", u.version},
+            {"sha256", u.sha256},
+            {"size", u.size},
+            {"path", u.path},
+            {"fallbackSeconds", u.fallback_seconds}};
+  }
 };
+
+bool is_sha256_hex(const std::string& s) {
+  return s.size() == 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+AgentUpgradeSpec read_agent_upgrade(Reader& r) {
+  AgentUpgradeSpec u;
+  u.version = r.nonempty_str("version");
+  u.sha256 = r.str("sha256");
+  if (r.ok() && !is_sha256_hex(u.sha256)) {
+    r.fail_at("sha256", "expected 64 lowercase hex digits");
+  }
+  u.size = r.integer("size", true, 1, kInt64Max).value_or(0);
+  u.path = r.str("path");
+  if (r.ok() && !u.path.starts_with("/")) {
+    r.fail_at("path", "expected a URL path starting with /");
+  }
+  u.fallback_seconds =
+      r.integer("fallbackSeconds", false, kFallbackSecondsMin, kFallbackSecondsMax).value_or(60);
+  return u;
+}
 
 Result<CommandSpec> read_spec(const std::string& type, const json& j, const std::string& path) {
   static const json kEmpty = json::object();
@@ -172,6 +202,8 @@ Result<CommandSpec> read_spec(const std::string& type, const json& j, const std:
       l.hook = std::move(hook);
     }
     spec = std::move(l);
+  } else if (type == "agentUpgrade") {
+    spec = read_agent_upgrade(r);
   }
   return r.done(std::move(spec));
 }
@@ -230,7 +262,7 @@ Status check_version(int version) {
 }
 
 std::string Command::type() const {
-  static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs"};
+  static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs", "agentUpgrade"};
   static_assert(std::size(kTypes) == std::variant_size_v<CommandSpec>);
   return kTypes[spec.index()];
 }
@@ -248,6 +280,12 @@ json to_json(const Hello& m) {
   if (!m.join_token.empty()) j["joinToken"] = m.join_token;
   if (!m.host_token.empty()) j["hostToken"] = m.host_token;
   if (!m.agent_version.empty()) j["agentVersion"] = m.agent_version;
+  if (m.upgrade) {
+    j["upgrade"] = {{"commandId", m.upgrade->command_id},
+                    {"version", m.upgrade->version},
+                    {"ok", m.upgrade->ok},
+                    {"message", m.upgrade->message}};
+  }
   return j;
 }
 
@@ -327,6 +365,16 @@ Result<Hello> parse_hello(const json& j) {
     r.absorb(mr.done(0));
     m.members.push_back(std::move(mem));
   });
+  if (const json* upgrade = r.raw("upgrade"); upgrade && !upgrade->is_null() && r.ok()) {
+    Reader ur(*upgrade, r.path("upgrade"));
+    AgentUpgradeReport report;
+    report.command_id = ur.nonempty_str("commandId");
+    report.version = ur.str("version");
+    report.ok = ur.boolean("ok");
+    report.message = ur.str("message", false);
+    r.absorb(ur.done(0));
+    m.upgrade = std::move(report);
+  }
   if (r.ok() && m.join_token.empty() && m.host_token.empty()) {
     r.absorb(Error{ErrorCode::kInvalid, "a joinToken or a hostToken is required", "hello"});
   }
@@ -387,7 +435,8 @@ Result<Command> parse_command(const json& j) {
     return std::unexpected(header.error());
   }
   const std::string& type = header->type;
-  if (type != "start" && type != "stop" && type != "maintenance" && type != "update" && type != "logs") {
+  if (type != "start" && type != "stop" && type != "maintenance" && type != "update" && type != "logs" &&
+      type != "agentUpgrade") {
     return fail(ErrorCode::kInvalid, "unknown command '" + type + "'", "command.command");
   }
   auto spec = read_spec(type, j.contains("spec") ? j["spec"] : json(nullptr), "command.spec");

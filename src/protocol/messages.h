@@ -54,6 +54,19 @@ struct HelloMember {
   bool operator==(const HelloMember&) const = default;
 };
 
+// What an agent says in its hello after an agentUpgrade switch: the new
+// binary once it is confirmed (ok), or the previous one after it fell back
+// (not ok, the reason). Wire: "upgrade": {"commandId", "version", "ok",
+// "message"}.
+struct AgentUpgradeReport {
+  std::string command_id;
+  std::string version;  // the version the command asked for
+  bool ok = false;
+  std::string message;
+
+  bool operator==(const AgentUpgradeReport&) const = default;
+};
+
 struct Hello {
   int protocol = kVersion;
   std::string host_id;     // empty on first join
@@ -64,6 +77,7 @@ struct Hello {
   int64_t slots = 64;
   std::vector<HelloMember> members;
   std::string agent_version;  // its build; empty from agents that do not say
+  std::optional<AgentUpgradeReport> upgrade;  // "upgrade", after a self-upgrade
 
   bool operator==(const Hello&) const = default;
 };
@@ -261,13 +275,32 @@ struct LogsSpec {
   bool operator==(const LogsSpec&) const = default;
 };
 
-using CommandSpec = std::variant<StartSpec, StopSpec, MaintenanceSpec, UpdateSpec, LogsSpec>;
+// `agentUpgrade` (updates.md, "Upgrading Tranche itself"): the agent
+// downloads its new binary with GET <server><path> and its host token,
+// checks its size and sha256, stages it and switches to it; if the new
+// binary is not connected within fallbackSeconds the host goes back to the
+// previous one by itself. The command's member is empty (it is the host's).
+// Wire: {"version", "sha256", "size", "path", "fallbackSeconds"}.
+struct AgentUpgradeSpec {
+  std::string version;           // not empty
+  std::string sha256;            // 64 lowercase hex digits
+  int64_t size = 0;              // bytes, at least 1
+  std::string path;              // "/artifacts/sha256/<hex>": starts with "/"
+  int64_t fallback_seconds = 60;  // 5..3600
+
+  bool operator==(const AgentUpgradeSpec&) const = default;
+};
+
+inline constexpr int64_t kFallbackSecondsMin = 5;
+inline constexpr int64_t kFallbackSecondsMax = 3600;
+
+using CommandSpec = std::variant<StartSpec, StopSpec, MaintenanceSpec, UpdateSpec, LogsSpec, AgentUpgradeSpec>;
 
 // What every command has, whatever its spec: enough to journal it and to
 // answer it, also when its spec does not decode.
 struct CommandHeader {
   std::string id;
-  std::string type;  // start | stop | maintenance | update | logs, or what a newer controller sends
+  std::string type;  // start | stop | maintenance | update | logs | agentUpgrade, or what a newer controller sends
   std::string member;
 
   bool operator==(const CommandHeader&) const = default;
