@@ -1,6 +1,7 @@
 #include "common/secrets.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -35,6 +36,34 @@ std::string sha256_hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
   return to_hex(digest, sizeof digest);
+}
+
+// EVP: OpenSSL 3 deprecates the SHA256_* functions.
+struct Sha256::State {
+  State() : context(EVP_MD_CTX_new()) {
+    if (context == nullptr || EVP_DigestInit_ex(context, EVP_sha256(), nullptr) != 1) {
+      throw std::runtime_error("OpenSSL cannot start a SHA-256 digest");
+    }
+  }
+  ~State() { EVP_MD_CTX_free(context); }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  EVP_MD_CTX* context;
+};
+
+Sha256::Sha256() : state_(std::make_unique<State>()) {}
+Sha256::~Sha256() = default;
+Sha256::Sha256(Sha256&&) noexcept = default;
+Sha256& Sha256::operator=(Sha256&&) noexcept = default;
+
+void Sha256::update(std::string_view data) { EVP_DigestUpdate(state_->context, data.data(), data.size()); }
+
+std::string Sha256::finish_hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(state_->context, digest, &size);
+  EVP_DigestInit_ex(state_->context, EVP_sha256(), nullptr);
+  return to_hex(digest, size);
 }
 
 bool constant_time_equals(std::string_view a, std::string_view b) {
