@@ -19,6 +19,7 @@ extern char** environ;
 namespace tranche::e2e {
 
 std::string tranche_binary() { return TRANCHE_BINARY; }
+std::string next_binary() { return (fs::path(TRANCHE_BINARY).parent_path() / "tranche-next").string(); }
 fs::path source_dir() { return TRANCHE_SOURCE_DIR; }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
@@ -155,8 +156,7 @@ Controller::~Controller() {
 
 void Controller::start(const std::vector<std::string>& extra_args) {
   fs::remove(data_dir_ / "controller.url");
-  std::vector<std::string> argv = {tranche_binary(), "controller", "--listen",
-                                   listen_,          "--data-dir", data_dir_.string()};
+  std::vector<std::string> argv = {binary_, "controller", "--listen", listen_, "--data-dir", data_dir_.string()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<Process>(argv, data_dir_.parent_path(), "controller-" + std::to_string(++starts_));
   const bool up = wait_until(

@@ -18,6 +18,13 @@ namespace tranche::e2e {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+std::string tranche_binary();
+// tranche-next, next to tranche in the build tree: the same sources whose
+// build_version() says the next minor version (tests/e2e/CMakeLists.txt).
+// Test binaries that use it list it among their dependencies.
+std::string next_binary();
+fs::path source_dir();
+
 // Polls `done` every 20 ms until it holds or `timeout` passes.
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
 
@@ -74,6 +81,9 @@ class Controller {
   void start(const std::vector<std::string>& extra_args = {});
   // The next start()s listen on this ADDR:PORT instead of 127.0.0.1:0.
   void listen_on(std::string address) { listen_ = std::move(address); }
+  // The next start()s run this binary (tranche_binary() until told, e.g.
+  // next_binary() for an upgrade of the controller).
+  void use_binary(std::string binary) { binary_ = std::move(binary); }
   // start() and cli() trust this CA (--ca, TRANCHE_CA): for a controller
   // serving TLS. The file need not exist before start() (--dev --tls makes it).
   void trust_ca(fs::path ca_file) { ca_file_ = std::move(ca_file); }
@@ -92,6 +102,7 @@ class Controller {
 
  private:
   fs::path data_dir_;
+  std::string binary_ = tranche_binary();
   std::string listen_ = "127.0.0.1:0";
   fs::path ca_file_;
   std::string url_;
@@ -104,8 +115,5 @@ CliResult run(const std::vector<std::string>& argv, const std::map<std::string, 
 
 // A loopback port that nothing listens on right now.
 unsigned short free_port();
-
-std::string tranche_binary();
-fs::path source_dir();
 
 }  // namespace tranche::e2e
