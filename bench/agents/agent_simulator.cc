@@ -1011,6 +1011,8 @@ void write_stats(const std::string& path, const std::vector<std::unique_ptr<Shar
                               {"results_sent", t.results_sent},
                               {"updates", t.updates},
                               {"updates_done", t.updates_done},
+                              {"update_duplicates", t.update_duplicates},
+                              {"updates_refused", t.updates_refused},
                               {"maintenances", t.maintenances},
                               {"maintenances_done", t.maintenances_done},
                               {"maintenances_refused", t.maintenances_refused},
