@@ -167,6 +167,45 @@ struct MigrationLockRecord {
   bool operator==(const MigrationLockRecord&) const = default;
 };
 
+// A name for a file of the controller's content-addressed artifact store
+// (interfaces.md, "artifacts"): the file is artifacts/sha256/<sha256> in
+// the data dir; (name, version) names one content for good.
+struct ArtifactRecord {
+  std::string name;
+  std::string version;
+  std::string sha256;  // 64 lower-case hex digits
+  int64_t size = 0;    // bytes
+  std::string uploaded_by;  // token name
+  TimePoint uploaded_at{};
+
+  bool operator==(const ArtifactRecord&) const = default;
+};
+
+// One agent upgrade (updates.md, "Upgrading Tranche itself"): an agent
+// binary rolled across the hosts in batches. Per-host progress is
+// engine-defined JSON the store never reads; the controls and the state are
+// columns so that a restarted controller resumes exactly where it was.
+struct AgentUpgradeRecord {
+  int64_t id = 0;  // from 1
+  std::string agent_version;  // the version the agents report once upgraded
+  std::string artifact_sha256;
+  int64_t artifact_size = 0;
+  int64_t max_unavailable = 1;  // hosts upgrading at once
+  std::string selector;         // label selector of the hosts; "" every host
+  int64_t fallback_seconds = 60;  // an agent's deadline to come back healthy on the new binary
+  std::string state;   // Running | Paused | Aborted | Completed
+  std::string reason;  // why it is in this state
+  std::string progress_json = "{}";
+  std::string author;
+  TimePoint created_at{};
+  TimePoint updated_at{};
+  std::optional<TimePoint> finished_at;
+  // The compare-and-swap handle, as for rollouts.
+  int64_t version = 0;
+
+  bool operator==(const AgentUpgradeRecord&) const = default;
+};
+
 enum class Role { kViewer, kOperator, kAdmin };
 
 struct TokenRecord {

@@ -200,9 +200,43 @@ CREATE TABLE migration_locks (
 )sql");
 }
 
+// Version 7: the content-addressed artifact store's names, and agent
+// upgrades (the agent binary rolled across hosts in batches).
+Status step_6_to_7(sqlite3* db) {
+  return exec(db, R"sql(
+CREATE TABLE artifacts (
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  uploaded_by TEXT NOT NULL,
+  uploaded_at INTEGER NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE INDEX artifacts_sha256 ON artifacts (sha256);
+CREATE TABLE agent_upgrades (
+  id INTEGER PRIMARY KEY,
+  agent_version TEXT NOT NULL,
+  artifact_sha256 TEXT NOT NULL,
+  artifact_size INTEGER NOT NULL,
+  max_unavailable INTEGER NOT NULL,
+  selector TEXT NOT NULL,
+  fallback_seconds INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  progress_json TEXT NOT NULL,
+  author TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  version INTEGER NOT NULL
+);
+)sql");
+}
+
 // kSteps[n] turns version n into n + 1.
-constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4, step_4_to_5,
-                                          step_5_to_6};
+constexpr Status (*kSteps[])(sqlite3*) = {step_0_to_1, step_1_to_2, step_2_to_3, step_3_to_4,
+                                          step_4_to_5, step_5_to_6, step_6_to_7};
 constexpr int kCurrentVersion = static_cast<int>(std::size(kSteps));
 
 Result<int64_t> query_int(sqlite3* db, const char* sql, int64_t if_no_row) {

@@ -37,6 +37,10 @@ namespace {
   "app, id, from_revision, to_revision, target_revision, phase, reason, promoted, progress_json, author, " \
   "created_at, updated_at, finished_at, version"
 #define LOCK_COLUMNS "app, locked_by, locked_at, detail_json, updated_at, version"
+#define ARTIFACT_COLUMNS "name, version, sha256, size, uploaded_by, uploaded_at"
+#define UPGRADE_COLUMNS                                                                                          \
+  "id, agent_version, artifact_sha256, artifact_size, max_unavailable, selector, fallback_seconds, state, reason, " \
+  "progress_json, author, created_at, updated_at, finished_at, version"
 #define HOST_COLUMNS "id, hostname, state, labels_json, slots, token_hash, registered_at, updated_at"
 #define OPERATION_COLUMNS "id, app, seq, kind, request_json, status, message, actor, created_at, updated_at"
 #define TOKEN_COLUMNS "id, name, secret_hash, role, app, created_at"
@@ -168,6 +172,11 @@ RolloutRecord read_rollout(Row r) {
           r.i64() != 0, r.text(), r.text(), r.time(), r.time(), r.opt_time(), r.i64()};
 }
 MigrationLockRecord read_lock(Row r) { return {r.text(), r.text(), r.time(), r.text(), r.time(), r.i64()}; }
+ArtifactRecord read_artifact(Row r) { return {r.text(), r.text(), r.text(), r.i64(), r.text(), r.time()}; }
+AgentUpgradeRecord read_upgrade(Row r) {
+  return {r.i64(),  r.text(), r.text(), r.i64(),  r.i64(),  r.text(),     r.i64(), r.text(),
+          r.text(), r.text(), r.text(), r.time(), r.time(), r.opt_time(), r.i64()};
+}
 MemberRecord read_member(Row r) {
   return {r.text(),     r.text(), r.text(), r.i64(),     r.text(),
           r.text(),     r.i64(),  r.text(), r.opt_i64(), r.json<std::map<std::string, int>>(),
@@ -334,6 +343,32 @@ class SqliteStore final : public Store {
   Result<std::vector<MigrationLockRecord>> list_migration_locks() override {
     std::lock_guard lock(mu_);
     return all(query("SELECT " LOCK_COLUMNS " FROM migration_locks ORDER BY app").bind(), read_lock);
+  }
+
+  Result<std::optional<ArtifactRecord>> get_artifact(const std::string& name, const std::string& version) override {
+    std::lock_guard lock(mu_);
+    return one(query("SELECT " ARTIFACT_COLUMNS " FROM artifacts WHERE name = ? AND version = ?").bind(name, version),
+               read_artifact);
+  }
+
+  Result<std::vector<ArtifactRecord>> list_artifacts(const std::optional<std::string>& name) override {
+    std::lock_guard lock(mu_);
+    if (name) {
+      return all(query("SELECT " ARTIFACT_COLUMNS " FROM artifacts WHERE name = ? ORDER BY version").bind(*name),
+                 read_artifact);
+    }
+    return all(query("SELECT " ARTIFACT_COLUMNS " FROM artifacts ORDER BY name, version").bind(), read_artifact);
+  }
+
+  Result<std::vector<ArtifactRecord>> artifacts_with_digest(const std::string& sha256) override {
+    std::lock_guard lock(mu_);
+    return all(query("SELECT " ARTIFACT_COLUMNS " FROM artifacts WHERE sha256 = ? ORDER BY name, version").bind(sha256),
+               read_artifact);
+  }
+
+  Result<std::optional<AgentUpgradeRecord>> latest_agent_upgrade() override {
+    std::lock_guard lock(mu_);
+    return one(query("SELECT " UPGRADE_COLUMNS " FROM agent_upgrades ORDER BY id DESC LIMIT 1").bind(), read_upgrade);
   }
 
   Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) override {
@@ -635,6 +670,49 @@ class SqliteStore final : public Store {
       return expected;
     }
     return query("DELETE FROM migration_locks WHERE app = ?").bind(m.app).run();
+  }
+
+  Status apply(const PutArtifact& m, EventCounter&, CommitResult&) {
+    const ArtifactRecord& a = m.record;
+    auto found =
+        one(query("SELECT " ARTIFACT_COLUMNS " FROM artifacts WHERE name = ? AND version = ?").bind(a.name, a.version),
+            read_artifact);
+    if (!found) {
+      return std::unexpected(found.error());
+    }
+    if (*found) {
+      if ((*found)->sha256 == a.sha256) {
+        return {};
+      }
+      return fail(ErrorCode::kConflict, "artifact " + a.name + " " + a.version + " is already sha256 " +
+                                            (*found)->sha256 + ", not " + a.sha256);
+    }
+    return query("INSERT INTO artifacts (" ARTIFACT_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(a.name, a.version, a.sha256, a.size, a.uploaded_by, a.uploaded_at)
+        .run();
+  }
+
+  Status apply(const DeleteArtifact& m, EventCounter&, CommitResult&) {
+    return query("DELETE FROM artifacts WHERE name = ? AND version = ?").bind(m.name, m.version).run();
+  }
+
+  Status apply(const PutAgentUpgrade& m, EventCounter&, CommitResult&) {
+    const AgentUpgradeRecord& u = m.record;
+    auto found = one(query("SELECT version FROM agent_upgrades WHERE id = ?").bind(u.id), read_i64);
+    if (!found) {
+      return std::unexpected(found.error());
+    }
+    if (found->value_or(0) != u.version) {
+      return fail(ErrorCode::kConflict, "agent upgrade " + std::to_string(u.id) + " is at version " +
+                                            std::to_string(found->value_or(0)) + ", expected version " +
+                                            std::to_string(u.version));
+    }
+    return query("INSERT OR REPLACE INTO agent_upgrades (" UPGRADE_COLUMNS
+                 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .bind(u.id, u.agent_version, u.artifact_sha256, u.artifact_size, u.max_unavailable, u.selector,
+              u.fallback_seconds, u.state, u.reason, u.progress_json, u.author, u.created_at, u.updated_at,
+              u.finished_at, u.version + 1)
+        .run();
   }
 
   Status apply(const PutMember& m, EventCounter&, CommitResult&) {

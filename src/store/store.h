@@ -86,9 +86,26 @@ struct DeleteMigrationLock {
   int64_t version = 0;
 };
 
+// Names content for good: fails the batch with kConflict, writing nothing,
+// when (name, version) already names another sha256; the same one again is
+// a no-op.
+struct PutArtifact {
+  ArtifactRecord record;
+};
+struct DeleteArtifact {
+  std::string name;
+  std::string version;
+};
+// Fails the batch with kConflict, writing nothing, unless the stored
+// upgrade record.id has record.version (0: does not exist yet).
+struct PutAgentUpgrade {
+  AgentUpgradeRecord record;
+};
+
 using Mutation = std::variant<PutApplication, PutRevision, DeleteRevision, PutOperationalValue, DeleteOperationalValue,
                               PutMember, PutHost, PutOperation, PutToken, AppendAudit, AppendEvent, PutClusterScale,
-                              DeleteClusterScale, PutRollout, PutMigrationLock, DeleteMigrationLock>;
+                              DeleteClusterScale, PutRollout, PutMigrationLock, DeleteMigrationLock, PutArtifact,
+                              DeleteArtifact, PutAgentUpgrade>;
 
 struct WriteBatch {
   std::vector<ExpectApplicationVersion> preconditions;
@@ -151,6 +168,15 @@ class Store {
   // them by app (the platform's first).
   virtual Result<std::optional<MigrationLockRecord>> get_migration_lock(const std::string& app) = 0;
   virtual Result<std::vector<MigrationLockRecord>> list_migration_locks() = 0;
+
+  // Artifacts: one by name and version; all of them (of `name` when given)
+  // by name, then version; those naming one content.
+  virtual Result<std::optional<ArtifactRecord>> get_artifact(const std::string& name, const std::string& version) = 0;
+  virtual Result<std::vector<ArtifactRecord>> list_artifacts(const std::optional<std::string>& name) = 0;
+  virtual Result<std::vector<ArtifactRecord>> artifacts_with_digest(const std::string& sha256) = 0;
+
+  // The newest agent upgrade, finished or not.
+  virtual Result<std::optional<AgentUpgradeRecord>> latest_agent_upgrade() = 0;
 
   virtual Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) = 0;
   virtual Result<std::vector<MemberRecord>> list_members(const MemberQuery& query) = 0;

@@ -91,6 +91,10 @@ TEST(StoreMigration, Version5FixtureIsWhatSteps0To5Create) {
   expect_fixture_is_what_the_steps_create("store-v5.sql", 5);
 }
 
+TEST(StoreMigration, Version6FixtureIsWhatSteps0To6Create) {
+  expect_fixture_is_what_the_steps_create("store-v6.sql", 6);
+}
+
 // The table added by version 3 works in a migrated store.
 void expect_cluster_scales_work(Store& store, const std::string& app, int64_t app_version) {
   EXPECT_TRUE(ok(store.list_cluster_scales(app)).empty());
@@ -471,9 +475,8 @@ TEST(StoreMigration, MigratesTheVersion5Fixture) {
   const std::string path = dir.file("store.db");
   load_fixture(path, "store-v5.sql");
   auto store = ok(open_sqlite_store({path}));
-  EXPECT_EQ(current_schema_version(), 6);
   EXPECT_EQ(store->schema_version(), current_schema_version());
-  EXPECT_EQ(meta(path, "schema_version"), "6\n");
+  EXPECT_EQ(meta(path, "schema_version"), std::to_string(current_schema_version()) + "\n");
 
   // The data is intact, all-at-once markers included; nothing is locked.
   const auto values = ok(store->list_operational_values("cart"));
@@ -496,6 +499,89 @@ TEST(StoreMigration, MigratesTheVersion5Fixture) {
   expect_migration_locks_work(*store, "shop");
 }
 
+// The tables added by version 7 work in a migrated store: artifact names
+// are given once (the same content again is a no-op, another is a
+// conflict), and an agent upgrade advances by compare-and-swap.
+void expect_artifacts_and_agent_upgrades_work(Store& store) {
+  const std::string a(64, 'a');
+  const std::string b(64, 'b');
+  const ArtifactRecord v1{"tranche-agent", "0.2.0", a, 13000000, "ops", at(1800009800000)};
+  const ArtifactRecord v2{"tranche-agent", "0.3.0", b, 14000000, "ops", at(1800009900000)};
+  const ArtifactRecord other{"hello", "1.0.0", a, 13000000, "ci", at(1800009900001)};
+  ok(store.commit(WriteBatch{{}, {PutArtifact{v2}, PutArtifact{v1}, PutArtifact{other}}}));
+  ok(store.commit(WriteBatch{{}, {PutArtifact{v1}}}));
+  ArtifactRecord changed = v1;
+  changed.sha256 = b;
+  auto refused = store.commit(WriteBatch{{}, {PutArtifact{changed}}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(ok(store.get_artifact("tranche-agent", "0.2.0")), v1);
+  EXPECT_EQ(ok(store.get_artifact("tranche-agent", "9.9.9")), std::nullopt);
+  EXPECT_THAT(ok(store.list_artifacts(std::nullopt)), ElementsAre(other, v1, v2));
+  EXPECT_THAT(ok(store.list_artifacts("tranche-agent")), ElementsAre(v1, v2));
+  EXPECT_THAT(ok(store.artifacts_with_digest(a)), ElementsAre(other, v1));
+  ok(store.commit(WriteBatch{{}, {DeleteArtifact{"hello", "1.0.0"}}}));
+  EXPECT_THAT(ok(store.artifacts_with_digest(a)), ElementsAre(v1));
+
+  EXPECT_EQ(ok(store.latest_agent_upgrade()), std::nullopt);
+  AgentUpgradeRecord upgrade{.id = 1,
+                             .agent_version = "0.2.0",
+                             .artifact_sha256 = a,
+                             .artifact_size = 13000000,
+                             .max_unavailable = 2,
+                             .selector = "zone=a",
+                             .fallback_seconds = 60,
+                             .state = "Running",
+                             .reason = "started by ops",
+                             .progress_json = R"({"hosts":{}})",
+                             .author = "ops",
+                             .created_at = at(1800010000000),
+                             .updated_at = at(1800010000000),
+                             .finished_at = std::nullopt,
+                             .version = 0};
+  ok(store.commit(WriteBatch{{}, {PutAgentUpgrade{upgrade}}}));
+  upgrade.version = 1;
+  EXPECT_EQ(ok(store.latest_agent_upgrade()), upgrade);
+  upgrade.state = "Completed";
+  upgrade.finished_at = at(1800010100000);
+  ok(store.commit(WriteBatch{{}, {PutAgentUpgrade{upgrade}}}));
+  upgrade.version = 2;
+  EXPECT_EQ(ok(store.latest_agent_upgrade()), upgrade);
+  AgentUpgradeRecord old = upgrade;
+  old.version = 1;
+  auto conflict = store.commit(WriteBatch{{}, {PutAgentUpgrade{old}}});
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error().code, ErrorCode::kConflict);
+  AgentUpgradeRecord next = upgrade;
+  next.id = 2;
+  next.version = 0;
+  next.state = "Running";
+  next.finished_at.reset();
+  ok(store.commit(WriteBatch{{}, {PutAgentUpgrade{next}}}));
+  EXPECT_EQ(ok(store.latest_agent_upgrade())->id, 2);
+}
+
+TEST(StoreMigration, MigratesTheVersion6Fixture) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v6.sql");
+  auto store = ok(open_sqlite_store({path}));
+  EXPECT_EQ(current_schema_version(), 7);
+  EXPECT_EQ(store->schema_version(), current_schema_version());
+  EXPECT_EQ(meta(path, "schema_version"), "7\n");
+
+  // The platform's lock and the rest of the data are intact.
+  const auto lock = ok(store->get_migration_lock(""));
+  ASSERT_TRUE(lock);
+  EXPECT_EQ(lock->locked_by, "ops");
+  EXPECT_EQ(lock->version, 1);
+  EXPECT_EQ(ok(store->latest_rollout("cart"))->version, 3);
+  EXPECT_EQ(ok(store->last_event_seq()), 14u);
+  EXPECT_TRUE(ok(store->list_artifacts(std::nullopt)).empty());
+
+  expect_artifacts_and_agent_upgrades_work(*store);
+}
+
 TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   TempDir dir;
   const std::string path = dir.file("store.db");
@@ -505,7 +591,8 @@ TEST(StoreMigration, NewStoreIsCreatedThroughEveryStep) {
   EXPECT_EQ(RawDb(path).query("PRAGMA journal_mode"), "wal\n");
 
   // The same schema as every old store brought forward.
-  for (const std::string fixture : {"store-v1.sql", "store-v2.sql", "store-v3.sql", "store-v4.sql", "store-v5.sql"}) {
+  for (const std::string fixture :
+       {"store-v1.sql", "store-v2.sql", "store-v3.sql", "store-v4.sql", "store-v5.sql", "store-v6.sql"}) {
     const std::string old = dir.file(fixture + ".db");
     load_fixture(old, fixture);
     ok(open_sqlite_store({old}));
@@ -606,6 +693,21 @@ TEST(StoreMigration, AFailedStep5To6LeavesVersion5) {
   EXPECT_THAT(store.error().message, HasSubstr("step 5 to 6"));
   EXPECT_EQ(meta(path, "schema_version"), "5\n");
   EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM pragma_table_info('migration_locks')"), "1\n");
+}
+
+TEST(StoreMigration, AFailedStep6To7LeavesVersion6) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  load_fixture(path, "store-v6.sql");
+  RawDb(path).exec("CREATE TABLE agent_upgrades (x INTEGER)");  // in the way of step 6 to 7, after its first table
+
+  auto store = open_sqlite_store({path});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+  EXPECT_THAT(store.error().message, HasSubstr("step 6 to 7"));
+  EXPECT_EQ(meta(path, "schema_version"), "6\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM sqlite_master WHERE name = 'artifacts'"), "0\n");
+  EXPECT_EQ(RawDb(path).query("SELECT count(*) FROM migration_locks"), "1\n");
 }
 
 TEST(StoreMigration, RefusesADatabaseThatIsNotAStore) {
