@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
           },
           "N"));
   agt->add_option("--state-dir", agent.state_dir, "journal and member logs (default ./tranche-agent)");
+  // Tests play an older or an unknown agent with it (docs/upgrading.md); not in --help.
+  agt->add_option("--protocol", agent.protocol, "speak only this protocol version")
+      ->check(CLI::Range(1, 1000000))
+      ->group("");
   agt->callback([&] {
     std::stringstream list(labels);
     for (std::string pair; std::getline(list, pair, ',');) {

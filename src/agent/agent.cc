@@ -37,6 +37,9 @@ namespace {
 
 constexpr auto kPollInterval = 100ms;
 constexpr auto kMaxBackoff = 5s;
+// After a refusal (a version the controller does not accept, a wrong
+// token): what changes it is an operator's doing, not a retry.
+constexpr auto kRefusedBackoff = 30s;
 constexpr size_t kLogTailBytes = 64 * 1024;
 
 std::string read_first_line(const fs::path& path) {
@@ -211,11 +214,17 @@ class Agent {
   asio::awaitable<void> connection_loop() {
     auto backoff = 100ms;
     while (!stopping_) {
+      refused_ = false;
       const bool welcomed = co_await session();
       if (stopping_) {
         break;
       }
-      backoff = welcomed ? 100ms : std::min<std::chrono::milliseconds>(backoff * 2, kMaxBackoff);
+      backoff = welcomed  ? 100ms
+                : refused_ ? std::chrono::milliseconds(kRefusedBackoff)
+                           : std::min<std::chrono::milliseconds>(backoff * 2, kMaxBackoff);
+      if (refused_) {
+        spdlog::info("connecting again in {} s", kRefusedBackoff.count());
+      }
       backoff_timer_.emplace(io_);
       backoff_timer_->expires_after(backoff);
       error_code ec;
@@ -240,9 +249,12 @@ class Agent {
       if (envelope && envelope->first == "welcome") {
         welcomed = on_welcome(envelope->second);
       } else if (envelope && envelope->first == "error") {
+        refused_ = true;
         auto refusal = protocol::parse_error_message(envelope->second);
         spdlog::error("controller refused this agent: {}", refusal ? refusal->message : refusal.error().describe());
       }
+    } else {
+      spdlog::warn("connection closed before welcome: {}", ended(ec));
     }
     if (welcomed) {
       connected_ = true;
@@ -254,6 +266,19 @@ class Agent {
     outbox_.clear();
     writing_ = false;
     co_return welcomed;
+  }
+
+  // The protocol versions this agent says it speaks: all of this build's,
+  // or with --protocol (tests) that one alone.
+  protocol::ProtocolRange spoken() const {
+    return options_.protocol == 0 ? protocol::kSpoken : protocol::ProtocolRange{options_.protocol, options_.protocol};
+  }
+
+  // Why a connection ended: the error, and the controller's close frame
+  // when it sent one (its code and reason).
+  std::string ended(const error_code& ec) const {
+    const std::string reason = channel_ ? channel_->close_reason() : std::string();
+    return reason.empty() ? ec.message() : ec.message() + " (" + reason + ")";
   }
 
   protocol::Hello hello() const {
@@ -268,6 +293,8 @@ class Agent {
     h.labels = options_.labels;
     h.slots = options_.slots;
     h.agent_version = build_version();
+    h.protocol = spoken().newest;
+    h.oldest_protocol = spoken().oldest;
     for (const auto& [id, m] : state_.members) {
       h.members.push_back(
           {id, m.spec.revision, m.state, m.process ? std::optional<int64_t>(m.process->pid) : std::nullopt});
@@ -279,6 +306,12 @@ class Agent {
     auto welcome = protocol::parse_welcome(message);
     if (!welcome) {
       spdlog::error("bad welcome: {}", welcome.error().describe());
+      return false;
+    }
+    if (!spoken().contains(welcome->protocol)) {
+      refused_ = true;
+      spdlog::error("the controller answered protocol version {}, which this agent does not speak ({} to {})",
+                    welcome->protocol, spoken().oldest, spoken().newest);
       return false;
     }
     heartbeat_interval_ = std::chrono::milliseconds(static_cast<int64_t>(welcome->heartbeat_interval_seconds * 1000));
@@ -300,7 +333,7 @@ class Agent {
       buffer.clear();
       const error_code ec = co_await channel_->read(buffer);
       if (ec) {
-        spdlog::warn("connection lost: {}", ec.message());
+        spdlog::warn("connection lost: {}", ended(ec));
         co_return;
       }
       auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
@@ -909,6 +942,7 @@ class Agent {
   std::deque<std::string> outbox_;
   bool writing_ = false;
   bool connected_ = false;
+  bool refused_ = false;  // the current session's controller refused this agent
   bool stopping_ = false;
   uint64_t heartbeat_seq_ = 0;
   std::chrono::milliseconds heartbeat_interval_{2000};

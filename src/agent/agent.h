@@ -19,6 +19,9 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   int64_t slots = 64;
   std::filesystem::path state_dir = "./tranche-agent";
+  // Tests only (--protocol, hidden): the one protocol version this agent
+  // says it speaks, to play an older or unknown agent; 0: this build's range.
+  int protocol = 0;
 };
 
 // Runs until SIGTERM/SIGINT (members keep running); returns the exit status.

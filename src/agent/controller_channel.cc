@@ -54,6 +54,14 @@ class WebSocketChannel final : public ControllerChannel {
     beast::get_lowest_layer(ws_).socket().close(ignored);
   }
 
+  std::string close_reason() const override {
+    const websocket::close_reason& r = ws_.reason();
+    if (r.code == websocket::close_code::none) {
+      return {};
+    }
+    return std::to_string(r.code) + (r.reason.empty() ? "" : " " + std::string(r.reason.data(), r.reason.size()));
+  }
+
  private:
   std::unique_ptr<ssl::context> tls_context_;
   websocket::stream<NextLayer> ws_;

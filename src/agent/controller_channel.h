@@ -27,6 +27,9 @@ class ControllerChannel {
   virtual boost::asio::awaitable<boost::system::error_code> write(const std::string& text) = 0;
   // Closes the socket, ending whatever waits on it.
   virtual void close() = 0;
+  // The controller's close frame once one came, "CODE REASON" (1008 and
+  // why, for an agent refused); empty before.
+  virtual std::string close_reason() const = 0;
 };
 
 // Connects to `server` ("http://HOST:PORT" or "https://HOST:PORT") and

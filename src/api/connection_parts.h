@@ -48,20 +48,39 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
 
   std::string peer_address() const override { return peer_address_; }
 
-  void close(std::string reason) override {
-    boost::asio::post(strand_, [self = this->shared_from_this(), reason = std::move(reason)] {
+  void close(std::string reason) override { close_with(boost::beast::websocket::close_code::going_away, reason); }
+
+  // Closes with "policy violation" (1008): the agent is not accepted, and
+  // `reason` says why (its `error` message said it whole before).
+  void refuse(std::string reason) { close_with(boost::beast::websocket::close_code::policy_error, reason); }
+
+ private:
+  void close_with(boost::beast::websocket::close_code code, std::string reason) {
+    boost::asio::post(strand_, [self = this->shared_from_this(), code, reason = std::move(reason)] {
       if (self->closed_) {
         return;
       }
       self->closed_ = true;
       spdlog::info("closing agent connection: {}", reason);
-      self->ws_.async_close(
-          boost::beast::websocket::close_reason(boost::beast::websocket::close_code::going_away, reason),
-          boost::asio::bind_executor(self->strand_, [self](boost::system::error_code) {}));
+      self->ws_.async_close(boost::beast::websocket::close_reason(code, frame_reason(reason)),
+                            boost::asio::bind_executor(self->strand_, [self](boost::system::error_code) {}));
     });
   }
 
- private:
+  // A close frame's reason holds 123 bytes (RFC 6455; Beast throws beyond):
+  // a longer one is cut there, at the start of a UTF-8 character.
+  static std::string frame_reason(const std::string& reason) {
+    constexpr size_t kMax = boost::beast::websocket::reason_string::max_size_n;
+    if (reason.size() <= kMax) {
+      return reason;
+    }
+    size_t end = kMax;
+    while (end > 0 && (static_cast<unsigned char>(reason[end]) & 0xC0) == 0x80) {
+      --end;
+    }
+    return reason.substr(0, end);
+  }
+
   void pump() {
     if (writing_ || closed_ || queue_.empty()) {
       return;

@@ -533,7 +533,7 @@ asio::awaitable<void> HttpServer::State::serve_agent(Stream stream, http::reques
   auto refuse = [&](const Error& e) {
     spdlog::warn("agent refused: {}", e.describe());
     link->send(protocol::to_json(protocol::ErrorMessage{e.describe()}).dump());
-    link->close(e.message);
+    link->refuse(e.message);
   };
   auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
   if (!envelope || envelope->first != "hello") {

@@ -248,19 +248,6 @@ struct MessageJson {
 
 }  // namespace
 
-Status check_version(int version) {
-  if (version >= kOldestVersion && version <= kVersion) {
-    return {};
-  }
-  const std::string speaks = kOldestVersion == kVersion
-                                 ? "version " + std::to_string(kVersion)
-                                 : "versions " + std::to_string(kOldestVersion) + " to " + std::to_string(kVersion);
-  return fail(ErrorCode::kInvalid,
-              "agent protocol version " + std::to_string(version) + " is not supported: this controller speaks " +
-                  speaks + " (run an agent of the same release)",
-              "hello.protocol");
-}
-
 std::string Command::type() const {
   static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs", "agentUpgrade"};
   static_assert(std::size(kTypes) == std::variant_size_v<CommandSpec>);
@@ -276,6 +263,8 @@ json to_json(const Hello& m) {
   }
   json j = {{"type", "hello"},    {"protocol", m.protocol}, {"hostname", m.hostname},
             {"labels", m.labels}, {"slots", m.slots},       {"members", members}};
+  // Only a range says it: a hello of one version is what protocol 1 wrote.
+  if (m.oldest_protocol != m.protocol) j["oldestProtocol"] = m.oldest_protocol;
   if (!m.host_id.empty()) j["hostId"] = m.host_id;
   if (!m.join_token.empty()) j["joinToken"] = m.join_token;
   if (!m.host_token.empty()) j["hostToken"] = m.host_token;
@@ -351,6 +340,10 @@ Result<Hello> parse_hello(const json& j) {
   Reader r(j, "hello");
   Hello m;
   m.protocol = static_cast<int>(r.integer("protocol", true, kIntMin, kIntMax).value_or(0));
+  m.oldest_protocol = static_cast<int>(r.integer("oldestProtocol", false, kIntMin, kIntMax).value_or(m.protocol));
+  if (r.ok() && m.oldest_protocol > m.protocol) {
+    r.fail_at("oldestProtocol", "must not be above protocol (" + std::to_string(m.protocol) + ")");
+  }
   m.host_id = r.str("hostId", false);
   m.join_token = r.str("joinToken", false);
   m.host_token = r.str("hostToken", false);

@@ -28,18 +28,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "protocol/versions.h"
 
 namespace tranche::protocol {
-
-// The protocol version this build speaks, the only definition of it (the
-// API's /version reports it too). A controller accepts the versions from
-// kOldestVersion to kVersion: 1 is the first and only one that exists.
-inline constexpr int kVersion = 1;
-inline constexpr int kOldestVersion = 1;
-
-// Whether a controller of this build talks to an agent of `version`; the
-// error says which versions it speaks (field "hello.protocol").
-Status check_version(int version);
 
 // ---- the connection ------------------------------------------------------------
 
@@ -68,7 +59,10 @@ struct AgentUpgradeReport {
 };
 
 struct Hello {
+  // The range of protocol versions the agent speaks (versions.h):
+  // "oldestProtocol" (absent: the same as "protocol") to "protocol".
   int protocol = kVersion;
+  int oldest_protocol = kOldestVersion;
   std::string host_id;     // empty on first join
   std::string join_token;  // first join
   std::string host_token;  // later connections

@@ -54,12 +54,8 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
 }
 
 Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
-  if (auto supported = protocol::check_version(hello.protocol); !supported) {
-    return std::unexpected(supported.error());
-  }
   std::lock_guard lock(mu_);
   const TimePoint now = clock_.now();
-  std::string host_token;
   HostEntry* host = nullptr;
   if (!hello.host_token.empty()) {
     auto it = hosts_.find(hello.host_id);
@@ -67,30 +63,28 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
       return fail(ErrorCode::kUnauthenticated, "unknown host or wrong host token");
     }
     host = &it->second;
-    host_token = hello.host_token;
-  } else {
-    if (!constant_time_equals(sha256_hex(hello.join_token), join_token_hash_)) {
-      return fail(ErrorCode::kUnauthenticated, "wrong join token");
-    }
-    host_token = "ht_" + random_hex(32);
-    HostRecord record{host_id_for(hello.hostname),
-                      hello.hostname,
-                      kHostReady,
-                      hello.labels,
-                      hello.slots,
-                      sha256_hex(host_token),
-                      now,
-                      now};
-    WriteBatch batch;
-    batch.mutations.push_back(PutHost{record});
-    batch.mutations.push_back(
-        AppendEvent{make_event(now, "", "host/" + record.id, "", "HostStateChanged", "", kHostReady,
-                               "host " + record.id + " (" + hello.hostname + ") joined")});
-    if (auto done = store_.commit(batch); !done) {
-      return std::unexpected(done.error());
-    }
-    host = &(hosts_[record.id] = HostEntry{record, nullptr, {}, now});
+  } else if (!constant_time_equals(sha256_hex(hello.join_token), join_token_hash_)) {
+    return fail(ErrorCode::kUnauthenticated, "wrong join token");
   }
+  // Authenticated: from here on a refusal is recorded against the host.
+  auto agreed = protocol::negotiate({hello.oldest_protocol, hello.protocol});
+  auto compatible = agreed ? protocol::check_skew(hello.agent_version, options_.controller_version)
+                           : Status(std::unexpected(agreed.error()));
+  if (!compatible) {
+    record_refusal(host, hello, now, compatible.error().message);
+    return std::unexpected(compatible.error());
+  }
+  std::string host_token = hello.host_token;
+  if (host == nullptr) {
+    host_token = "ht_" + random_hex(32);
+    auto joined = join(hello, host_token, now);
+    if (!joined) {
+      return std::unexpected(joined.error());
+    }
+    host = *joined;
+  }
+  host->protocol = *agreed;
+  host->refused.clear();
   if (host->link && host->link.get() != link.get()) {
     host->link->close("replaced by a newer connection of the same host");
   }
@@ -114,7 +108,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
     (void)set_host_state(*host, kHostReady, "agent reconnected");
   }
   protocol::Welcome welcome{host->record.id, host_token,
-                            static_cast<double>(options_.heartbeat_interval.count()) / 1000.0, protocol::kVersion};
+                            static_cast<double>(options_.heartbeat_interval.count()) / 1000.0, host->protocol};
   host->link->send(protocol::to_json(welcome).dump());
   if (auto on_host = by_host_.find(host->record.id); on_host != by_host_.end()) {
     for (auto& [id, m] : on_host->second) {
@@ -123,7 +117,71 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
     }
   }
   reconcile_hello(*host, hello);
+  agent_upgrade_hello(*host, hello);
   return host->record.id;
+}
+
+// A scan: joins are rare, and refused ones rarer.
+Fleet::HostEntry* Fleet::refused_joiner(const std::string& hostname) {
+  for (auto& [id, h] : hosts_) {
+    if (h.record.state == kHostRefused && h.record.hostname == hostname) {
+      return &h;
+    }
+  }
+  return nullptr;
+}
+
+Result<Fleet::HostEntry*> Fleet::join(const protocol::Hello& hello, const std::string& host_token, TimePoint now) {
+  HostEntry* refused = refused_joiner(hello.hostname);
+  HostRecord record{refused ? refused->record.id : host_id_for(hello.hostname),
+                    hello.hostname,
+                    kHostReady,
+                    hello.labels,
+                    hello.slots,
+                    sha256_hex(host_token),
+                    refused ? refused->record.registered_at : now,
+                    now};
+  WriteBatch batch;
+  batch.mutations.push_back(PutHost{record});
+  batch.mutations.push_back(AppendEvent{make_event(now, "", "host/" + record.id, "", "HostStateChanged",
+                                                   refused ? json(kHostRefused) : json(""), kHostReady,
+                                                   "host " + record.id + " (" + hello.hostname + ") joined")});
+  // Durable before its token goes out in the welcome.
+  if (auto done = store_.commit(batch); !done) {
+    return std::unexpected(done.error());
+  }
+  if (refused) {
+    refused->record = std::move(record);
+    return refused;
+  }
+  const std::string id = record.id;
+  return &(hosts_[id] = HostEntry{std::move(record), nullptr, {}, now});
+}
+
+void Fleet::record_refusal(HostEntry* host, const protocol::Hello& hello, TimePoint now, const std::string& why) {
+  WriteBatch batch;
+  if (host == nullptr) {
+    host = refused_joiner(hello.hostname);
+  }
+  if (host == nullptr) {
+    // A token nobody holds: the record is taken over by the first join of
+    // this hostname that is welcomed.
+    HostRecord record{host_id_for(hello.hostname), hello.hostname, kHostRefused, hello.labels, hello.slots,
+                      sha256_hex("ht_" + random_hex(32)), now, now};
+    batch.mutations.push_back(PutHost{record});
+    const std::string id = record.id;
+    host = &(hosts_[id] = HostEntry{std::move(record), nullptr, {}, now});
+  }
+  host->agent_version = hello.agent_version;
+  if (host->refused == why) {
+    return;  // said once: a refused agent retries every half minute
+  }
+  host->refused = why;
+  spdlog::warn("host {}: agent refused: {}", host->record.id, why);
+  batch.mutations.push_back(AppendEvent{make_event(now, "", "host/" + host->record.id, "", "HostRefused", "", "",
+                                                   "agent of host " + host->record.id + " (" + hello.hostname +
+                                                       ") refused: " + why)});
+  stage(std::move(batch));
 }
 
 void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
@@ -282,6 +340,10 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
 }
 
 void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
+  if (result.id.starts_with("agentUpgrade:")) {
+    agent_upgrade_outcome(h, result.id, result.ok, result.message);
+    return;
+  }
   if (result.id.starts_with("logs:")) {
     if (auto it = log_requests_.find(result.id); it != log_requests_.end()) {
       LogRequest request = std::move(it->second);

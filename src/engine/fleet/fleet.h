@@ -35,6 +35,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/build_version.h"
 #include "common/clock.h"
 #include "engine/access.h"
 #include "engine/fleet/host_deadlines.h"
@@ -72,6 +73,9 @@ struct FleetOptions {
   bool drain_before_stop = true;
   // Every application is reconciled at least this often, changed or not.
   std::chrono::milliseconds resync_interval{10000};
+  // This controller's build, which agents' builds are judged against
+  // (protocol/versions.h, check_skew).
+  std::string controller_version = build_version();
 };
 
 class Fleet {
@@ -87,8 +91,12 @@ class Fleet {
   // registered anywhere. Call before the first tick.
   void attach_balancer(BalancerSync& balancer);
 
-  // An agent said hello: authenticates it, registers or refreshes its host,
-  // sends `welcome`, and reconciles what it runs. Returns the host id.
+  // An agent said hello: authenticates it, agrees on a protocol version and
+  // checks its build against this controller's (protocol/versions.h),
+  // registers or refreshes its host, sends `welcome`, and reconciles what it
+  // runs. Returns the host id. An authenticated agent that is refused is
+  // recorded (a HostRefused event, the host's `refused` in hosts_json; a
+  // first join as a host in state Refused) and the error says why.
   Result<std::string> connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
   // A message from the agent of `host_id` (not hello), decoded at the edge
   // (protocol::decode_agent_message): nothing here reads an agent's JSON.
@@ -135,10 +143,14 @@ class Fleet {
             const std::optional<std::string>& hook, std::chrono::milliseconds timeout, LogsCallback done);
 
  private:
-  // Host states (model.md): Ready, Draining (cordoned), Unreachable, Left.
+  // Host states (model.md): Ready, Draining (cordoned), Unreachable, Left;
+  // and Refused.
   static constexpr const char* kHostReady = "Ready";
   static constexpr const char* kHostUnreachable = "Unreachable";
   static constexpr const char* kHostDraining = "Draining";
+  // Joined with the join token but refused (protocol or build skew): never
+  // welcomed, so it has no token of its own; its next join takes this record.
+  static constexpr const char* kHostRefused = "Refused";
 
   struct HostEntry {
     HostRecord record;
@@ -146,6 +158,8 @@ class Fleet {
     std::string address;  // its agent's, as last connected
     TimePoint last_seen{};  // as of the last message the fleet handled (deadlines_ knows better)
     std::string agent_version;  // as its agent last said (memory only: it says again on reconnecting)
+    int protocol = 0;           // agreed with its agent on its last welcome; 0: none since start
+    std::string refused;        // why its agent was last refused; empty once one is welcomed
   };
   struct ClusterLoad;
   struct MemberEntry {
@@ -242,6 +256,14 @@ class Fleet {
   // Without mu_: hands what is staged to the committer, or commits it.
   void wake_or_flush();
   Result<std::string> connect_and_stage(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
+  // With mu_ held: the host in state Refused of `hostname`, or null.
+  HostEntry* refused_joiner(const std::string& hostname);
+  // With mu_ held: a first join's host record (the Refused one of its
+  // hostname when there is one), or an error when it could not be written.
+  Result<HostEntry*> join(const protocol::Hello& hello, const std::string& host_token, TimePoint now);
+  // With mu_ held: records that the (authenticated) agent of `host` (null:
+  // a first join) was refused, once per reason.
+  void record_refusal(HostEntry* host, const protocol::Hello& hello, TimePoint now, const std::string& why);
 
   // All of these run with mu_ held.
   void receive_locked(const std::string& host_id, TimePoint arrived, const protocol::AgentMessage& message);

@@ -36,6 +36,8 @@ json Fleet::hosts_json(const std::optional<std::string>& visible_app) const {
                      {"slots", h.record.slots},
                      {"members", members},
                      {"agentVersion", h.agent_version.empty() ? json(nullptr) : json(h.agent_version)},
+                     {"protocol", h.protocol == 0 ? json(nullptr) : json(h.protocol)},
+                     {"refused", h.refused.empty() ? json(nullptr) : json(h.refused)},
                      {"lastSeen", format_rfc3339(h.last_seen)}});
   }
   return json{{"items", items}};

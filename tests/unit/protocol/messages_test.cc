@@ -601,16 +601,30 @@ TEST(Messages, ErrorsNameTheField) {
   EXPECT_EQ(pid.error().field, "hello.members[0].pid");
 }
 
-TEST(Messages, OnlyTheVersionsThatExistAreAccepted) {
-  EXPECT_TRUE(check_version(1).has_value());
-  EXPECT_EQ(kVersion, 1);
-  for (int version : {0, -1, 2, 100}) {
-    auto refused = check_version(version);
-    ASSERT_FALSE(refused.has_value()) << version;
-    EXPECT_EQ(refused.error().field, "hello.protocol");
-    EXPECT_THAT(refused.error().message, HasSubstr("version " + std::to_string(version) + " is not supported"));
-    EXPECT_THAT(refused.error().message, HasSubstr("speaks version 1"));
-  }
+TEST(Messages, HelloSaysItsProtocolRange) {
+  Hello h;
+  h.hostname = "x";
+  h.join_token = "t";
+  h.protocol = 2;
+  h.oldest_protocol = 1;
+  EXPECT_EQ(to_json(h)["oldestProtocol"], 1);
+  auto back = parse_hello(to_json(h));
+  ASSERT_TRUE(back.has_value()) << back.error().describe();
+  EXPECT_EQ(*back, h);
+
+  // One version: written as protocol 1 agents wrote it; read back as such.
+  h.oldest_protocol = 2;
+  EXPECT_FALSE(to_json(h).contains("oldestProtocol"));
+  auto one = parse_hello(json{{"protocol", 1}, {"hostname", "x"}, {"joinToken", "t"}});
+  ASSERT_TRUE(one.has_value()) << one.error().describe();
+  EXPECT_EQ(one->oldest_protocol, 1);
+
+  auto inverted = parse_hello(json{{"protocol", 1}, {"oldestProtocol", 2}, {"hostname", "x"}, {"joinToken", "t"}});
+  ASSERT_FALSE(inverted.has_value());
+  EXPECT_EQ(inverted.error().field, "hello.oldestProtocol");
+  auto text = parse_hello(json{{"protocol", 2}, {"oldestProtocol", "1"}, {"hostname", "x"}, {"joinToken", "t"}});
+  ASSERT_FALSE(text.has_value());
+  EXPECT_EQ(text.error().field, "hello.oldestProtocol");
 }
 
 }  // namespace
