@@ -7,6 +7,7 @@
 // and one heard from since its deadline was queued goes back in once with
 // its new deadline (lazy re-insertion: at most one entry per host).
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -35,18 +36,41 @@ class HostDeadlines {
   };
   // Hosts not heard from for more than the timeout at `now`. Each is
   // reported once, then no longer watched until it arrives again.
+  //
+  // Except when most hosts go silent together (at least kMassSilenceHosts,
+  // and more than half of those watched): that is far likelier a stall of
+  // the controller itself (starved of CPU, its frames unread in the socket
+  // buffers) or of its network than that many failures at once, and calling
+  // them all Unreachable would replace every member and bring every agent
+  // back at once, which is how an overloaded controller never recovers. They
+  // are held, watched again for one more timeout, for at most
+  // kMassSilenceTimeouts timeouts from the first such check; then whoever is
+  // still silent is reported. Kubernetes' node lifecycle controller stops
+  // evicting in a fully disrupted zone for the same reason.
   std::vector<Silent> expired(TimePoint now);
+  // How many silent hosts the last expired() held back (0: none).
+  size_t held() const;
+
+  static constexpr size_t kMassSilenceHosts = 10;
+  static constexpr int kMassSilenceTimeouts = 3;
 
   std::optional<TimePoint> last_heard(const std::string& host) const;
 
  private:
   struct Entry {
     TimePoint last_heard;
+    TimePoint grace_until;  // watch_again(): not silent before this
     bool queued = false;
   };
+  TimePoint deadline(const Entry& entry) const { return std::max(entry.last_heard + timeout_, entry.grace_until); }
   using Deadline = std::pair<TimePoint, std::string>;
 
+  // Watched again, as if heard from at `now` but keeping when they were.
+  void watch_again(const std::vector<Silent>& hosts, TimePoint now);
+
   const std::chrono::milliseconds timeout_;
+  std::optional<TimePoint> mass_silence_since_;
+  size_t held_ = 0;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> hosts_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_;

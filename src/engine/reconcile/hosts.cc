@@ -39,7 +39,16 @@ void Fleet::set_host_state(HostEntry& h, const std::string& to, const std::strin
 void Fleet::check_heartbeats() {
   const TimePoint now = clock_.now();
   std::vector<std::string> unreachable;
-  for (const auto& silent : deadlines_.expired(now)) {
+  const auto expired = deadlines_.expired(now);
+  if (const size_t held = deadlines_.held(); held > 0) {
+    report_failure_once("heartbeats", fmt::format("{} hosts went silent together; they stay Ready for up to {} "
+                                                  "heartbeat timeouts (host_deadlines.h: a controller starved of "
+                                                  "CPU or cut off looks like this)",
+                                                  held, HostDeadlines::kMassSilenceTimeouts));
+  } else {
+    reported_failures_.erase("heartbeats");
+  }
+  for (const auto& silent : expired) {
     auto it = hosts_.find(silent.host);
     if (it == hosts_.end()) {
       continue;

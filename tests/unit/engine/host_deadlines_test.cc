@@ -49,6 +49,51 @@ TEST(HostDeadlines, ASilentHostIsReportedOnceUntilItArrivesAgain) {
   EXPECT_THAT(hosts_of(deadlines.expired(kStart + seconds(28))), ElementsAre("a"));
 }
 
+// Most hosts silent together: held for up to kMassSilenceTimeouts timeouts;
+// a late one that speaks meanwhile is never reported.
+TEST(HostDeadlines, MostHostsSilentTogetherAreHeldForAFewTimeouts) {
+  HostDeadlines deadlines(seconds(6));
+  for (int i = 0; i < 20; ++i) {
+    deadlines.arrived("h" + std::to_string(i), kStart);
+  }
+  for (int i = 15; i < 20; ++i) {  // 5 of 20 keep talking
+    deadlines.arrived("h" + std::to_string(i), kStart + seconds(5));
+  }
+  EXPECT_THAT(deadlines.expired(kStart + seconds(7)), IsEmpty());
+  EXPECT_EQ(deadlines.held(), 15u);
+  deadlines.arrived("h0", kStart + seconds(9));  // it was only late
+  for (int i = 15; i < 20; ++i) {
+    deadlines.arrived("h" + std::to_string(i), kStart + seconds(10));
+  }
+  EXPECT_THAT(deadlines.expired(kStart + seconds(14)), IsEmpty());  // held again, 7 s into the episode
+  EXPECT_EQ(deadlines.held(), 14u);
+  for (int i = 15; i < 20; ++i) {
+    deadlines.arrived("h" + std::to_string(i), kStart + seconds(20));
+  }
+  deadlines.arrived("h0", kStart + seconds(20));
+  auto silent = deadlines.expired(kStart + seconds(25) + milliseconds(1));  // 18 s: 3 timeouts
+  EXPECT_EQ(silent.size(), 14u);
+  EXPECT_EQ(deadlines.held(), 0u);
+  for (const auto& s : silent) {
+    EXPECT_NE(s.host, "h0");
+    EXPECT_EQ(s.last_heard, kStart) << "the message says how long each was really silent";
+  }
+}
+
+TEST(HostDeadlines, AFewSilentHostsOrAMinorityAreReportedAtOnce) {
+  HostDeadlines deadlines(seconds(6));
+  for (int i = 0; i < 30; ++i) {
+    deadlines.arrived("h" + std::to_string(i), i < 12 ? kStart : kStart + seconds(5));
+  }
+  EXPECT_EQ(deadlines.expired(kStart + seconds(7)).size(), 12u) << "12 of 30 is not most";
+  EXPECT_EQ(deadlines.held(), 0u);
+  HostDeadlines small(seconds(6));
+  for (int i = 0; i < 9; ++i) {
+    small.arrived("h" + std::to_string(i), kStart);
+  }
+  EXPECT_EQ(small.expired(kStart + seconds(7)).size(), 9u) << "a small fleet: every host silent is reported";
+}
+
 TEST(HostDeadlines, OnlyTheExpiredAreVisitedAndEachHostIsQueuedOnce) {
   HostDeadlines deadlines(seconds(6));
   for (int i = 0; i < 1000; ++i) {
