@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/agent.h"
+#include "agent/self_upgrade.h"
 #include "api/controller.h"
 #include "cli/commands.h"
 #include "common/time_format.h"
@@ -102,6 +103,17 @@ int main(int argc, char** argv) {
     }
     exit_code = tranche::agent::run_agent(agent);
   });
+
+  // The fallback watchdog of an agent self-upgrade, started by the agent
+  // (src/agent/self_upgrade.h); not in --help.
+  tranche::agent::WatchdogOptions watchdog;
+  std::vector<std::string> watched_agent;
+  auto* wdg = app.add_subcommand("agent-watchdog", "")->group("");
+  wdg->add_option("--state-dir", watchdog.state_dir)->required();
+  wdg->add_option("--pid", watchdog.pid)->required();
+  wdg->add_option("--command", watchdog.command_id)->required();
+  wdg->add_option("agent", watched_agent, "the agent's command line, after --")->required();
+  wdg->callback([&] { exit_code = tranche::agent::run_agent_watchdog(watchdog, watched_agent); });
 
   tranche::cli::ClientOptions client;
   tranche::cli::add_client_commands(app, client, exit_code);

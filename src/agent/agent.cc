@@ -16,11 +16,14 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 
+#include "agent/agent_binary_stage.h"
+#include "agent/artifact_download.h"
 #include "agent/command_book.h"
 #include "agent/controller_channel.h"
 #include "agent/driver.h"
 #include "agent/health.h"
 #include "agent/journal.h"
+#include "agent/self_upgrade.h"
 #include "common/build_version.h"
 #include "protocol/messages.h"
 
@@ -116,10 +119,11 @@ protocol::ProcessStarted started(const MemberProcess& process) { return {process
 
 class Agent {
  public:
-  Agent(asio::io_context& io, AgentOptions options)
+  Agent(asio::io_context& io, AgentOptions options, AgentStartup startup)
       : io_(io),
         options_(std::move(options)),
         journal_(options_.state_dir),
+        upgrade_(options_.state_dir, clock_, std::move(startup)),
         driver_(make_process_driver()),
         poll_timer_(io),
         heartbeat_timer_(io) {}
@@ -130,6 +134,9 @@ class Agent {
       return std::unexpected(loaded.error());
     }
     state_ = std::move(*loaded);
+    if (auto record = upgrade_.load(); !record) {
+      spdlog::error("{}", record.error().describe());
+    }
     stop_unjournaled_processes();
     // Members outlive the agent: take back the ones still running.
     for (auto& [id, m] : state_.members) {
@@ -174,6 +181,7 @@ class Agent {
     if (auto saved = save(); !saved) {
       return saved;
     }
+    answer_settled_upgrades();
     asio::co_spawn(io_, poll_loop(), asio::detached);
     asio::co_spawn(io_, heartbeat_loop(), asio::detached);
     asio::co_spawn(io_, connection_loop(), asio::detached);
@@ -293,6 +301,7 @@ class Agent {
     h.labels = options_.labels;
     h.slots = options_.slots;
     h.agent_version = build_version();
+    h.upgrade = upgrade_.report();
     h.protocol = spoken().newest;
     h.oldest_protocol = spoken().oldest;
     for (const auto& [id, m] : state_.members) {
@@ -421,10 +430,7 @@ class Agent {
                    [&](const protocol::MaintenanceSpec& spec) { maintain_member(command, spec); },
                    [&](const protocol::UpdateSpec& spec) { update_member(command, spec); },
                    [&](const protocol::LogsSpec& spec) { send_logs(command, spec); },
-                   // Self-upgrade lands next (src/agent/self_upgrade.h); until then it is refused.
-                   [&](const protocol::AgentUpgradeSpec&) {
-                     complete(command.id, false, "this agent cannot upgrade itself yet");
-                   },
+                   [&](const protocol::AgentUpgradeSpec& spec) { upgrade_agent(command, spec); },
                },
                command.spec);
   }
@@ -453,6 +459,7 @@ class Agent {
     if (CommandBook(state_.commands).acknowledge(id)) {
       prune_commands(state_);
       save();
+      upgrade_.acknowledged(id);
     }
   }
 
@@ -905,6 +912,78 @@ class Agent {
     }
   }
 
+  // ---- self-upgrade (self_upgrade.h) -----------------------------------------
+
+  // agentUpgrade: fetch, check and stage the binary, then switch to it (this
+  // process is replaced: the new binary answers once connected, or the
+  // watchdog's fallback does). A failure before the switch is answered here.
+  void upgrade_agent(const protocol::Command& command, const protocol::AgentUpgradeSpec& spec) {
+    if (spec.version == build_version()) {
+      complete(command.id, true, "already on tranche " + spec.version);
+      return;
+    }
+    if (!downloading_.empty() || upgrade_.switching()) {
+      complete(command.id, false, "another agent upgrade is in progress" +
+                                      (downloading_.empty() ? std::string() : " (command " + downloading_ + ")"));
+      return;
+    }
+    if (auto name = check_version_name(spec.version); !name) {
+      complete(command.id, false, name.error().describe());
+      return;
+    }
+    downloading_ = command.id;
+    ArtifactRequest request{server(), options_.ca_file, spec.path, state_.host_token, spec.size};
+    asio::co_spawn(io_, download_artifact(io_, request),
+                   [this, id = command.id, spec](std::exception_ptr, Result<std::string> body) {
+                     downloading_.clear();
+                     auto staged = body ? stage_agent_binary(options_.state_dir, spec.version, *body, spec.sha256,
+                                                             spec.size)
+                                        : Result<fs::path>(std::unexpected(body.error()));
+                     if (!staged) {
+                       complete(id, false, "tranche " + spec.version + " not staged: " + staged.error().describe());
+                       return;
+                     }
+                     spdlog::info("command {}: switching to tranche {} ({}); back on {} unless connected within {} s",
+                                  id, spec.version, staged->string(), build_version(), spec.fallback_seconds);
+                     spdlog::default_logger()->flush();
+                     const Error failed = upgrade_.switch_to(id, AgentBinary{spec.version, *staged},
+                                                             std::chrono::seconds(spec.fallback_seconds));
+                     complete(id, false, failed.message + "; still on tranche " + build_version());
+                   });
+  }
+
+  // A binary on trial that has connected, had its welcome and sent its first
+  // heartbeat becomes current (recorded first), then answers its command.
+  void confirm_upgrade() {
+    const std::string command = upgrade_.trial_command();
+    if (command.empty()) {
+      return;
+    }
+    auto outcome = upgrade_.confirm();
+    if (!outcome) {
+      spdlog::error("cannot confirm the switch of command {}: {}", command, outcome.error().describe());
+      return;
+    }
+    spdlog::info("command {}: {}", command, outcome->message);
+    complete(command, outcome->ok, outcome->message);
+  }
+
+  // agentUpgrade commands journaled and unanswered at start-up: the switch
+  // happened, or fell back, or never began; the record says which.
+  void answer_settled_upgrades() {
+    std::vector<std::string> open;
+    for (const auto& c : state_.commands) {
+      if (c.type == "agentUpgrade" && !c.done) {
+        open.push_back(c.id);
+      }
+    }
+    for (const auto& id : open) {
+      if (auto outcome = upgrade_.settled(id)) {
+        complete(id, outcome->ok, outcome->message);
+      }
+    }
+  }
+
   asio::awaitable<void> heartbeat_loop() {
     while (!stopping_) {
       if (connected_) {
@@ -922,6 +1001,7 @@ class Agent {
           hb.members.push_back(std::move(r));
         }
         send(protocol::to_json(hb));
+        confirm_upgrade();
       }
       heartbeat_timer_.expires_after(heartbeat_interval_);
       error_code ec;
@@ -931,7 +1011,10 @@ class Agent {
 
   asio::io_context& io_;
   AgentOptions options_;
+  SystemClock clock_;
   Journal journal_;
+  SelfUpgrade upgrade_;
+  std::string downloading_;  // the agentUpgrade command whose binary is being fetched
   JournalState state_;
   std::unique_ptr<Driver> driver_;
   asio::thread_pool pool_{4};
@@ -992,7 +1075,12 @@ int run_agent(const AgentOptions& options) {
     return 2;
   }
   asio::io_context io;
-  Agent agent(io, options);
+  // Before anything else: the binary record may say another build runs.
+  AgentStartup startup = settle_startup_binary(options.state_dir);
+  if (!startup.note.empty()) {
+    spdlog::info("{}", startup.note);
+  }
+  Agent agent(io, options, std::move(startup));
   if (auto started = agent.start(); !started) {
     refuse_to_start(started.error().describe());
     return 1;
