@@ -88,6 +88,11 @@ Status read_config(ControllerOptions& options, const std::vector<std::string>& f
         }
       } else if (key == "bodyLimitBytes") {
         options.body_limit = value.as<size_t>();
+      } else if (key == "artifactMaxBytes") {
+        options.artifact_max_bytes = value.as<int64_t>();
+        if (options.artifact_max_bytes < 1) {
+          return fail(ErrorCode::kInvalid, "artifactMaxBytes must be at least 1", key);
+        }
       } else if (key == "maxConnections") {
         options.max_connections = value.as<size_t>();
       } else if (key == "maxUnauthenticatedAgents") {
@@ -474,6 +479,12 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     (void)fleet.flush();
   });
   ControllerApi api(apps, access, fleet, **store, metrics);
+  ArtifactStore artifacts(**store, clock, data_dir / "artifacts", options.artifact_max_bytes);
+  if (auto ok = artifacts.open(); !ok) {
+    refuse_to_start("artifacts: " + ok.error().describe());
+    return 1;
+  }
+  api.serve_upgrades(artifacts);
   if (auto ok = bootstrap_admin_token(access, data_dir); !ok) {
     refuse_to_start(ok.error().describe());
     return 1;

@@ -14,6 +14,8 @@ struct ControllerOptions {
   std::string data_dir = "./tranche-data";
   std::string config_file;  // YAML; flags given on the command line win
   size_t body_limit = 1024 * 1024;
+  // An artifact upload's limit (its body is streamed to disk, not held).
+  int64_t artifact_max_bytes = int64_t{1} << 30;
   size_t max_connections = 0;  // 0: derived from the open-files limit
   size_t max_unauthenticated_agents = 1024;
   int threads = 4;  // connection threads (apiThreads), each with its own share of the connections

@@ -477,6 +477,12 @@ RouteResult ControllerApi::handle(const Request& request) {
                      "anonymous");
   }
   auto principal = access_.authenticate(std::string_view(request.authorization).substr(kBearer.size()));
+  if (!principal && route && route->scope == Scope::kHostsToo) {
+    // An agent's host token: it may download, and nothing else.
+    if (auto host = fleet_.host_of_token(std::string_view(request.authorization).substr(kBearer.size()))) {
+      principal = Principal{"", "host " + *host, route->role, std::nullopt};
+    }
+  }
   if (!principal) {
     return fail_with(principal.error(), "anonymous");
   }
@@ -501,7 +507,7 @@ RouteResult ControllerApi::handle(const Request& request) {
                            ""},
                      principal->name);
   }
-  if (route->scope == Scope::kUnscoped && principal->app) {
+  if (route->scope != Scope::kAny && principal->app) {
     return fail_with(Error{ErrorCode::kForbidden,
                            "token '" + principal->name + "' is scoped to application '" + *principal->app +
                                "'; host-wide operations need a token scoped to no application",

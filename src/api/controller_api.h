@@ -14,6 +14,7 @@
 #include "api/http.h"
 #include "api/metrics.h"
 #include "engine/access.h"
+#include "engine/artifacts.h"
 #include "engine/application_service.h"
 #include "engine/fleet/fleet.h"
 #include "store/store.h"
@@ -33,6 +34,22 @@ class ControllerApi {
   // What a draining or not-yet-ready controller answers on /readyz.
   void set_ready(bool ready) { ready_ = ready; }
 
+  // Artifacts and agent upgrades (controller_api_upgrades.cc): registers
+  // their routes, served from `artifacts`.
+  void serve_upgrades(ArtifactStore& artifacts);
+  // POST /api/v1/artifacts/{name}/{version}, whose body the server streams
+  // to disk rather than reading it whole (the body limit does not apply;
+  // the artifact store's does): whether `head` is one, then its upload
+  // (authenticated and validated on the head alone) or the refusal, then
+  // the answer once the body was written (`streamed`: how that went).
+  bool is_artifact_upload(const Request& head) const;
+  struct UploadStart {
+    std::unique_ptr<ArtifactUpload> upload;
+    Response refusal;  // when there is no upload
+  };
+  UploadStart begin_artifact_upload(const Request& head, std::optional<uint64_t> content_length);
+  Response finish_artifact_upload(const Request& head, std::unique_ptr<ArtifactUpload> upload, const Status& streamed);
+
  private:
   struct Params {
     std::map<std::string, std::string> path;  // {app}, {n}, {id}
@@ -42,7 +59,8 @@ class ControllerApi {
   using Handler = std::function<Result<Answer>(const Params&)>;
   // Who may call a route besides having its role: any token, or only one
   // scoped to no application (host-wide operations).
-  enum class Scope { kAny, kUnscoped };
+  // kHostsToo: unscoped, or a host's token (an agent downloading its binary).
+  enum class Scope { kAny, kUnscoped, kHostsToo };
   struct Route {
     std::string method;
     std::string pattern;  // "/api/v1/applications/{app}"
@@ -61,6 +79,9 @@ class ControllerApi {
   Metrics& metrics_;
   std::vector<Route> routes_;
   std::atomic<bool> ready_{true};
+  ArtifactStore* artifacts_ = nullptr;
+  // The caller of an upload's head, or its refusal (controller_api_upgrades.cc).
+  Result<Principal> authorize_upload(const Request& head);
 };
 
 }  // namespace tranche::api

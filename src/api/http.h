@@ -26,6 +26,9 @@ struct Response {
   std::string body;
   // Further header fields (the console's caching and content policy).
   std::vector<std::pair<std::string, std::string>> headers;
+  // Set: the body is this file, streamed by the server (an artifact), and
+  // `body` is unused.
+  std::string file_path;
 };
 
 // A request for a Server-Sent Events stream of the event log.

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include <array>
+#include <limits>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -181,6 +182,15 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   template <class Stream>
   asio::awaitable<void> answer_and_close(Stream& stream, const Response& response, std::string method,
                                          std::string route);
+  // An artifact upload (ControllerApi::is_artifact_upload): its body
+  // streamed to the artifact store in pieces, never held whole. Returns
+  // whether the connection goes on.
+  template <class Stream>
+  asio::awaitable<bool> receive_artifact(Stream& stream, beast::flat_buffer& buffer,
+                                         http::request_parser<http::empty_body>& head, const Request& meta);
+  // A response whose body is a file (an artifact), streamed from disk.
+  template <class Stream>
+  asio::awaitable<error_code> send_file(Stream& stream, const Response& response, unsigned version, bool keep_alive);
   template <class Stream>
   asio::awaitable<void> stream_events(Stream& stream, const EventStreamRequest& request,
                                       std::shared_ptr<Connection> conn);
@@ -193,7 +203,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
 
 namespace {
 
-Request to_request(const http::request<http::string_body>& req) {
+template <class Body>
+Request to_request(const http::request<Body>& req) {
   Request r;
   r.method = std::string(req.method_string());
   const std::string_view target(req.target().data(), req.target().size());
@@ -204,7 +215,9 @@ Request to_request(const http::request<http::string_body>& req) {
   }
   r.authorization = std::string(req[http::field::authorization]);
   r.content_type = std::string(req[http::field::content_type]);
-  r.body = req.body();
+  if constexpr (std::is_same_v<Body, http::string_body>) {
+    r.body = req.body();
+  }
   return r;
 }
 
@@ -362,13 +375,39 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
   conn->stream = &beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   for (;;) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(kHeaderLimit);
-    parser.body_limit(options.body_limit);
+    // The head first: an artifact upload's body goes to disk as it comes,
+    // any other is read whole within the body limit.
+    http::request_parser<http::empty_body> head;
+    head.header_limit(kHeaderLimit);
+    // No limit yet (Beast reads none as "refuse any body"): which one applies
+    // depends on the route.
+    head.body_limit(std::numeric_limits<std::uint64_t>::max());
     beast::get_lowest_layer(stream).expires_after(kIdleTimeout);
     error_code ec;
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    const std::string method(parser.get().method_string());
+    co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
+    const std::string method(head.get().method_string());
+    std::optional<http::request_parser<http::string_body>> whole;
+    if (!ec && head.get().target().size() <= kTargetLimit && !websocket::is_upgrade(head.get())) {
+      const Request meta = to_request(head.get());
+      if (api.is_artifact_upload(meta)) {
+        conn->busy = true;
+        const bool goes_on = co_await receive_artifact(stream, buffer, head, meta);
+        conn->busy = false;
+        if (!goes_on || draining) {
+          break;
+        }
+        continue;
+      }
+    }
+    if (!ec) {
+      whole.emplace(std::move(head));
+      whole->body_limit(options.body_limit);
+      if (whole->content_length() && *whole->content_length() > options.body_limit) {
+        ec = http::error::body_limit;
+      } else {
+        co_await http::async_read(stream, buffer, *whole, asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
     if (ec == http::error::body_limit) {
       co_await answer_and_close(stream,
                                 error_response(413, "too_large",
@@ -398,6 +437,7 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
     if (ec) {
       break;
     }
+    auto& parser = *whole;
     if (parser.get().target().size() > kTargetLimit) {
       co_await answer_and_close(stream,
                                 error_response(414, "uri_too_long",
@@ -434,8 +474,12 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
       break;
     }
     const bool keep_alive = req.keep_alive() && !draining;
-    auto res = to_beast(result.response, req.version(), keep_alive);
-    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    if (!result.response.file_path.empty()) {
+      ec = co_await send_file(stream, result.response, req.version(), keep_alive);
+    } else {
+      auto res = to_beast(result.response, req.version(), keep_alive);
+      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    }
     metrics.record_request(std::string(req.method_string()), result.route, result.response.status,
                            std::chrono::steady_clock::now() - started);
     conn->busy = false;
@@ -446,6 +490,82 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
   co_await end_sending(stream);
   conn->stream = nullptr;
   forget(conn);
+}
+
+template <class Stream>
+asio::awaitable<bool> HttpServer::State::receive_artifact(Stream& stream, beast::flat_buffer& buffer,
+                                                          http::request_parser<http::empty_body>& head,
+                                                          const Request& meta) {
+  static const std::string kRoute = "/api/v1/artifacts/{name}/{version}";
+  const auto started = std::chrono::steady_clock::now();
+  const auto length = head.content_length();
+  ControllerApi::UploadStart start =
+      api.begin_artifact_upload(meta, length ? std::optional<uint64_t>(*length) : std::nullopt);
+  if (!start.upload) {
+    co_await answer_and_close(stream, start.refusal, meta.method, kRoute);
+    co_return false;
+  }
+  error_code ec;
+  if (beast::iequals(head.get()[http::field::expect], "100-continue")) {
+    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(stream, asio::buffer(kContinue), asio::redirect_error(asio::use_awaitable, ec));
+  }
+  http::request_parser<http::buffer_body> body(std::move(head));
+  body.body_limit(std::numeric_limits<std::uint64_t>::max());  // the artifact store's applies, piece by piece
+  std::vector<char> piece(64 * 1024);
+  Status written;
+  while (!ec && written && !body.is_done()) {
+    body.get().body().data = piece.data();
+    body.get().body().size = piece.size();
+    beast::get_lowest_layer(stream).expires_after(kIdleTimeout);
+    co_await http::async_read(stream, buffer, body, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) {
+      ec = {};
+    }
+    const size_t n = piece.size() - body.get().body().size;
+    if (!ec && n > 0) {
+      written = start.upload->write(std::string_view(piece.data(), n));
+    }
+  }
+  if (ec) {
+    co_return false;  // the client is gone mid-body: the upload leaves nothing
+  }
+  Response response = api.finish_artifact_upload(meta, std::move(start.upload), written);
+  if (!written) {
+    // Refused mid-body (too large): the rest is not read.
+    co_await answer_and_close(stream, response, meta.method, kRoute);
+    co_return false;
+  }
+  const bool keep_alive = body.get().keep_alive() && !draining;
+  auto res = to_beast(response, body.get().version(), keep_alive);
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  metrics.record_request(meta.method, kRoute, response.status, std::chrono::steady_clock::now() - started);
+  co_return !ec && keep_alive;
+}
+
+template <class Stream>
+asio::awaitable<error_code> HttpServer::State::send_file(Stream& stream, const Response& response, unsigned version,
+                                                         bool keep_alive) {
+  http::response<http::file_body> res{static_cast<http::status>(response.status), version};
+  error_code ec;
+  res.body().open(response.file_path.c_str(), beast::file_mode::scan, ec);
+  if (ec) {
+    auto refused = to_beast(error_response(503, "unavailable", "cannot read " + response.file_path + ": " + ec.message()),
+                            version, keep_alive);
+    co_await http::async_write(stream, refused, asio::redirect_error(asio::use_awaitable, ec));
+    co_return ec;
+  }
+  res.set(http::field::server, "tranche");
+  res.set(http::field::content_type, response.content_type);
+  for (const auto& [name, value] : response.headers) {
+    res.set(name, value);
+  }
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  // A large file to a slow agent takes longer than an idle connection may.
+  beast::get_lowest_layer(stream).expires_after(kIdleTimeout * 10);
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  co_return ec;
 }
 
 template <class Stream>

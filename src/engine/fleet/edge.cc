@@ -118,6 +118,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
   }
   reconcile_hello(*host, hello);
   agent_upgrade_hello(*host, hello);
+  agent_upgrade_hello(*host, hello);
   return host->record.id;
 }
 
@@ -340,6 +341,10 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
 }
 
 void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
+  if (result.id.starts_with("agentUpgrade:")) {
+    agent_upgrade_outcome(h, result.id, result.ok, result.message);
+    return;
+  }
   if (result.id.starts_with("agentUpgrade:")) {
     agent_upgrade_outcome(h, result.id, result.ok, result.message);
     return;

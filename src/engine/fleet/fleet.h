@@ -38,6 +38,7 @@
 #include "common/build_version.h"
 #include "common/clock.h"
 #include "engine/access.h"
+#include "engine/agent_upgrade.h"
 #include "engine/fleet/host_deadlines.h"
 #include "engine/fleet/member_state.h"
 #include "engine/fleet/work_queue.h"
@@ -141,6 +142,24 @@ class Fleet {
   using LogsCallback = std::function<void(Result<nlohmann::json>)>;
   void logs(const std::string& member_id, const std::optional<std::string>& visible_app,
             const std::optional<std::string>& hook, std::chrono::milliseconds timeout, LogsCallback done);
+
+  // Agent upgrades (reconcile/agent_upgrade.cc, engine/agent_upgrade.h):
+  // one at a time, under the platform's migration lock; acknowledged once
+  // durable. The artifact is the agent binary (already in the store).
+  struct AgentUpgradeRequest {
+    std::string version;
+    ArtifactRecord artifact;
+    int64_t max_unavailable = 1;
+    std::string selector;  // "k=v,..." of host labels; "" every host
+    int64_t fallback_seconds = 60;
+  };
+  Result<nlohmann::json> start_agent_upgrade(const AgentUpgradeRequest& request, const Caller& caller);
+  // The newest upgrade's progress; kNotFound when there was none.
+  Result<nlohmann::json> agent_upgrade_json() const;
+  // "pause", "resume" or "abort".
+  Result<nlohmann::json> control_agent_upgrade(const std::string& action, const Caller& caller);
+  // The host whose agent holds `token` (an agent downloading its binary).
+  std::optional<std::string> host_of_token(std::string_view token) const;
 
  private:
   // Host states (model.md): Ready, Draining (cordoned), Unreachable, Left;
@@ -452,6 +471,24 @@ class Fleet {
     TimePoint since;
   };
   std::map<std::string, PhaseSeen> phases_seen_;
+
+  // Agent upgrades (reconcile/agent_upgrade.cc), all with mu_ held.
+  Status load_agent_upgrade();
+  std::map<std::string, UpgradeHostView> upgrade_views() const;
+  Result<bool> platform_locked() const;
+  // The pass's step of the upgrade; staged with its events.
+  void drive_agent_upgrade();
+  void stage_agent_upgrade();
+  // Sends the command of every host upgrading that has not had it on its
+  // current connection, once the upgrade's latest change is durable.
+  void dispatch_agent_upgrade();
+  // A hello: its new connection gets the command again; its report (if any)
+  // is an outcome.
+  void agent_upgrade_hello(HostEntry& h, const protocol::Hello& hello);
+  void agent_upgrade_outcome(HostEntry& h, const std::string& command_id, bool ok, const std::string& message);
+  std::optional<AgentUpgradePlan> upgrade_;  // the newest, as persisted (or staged)
+  uint64_t upgrade_generation_ = 0;          // the group its latest change was staged in
+  std::set<std::string> upgrade_sent_;       // hosts whose command went out on their current connection
 };
 
 }  // namespace tranche

@@ -123,6 +123,7 @@ void Fleet::tick() {
 // "Work queue"); an idle fleet costs a heartbeat check and a store read.
 void Fleet::reconcile_pass() {
   check_heartbeats();
+  drive_agent_upgrade();
   auto apps = store_.list_applications();
   if (!apps) {
     spdlog::error("reconcile: {}", apps.error().describe());
@@ -256,6 +257,7 @@ void Fleet::dispatch_outstanding() {
   if (balancer_) {
     balancer_->set_targets(balancer_targets());
   }
+  dispatch_agent_upgrade();
 }
 
 }  // namespace tranche

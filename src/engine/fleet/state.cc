@@ -71,6 +71,10 @@ Status Fleet::reload_members() {
   for (auto& [record, state] : loaded) {
     remember(std::move(record), state);
   }
+  // The agent upgrade as the store has it too (a refused group may have held its change).
+  if (auto upgrade = load_agent_upgrade(); !upgrade) {
+    spdlog::error("fleet: the agent upgrade cannot be read: {}", upgrade.error().describe());
+  }
   return {};
 }
 
