@@ -171,10 +171,15 @@ int cmd_get_hosts(const Session& s) {
     for (const auto& [k, v] : h["labels"].items()) {
       labels += (labels.empty() ? "" : ",") + k + "=" + v.get<std::string>();
     }
-    rows.push_back({cell(h["id"]), cell(h["hostname"]), cell(h["state"]), cell(h["connected"]), cell(h["members"]),
-                    cell(h["slots"]), labels.empty() ? "-" : labels, cell(h["lastSeen"])});
+    // A host whose agent was refused says so first (the reason: -o json, the events).
+    const bool refused = h.contains("refused") && h["refused"].is_string();
+    rows.push_back({cell(h["id"]), cell(h["hostname"]), refused ? std::string("Refused") : cell(h["state"]),
+                    cell(h["connected"]), cell(h.value("agentVersion", json())), cell(h.value("protocol", json())),
+                    cell(h["members"]), cell(h["slots"]), labels.empty() ? "-" : labels, cell(h["lastSeen"])});
   }
-  print_table(std::cout, {"ID", "HOSTNAME", "STATE", "CONNECTED", "MEMBERS", "SLOTS", "LABELS", "LAST SEEN"}, rows);
+  print_table(std::cout,
+              {"ID", "HOSTNAME", "STATE", "CONNECTED", "AGENT", "PROTOCOL", "MEMBERS", "SLOTS", "LABELS", "LAST SEEN"},
+              rows);
   return 0;
 }
 

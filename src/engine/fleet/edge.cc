@@ -122,10 +122,12 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
   return host->record.id;
 }
 
-// A scan: joins are rare, and refused ones rarer.
-Fleet::HostEntry* Fleet::refused_joiner(const std::string& hostname) {
+// A scan: joins are rare, and refused ones rarer. The same hostname and
+// labels are the same machine (tests run several agents on one, told apart
+// by their labels).
+Fleet::HostEntry* Fleet::refused_joiner(const protocol::Hello& hello) {
   for (auto& [id, h] : hosts_) {
-    if (h.record.state == kHostRefused && h.record.hostname == hostname) {
+    if (h.record.state == kHostRefused && h.record.hostname == hello.hostname && h.record.labels == hello.labels) {
       return &h;
     }
   }
@@ -133,7 +135,7 @@ Fleet::HostEntry* Fleet::refused_joiner(const std::string& hostname) {
 }
 
 Result<Fleet::HostEntry*> Fleet::join(const protocol::Hello& hello, const std::string& host_token, TimePoint now) {
-  HostEntry* refused = refused_joiner(hello.hostname);
+  HostEntry* refused = refused_joiner(hello);
   HostRecord record{refused ? refused->record.id : host_id_for(hello.hostname),
                     hello.hostname,
                     kHostReady,
@@ -162,7 +164,7 @@ Result<Fleet::HostEntry*> Fleet::join(const protocol::Hello& hello, const std::s
 void Fleet::record_refusal(HostEntry* host, const protocol::Hello& hello, TimePoint now, const std::string& why) {
   WriteBatch batch;
   if (host == nullptr) {
-    host = refused_joiner(hello.hostname);
+    host = refused_joiner(hello);
   }
   if (host == nullptr) {
     // A token nobody holds: the record is taken over by the first join of

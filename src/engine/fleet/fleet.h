@@ -275,10 +275,11 @@ class Fleet {
   // Without mu_: hands what is staged to the committer, or commits it.
   void wake_or_flush();
   Result<std::string> connect_and_stage(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
-  // With mu_ held: the host in state Refused of `hostname`, or null.
-  HostEntry* refused_joiner(const std::string& hostname);
+  // With mu_ held: the host in state Refused of the hello's hostname and
+  // labels, or null.
+  HostEntry* refused_joiner(const protocol::Hello& hello);
   // With mu_ held: a first join's host record (the Refused one of its
-  // hostname when there is one), or an error when it could not be written.
+  // machine when there is one), or an error when it could not be written.
   Result<HostEntry*> join(const protocol::Hello& hello, const std::string& host_token, TimePoint now);
   // With mu_ held: records that the (authenticated) agent of `host` (null:
   // a first join) was refused, once per reason.

@@ -105,6 +105,13 @@ TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostO
   EXPECT_EQ(refusals().size(), 1u);
   EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 1u);
 
+  // Another agent of the same hostname but other labels is another host.
+  auto other = joining("future", 3, 3, "0.4.0");
+  other.labels = {{"rack", "b"}};
+  EXPECT_FALSE(fleet_->connect(other, std::make_shared<FakeLink>()).has_value());
+  EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 2u);
+  EXPECT_EQ(refusals().size(), 2u);
+
   // Its upgraded agent joins as that host.
   auto welcomed = std::make_shared<FakeLink>();
   auto id = fleet_->connect(joining("future", 1, 2, "0.4.0"), welcomed);
@@ -113,7 +120,7 @@ TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostO
   EXPECT_EQ(host(*id)["state"], "Ready");
   EXPECT_EQ(host(*id)["refused"], nullptr);
   EXPECT_EQ(store_->get_host(*id).value()->state, "Ready") << "durable";
-  EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 1u);
+  EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 2u);
 }
 
 TEST_F(FleetVersionsTest, AnUnauthenticatedAgentIsRefusedWithoutARecord) {
