@@ -13,6 +13,7 @@
 #include "agent/self_upgrade.h"
 #include "api/controller.h"
 #include "cli/commands.h"
+#include "cli/upgrade_verbs.h"
 #include "common/time_format.h"
 
 int main(int argc, char** argv) {
@@ -91,6 +92,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000))
       ->group("");
   agt->callback([&] {
+    if (!agt->get_subcommands().empty()) {
+      return;  // `agent upgrade`: a client command
+    }
     std::stringstream list(labels);
     for (std::string pair; std::getline(list, pair, ',');) {
       const size_t eq = pair.find('=');
@@ -117,6 +121,8 @@ int main(int argc, char** argv) {
 
   tranche::cli::ClientOptions client;
   tranche::cli::add_client_commands(app, client, exit_code);
+  tranche::cli::add_artifact_commands(app, client, exit_code);
+  tranche::cli::add_agent_upgrade_commands(*agt, client, exit_code);
 
   try {
     app.parse(argc, argv);

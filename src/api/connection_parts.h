@@ -6,6 +6,8 @@
 
 #include <utility>  // before Asio: coroutine support needs it on g++ 12
 
+#include <sys/ioctl.h>
+
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -35,6 +37,7 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
   WebSocketAgentLink(Strand strand, Stream&& stream)
       : strand_(strand),
         peer_address_(remote_address(boost::beast::get_lowest_layer(stream))),
+        fd_(boost::beast::get_lowest_layer(stream).socket().native_handle()),
         ws_(std::move(stream)) {}
 
   boost::beast::websocket::stream<Stream>& ws() { return ws_; }
@@ -47,6 +50,12 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
   }
 
   std::string peer_address() const override { return peer_address_; }
+
+  // The kernel's count, not the stream's: the socket itself is the strand's.
+  bool has_unread_input() const override {
+    int unread = 0;
+    return ::ioctl(fd_, FIONREAD, &unread) == 0 && unread > 0;
+  }
 
   void close(std::string reason) override { close_with(boost::beast::websocket::close_code::going_away, reason); }
 
@@ -111,6 +120,7 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
 
   Strand strand_;
   std::string peer_address_;
+  int fd_;
   boost::beast::websocket::stream<Stream> ws_;
   std::deque<std::string> queue_;
   bool writing_ = false;

@@ -171,6 +171,42 @@ Result<Reply> ApiClient::send(const std::string& method, const std::string& targ
   return connection.run<Reply>(exchange);
 }
 
+Result<Reply> ApiClient::send_file(const std::string& method, const std::string& target,
+                                   const std::string& path) const {
+  auto url = parse_server_url(server_);
+  if (!url) {
+    return std::unexpected(url.error());
+  }
+  http::request<http::file_body> req{http::string_to_verb(method), target, 11};
+  error_code opened;
+  req.body().open(path.c_str(), beast::file_mode::scan, opened);
+  if (opened) {
+    return fail(ErrorCode::kInvalid, "cannot read " + path + ": " + opened.message(), "PATH");
+  }
+  req.set(http::field::host, url->authority());
+  req.set(http::field::user_agent, "tranche-cli");
+  if (!token_.empty()) {
+    req.set(http::field::authorization, "Bearer " + token_);
+  }
+  req.set(http::field::content_type, "application/octet-stream");
+  req.prepare_payload();
+  Connection connection(*url, transport_);
+  auto exchange = [&](auto& stream) -> asio::awaitable<Result<Reply>> {
+    error_code ec;
+    http::request_serializer<http::file_body> serializer(req);
+    co_await http::async_write(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    // A refusal (409, 413) may come before the whole body went: read it anyway.
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      co_return connection.failure("upload to " + server_ + target + " failed", ec.message());
+    }
+    co_return Reply{static_cast<int>(parser.get().result_int()), parser.get().body()};
+  };
+  return connection.run<Reply>(exchange);
+}
+
 Status ApiClient::stream(const std::string& target, const std::function<bool(const std::string&)>& on_data) const {
   auto url = parse_server_url(server_);
   if (!url) {

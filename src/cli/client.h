@@ -34,6 +34,10 @@ class ApiClient {
   Result<Reply> send(const std::string& method, const std::string& target, const std::string& body = {},
                      const std::string& content_type = "application/json") const;
 
+  // Sends the file at `path` as the body, read from disk as it goes (an
+  // artifact of tens of MB), application/octet-stream.
+  Result<Reply> send_file(const std::string& method, const std::string& target, const std::string& path) const;
+
   // GET `target` as a Server-Sent Events stream; calls `on_data` with the
   // data of every event until the server closes or on_data returns false.
   // The answer's headers must come within the timeout; after that the

@@ -68,7 +68,14 @@ Session::Session(const ClientOptions& options) : format_(parse_format(options.ou
 
 Result<json> Session::call(const std::string& method, const std::string& target, const std::string& body,
                            const std::string& content_type) const {
-  auto reply = client_->send(method, target, body, content_type);
+  return answer(client_->send(method, target, body, content_type), target);
+}
+
+Result<json> Session::upload(const std::string& target, const std::string& file) const {
+  return answer(client_->send_file("POST", target, file), target);
+}
+
+Result<json> Session::answer(Result<Reply> reply, const std::string& target) const {
   if (!reply) {
     return std::unexpected(reply.error());
   }

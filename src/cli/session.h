@@ -29,10 +29,15 @@ class Session {
   Result<nlohmann::json> call(const std::string& method, const std::string& target, const std::string& body = {},
                               const std::string& content_type = "application/json") const;
 
+  // POSTs the file at `file` as the body, streamed from disk (an artifact).
+  Result<nlohmann::json> upload(const std::string& target, const std::string& file) const;
+
   // Prints a document for -o json|yaml; false when the table form is wanted.
   bool print_structured(const nlohmann::json& doc) const;
 
  private:
+  Result<nlohmann::json> answer(Result<Reply> reply, const std::string& target) const;
+
   OutputFormat format_;
   std::unique_ptr<ApiClient> client_;
 };

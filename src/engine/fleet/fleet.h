@@ -61,6 +61,9 @@ class AgentLink {
   // The address the agent connects from, where the members of its host
   // listen for a load balancer; empty when unknown.
   virtual std::string peer_address() const { return {}; }
+  // Whether bytes from the agent wait unread in the connection's receive
+  // queue: it spoke, and the controller has not read it yet. Any thread.
+  virtual bool has_unread_input() const { return false; }
 };
 
 struct FleetOptions {

@@ -13,6 +13,11 @@ void HostDeadlines::arrived(const std::string& host, TimePoint at) {
 }
 
 void HostDeadlines::watch_again(const std::vector<Silent>& hosts, TimePoint now) {
+  std::lock_guard lock(mu_);
+  watch_again_locked(hosts, now);
+}
+
+void HostDeadlines::watch_again_locked(const std::vector<Silent>& hosts, TimePoint now) {
   for (const Silent& silent : hosts) {
     Entry& entry = hosts_[silent.host];
     entry.last_heard = std::max(entry.last_heard, silent.last_heard);
@@ -62,7 +67,7 @@ std::vector<HostDeadlines::Silent> HostDeadlines::expired(TimePoint now) {
     return silent;  // not a stall after all: they are gone
   }
   held_ = silent.size();
-  watch_again(silent, now);
+  watch_again_locked(silent, now);
   return {};
 }
 

@@ -50,6 +50,9 @@ class HostDeadlines {
   std::vector<Silent> expired(TimePoint now);
   // How many silent hosts the last expired() held back (0: none).
   size_t held() const;
+  // Watched again for one more timeout, keeping when they were last heard:
+  // silent hosts the caller knows spoke (their frames wait unread).
+  void watch_again(const std::vector<Silent>& hosts, TimePoint now);
 
   static constexpr size_t kMassSilenceHosts = 10;
   static constexpr int kMassSilenceTimeouts = 3;
@@ -65,8 +68,7 @@ class HostDeadlines {
   TimePoint deadline(const Entry& entry) const { return std::max(entry.last_heard + timeout_, entry.grace_until); }
   using Deadline = std::pair<TimePoint, std::string>;
 
-  // Watched again, as if heard from at `now` but keeping when they were.
-  void watch_again(const std::vector<Silent>& hosts, TimePoint now);
+  void watch_again_locked(const std::vector<Silent>& hosts, TimePoint now);
 
   const std::chrono::milliseconds timeout_;
   std::optional<TimePoint> mass_silence_since_;

@@ -48,6 +48,7 @@ void Fleet::check_heartbeats() {
   } else {
     reported_failures_.erase("heartbeats");
   }
+  std::vector<HostDeadlines::Silent> unread;
   for (const auto& silent : expired) {
     auto it = hosts_.find(silent.host);
     if (it == hosts_.end()) {
@@ -57,6 +58,14 @@ void Fleet::check_heartbeats() {
     if (h.record.state != kHostReady && h.record.state != kHostDraining) {
       continue;
     }
+    // Its frames wait unread: the agent spoke, and this controller is
+    // behind (starved of CPU); given up on only after a few timeouts, in
+    // case nothing here will ever read them.
+    if (h.link && h.link->has_unread_input() &&
+        now - silent.last_heard < options_.heartbeat_timeout * HostDeadlines::kMassSilenceTimeouts) {
+      unread.push_back(silent);
+      continue;
+    }
     const auto quiet = duration_cast<milliseconds>(now - silent.last_heard);
     set_host_state(h, kHostUnreachable, "no heartbeat for " + format_duration(quiet));
     if (h.link) {
@@ -64,6 +73,13 @@ void Fleet::check_heartbeats() {
       h.link.reset();
     }
     unreachable.push_back(silent.host);
+  }
+  if (!unread.empty()) {
+    deadlines_.watch_again(unread, now);
+    report_failure_once("heartbeats-unread", "hosts past their heartbeat deadline have frames waiting unread: "
+                                             "the controller is behind, they stay Ready meanwhile");
+  } else {
+    reported_failures_.erase("heartbeats-unread");
   }
   if (unreachable.empty()) {
     return;

@@ -20,6 +20,7 @@ class FakeLink final : public AgentLink {
   void send(std::string message) override { sent.push_back(nlohmann::json::parse(message)); }
   void close(std::string reason) override { closed = reason; }
   std::string peer_address() const override { return "127.0.0.1"; }
+  bool has_unread_input() const override { return unread; }
 
   // The messages of `type`; for "command", only those of `command` if given.
   std::vector<nlohmann::json> of_type(const std::string& type, const std::string& command = "") const {
@@ -36,6 +37,7 @@ class FakeLink final : public AgentLink {
 
   std::vector<nlohmann::json> sent;
   std::string closed;
+  bool unread = false;  // what has_unread_input() says
 };
 
 // What the API's WebSocket edge does with an agent's frame: decode it once,

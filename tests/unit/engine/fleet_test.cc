@@ -273,6 +273,25 @@ TEST_F(FleetTest, AResultArrivingAfterTheHostTimedOutIsLeftForItsReconnection) {
   EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable") << "not a sign of life";
 }
 
+// Past its deadline, but its frames wait unread in the socket: the
+// controller is behind, not the host. It stays Ready, for a few timeouts.
+TEST_F(FleetTest, AHostWhoseFramesWaitUnreadIsNotCalledSilentForAFewTimeouts) {
+  Joined a = join("a");
+  Joined b = join("b");
+  a.link->unread = true;
+  for (int second = 1; second <= 8; ++second) {
+    clock_.advance(1s);
+    heartbeat(b, {});
+    fleet_->tick();
+    ASSERT_EQ(store_->get_host(a.id).value()->state, "Ready") << "after " << second << " s";
+  }
+  EXPECT_TRUE(a.link->closed.empty());
+  clock_.advance(4s);  // 12 s: still unread at 8 s (under three timeouts) it was watched again; now it is not
+  heartbeat(b, {});
+  fleet_->tick();
+  EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
+}
+
 TEST_F(FleetTest, AgentRunningSomethingUnknownIsToldToStopIt) {
   Joined a = join("a");
   auto link = reconnect(a, {{"gone/web/9", 1, "Running", 5}});
