@@ -20,6 +20,9 @@
 #   ROLLOUT_TIMEOUT         deadline for the rollout after the restart (300 s + M/50 s)
 #   KEEP (0)                1: keep the work dir and say where
 #
+# "Resuming" is the restarted controller's first member sent Updating (from
+# its log); the count of members reported updated moves on later, once the
+# agents have reconnected and reported what was in flight.
 # "Reconciled" is every host connected and Ready again after the restart
 # (each host's hello carries its members, which the controller reconciles
 # before it answers with its welcome). Updated exactly once: the simulator
@@ -166,7 +169,7 @@ done
 [[ "$SERVING_MS" != null ]] || die "the restarted controller did not answer within 30 s"
 note "serving ${SERVING_MS} ms after the kill"
 
-# Resuming: a member updated after the restart (the view's count moves on).
+# A member reported updated after the restart (the view's count moves on).
 RESUMED_MS=null
 RECONCILED_MS=null
 deadline=$((SECONDS + ROLLOUT_TIMEOUT))
@@ -190,6 +193,14 @@ while [[ $SECONDS -lt $deadline ]]; do
 done
 [[ "$PHASE" == Succeeded ]] || die "the rollout was not Succeeded within ${ROLLOUT_TIMEOUT} s of the restart (phase $PHASE)"
 ROLLOUT_MS=$(($(wall_ms) - T_KILL))
+# Driving again: the restarted controller's first member sent Updating (its
+# log's local-time ms stamps; the updated count above moves only once agents
+# have reconnected and reported the updates that were in flight).
+first_updating=$(grep -m 1 -F -- '-> Updating' "$WORK/controller.log" || true)
+DRIVING_MS=null
+if [[ -n "$first_updating" ]]; then
+  DRIVING_MS=$(($(date -d "$(sed -E 's/^\[([^]]+)\].*/\1/' <<<"$first_updating")" +%s%3N) - T_KILL))
+fi
 sleep 1.2 # the stats file is rewritten every second
 S=$(cat "$WORK/sim-stats.json")
 UPDATES=$(jq .updates <<<"$S")
@@ -205,7 +216,8 @@ echo
 echo "| figure | value | P5 |"
 echo "| --- | --- | --- |"
 echo "| API answers after the kill (ms) | $SERVING_MS | < 2000: $(within "$SERVING_MS" 2000) |"
-echo "| rollout moves on after the kill (ms) | $RESUMED_MS | < 2000: $(within "$RESUMED_MS" 2000) |"
+echo "| first member sent Updating by the restarted controller, after the kill (ms) | $DRIVING_MS | < 2000: $(within "$DRIVING_MS" 2000) |"
+echo "| a member more reported updated, after the kill (ms) | $RESUMED_MS | – |"
 echo "| every host connected and Ready after the kill (ms) | $RECONCILED_MS | < 30000: $(within "$RECONCILED_MS" 30000) |"
 echo "| hosts found Unreachable by the restarted controller | $UNREACHABLE_HOSTS | 0 |"
 echo "| rollout Succeeded after the kill (s) | $(calc "$ROLLOUT_MS / 1000") | – |"
@@ -214,11 +226,12 @@ echo
 jq -c -n --arg machine "$MACHINE" --arg build "$BUILD" --argjson m "$M" --argjson hosts "$HOSTS" \
   --argjson clusters "$CLUSTERS" --arg b "$B" --arg t "$T" --argjson at "$UPDATED_AT_KILL" \
   --argjson at_sim "$UPDATES_AT_KILL" --argjson serving "$SERVING_MS" --argjson resumed "$RESUMED_MS" \
+  --argjson driving "$DRIVING_MS" \
   --argjson reconciled "$RECONCILED_MS" --argjson unreachable "$UNREACHABLE_HOSTS" --argjson rollout "$ROLLOUT_MS" \
   --argjson updates "$UPDATES" --argjson dup "$DUPLICATES" --argjson refused "$REFUSED" --argjson once "$ONCE" \
   --arg lb "$LOAD_BEFORE" --arg la "$(cut -d' ' -f1-3 /proc/loadavg)" \
   '{bench: "recovery", machine: $machine, build: $build, members: $m, hosts: $hosts, clusters: $clusters,
     max_unavailable: $b, update_time: $t, updated_at_kill: $at, sim_updates_at_kill: $at_sim,
-    serving_ms: $serving, resumed_ms: $resumed, reconciled_ms: $reconciled, hosts_unreachable: $unreachable,
+    serving_ms: $serving, driving_ms: $driving, resumed_ms: $resumed, reconciled_ms: $reconciled, hosts_unreachable: $unreachable,
     rollout_done_ms: $rollout, updates: $updates, update_duplicates: $dup, updates_refused: $refused,
     updated_exactly_once: $once, load_before: $lb, load_after: $la}'
