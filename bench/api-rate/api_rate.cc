@@ -12,9 +12,10 @@
 //
 // Paths are asked in turn. Requests wait for one of at most --connections
 // keep-alive connections (opened as needed); the wait counts in their
-// latency. Loopback only. Prints one JSON line {"bench":"api-rate", ...}:
-// per path and overall, the count, the answers that were not 200 (by status,
-// or "io" for a failed connection or a timeout) and the latency percentiles
+// latency, and one that waited longer than --timeout is not sent at all.
+// Loopback only. Prints one JSON line {"bench":"api-rate", ...}: per path
+// and overall, the count, the answers that were not 200 (by status, "io" for
+// a failed connection or a timeout, "not sent") and the latency percentiles
 // in ms of the requests due after the warm-up.
 
 #include <utility>
@@ -224,9 +225,28 @@ class FixedRate {
             {"max_ms", q(1.0)}};
   }
 
+  void record(const Due& due, Clock::time_point done, const std::string& failure) {
+    if (due.at < start_ + options_.warmup) {
+      return;
+    }
+    PathTally& t = tallies_[due.path];
+    ++t.count;
+    t.latencies_ms.push_back(std::chrono::duration<double, std::milli>(done - due.at).count());
+    if (!failure.empty()) {
+      ++t.failures[failure];
+    }
+  }
+
   // Hands the requests that are due to free connections, opening new ones
-  // up to the limit; the rest wait for one to come back.
+  // up to the limit; the rest wait for one to come back. One that waited
+  // longer than the timeout is not sent: a failure ("not sent"), so that an
+  // overloaded server ends the run on time instead of an ever longer queue.
   void start_waiting() {
+    const auto now = Clock::now();
+    while (!waiting_.empty() && now - waiting_.front().at > options_.timeout) {
+      record(waiting_.front(), now, "not sent");
+      waiting_.pop_front();
+    }
     while (!waiting_.empty()) {
       std::unique_ptr<Connection> conn;
       if (!free_.empty()) {
@@ -267,15 +287,7 @@ class FixedRate {
     if (!ec) {
       co_await http::async_read(conn->stream, conn->buffer, res, asio::redirect_error(asio::use_awaitable, ec));
     }
-    const auto done = Clock::now();
-    if (due.at >= start_ + options_.warmup) {
-      PathTally& t = tallies_[due.path];
-      ++t.count;
-      t.latencies_ms.push_back(std::chrono::duration<double, std::milli>(done - due.at).count());
-      if (ec || res.result_int() != 200) {
-        ++t.failures[ec ? "io" : std::to_string(res.result_int())];
-      }
-    }
+    record(due, Clock::now(), ec ? "io" : res.result_int() != 200 ? std::to_string(res.result_int()) : "");
     if (ec || !res.keep_alive()) {
       beast::error_code ignored;
       conn->stream.socket().close(ignored);
