@@ -152,6 +152,11 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   tcp::acceptor acceptor;
   std::unique_ptr<ssl::context> tls_context;  // set: every connection is TLS
   std::atomic<bool> draining{false};
+  // Requests read past their head and not yet answered. A drain closes the
+  // agents' connections only once none is left: a request may wait on an
+  // agent (a member's logs).
+  std::atomic<size_t> requests_in_flight{0};
+  std::atomic<bool> agents_closed{false};
   std::atomic<uint64_t> accept_errors{0};
   std::atomic<size_t> unauthenticated_agents{0};
 
@@ -199,6 +204,29 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
                                     std::shared_ptr<Connection> conn);
   void forget(const std::shared_ptr<Connection>& conn);
   void close_idle(const std::shared_ptr<Connection>& conn);
+  void close_agents_once();
+
+  // One request from its head to its answer: its connection is busy (a
+  // drain lets it finish) and it counts in requests_in_flight.
+  class InFlight {
+   public:
+    InFlight(State& state, Connection& conn) : state_(state), conn_(conn) {
+      conn_.busy = true;
+      ++state_.requests_in_flight;
+    }
+    ~InFlight() {
+      conn_.busy = false;
+      if (--state_.requests_in_flight == 0 && state_.draining) {
+        state_.close_agents_once();
+      }
+    }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+
+   private:
+    State& state_;
+    Connection& conn_;
+  };
 };
 
 namespace {
@@ -385,14 +413,19 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
     beast::get_lowest_layer(stream).expires_after(kIdleTimeout);
     error_code ec;
     co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
+    // From its head on the request is in flight: a drain waits for its body
+    // and its answer instead of cutting it off.
+    std::optional<InFlight> in_flight;
+    if (!ec) {
+      in_flight.emplace(*this, *conn);
+    }
     const std::string method(head.get().method_string());
     std::optional<http::request_parser<http::string_body>> whole;
     if (!ec && head.get().target().size() <= kTargetLimit && !websocket::is_upgrade(head.get())) {
       const Request meta = to_request(head.get());
       if (api.is_artifact_upload(meta)) {
-        conn->busy = true;
         const bool goes_on = co_await receive_artifact(stream, buffer, head, meta);
-        conn->busy = false;
+        in_flight.reset();
         if (!goes_on || draining) {
           break;
         }
@@ -456,11 +489,11 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
         break;
       }
       conn->stream = nullptr;
+      in_flight.reset();  // an agent's connection from here on
       co_await serve_agent(std::move(stream), parser.release(), conn);
       forget(conn);
       co_return;
     }
-    conn->busy = true;
     const auto started = std::chrono::steady_clock::now();
     const auto& req = parser.get();
     RouteResult result = api.handle(to_request(req));
@@ -482,7 +515,7 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
     }
     metrics.record_request(std::string(req.method_string()), result.route, result.response.status,
                            std::chrono::steady_clock::now() - started);
-    conn->busy = false;
+    in_flight.reset();
     if (ec || !keep_alive) {
       break;
     }
@@ -687,10 +720,21 @@ asio::awaitable<void> HttpServer::State::serve_agent(Stream stream, http::reques
   fleet.disconnect(*host_id, link.get());
 }
 
-void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
-  if (auto agent = conn->agent.lock()) {
-    agent->close("controller shutting down");
+void HttpServer::State::close_agents_once() {
+  if (agents_closed.exchange(true)) {
     return;
+  }
+  std::lock_guard lock(connections_mutex);
+  for (const auto& conn : connections) {
+    if (auto agent = conn->agent.lock()) {
+      agent->close("controller shutting down");
+    }
+  }
+}
+
+void HttpServer::State::close_idle(const std::shared_ptr<Connection>& conn) {
+  if (!conn->agent.expired()) {
+    return;  // agents go once no request is in flight: close_agents_once()
   }
   asio::post(conn->strand, [conn] {
     if (conn->waker) {
@@ -746,9 +790,14 @@ void HttpServer::drain() {
     }
     error_code ignored;
     state->acceptor.close(ignored);
-    std::lock_guard lock(state->connections_mutex);
-    for (const auto& conn : state->connections) {
-      state->close_idle(conn);
+    {
+      std::lock_guard lock(state->connections_mutex);
+      for (const auto& conn : state->connections) {
+        state->close_idle(conn);
+      }
+    }
+    if (state->requests_in_flight == 0) {
+      state->close_agents_once();
     }
   });
 }
