@@ -41,7 +41,8 @@ std::optional<std::pair<std::string, std::string>> upload_target(const std::stri
       rest.find('/', slash + 1) != std::string::npos) {
     return std::nullopt;
   }
-  return std::pair{rest.substr(0, slash), rest.substr(slash + 1)};
+  // Percent-encoded by clients ("0.2.0+g1a2b3c" comes as "0.2.0%2Bg1a2b3c").
+  return std::pair{url_decode(rest.substr(0, slash)), url_decode(rest.substr(slash + 1))};
 }
 
 Result<json> items(Result<std::vector<ArtifactRecord>> records) {
@@ -158,9 +159,9 @@ void ControllerApi::serve_upgrades(ArtifactStore& artifacts) {
       Scope::kHostsToo);
   add("GET", v1 + "/artifacts", Role::kViewer, [this](const Params&) { return answer(items(artifacts_->list({}))); });
   add("GET", v1 + "/artifacts/{name}", Role::kViewer,
-      [this](const Params& p) { return answer(items(artifacts_->list(p.path.at("name")))); });
+      [this](const Params& p) { return answer(items(artifacts_->list(url_decode(p.path.at("name"))))); });
   add("GET", v1 + "/artifacts/{name}/{version}", Role::kViewer, [this](const Params& p) -> Result<Response> {
-    auto record = artifacts_->get(p.path.at("name"), p.path.at("version"));
+    auto record = artifacts_->get(url_decode(p.path.at("name")), url_decode(p.path.at("version")));
     if (!record) {
       return std::unexpected(record.error());
     }
@@ -169,8 +170,8 @@ void ControllerApi::serve_upgrades(ArtifactStore& artifacts) {
   add(
       "DELETE", v1 + "/artifacts/{name}/{version}", Role::kOperator,
       [this](const Params& p) -> Result<Response> {
-        const std::string name = p.path.at("name");
-        const std::string version = p.path.at("version");
+        const std::string name = url_decode(p.path.at("name"));
+        const std::string version = url_decode(p.path.at("version"));
         if (auto removed = artifacts_->remove(name, version, Caller{p.principal.name, "DELETE " + p.request.path});
             !removed) {
           return std::unexpected(removed.error());

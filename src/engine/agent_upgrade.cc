@@ -43,6 +43,12 @@ std::optional<TimePoint> read_time(const json& j) {
 
 }  // namespace
 
+bool runs_version(const std::string& reported, const std::string& wanted) {
+  return reported == wanted ||
+         (wanted.find('+') == std::string::npos && reported.size() > wanted.size() && reported.starts_with(wanted) &&
+          reported[wanted.size()] == '+');
+}
+
 std::string_view to_string(AgentUpgradeState state) {
   for (const auto& [s, text] : kStates) {
     if (s == state) {
@@ -265,8 +271,8 @@ bool AgentUpgradePlan::start_host(const std::string& id, const std::map<std::str
   auto view = hosts.find(id);
   if (view == hosts.end()) {
     finish_host(id, HostUpgradeStatus::kSkipped, "skipped: the host is gone", now);
-  } else if (view->second.connected && view->second.agent_version == v) {
-    h.from = v;
+  } else if (view->second.connected && runs_version(view->second.agent_version, v)) {
+    h.from = view->second.agent_version;
     finish_host(id, HostUpgradeStatus::kDone, "already on " + v, now);
   } else if (!view->second.connected) {
     finish_host(id, HostUpgradeStatus::kSkipped,
@@ -306,7 +312,7 @@ bool AgentUpgradePlan::on_outcome(const std::string& host, const std::string& co
   std::string failure;
   if (!ok) {
     failure = message.empty() ? "the agent could not upgrade" : message;
-  } else if (agent_version != v) {
+  } else if (!runs_version(agent_version, v)) {
     failure = "its agent answered ok but runs " + (agent_version.empty() ? std::string("an unknown version") : agent_version) +
               ", not " + v;
   }
@@ -379,7 +385,7 @@ std::string AgentUpgradePlan::summary() const {
   int pending = 0;
   for (const auto& [id, h] : progress_.hosts) {
     if (h.status == HostUpgradeStatus::kDone) {
-      (h.from == record_.agent_version ? already : upgraded) += 1;
+      (runs_version(h.from, record_.agent_version) ? already : upgraded) += 1;
     } else if (h.status == HostUpgradeStatus::kSkipped) {
       ++skipped;
     } else if (h.status == HostUpgradeStatus::kFailed) {

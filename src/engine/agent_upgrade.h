@@ -148,6 +148,10 @@ class AgentUpgradePlan {
   bool dirty_ = false;
 };
 
+// Whether an agent reporting `reported` runs `wanted`: the same, or
+// `wanted` without build metadata ("0.2.0" is run by "0.2.0+g1a2b3c").
+bool runs_version(const std::string& reported, const std::string& wanted);
+
 // Whether a host's labels match a selector: "" matches every host;
 // "k=v,k2=v2" every pair (the manifest's placement selector syntax).
 // kInvalid naming `field` for a selector that does not parse.

@@ -251,6 +251,19 @@ TEST(AgentUpgradePlan, UnreadableProgressIsAnError) {
   EXPECT_FALSE(AgentUpgradePlan::load(r));
 }
 
+TEST(AgentUpgradePlan, AVersionWithoutBuildMetadataIsRunByEveryBuildOfIt) {
+  EXPECT_TRUE(runs_version("0.2.0+g1a2b3c-dirty", "0.2.0"));
+  EXPECT_TRUE(runs_version("0.2.0+g1a2b3c", "0.2.0+g1a2b3c"));
+  EXPECT_FALSE(runs_version("0.2.0+g1a2b3c", "0.2.0+gffffff"));
+  EXPECT_FALSE(runs_version("0.2.01", "0.2.0"));
+  EXPECT_FALSE(runs_version("0.1.0", "0.2.0"));
+  std::map<std::string, UpgradeHostView> hosts{{"h1", ready()}};
+  auto plan = AgentUpgradePlan::start(record(1), {"h1"}, kT0);
+  plan.step(hosts, kT0);
+  EXPECT_TRUE(plan.on_outcome("h1", plan.command_id("h1"), true, "", "0.2.0+g1a2b3c", kT0));
+  EXPECT_EQ(status(plan, "h1"), HostUpgradeStatus::kDone);
+}
+
 TEST(AgentUpgradePlan, HostSelectors) {
   auto labels = parse_host_selector("zone=a,role=edge", "hosts");
   ASSERT_TRUE(labels);
