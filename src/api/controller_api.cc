@@ -295,6 +295,55 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     }
     return json_response(200, apply_json(*outcome));
   });
+  // Migration mode: an application's lock, and the platform's (--all).
+  for (const char* action : {"begin", "complete", "cancel"}) {
+    add("POST", v1 + "/applications/{app}/migration/" + action, Role::kOperator, [this, action](const Params& p) {
+      const Caller caller{p.principal.name, "POST " + p.request.path};
+      const std::string app = p.path.at("app");
+      return ok(std::string(action) == "begin" ? apps_.migration_begin(app, caller)
+                                               : apps_.migration_end(app, std::string(action) == "complete", caller));
+    });
+    add(
+        "POST", v1 + "/migration/" + action, Role::kAdmin,
+        [this, action](const Params& p) {
+          const Caller caller{p.principal.name, "POST " + p.request.path};
+          return ok(std::string(action) == "begin"
+                        ? apps_.migration_begin(std::nullopt, caller)
+                        : apps_.migration_end(std::nullopt, std::string(action) == "complete", caller));
+        },
+        Scope::kUnscoped);
+  }
+  add("POST", v1 + "/applications/{app}/migration/perform", Role::kOperator,
+      [this](const Params& p) -> Result<Response> {
+        auto body = body_object(p.request.body);
+        if (!body) {
+          return std::unexpected(body.error());
+        }
+        std::optional<int64_t> to;
+        std::optional<std::string> member;
+        for (const auto& [key, value] : body->items()) {
+          if (key == "member" && value.is_string() && !value.get<std::string>().empty()) {
+            member = value.get<std::string>();
+          } else if (key == "member") {
+            return fail(ErrorCode::kInvalid, "member must be a member id like web/3", key);
+          } else if (key != "toRevision") {
+            return fail(ErrorCode::kInvalid, "unknown field '" + key + "'", key);
+          } else if (value.is_number_unsigned() && value.get<uint64_t>() > kMaxRevision) {
+            return std::unexpected(revision_out_of_range(value.dump(), key));
+          } else if (!value.is_number_integer() || value.get<int64_t>() < 1) {
+            return fail(ErrorCode::kInvalid, "toRevision must be a revision number (1, 2, ...)", key);
+          } else {
+            to = value.get<int64_t>();
+          }
+        }
+        if (!to) {
+          return fail(ErrorCode::kInvalid, "toRevision is required: the revision to move to", "toRevision");
+        }
+        return ok(apps_.migration_perform(p.path.at("app"), member, *to,
+                                          Caller{p.principal.name, "POST " + p.request.path}));
+      });
+  add("GET", v1 + "/migration", Role::kViewer,
+      [this](const Params& p) { return ok(apps_.migration_locks(p.principal.app)); });
   add("GET", v1 + "/events", Role::kViewer, [this](const Params& p) -> Result<Response> {
     uint64_t since = 0;
     if (auto s = query_param(p.request, "since")) {

@@ -19,6 +19,7 @@
 
 #include "cli/client.h"
 #include "cli/manifest_edit.h"
+#include "cli/migration_verbs.h"
 #include "cli/output.h"
 #include "cli/rollout_view.h"
 #include "cli/session.h"
@@ -151,9 +152,10 @@ int cmd_get_apps(const Session& s, const std::string& name) {
   std::vector<Row> rows;
   for (const auto& a : items) {
     rows.push_back({cell(a["name"]), cell(a["revision"]), cell(a["deployed"]), cell(a["clusters"]), cell(a["desired"]),
-                    cell(a["active"]), cell(a["updatedAt"])});
+                    cell(a["active"]), cell(a["updatedAt"]), migration_cell(a.value("migration", json()))});
   }
-  print_table(std::cout, {"NAME", "REVISION", "DEPLOYED", "CLUSTERS", "DESIRED", "ACTIVE", "UPDATED"}, rows);
+  print_table(std::cout, {"NAME", "REVISION", "DEPLOYED", "CLUSTERS", "DESIRED", "ACTIVE", "UPDATED", "MIGRATION"},
+              rows);
   return 0;
 }
 
@@ -290,7 +292,8 @@ int cmd_describe(const Session& s, const std::string& path) {
             << "Description:  " << cell(doc["description"]) << "\n"
             << "Revision:     " << cell(doc["revision"]) << "\n"
             << "Deployed:     " << cell(doc["deployed"]) << "\n"
-            << "Updated:      " << cell(doc["updatedAt"]) << "\n\n";
+            << "Updated:      " << cell(doc["updatedAt"]) << "\n"
+            << "Migration:    " << migration_cell(doc.value("migration", json())) << "\n\n";
   std::vector<Row> rows;
   for (const auto& n : tree) {
     const std::string p = n["path"];
@@ -850,6 +853,7 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
   }));
 
   add_operator_verbs(app, options, exit_code);
+  add_migration_verbs(app, options, exit_code);
 }
 
 }  // namespace tranche::cli

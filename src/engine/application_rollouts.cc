@@ -11,6 +11,7 @@
 #include "common/time_format.h"
 #include "engine/application_service.h"
 #include "engine/events.h"
+#include "engine/migration.h"
 #include "engine/rollout.h"
 
 namespace tranche {
@@ -139,6 +140,9 @@ Result<json> ApplicationService::rollout_control(const std::string& app_name, st
                                                  const Caller& caller) {
   using P = RolloutPhase;
   std::lock_guard lock(commands_);
+  if (auto unlocked = refuse_if_locked(store_, app_name); !unlocked) {
+    return std::unexpected(unlocked.error());
+  }
   // The fleet writes the same record between ticks: on a lost race, read again.
   for (int attempt = 0;; ++attempt) {
     auto current = load_rollout(app_name);
@@ -235,6 +239,11 @@ Result<ApplyOutcome> ApplicationService::undo(const std::string& app_name, std::
   auto current = load(app_name);
   if (!current) {
     return std::unexpected(current.error());
+  }
+  // Said before what the revision would be: apply() checks again under the
+  // command lock.
+  if (auto unlocked = refuse_if_locked(store_, app_name); !unlocked) {
+    return std::unexpected(unlocked.error());
   }
   const int64_t now_at = current->app.current_revision;
   if (!to) {

@@ -1,6 +1,7 @@
 #include "engine/application_service.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "common/names.h"
@@ -8,6 +9,7 @@
 #include "common/time_format.h"
 #include "engine/command_outcomes.h"
 #include "engine/events.h"
+#include "engine/migration.h"
 #include "engine/operational_state.h"
 
 namespace tranche {
@@ -192,6 +194,17 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
     return fail(ErrorCode::kNotFound, "application '" + spec.name + "' not found");
   }
   std::lock_guard lock(commands_);
+  // A dry run changes nothing: a locked application still answers it.
+  if (!dry_run) {
+    if (auto unlocked = refuse_if_locked(store_, spec.name); !unlocked) {
+      return std::unexpected(unlocked.error());
+    }
+  }
+  return apply_spec(spec, dry_run, caller, {});
+}
+
+Result<ApplyOutcome> ApplicationService::apply_spec(const ApplicationSpec& spec, bool dry_run, const Caller& caller,
+                                                    const AmendApply& amend) {
   const TimePoint now = clock_.now();
 
   auto existing = store_.get_application(spec.name);
@@ -323,6 +336,9 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
     outcome.message += "; rollout " + std::to_string(*outcome.rollout) + " started";
   }
 
+  if (amend) {
+    amend(outcome, batch);
+  }
   op.message = outcome.message;
   outcome.operation_id = op.id;
   batch.mutations.push_back(PutApplication{app});
@@ -336,6 +352,9 @@ Result<ApplyOutcome> ApplicationService::apply(std::string_view manifest, Manife
 
 Result<json> ApplicationService::undeploy(const std::string& app_name, const Caller& caller) {
   std::lock_guard lock(commands_);
+  if (auto unlocked = refuse_if_locked(store_, app_name); !unlocked) {
+    return std::unexpected(unlocked.error());
+  }
   auto current = load(app_name);
   if (!current) {
     return std::unexpected(current.error());
@@ -367,6 +386,9 @@ Result<json> ApplicationService::undeploy(const std::string& app_name, const Cal
 Result<json> ApplicationService::set_operational_state(const std::string& app_name, const OperationalChange& change,
                                                        const Caller& caller) {
   std::lock_guard lock(commands_);
+  if (auto unlocked = refuse_if_locked(store_, app_name); !unlocked) {
+    return std::unexpected(unlocked.error());
+  }
   auto current = load(app_name);
   if (!current) {
     return std::unexpected(current.error());
@@ -514,8 +536,41 @@ Result<int> ApplicationService::expire_operational_values() {
     return 0;
   }
   WriteBatch batch;
+  const Caller expiry{"expiry", "expire operational values"};
+  std::map<std::string, ApplicationRecord> operated;  // applications given an operation by the expiry
   for (const auto& v : *due) {
     const std::string name(to_string(v.setting));
+    if (v.setting == Setting::kMaintenance) {
+      // A maintenance whose time box ends is ended as the operator's own
+      // command of the value it returns to would end it: members not yet
+      // taken in are left, those in Maintenance finish, and its operation
+      // is Superseded, naming the expiry's.
+      auto app = operated.find(v.app);
+      if (app == operated.end()) {
+        auto record = store_.get_application(v.app);
+        if (!record) {
+          return std::unexpected(record.error());
+        }
+        if (!*record) {
+          return fail(ErrorCode::kInternal, "operational value of '" + v.app + "', which does not exist");
+        }
+        app = operated.emplace(v.app, **record).first;
+      }
+      auto members = current_members(v.app);
+      if (!members) {
+        return std::unexpected(members.error());
+      }
+      const std::string back_to = v.previous_value.value_or("off");
+      mark_for_maintenance(v.app, v.path, back_to, false, *members, expiry, now, batch);
+      OperationRecord op = next_operation(app->second, "operational-state",
+                                          {{"path", v.path}, {"maintenance", back_to}, {"expired", v.value}}, expiry);
+      op.message = "maintenance " + v.value + " on " + full_path(v.app, v.path) + " expired; back to " + back_to;
+      op.message += supersede_maintenance(store_, v.app, v.path, back_to, op, now, batch);
+      if (back_to != "off") {
+        op.status = "Running";
+      }
+      batch.mutations.push_back(PutOperation{op});
+    }
     if (v.previous_value) {
       batch.mutations.push_back(PutOperationalValue{
           {v.app, v.path, v.setting, *v.previous_value, std::nullopt, std::nullopt, "expiry", now}});
@@ -528,6 +583,9 @@ Result<int> ApplicationService::expire_operational_values() {
         now, v.app, full_path(v.app, v.path), "", "OperationalStateExpired", v.value, optional_json(v.previous_value),
         name + " " + v.value + " on " + full_path(v.app, v.path) + " expired after " + format_duration(lasted) +
             "; back to " + back)});
+  }
+  for (auto& [name, app] : operated) {
+    batch.mutations.push_back(PutApplication{std::move(app)});
   }
   batch.mutations.push_back(
       AppendAudit{{0, now, "tranche", "expire operational values", "", std::to_string(due->size()) + " expired"}});
@@ -565,6 +623,10 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
     }
     const auto active =
         std::count_if(members->begin(), members->end(), [](const MemberRecord& m) { return m.state == "Active"; });
+    auto migration = migration_view(record.name);
+    if (!migration) {
+      return std::unexpected(migration.error());
+    }
     items.push_back({{"name", record.name},
                      {"description", current->spec->description},
                      {"revision", record.current_revision},
@@ -572,6 +634,7 @@ Result<json> ApplicationService::list_applications(const std::optional<std::stri
                      {"clusters", clusters},
                      {"desired", desired},
                      {"active", active},
+                     {"migration", *migration},
                      {"updatedAt", format_rfc3339(record.updated_at)}});
   }
   return json{{"items", items}};
@@ -640,8 +703,13 @@ Result<json> ApplicationService::describe_application(const std::string& app_nam
                         {"message", e.message}});
     }
   }
+  auto migration = migration_view(app_name);
+  if (!migration) {
+    return std::unexpected(migration.error());
+  }
   return json{{"name", app_name},
               {"description", current.spec->description},
+              {"migration", *migration},
               {"revision", current.app.current_revision},
               {"deployed", current.app.deployed},
               {"createdAt", format_rfc3339(current.app.created_at)},

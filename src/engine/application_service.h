@@ -6,6 +6,7 @@
 // batch carrying its events and audit record.
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,21 @@ class ApplicationService {
   // A new revision with revision `to`'s manifest (default: the one before the
   // current), which starts a rollout like any apply.
   Result<ApplyOutcome> undo(const std::string& app, std::optional<int64_t> to, const Caller& caller);
+  // Migration mode (updates.md; application_migration.cc). `app` nullopt is
+  // the platform lock. While a lock holds an application, every mutating
+  // call above is refused (kConflict naming the lock); these are not.
+  Result<nlohmann::json> migration_begin(const std::optional<std::string>& app, const Caller& caller);
+  // Moves the whole application (`member` nullopt) or one member to revision
+  // `to`, forward or backward, with the clusters' update policies. Needs the
+  // application's own lock and no perform in progress.
+  Result<nlohmann::json> migration_perform(const std::string& app, const std::optional<std::string>& member,
+                                           int64_t to, const Caller& caller);
+  // Lifts the lock (`complete` or cancel) and resumes the rollouts taking it
+  // paused; both are refused while a perform is in progress.
+  Result<nlohmann::json> migration_end(const std::optional<std::string>& app, bool complete, const Caller& caller);
+  // The locks a caller may see: the platform's and, with `visible`, only
+  // that application's.
+  Result<nlohmann::json> migration_locks(const std::optional<std::string>& visible) const;
   // Reverts time-boxed values that have expired; returns how many.
   Result<int> expire_operational_values();
 
@@ -83,6 +99,12 @@ class ApplicationService {
     std::shared_ptr<const ApplicationSpec> spec;  // of app.current_revision
   };
   Result<Current> load(const std::string& app) const;
+  // apply() once its caller may change the application: commands_ held, the
+  // migration lock checked (or a perform's own). `amend` adds to the batch,
+  // knowing the outcome (the rollout started), before it is committed.
+  using AmendApply = std::function<void(ApplyOutcome&, WriteBatch&)>;
+  Result<ApplyOutcome> apply_spec(const ApplicationSpec& spec, bool dry_run, const Caller& caller,
+                                  const AmendApply& amend);
   // What the read views need: the spec, current members, explicit values.
   struct View {
     Current current;
@@ -90,6 +112,9 @@ class ApplicationService {
     std::vector<OperationalValueRecord> values;
   };
   Result<View> load_view(const std::string& app) const;
+  // The lock holding `app` as lock_json (its own, else the platform's), or
+  // null: shown by the application's views.
+  Result<nlohmann::json> migration_view(const std::string& app) const;
   // Members that exist now; Terminated ones are history.
   Result<std::vector<MemberRecord>> current_members(const std::string& app) const;
   void mark_for_maintenance(const std::string& app, const std::string& path, const std::string& value, bool all_at_once,

@@ -42,6 +42,7 @@
 #include "engine/fleet/host_deadlines.h"
 #include "engine/fleet/member_state.h"
 #include "engine/fleet/work_queue.h"
+#include "engine/migration.h"
 #include "engine/reconcile/balancer_sync.h"
 #include "engine/reconcile/scheduler.h"
 #include "engine/rollout.h"
@@ -250,6 +251,9 @@ class Fleet {
     std::string state = "normal";                      // normal | overload | underload
     std::optional<double> average;
     std::optional<TimePoint> last_decision;
+    // The count a decision wanted while a migration lock suspended it: each
+    // suspended decision is said once, not once per pass.
+    std::optional<int> suspended;
   };
   struct LogRequest {
     std::string member;
@@ -366,7 +370,8 @@ class Fleet {
   // count; returns the count the cluster should have now.
   int autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
                 const std::vector<ClusterScaleRecord>& scales);
-  void delay_healing(MemberEntry& m);
+  // `why`: autohealing is off, or a migration lock suspends it.
+  void delay_healing(MemberEntry& m, const std::string& why);
   void resume_healing(MemberEntry& m);
   void record_healing(MemberEntry& m, std::optional<TimePoint> delayed_since, const char* event,
                       const std::string& message);
@@ -386,6 +391,20 @@ class Fleet {
   // Pairs each member being replaced (oldest first) that has no live
   // successor with the oldest successor not yet paired.
   static void pair_successors(const std::vector<MemberEntry*>& replaced, const std::vector<MemberEntry*>& successors);
+  // Migration mode (reconcile/migration.cc): the locks as of this pass.
+  struct LockEntry {
+    MigrationLockRecord record;
+    MigrationDetail detail;
+  };
+  // Also ends whole-application performs whose rollout ended, and member
+  // performs whose member is gone.
+  void read_migration_locks();
+  // The lock holding `app`: its own, else the platform's; nullptr: none.
+  const LockEntry* migration_lock(const std::string& app) const;
+  // Moves the member of a running member perform one step; true while the
+  // perform owns the cluster's members (nothing else changes them).
+  bool drive_member_perform(const ClusterRef& cluster, const std::vector<MemberEntry*>& members);
+  void finish_perform(LockEntry& lock, bool succeeded, const std::string& message);
   Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);
@@ -466,6 +485,7 @@ class Fleet {
   static constexpr std::chrono::milliseconds kLoadCheckInterval{1000};
   TimePoint next_load_check_{};
   std::map<std::string, std::optional<int>> scaled_;  // by "app/cluster", for load_json
+  std::map<std::string, LockEntry> locks_;  // by app, "" the platform's (read_migration_locks)
   // By app. Only a balancer pass that began after a rollout entered its
   // phase may pause it: else a resume is undone by what a pass found
   // before the operator resumed it.

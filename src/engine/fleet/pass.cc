@@ -124,6 +124,7 @@ void Fleet::tick() {
 void Fleet::reconcile_pass() {
   check_heartbeats();
   drive_agent_upgrade();
+  read_migration_locks();
   auto apps = store_.list_applications();
   if (!apps) {
     spdlog::error("reconcile: {}", apps.error().describe());

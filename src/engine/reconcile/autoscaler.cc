@@ -73,8 +73,27 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
                      : load.state == "underload" && desired > counts.min ? desired - 1
                                                                          : desired;
   if (!enabled || !cooled || wanted == desired || !cluster.app->deployed) {
+    load.suspended.reset();
     return desired;
   }
+  // updates.md: a migration lock suspends the decision: said once (per
+  // count wanted), not acted on.
+  if (const LockEntry* lock = migration_lock(cluster.app->name)) {
+    if (load.suspended != wanted) {
+      load.suspended = wanted;
+      const std::string message = fmt::format("autoscaling {} from {} to {} members ({}: average load {:.2f}) is "
+                                              "suspended by {}",
+                                              where, desired, wanted, load.state, *load.average,
+                                              describe_lock(lock->record));
+      WriteBatch batch;
+      batch.mutations.push_back(AppendEvent{
+          make_event(now, cluster.app->name, where, "", "AutoscalingSuspended", desired, wanted, message)});
+      stage(std::move(batch));
+      spdlog::info("{}", message);
+    }
+    return desired;
+  }
+  load.suspended.reset();
   const std::string reason = load.state + ": " + fmt::format("average load {:.2f}", *load.average);
   WriteBatch batch;
   batch.mutations.push_back(PutClusterScale{{cluster.app->name, cluster.path, wanted, counts.desired, reason, now}});

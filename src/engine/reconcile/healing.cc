@@ -1,4 +1,5 @@
-// Autohealing off (model.md): healing a member waits, said once, and resumes.
+// Autohealing off (model.md), or suspended by a migration lock: healing a
+// member waits, said once, and resumes.
 
 #include "engine/fleet/fleet.h"
 
@@ -19,18 +20,17 @@ using std::chrono::milliseconds;
 
 // model.md, "autohealing off": the fact is recorded and published once, and
 // nothing is started or stopped for the member.
-void Fleet::delay_healing(MemberEntry& m) {
+void Fleet::delay_healing(MemberEntry& m, const std::string& why) {
   if (m.record.healing_delayed_since) {
     return;
   }
-  const std::string message =
-      "autohealing is off: " + m.record.id + " (" + m.record.state + ") is neither restarted nor replaced";
+  const std::string message = why + ": " + m.record.id + " (" + m.record.state + ") is neither restarted nor replaced";
   spdlog::warn("{}", message);
   record_healing(m, clock_.now(), "HealingDelayed", message);
 }
 
-// Autohealing is back on for a member that still needs it: say for how long
-// healing waited, then heal as usual.
+// Autohealing is back on (or the migration lock lifted) for a member that
+// still needs it: say for how long healing waited, then heal as usual.
 void Fleet::resume_healing(MemberEntry& m) {
   const auto waited = duration_cast<milliseconds>(clock_.now() - *m.record.healing_delayed_since);
   const std::string message = "autohealing is on again: healing of " + m.record.id + " had been delayed since " +

@@ -132,7 +132,14 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
     }
     if (m.state == MemberState::kFailed || m.state == MemberState::kUnreachable) {
       if (cluster.app->deployed && resolve(values, member_path(m.record), Setting::kAutohealing).effective == "off") {
-        delay_healing(m);
+        delay_healing(m, "autohealing is off");
+        ++held;
+        continue;
+      }
+      // updates.md: a migration lock suspends autohealing decisions: observed
+      // (said once, with the lock), not acted on.
+      if (const LockEntry* lock = cluster.app->deployed ? migration_lock(cluster.app->name) : nullptr) {
+        delay_healing(m, "autohealing is suspended by " + describe_lock(lock->record));
         ++held;
         continue;
       }
@@ -151,6 +158,9 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   // Failed members that autohealing off keeps are not compensated for.
   start_maintenance(cluster, members, markers, scaled - held);
   const int desired = cluster.app->deployed ? scaled : 0;
+  if (cluster.app->deployed && drive_member_perform(cluster, members)) {
+    return false;  // a migration perform owns the cluster's members for now
+  }
   const bool replace_waits = cluster.app->deployed && replace_waits_for_rollout(cluster, markers, rollout);
   if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
     return false;  // the rollout owns the cluster's members for now
