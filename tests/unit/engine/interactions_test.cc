@@ -578,6 +578,38 @@ std::string cell_name(const ::testing::TestParamInfo<Interaction>& info) {
   return out;
 }
 
+// A time box (--for) that ends in the middle of a maintenance restart ends
+// it as `maintenance off` would, and its operation says so: the member at
+// its hook finishes and resumes, the others are left alone, and nothing
+// stays Running.
+TEST(TimeBoxedMaintenance, ExpiringEndsItAsOffWouldAndItsOperationSaysBy) {
+  FleetSim sim;
+  deploy(sim, shop(3), 3);
+  const auto originals = ids_in(sim, "Active");
+  sim.hold_maintenance(true);
+  const std::string op = set(sim, {{"path", "web"}, {"maintenance", "restart"}, {"for", "10s"}});
+  sim.run(2);
+  ASSERT_EQ(sim.count("Maintenance"), 1) << "maxUnavailable 1: one at a time";
+  sim.clock().advance(10s);
+  ASSERT_EQ(sim.apps().expire_operational_values().value(), 1);
+  const json ended = sim.operation(op);
+  EXPECT_EQ(ended["status"], "Superseded") << ended.dump();
+  EXPECT_NE(ended["message"].get<std::string>().find("superseded by op-"), std::string::npos) << ended.dump();
+  EXPECT_EQ(sim.markers().size(), 1u) << "only the member at its hook keeps its marker";
+  sim.hold_maintenance(false);
+  sim.release_all();
+  sim.run(6);
+  EXPECT_EQ(sim.count("Active"), 3);
+  EXPECT_EQ(ids_in(sim, "Active"), originals) << "restarted in place, none replaced";
+  EXPECT_TRUE(sim.markers().empty());
+  int into_maintenance = 0;
+  for (const auto& e : sim.events("MemberStateChanged")) {
+    into_maintenance += e.to_json == "\"Maintenance\"" ? 1 : 0;
+  }
+  EXPECT_EQ(into_maintenance, 1) << "no member went into maintenance after the expiry";
+  EXPECT_TRUE(sim.store().list_operations("shop", "Running").value().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Table, InteractionCell,
                          ::testing::ValuesIn(std::vector<Interaction>(interactions().begin(), interactions().end())),
                          cell_name);
