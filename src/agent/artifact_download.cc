@@ -58,7 +58,7 @@ asio::awaitable<Result<std::string>> exchange(Stream& stream, const ServerUrl& u
 
 }  // namespace
 
-asio::awaitable<Result<std::string>> download_artifact(asio::io_context& io, const ArtifactRequest& request) {
+asio::awaitable<Result<std::string>> download_artifact(asio::io_context& io, ArtifactRequest request) {
   auto url = parse_server_url(request.server);
   if (!url) {
     co_return std::unexpected(url.error());

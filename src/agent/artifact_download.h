@@ -26,8 +26,7 @@ struct ArtifactRequest {
 };
 
 // The body of a 200 answer; any other status is an error naming it and the
-// first line of the body.
-boost::asio::awaitable<Result<std::string>> download_artifact(boost::asio::io_context& io,
-                                                              const ArtifactRequest& request);
+// first line of the body. `request` by value: the coroutine outlives the caller's.
+boost::asio::awaitable<Result<std::string>> download_artifact(boost::asio::io_context& io, ArtifactRequest request);
 
 }  // namespace tranche::agent

@@ -147,10 +147,19 @@ int run_agent_watchdog(const WatchdogOptions& options, const std::vector<std::st
   if (!outcome->exec) {
     return 0;
   }
-  std::fflush(stderr);
-  const Error failed = exec_agent(*outcome->exec, agent_argv, agent_environment({{kExecMarker, "1"}}));
-  std::fprintf(stderr, "tranche agent-watchdog: error: %s\n", failed.message.c_str());
-  return 1;
+  // Nothing else will start the agent: a binary being replaced (ETXTBSY,
+  // EACCES while a package manager or a linker writes it) is tried again.
+  constexpr int kAttempts = 60;
+  for (int attempt = 1;; ++attempt) {
+    std::fflush(stderr);
+    const Error failed = exec_agent(*outcome->exec, agent_argv, agent_environment({{kExecMarker, "1"}}));
+    std::fprintf(stderr, "tranche agent-watchdog: error: %s (attempt %d of %d)\n", failed.message.c_str(), attempt,
+                 kAttempts);
+    if (attempt == kAttempts) {
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
 }
 
 Status SelfUpgrade::load() {

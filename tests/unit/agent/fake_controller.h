@@ -1,12 +1,15 @@
 #pragma once
 // The controller's end of the agent protocol, as much as the agent's tests
-// need: it welcomes every hello, acknowledges every result, records every
-// message and sends the commands it is given. Its io_context runs on a
-// thread of its own; the methods may be called from the test's thread.
+// need: it welcomes every hello (unless told to hold its welcomes),
+// acknowledges every result, records every message and sends the commands
+// it is given; a plain GET is answered with the artifact served at its path
+// to the host token. Its io_context runs on a thread of its own; the methods
+// may be called from the test's thread.
 
 #include <utility>  // before Asio: coroutine support needs it on g++ 12
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,6 +19,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
@@ -51,6 +55,18 @@ class FakeController {
   }
 
   size_t hellos() const { return of_type("hello").size(); }
+
+  // GET `path` with "Authorization: Bearer host-token" answers `body`.
+  void serve_artifact(const std::string& path, std::string body) {
+    std::lock_guard lock(mu_);
+    artifacts_[path] = std::move(body);
+  }
+
+  // While held, hellos are recorded and their connections closed unwelcomed.
+  void hold_welcomes(bool hold) {
+    std::lock_guard lock(mu_);
+    hold_welcomes_ = hold;
+  }
 
   // Sends a command to the connected agent (dropped when none is). Written
   // by hand as on the wire, so that a test may send what no typed command
@@ -134,13 +150,46 @@ class FakeController {
       if (ec) {
         co_return;
       }
-      boost::asio::co_spawn(io_, serve(std::make_shared<Session>(std::move(socket))), boost::asio::detached);
+      boost::asio::co_spawn(io_, route(std::move(socket)), boost::asio::detached);
     }
   }
 
-  boost::asio::awaitable<void> serve(std::shared_ptr<Session> session) {
+  // A WebSocket upgrade goes to serve(); any other request is an artifact's GET.
+  boost::asio::awaitable<void> route(boost::asio::ip::tcp::socket socket) {
+    namespace http = boost::beast::http;
     boost::system::error_code ec;
-    co_await session->ws.async_accept(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    boost::beast::flat_buffer buffer;
+    http::request<http::string_body> request;
+    co_await http::async_read(socket, buffer, request, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    if (ec) {
+      co_return;
+    }
+    if (boost::beast::websocket::is_upgrade(request)) {
+      co_await serve(std::make_shared<Session>(std::move(socket)), request);
+      co_return;
+    }
+    http::response<http::string_body> response(http::status::not_found, 11);
+    {
+      std::lock_guard lock(mu_);
+      const auto it = artifacts_.find(std::string(request.target()));
+      if (request[http::field::authorization] != "Bearer host-token") {
+        response.result(http::status::unauthorized);
+        response.body() = "not authorized\n";
+      } else if (it != artifacts_.end()) {
+        response.result(http::status::ok);
+        response.body() = it->second;
+      } else {
+        response.body() = "no such artifact\n";
+      }
+    }
+    response.prepare_payload();
+    co_await http::async_write(socket, response, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  }
+
+  boost::asio::awaitable<void> serve(std::shared_ptr<Session> session,
+                                     const boost::beast::http::request<boost::beast::http::string_body>& request) {
+    boost::system::error_code ec;
+    co_await session->ws.async_accept(request, boost::asio::redirect_error(boost::asio::use_awaitable, ec));
     boost::beast::flat_buffer buffer;
     while (!ec) {
       buffer.clear();
@@ -162,6 +211,9 @@ class FakeController {
       }
       if (type == "hello") {
         session_ = session;
+        if (holding_welcomes()) {
+          break;  // closes the connection: the agent tries again
+        }
         enqueue(session, protocol::to_json(protocol::Welcome{"h-test", "host-token", 0.2}).dump());
       } else if (type == "result") {
         enqueue(session, protocol::to_json(protocol::Ack{message.value("id", "")}).dump());
@@ -172,6 +224,11 @@ class FakeController {
       std::lock_guard lock(mu_);
       connected_ = false;
     }
+  }
+
+  bool holding_welcomes() const {
+    std::lock_guard lock(mu_);
+    return hold_welcomes_;
   }
 
   void enqueue(const std::shared_ptr<Session>& session, std::string text) {
@@ -206,6 +263,8 @@ class FakeController {
   mutable std::mutex mu_;
   std::vector<nlohmann::json> messages_;
   bool connected_ = false;
+  std::map<std::string, std::string> artifacts_;  // path -> body
+  bool hold_welcomes_ = false;
 };
 
 }  // namespace tranche::agent::test
