@@ -410,7 +410,9 @@ asio::awaitable<void> HttpServer::State::serve_requests(Stream& stream, std::sha
     // No limit yet (Beast reads none as "refuse any body"): which one applies
     // depends on the route.
     head.body_limit(std::numeric_limits<std::uint64_t>::max());
-    beast::get_lowest_layer(stream).expires_after(kIdleTimeout);
+    // A connection accepted just before a drain began has a moment for its
+    // request, not the idle timeout.
+    beast::get_lowest_layer(stream).expires_after(draining ? kLingerTimeout : kIdleTimeout);
     error_code ec;
     co_await http::async_read_header(stream, buffer, head, asio::redirect_error(asio::use_awaitable, ec));
     // From its head on the request is in flight: a drain waits for its body
@@ -657,6 +659,9 @@ asio::awaitable<void> HttpServer::State::serve_agent(Stream stream, http::reques
   beast::get_lowest_layer(stream).expires_never();
   auto link = std::make_shared<WebSocketAgentLink<Stream>>(conn->strand, std::move(stream));
   conn->agent = link;
+  if (agents_closed) {  // accepted just before a drain that closed the others
+    link->close("controller shutting down");
+  }
   auto& ws = link->ws();
   // Until hello the peer is a stranger: little time, small messages, and a
   // place among the few (serve() counted it in unauthenticated_agents).
