@@ -1,7 +1,8 @@
 // End-to-end: upgrading the controller itself (updates.md, "Upgrading
 // Tranche itself"). A `tranche` controller with real agents and members is
-// stopped and `tranche-next` (the next minor version) started on its port
-// and data dir: members keep running untouched, agents reconnect. And what
+// locked for migration (`migration begin --all`), stopped, and
+// `tranche-next` (the next minor version) started on its port and data dir:
+// members keep running untouched, agents reconnect, the lock holds. And what
 // SIGTERM promises: in-flight requests finish, new connections are refused,
 // the process exits 0.
 
@@ -150,6 +151,9 @@ TEST_F(UpgradeController, ANewerControllerTakesOverTheStoreAndTheAgentsWhileMemb
         return before.size() == 2;
       },
       20s));
+  // Before an upgrade of Tranche itself: the platform's migration lock.
+  const CliResult locked = controller_.cli({"migration", "begin", "--all"});
+  ASSERT_EQ(locked.exit_code, 0) << locked.err;
   const json old_version = get({"version", "-o", "json"});
   ASSERT_EQ(old_version["server"]["version"].get<std::string>().substr(0, 6), "0.1.0+");
   const auto history = events_after(0);
@@ -195,6 +199,12 @@ TEST_F(UpgradeController, ANewerControllerTakesOverTheStoreAndTheAgentsWhileMemb
   for (const auto& e : events_after(last_seq)) {
     EXPECT_NE(e["type"], "MemberStateChanged") << "nothing restarted, nothing moved: " << e.dump();
   }
+  // The lock outlived the old controller: nothing changes under it.
+  const CliResult scaled = controller_.cli({"scale", "shop/web", "--members", "3"});
+  EXPECT_EQ(scaled.exit_code, 1);
+  EXPECT_NE(scaled.err.find("migration lock"), std::string::npos) << scaled.err;
+  const CliResult unlocked = controller_.cli({"migration", "complete", "--all"});
+  EXPECT_EQ(unlocked.exit_code, 0) << unlocked.err;
 }
 
 TEST_F(UpgradeController, SigtermFinishesTheRequestInFlightRefusesNewConnectionsAndExitsZero) {
