@@ -63,12 +63,12 @@ class AgentUpgrade : public ::testing::Test {
 
     controller_ = std::make_unique<Controller>(dir_.path() / "data");
     controller_->use_binary(next_binary());
-    controller_->start(
-        {"--heartbeat-interval", "300ms", "--heartbeat-timeout", "3000ms", "--haproxy-socket", socket_.string()});
+    start_controller();
     for (int i = 0; i < kHosts; ++i) {
       const std::string name = "agent" + std::to_string(i);
       agents_.push_back(std::make_unique<Process>(
-          std::vector<std::string>{tranche_binary(), "agent", "--server", controller_->url(), "--join-token-file",
+          std::vector<std::string>{tranche_binary(), "agent", "--server-file",
+                                   (controller_->data_dir() / "controller.url").string(), "--join-token-file",
                                    (controller_->data_dir() / "join.token").string(), "--state-dir",
                                    (dir_.path() / name).string(), "--labels", "name=" + name, "--slots", "1"},
           dir_.path(), name,
@@ -101,6 +101,11 @@ class AgentUpgrade : public ::testing::Test {
     int status = 0;
     json body;
   };
+
+  void start_controller() {
+    controller_->start(
+        {"--heartbeat-interval", "300ms", "--heartbeat-timeout", "3000ms", "--haproxy-socket", socket_.string()});
+  }
 
   Answer api(const std::string& method, const std::string& target, const json& body = nullptr) const {
     cli::ApiClient client(controller_->url(), controller_->admin_token());
@@ -263,6 +268,34 @@ TEST_F(AgentUpgrade, ABinaryThatExitsAtOnceFallsBackOnTheFirstHostAndPausesTheUp
   const CliResult aborted = controller_->cli({"agent", "upgrade", "abort"});
   EXPECT_EQ(aborted.exit_code, 0) << aborted.err;
   EXPECT_EQ(upgrade()["state"], "Aborted");
+}
+
+TEST_F(AgentUpgrade, AControllerKilledMidUpgradeResumesItFromTheStore) {
+  const auto before = pids();
+  lock_platform();
+  const CliResult started = controller_->cli({"agent", "upgrade", "--version", next_version_, "--artifact",
+                                              next_binary(), "--fallback-seconds", "30"});
+  ASSERT_EQ(started.exit_code, 0) << started.out << started.err;
+  controller_->kill_hard();
+  start_controller();
+  ASSERT_TRUE(wait_until([&] { return upgrade().value("state", "") != "Running"; }, 180s)) << upgrade().dump(1);
+  if (upgrade()["state"] == "Paused") {
+    // The kill cut the first host's download: its agent said so and the
+    // upgrade paused; resumed, the host is tried again and it goes on.
+    EXPECT_NE(upgrade().value("reason", "").find("not staged"), std::string::npos) << upgrade().dump(1);
+    const CliResult resumed = controller_->cli({"agent", "upgrade", "resume"});
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    ASSERT_TRUE(wait_until([&] { return upgrade().value("state", "") != "Running"; }, 180s)) << upgrade().dump(1);
+  }
+  const json done = upgrade();
+  EXPECT_EQ(done["state"], "Completed") << done.dump(1);
+  EXPECT_EQ(done["id"], 1) << "the same upgrade, not a new one";
+  EXPECT_EQ(done["counts"]["done"], kHosts) << done.dump(1);
+  ASSERT_TRUE(wait_until([&] { return connected_hosts() == kHosts; }, 30s)) << hosts().dump(1);
+  for (const auto& [host, version] : agent_versions()) {
+    EXPECT_EQ(version, next_version_) << host;
+  }
+  EXPECT_EQ(pids(), before) << "a member was restarted";
 }
 
 }  // namespace
