@@ -33,9 +33,7 @@ std::string output(const Process& p) { return p.out() + p.err(); }
 
 class Protocol : public ::testing::Test {
  protected:
-  void SetUp() override {
-    controller_.start({"--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms"});
-  }
+  void SetUp() override { controller_.start({"--heartbeat-interval", "300ms", "--heartbeat-timeout", "1500ms"}); }
 
   void TearDown() override {
     controller_.cli({"delete", "shop"});
@@ -116,7 +114,7 @@ TEST_F(Protocol, AnAgentOfAnUnknownProtocolOrANewerBuildIsRefusedWithTheReason) 
     EXPECT_EQ(h["protocol"], nullptr);
   }
   EXPECT_NE(refused_future["refused"].get<std::string>().find("agent protocol version 9 is not supported: this "
-                                                             "controller speaks versions 1 to 2"),
+                                                              "controller speaks versions 1 to 2"),
             std::string::npos)
       << refused_future.dump();
   EXPECT_NE(refused_next["refused"].get<std::string>().find("the agent is newer than its controller"),
