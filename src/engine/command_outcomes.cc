@@ -1,5 +1,7 @@
 #include "engine/command_outcomes.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -88,6 +90,30 @@ void finish_maintenance_operations(Store& store, const std::string& app, const O
       end_operation(std::move(op), status, message, now, batch);
     }
   }
+}
+
+size_t finish_member_maintenance_operations(
+    Store& store, const std::string& app, const std::vector<OperationalValueRecord>& values,
+    const std::set<std::string>& nodes,
+    const std::function<MemberMaintenanceOutcome(const std::string& path, const std::string& value)>& outcome,
+    TimePoint now, WriteBatch& batch) {
+  size_t running = 0;
+  for (auto& [op, request] : running_maintenance(store, app)) {
+    const std::string path = request.value("path", "");
+    const std::string value = request.value("maintenance", "");
+    const bool marked = std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& v) {
+      return v.setting == Setting::kMaintenance && v.path == path && v.value != "off";
+    });
+    if (nodes.contains(path) || marked) {
+      ++running;
+      continue;
+    }
+    const MemberMaintenanceOutcome ended = outcome(path, value);
+    batch.mutations.push_back(AppendEvent{make_event(now, app, full_path(app, path), "", "OperationalStateChanged",
+                                                     value, nullptr, ended.message)});
+    end_operation(std::move(op), ended.status, ended.message, now, batch);
+  }
+  return running;
 }
 
 }  // namespace tranche

@@ -2,12 +2,16 @@
 // What happened to a command, in its operation record (GET /operations/{id})
 // and an event (model.md "Ordering"). A maintenance restart or replace is
 // Running from its acceptance until the fleet has taken every member
-// through it (Succeeded), a later maintenance command on its node or above
+// through it (Succeeded; one given on a single member: until that member
+// resumed or left the cluster), its time box ends or a later maintenance command on its node or above
 // supersedes it (Superseded, naming that command's operation and what
 // reconcile/interactions.h says happens), or a delete cancels it
 // (Cancelled). Other commands are Succeeded once accepted.
 
+#include <functional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "store/store.h"
@@ -30,5 +34,21 @@ void cancel_maintenance_operations(Store& store, const std::string& app, const O
 void finish_maintenance_operations(Store& store, const std::string& app, const OperationalValueRecord& value,
                                    const std::string& status, const std::string& message, TimePoint now,
                                    WriteBatch& batch);
+
+// How a maintenance command given on one member ended.
+struct MemberMaintenanceOutcome {
+  std::string status;  // Succeeded | Cancelled
+  std::string message;
+};
+// The Running maintenance operations given on a member (a path that is no
+// node of the application, `nodes`) whose marker is no longer among
+// `values` end as `outcome` says of (member path, value), each with an
+// OperationalStateChanged event. Returns how many maintenance operations of
+// `app` are still Running.
+size_t finish_member_maintenance_operations(
+    Store& store, const std::string& app, const std::vector<OperationalValueRecord>& values,
+    const std::set<std::string>& nodes,
+    const std::function<MemberMaintenanceOutcome(const std::string& path, const std::string& value)>& outcome,
+    TimePoint now, WriteBatch& batch);
 
 }  // namespace tranche

@@ -318,7 +318,10 @@ class Fleet {
                          const MaintenanceMarkers& markers, int desired);
   // `started`: the restarted process, when the agent said (a result's data).
   void resume_after_maintenance(MemberEntry& m, const std::string& message, const protocol::ProcessStarted* started);
-  void complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
+  // Ends the maintenance commands whose members are all through: a node's
+  // (its value returns to off) and a member's own; returns whether none of
+  // the application's is still Running.
+  bool complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
   static std::string maintenance_command_id(const MemberEntry& m);
   void set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
@@ -460,6 +463,8 @@ class Fleet {
   std::map<std::tuple<std::string, std::string, int64_t, int64_t>, bool> same_template_;
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
+  // Applications with no maintenance command Running (complete_maintenance).
+  std::set<std::string> maintenance_settled_;
   std::map<std::string, LogRequest> log_requests_;
   std::atomic<uint64_t> rejected_messages_{0};  // agent frames that did not decode
   // The hosts as placement sees them, built at most once per pass (when a

@@ -205,10 +205,10 @@ void Fleet::reconcile_pass() {
     if (rollout && observed) {
       advance_rollout(app, *rollout);
     }
-    complete_maintenance(app.name, *values);
+    const bool maintenance_done = complete_maintenance(app.name, *values);
     // A rollout or a maintenance moves on with time: the application stays
     // in the queue while one runs.
-    if (observed && !rollout && markers.empty()) {
+    if (observed && !rollout && markers.empty() && maintenance_done) {
       work_.done_application(app.name);
     } else {
       work_.add_application(app.name);

@@ -84,18 +84,22 @@ void Fleet::resume_after_maintenance(MemberEntry& m, const std::string& message,
 // left), and its operation record says so. Which values are a node's comes
 // from the application's spec: a marker whose member is gone is cleared, and
 // never taken for a node whose members are all done. Undeployed, the
-// maintenance ends unfinished (interactions.h: delete cancels it).
-void Fleet::complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values) {
+// maintenance ends unfinished (interactions.h: delete cancels it). A command
+// given on one member ends once its marker is gone: the member resumed, or
+// left the cluster.
+bool Fleet::complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values) {
   const bool any = std::any_of(values.begin(), values.end(), [](const OperationalValueRecord& v) {
     return v.setting == Setting::kMaintenance && v.value != "off";
   });
-  if (!any) {
-    return;
+  if (any) {
+    maintenance_settled_.erase(app);
+  } else if (maintenance_settled_.contains(app)) {
+    return true;
   }
   auto record = store_.get_application(app);
   const ApplicationSpec* spec = record && *record ? spec_of(app, (*record)->current_revision) : nullptr;
   if (!spec) {
-    return;  // tried again next pass
+    return false;  // tried again next pass
   }
   const bool deployed = (*record)->deployed;
   std::set<std::string> nodes;
@@ -147,6 +151,27 @@ void Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
     stage(std::move(batch));
     spdlog::info("{}", message);
   }
+  WriteBatch batch;
+  const size_t running = finish_member_maintenance_operations(
+      store_, app, values, nodes,
+      [&](const std::string& path, const std::string& value) -> MemberMaintenanceOutcome {
+        const std::string what = "maintenance " + value + " of " + full_path(app, path);
+        auto member = members_.find(app + "/" + path);
+        if (member != members_.end() && member->second.state != MemberState::kTerminated && value == "restart") {
+          return {"Succeeded", what + " completed: the member resumed"};
+        }
+        // Replaced, or retired by the replace step as the cluster shrank: the
+        // step does not tell them apart (a limit, docs/operational-state.md).
+        return {"Succeeded", what + " completed: the member left the cluster (replaced, or removed as it shrank)"};
+      },
+      now, batch);
+  if (!batch.mutations.empty()) {
+    stage(std::move(batch));
+  }
+  if (!any && running == 0) {
+    maintenance_settled_.insert(app);
+  }
+  return !any && running == 0;
 }
 
 // interactions.h: a rollout that has not finished with a cluster keeps it;

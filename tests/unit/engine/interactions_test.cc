@@ -272,9 +272,14 @@ void restart_then_scale_down(FleetSim& sim) {
 
 void replace_then_scale_down(FleetSim& sim) {
   deploy(sim, shop(4), 4);
-  set(sim, {{"path", "web/1"}, {"maintenance", "replace"}});
+  const std::string op = set(sim, {{"path", "web/1"}, {"maintenance", "replace"}});
   ASSERT_TRUE(sim.apply(shop(3)).has_value());
   sim.run(10);
+  // A command given on one member ends when its member is gone.
+  EXPECT_EQ(sim.operation(op)["status"], "Succeeded") << sim.operation(op).dump();
+  EXPECT_EQ(sim.operation(op)["message"],
+            "maintenance replace of shop/web/1 completed: the member left the cluster (replaced, or removed as it "
+            "shrank)");
   EXPECT_EQ(sim.members()["shop/web/1"].state, "Terminated") << "the marked member goes first";
   EXPECT_EQ(sim.count("Active"), 3);
   EXPECT_EQ(sim.members().size(), 4u) << "nothing replaces it: the cluster shrinks";
@@ -576,6 +581,20 @@ std::string cell_name(const ::testing::TestParamInfo<Interaction>& info) {
     out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
   }
   return out;
+}
+
+// A maintenance command given on one member ends when its member resumed
+// (it stayed Running: complete_maintenance only looked at nodes' values).
+TEST(MaintenanceOutcome, AMembersOwnRestartEndsWhenItResumed) {
+  FleetSim sim;
+  deploy(sim, shop(2), 2);
+  const std::string member = *ids_in(sim, "Active").begin();
+  const std::string restart = set(sim, {{"path", member.substr(5)}, {"maintenance", "restart"}});
+  sim.run(6);
+  EXPECT_EQ(sim.members()[member].state, "Active");
+  EXPECT_EQ(sim.operation(restart)["status"], "Succeeded") << sim.operation(restart).dump();
+  EXPECT_EQ(sim.operation(restart)["message"], "maintenance restart of " + member + " completed: the member resumed");
+  EXPECT_TRUE(sim.store().list_operations("shop", "Running").value().empty());
 }
 
 // A time box (--for) that ends in the middle of a maintenance restart ends
