@@ -138,7 +138,8 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       }
       // updates.md: a migration lock suspends autohealing decisions: observed
       // (said once, with the lock), not acted on.
-      if (const LockEntry* lock = cluster.app->deployed ? migration_lock(cluster.app->name) : nullptr) {
+      const bool locked_first = resolve(Command::kMigrationLock, Command::kAutohealingOn) == Resolution::kRunningFirst;
+      if (const LockEntry* lock = cluster.app->deployed && locked_first ? migration_lock(cluster.app->name) : nullptr) {
         delay_healing(m, "autohealing is suspended by " + describe_lock(lock->record));
         ++held;
         continue;

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "fleet_sim.h"
+#include "migration_scenarios.h"
 
 namespace tranche {
 namespace {
@@ -524,6 +525,10 @@ const std::map<std::pair<Command, Command>, Scenario>& scenarios() {
       {{C::kRollout, C::kAutohealingOff}, rollout_then_autohealing_off},
       {{C::kRollout, C::kApply}, rollout_then_apply},
       {{C::kDelete, C::kApply}, delete_then_apply},
+      {{C::kRollout, C::kMigrationLock}, migration_scenarios::rollout_then_migration_lock},
+      {{C::kMigrationLock, C::kApply}, migration_scenarios::migration_lock_then_apply},
+      {{C::kMigrationLock, C::kScaleUp}, migration_scenarios::migration_lock_then_autoscaling},
+      {{C::kMigrationLock, C::kAutohealingOn}, migration_scenarios::migration_lock_then_healing},
   };
   return all;
 }
