@@ -11,6 +11,7 @@
 #include "common/time_format.h"
 #include "engine/events.h"
 #include "engine/operational_state.h"
+#include "engine/reconcile/interactions.h"
 
 namespace tranche {
 
@@ -78,7 +79,8 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
   }
   // updates.md: a migration lock suspends the decision: said once (per
   // count wanted), not acted on.
-  if (const LockEntry* lock = migration_lock(cluster.app->name)) {
+  const bool locked_first = resolve(Command::kMigrationLock, Command::kScaleUp) == Resolution::kRunningFirst;
+  if (const LockEntry* lock = locked_first ? migration_lock(cluster.app->name) : nullptr) {
     if (load.suspended != wanted) {
       load.suspended = wanted;
       const std::string message = fmt::format("autoscaling {} from {} to {} members ({}: average load {:.2f}) is "

@@ -103,6 +103,24 @@ constexpr std::array kTable = {
                 "RolloutPhaseChanged event: Superseded"},
     Interaction{C::kDelete, C::kApply, R::kLatestWins, "the application is deployed again at the new revision",
                 "ApplicationDeployed event"},
+    Interaction{C::kRollout, C::kMigrationLock, R::kArrivingFirst,
+                "the rollout pauses at its batch boundary (members already at their agents finish, no new batch) "
+                "and resumes when the lock is lifted (complete or cancel); a migration perform supersedes it",
+                "RolloutPhaseChanged events: Paused \"paused at its batch boundary by the migration lock of APP "
+                "(taken by WHO at WHEN)\", then \"resumed: the migration lock of APP was lifted\""},
+    Interaction{C::kMigrationLock, C::kApply, R::kRunningFirst,
+                "refused with 409 naming the lock, who took it and when, as every mutating call but migration "
+                "calls (set, scale, restart, rollout controls, undo, delete); re-submitted after complete it "
+                "proceeds; a dry run still answers",
+                "the 409 error: \"APP is locked for migration (the migration lock of APP, taken by WHO at WHEN)\""},
+    Interaction{C::kMigrationLock, C::kScaleUp, R::kRunningFirst,
+                "the autoscaler's decision is observed, not acted on: the count stays until the lock is lifted, "
+                "then the autoscaler decides again",
+                "AutoscalingSuspended event, once per decision, naming the lock"},
+    Interaction{C::kMigrationLock, C::kAutohealingOn, R::kRunningFirst,
+                "a failed member is neither restarted nor replaced (nor compensated for) while the lock holds; it "
+                "is healed once the lock is lifted",
+                "HealingDelayed event naming the lock, once per member; HealingResumed after the lock is lifted"},
 };
 
 constexpr Interaction kIndependentRow{C::kApply, C::kApply, R::kIndependent,
@@ -157,6 +175,8 @@ std::string_view to_string(Command command) {
       return "host drain";
     case C::kApply:
       return "apply";
+    case C::kMigrationLock:
+      return "migration lock";
   }
   return "?";
 }

@@ -34,6 +34,7 @@ enum class Command {
   kDelete,              // delete/undeploy
   kHostDrain,
   kApply,               // a new revision (its rollout begins)
+  kMigrationLock,       // migration begin: the application (or the platform) locked until complete or cancel
 };
 
 enum class Resolution {
