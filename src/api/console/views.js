@@ -33,7 +33,8 @@ export async function fleetView(filterApp) {
       const mine = byHost.get(host.id) || [];
       return h("section", { class: "card host", "data-host": host.id, "aria-label": `host ${host.hostname}` },
         h("h2", {}, host.hostname, " ", badge(host.state), host.connected ? "" : h("small", {}, " (disconnected)")),
-        h("div", {}, h("small", {}, `${host.id} · agent ${host.agentVersion || "unknown"} · slots ${host.members} / ${host.slots} used · last seen ${when(host.lastSeen)}`)),
+        h("div", {}, h("small", {}, `${host.id} · agent ${host.agentVersion || "unknown"}${host.protocol ? ` (protocol ${host.protocol})` : ""} · slots ${host.members} / ${host.slots} used · last seen ${when(host.lastSeen)}`)),
+        host.refused ? h("div", { class: "refused" }, h("small", {}, `agent refused: ${host.refused}`)) : "",
         h("div", {}, Object.entries(host.labels || {}).map(([k, v]) => h("span", { class: "chip" }, `${k}=${v}`))),
         h("div", { class: "blocks" }, mine.length ? mine.map(block) : h("small", {}, "no members")));
     });
