@@ -918,7 +918,8 @@ class Agent {
   // process is replaced: the new binary answers once connected, or the
   // watchdog's fallback does). A failure before the switch is answered here.
   void upgrade_agent(const protocol::Command& command, const protocol::AgentUpgradeSpec& spec) {
-    if (spec.version == build_version()) {
+    // A version without build metadata is any build of it (docs/upgrading.md).
+    if (spec.version == build_version() || build_version().starts_with(spec.version + "+")) {
       complete(command.id, true, "already on tranche " + spec.version);
       return;
     }
