@@ -36,8 +36,6 @@ struct MigrationPerform {
   bool succeeded = false;
   std::string message;
   std::optional<TimePoint> finished_at;
-
-  bool operator==(const MigrationPerform&) const = default;
 };
 
 // What a lock's detail_json holds.
@@ -49,7 +47,6 @@ struct MigrationDetail {
   std::map<std::string, int64_t> paused_rollouts;
 
   bool running() const { return perform && !perform->finished; }
-  bool operator==(const MigrationDetail&) const = default;
 };
 
 std::string detail_to_json(const MigrationDetail& detail);

@@ -27,6 +27,35 @@ Result<nlohmann::json> perform(FleetSim& sim, std::optional<std::string> member,
   return sim.apps().migration_perform("shop", member, to, kAlice);
 }
 
+// What the lock's detail_json holds reads back as it was written, and a
+// document that is not one is an error, not a lock without a perform.
+TEST(MigrationDetail, ReadsBackWhatItWroteAndRefusesGarbage) {
+  MigrationDetail written;
+  written.paused_rollouts = {{"cart", 3}, {"shop", 7}};
+  written.perform = MigrationPerform{.to_revision = 2,
+                                     .member = "shop/web/3",
+                                     .by = "alice",
+                                     .started_at = TimePoint(std::chrono::milliseconds(1800000000000)),
+                                     .rollout = std::nullopt,
+                                     .successor = "shop/web/9",
+                                     .finished = true,
+                                     .succeeded = false,
+                                     .message = "shop/web/9 (on revision 2) did not become Active",
+                                     .finished_at = TimePoint(std::chrono::milliseconds(1800000060000))};
+  const MigrationDetail read = detail_from_json(detail_to_json(written)).value();
+  EXPECT_EQ(read.paused_rollouts, written.paused_rollouts);
+  ASSERT_TRUE(read.perform);
+  EXPECT_EQ(read.perform->member, "shop/web/3");
+  EXPECT_EQ(read.perform->successor, "shop/web/9");
+  EXPECT_EQ(read.perform->started_at, written.perform->started_at);
+  EXPECT_EQ(read.perform->finished_at, written.perform->finished_at);
+  EXPECT_EQ(read.perform->rollout, std::nullopt);
+  EXPECT_FALSE(read.running());
+  EXPECT_FALSE(detail_from_json("{}").value().perform);
+  EXPECT_FALSE(detail_from_json("not json").has_value());
+  EXPECT_FALSE(detail_from_json(R"({"perform": {"toRevision": "2"}})").has_value());
+}
+
 TEST(MigrationLock, RefusesMutatingCallsAndTakesThemAgainAfterComplete) {
   FleetSim sim;
   migration_lock_then_apply(sim);
