@@ -164,6 +164,20 @@ TEST_F(AgentSelfUpgradeTest, ADigestMismatchStagesNothingAndFailsNamingTheDigest
   expect_member_untouched();
 }
 
+TEST_F(AgentSelfUpgradeTest, TheVersionItRunsIsAnsweredAtOnceWithoutASwitch) {
+  // Exactly, and without build metadata (0.1.0 is any build of 0.1.0).
+  const std::string bare = old_version_.substr(0, old_version_.find('+'));
+  for (const std::string& version : {old_version_, bare}) {
+    upgrade("agentUpgrade:h:same:" + version, version, "#!/bin/sh\nexit 1\n");
+    const json result = await_result("agentUpgrade:h:same:" + version);
+    EXPECT_TRUE(result.value("ok", false)) << result.dump();
+    EXPECT_EQ(result.value("message", ""), "already on tranche " + version);
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "agent" / "versions"));
+  EXPECT_FALSE(fs::exists(dir_ / "agent" / kBinaryRecordFile));
+  EXPECT_EQ(running_agent(), agent_.pid());
+}
+
 TEST_F(AgentSelfUpgradeTest, TheNextBuildRunsInTheSamePidAndAnswersOnceConnected) {
   const std::string next = read_file(NEXT_BINARY);
   ASSERT_FALSE(next.empty());
