@@ -914,7 +914,7 @@ class Agent {
 
   // ---- self-upgrade (self_upgrade.h) -----------------------------------------
 
-  // agentUpgrade: fetch, check and stage the binary, then switch to it (this
+  // upgradeAgent: fetch, check and stage the binary, then switch to it (this
   // process is replaced: the new binary answers once connected, or the
   // watchdog's fallback does). A failure before the switch is answered here.
   void upgrade_agent(const protocol::Command& command, const protocol::AgentUpgradeSpec& spec) {
@@ -969,12 +969,12 @@ class Agent {
     complete(command, outcome->ok, outcome->message);
   }
 
-  // agentUpgrade commands journaled and unanswered at start-up: the switch
+  // upgradeAgent commands journaled and unanswered at start-up: the switch
   // happened, or fell back, or never began; the record says which.
   void answer_settled_upgrades() {
     std::vector<std::string> open;
     for (const auto& c : state_.commands) {
-      if (c.type == "agentUpgrade" && !c.done) {
+      if (c.type == "upgradeAgent" && !c.done) {
         open.push_back(c.id);
       }
     }
@@ -1015,7 +1015,7 @@ class Agent {
   SystemClock clock_;
   Journal journal_;
   SelfUpgrade upgrade_;
-  std::string downloading_;  // the agentUpgrade command whose binary is being fetched
+  std::string downloading_;  // the upgradeAgent command whose binary is being fetched
   JournalState state_;
   std::unique_ptr<Driver> driver_;
   asio::thread_pool pool_{4};

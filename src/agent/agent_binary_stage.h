@@ -1,7 +1,7 @@
 #pragma once
 // Staging a downloaded build of the agent in its state dir:
 // versions/<version>/tranche, 0755, written only once its size and sha256
-// are the ones the agentUpgrade command announced.
+// are the ones the upgradeAgent command announced.
 
 #include <cstdint>
 #include <filesystem>

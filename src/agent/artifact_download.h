@@ -1,5 +1,5 @@
 #pragma once
-// GET of an artifact from the controller (the agentUpgrade command's path),
+// GET of an artifact from the controller (the upgradeAgent command's path),
 // with the host token, over the same transport as the agent's WebSocket:
 // plain for http://, TLS checked against the agent's CA for https://.
 

@@ -28,7 +28,7 @@ struct AgentBinary {
 // A switch in progress: the new binary runs (or is about to) and has not yet
 // connected; the previous one is still `current`.
 struct BinaryTrial {
-  std::string command_id;  // the agentUpgrade command it answers
+  std::string command_id;  // the upgradeAgent command it answers
   AgentBinary binary;
   TimePoint switched_at;
   TimePoint deadline;  // the watchdog falls back when it is passed unconfirmed

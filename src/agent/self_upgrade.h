@@ -2,7 +2,7 @@
 // The agent's side of a self-upgrade (README.md, "Self-upgrade"): which
 // binary runs at start-up, the switch to a staged binary (record the trial,
 // start the fallback watchdog, exec the new binary in the same pid), the
-// trial's confirmation once connected, and the outcome each agentUpgrade
+// trial's confirmation once connected, and the outcome each upgradeAgent
 // command is answered with. The download is agent.cc's (artifact_download.h),
 // the staging agent_binary_stage.h's, the watchdog upgrade_watchdog.h's.
 
@@ -81,7 +81,7 @@ class SelfUpgrade {
   // The command this process answers once confirmed; empty when not on trial.
   std::string trial_command() const;
 
-  // The outcome of an agentUpgrade command the journal has not answered, at
+  // The outcome of an upgradeAgent command the journal has not answered, at
   // start-up; nullopt when it is this process's trial (answered on confirm).
   std::optional<UpgradeOutcome> settled(const std::string& command_id) const;
 

@@ -166,7 +166,7 @@ Result<AgentUpgradePlan> AgentUpgradePlan::load(const AgentUpgradeRecord& record
 
 std::string AgentUpgradePlan::command_id(const std::string& host) const {
   auto it = progress_.hosts.find(host);
-  return fmt::format("agentUpgrade:{}:{}:{}", record_.id, host, it == progress_.hosts.end() ? 0 : it->second.attempt);
+  return fmt::format("upgradeAgent:{}:{}:{}", record_.id, host, it == progress_.hosts.end() ? 0 : it->second.attempt);
 }
 
 std::vector<std::string> AgentUpgradePlan::upgrading() const {

@@ -80,7 +80,7 @@ struct UpgradeHostView {
 // An agent's answer may take the download, the switch and the new binary's
 // first heartbeat beyond its fallback deadline.
 inline constexpr std::chrono::seconds kReconnectMargin{60};
-// The first protocol version with agentUpgrade.
+// The first protocol version with upgradeAgent.
 inline constexpr int kAgentUpgradeProtocol = 2;
 
 class AgentUpgradePlan {
@@ -107,7 +107,7 @@ class AgentUpgradePlan {
   Status resume_by(const std::string& actor, TimePoint now);
   Status abort_by(const std::string& actor, TimePoint now);
 
-  // "agentUpgrade:<upgrade>:<host>:<attempt>".
+  // "upgradeAgent:<upgrade>:<host>:<attempt>".
   std::string command_id(const std::string& host) const;
   // Hosts whose command is outstanding (Upgrading), in order.
   std::vector<std::string> upgrading() const;

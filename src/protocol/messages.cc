@@ -202,7 +202,7 @@ Result<CommandSpec> read_spec(const std::string& type, const json& j, const std:
       l.hook = std::move(hook);
     }
     spec = std::move(l);
-  } else if (type == "agentUpgrade") {
+  } else if (type == "upgradeAgent") {
     spec = read_agent_upgrade(r);
   }
   return r.done(std::move(spec));
@@ -249,7 +249,7 @@ struct MessageJson {
 }  // namespace
 
 std::string Command::type() const {
-  static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs", "agentUpgrade"};
+  static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs", "upgradeAgent"};
   static_assert(std::size(kTypes) == std::variant_size_v<CommandSpec>);
   return kTypes[spec.index()];
 }
@@ -429,7 +429,7 @@ Result<Command> parse_command(const json& j) {
   }
   const std::string& type = header->type;
   if (type != "start" && type != "stop" && type != "maintenance" && type != "update" && type != "logs" &&
-      type != "agentUpgrade") {
+      type != "upgradeAgent") {
     return fail(ErrorCode::kInvalid, "unknown command '" + type + "'", "command.command");
   }
   auto spec = read_spec(type, j.contains("spec") ? j["spec"] : json(nullptr), "command.spec");

@@ -45,7 +45,7 @@ struct HelloMember {
   bool operator==(const HelloMember&) const = default;
 };
 
-// What an agent says in its hello after an agentUpgrade switch: the new
+// What an agent says in its hello after an upgradeAgent switch: the new
 // binary once it is confirmed (ok), or the previous one after it fell back
 // (not ok, the reason). Wire: "upgrade": {"commandId", "version", "ok",
 // "message"}.
@@ -269,7 +269,7 @@ struct LogsSpec {
   bool operator==(const LogsSpec&) const = default;
 };
 
-// `agentUpgrade` (updates.md, "Upgrading Tranche itself"): the agent
+// `upgradeAgent` (updates.md, "Upgrading Tranche itself"): the agent
 // downloads its new binary with GET <server><path> and its host token,
 // checks its size and sha256, stages it and switches to it; if the new
 // binary is not connected within fallbackSeconds the host goes back to the
@@ -294,7 +294,7 @@ using CommandSpec = std::variant<StartSpec, StopSpec, MaintenanceSpec, UpdateSpe
 // answer it, also when its spec does not decode.
 struct CommandHeader {
   std::string id;
-  std::string type;  // start | stop | maintenance | update | logs | agentUpgrade, or what a newer controller sends
+  std::string type;  // start | stop | maintenance | update | logs | upgradeAgent, or what a newer controller sends
   std::string member;
 
   bool operator==(const CommandHeader&) const = default;

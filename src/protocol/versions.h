@@ -18,7 +18,7 @@
 
 namespace tranche::protocol {
 
-// Version 2 adds the agent's self-upgrade (the agentUpgrade command and the
+// Version 2 adds the agent's self-upgrade (the upgradeAgent command and the
 // hello's upgrade report); 1 is the first. A controller never sends an agent
 // a command that the version agreed with it does not have.
 inline constexpr int kVersion = 2;

@@ -343,11 +343,11 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
 }
 
 void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
-  if (result.id.starts_with("agentUpgrade:")) {
+  if (result.id.starts_with("upgradeAgent:")) {
     agent_upgrade_outcome(h, result.id, result.ok, result.message);
     return;
   }
-  if (result.id.starts_with("agentUpgrade:")) {
+  if (result.id.starts_with("upgradeAgent:")) {
     agent_upgrade_outcome(h, result.id, result.ok, result.message);
     return;
   }

@@ -1,6 +1,6 @@
 // The fleet's side of agent upgrades (engine/agent_upgrade.h has the plan
 // and its rules): the operator's start and controls, the pass's step, the
-// agents' outcomes, and each host's agentUpgrade command, sent once the
+// agents' outcomes, and each host's upgradeAgent command, sent once the
 // record that started it is durable and again on each new connection of
 // its agent until it answers (the agent acts on an id once).
 //

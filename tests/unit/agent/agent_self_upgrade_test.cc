@@ -100,12 +100,12 @@ class AgentSelfUpgradeTest : public ::testing::Test {
     return arrived ? controller_.results(id).front() : json::object();
   }
 
-  // Serves `bytes` and sends agentUpgrade to `version` (`digest` defaults to theirs).
+  // Serves `bytes` and sends upgradeAgent to `version` (`digest` defaults to theirs).
   void upgrade(const std::string& id, const std::string& version, const std::string& bytes,
                int fallback_seconds = 60, std::string digest = "") {
     const std::string sha = sha256_hex(bytes);
     controller_.serve_artifact("/artifacts/sha256/" + sha, bytes);
-    controller_.command(id, "agentUpgrade", "",
+    controller_.command(id, "upgradeAgent", "",
                         json{{"version", version},
                              {"sha256", digest.empty() ? sha : digest},
                              {"size", bytes.size()},
@@ -145,8 +145,8 @@ class AgentSelfUpgradeTest : public ::testing::Test {
 TEST_F(AgentSelfUpgradeTest, ADigestMismatchStagesNothingAndFailsNamingTheDigest) {
   const std::string bytes = "#!/bin/sh\nexit 0\n";
   const std::string wrong(64, 'a');
-  upgrade("agentUpgrade:h:bad", "9.9.9", bytes, 60, wrong);
-  const json result = await_result("agentUpgrade:h:bad");
+  upgrade("upgradeAgent:h:bad", "9.9.9", bytes, 60, wrong);
+  const json result = await_result("upgradeAgent:h:bad");
   EXPECT_FALSE(result.value("ok", true));
   const std::string message = result.value("message", "");
   EXPECT_NE(message.find(sha256_hex(bytes)), std::string::npos) << message;
@@ -155,9 +155,9 @@ TEST_F(AgentSelfUpgradeTest, ADigestMismatchStagesNothingAndFailsNamingTheDigest
   EXPECT_EQ(running_agent(), agent_.pid());
   EXPECT_EQ(exe_of(agent_.pid()), fs::path(TRANCHE_BINARY));
   // An artifact the controller does not have: the status, and nothing staged.
-  controller_.command("agentUpgrade:h:missing", "agentUpgrade", "",
+  controller_.command("upgradeAgent:h:missing", "upgradeAgent", "",
                       json{{"version", "9.9.8"}, {"sha256", wrong}, {"size", 10}, {"path", "/artifacts/sha256/nope"}});
-  const json missing = await_result("agentUpgrade:h:missing");
+  const json missing = await_result("upgradeAgent:h:missing");
   EXPECT_FALSE(missing.value("ok", true));
   EXPECT_NE(missing.value("message", "").find("404"), std::string::npos) << missing.dump();
   EXPECT_FALSE(fs::exists(dir_ / "agent" / "versions" / "9.9.8"));
@@ -168,8 +168,8 @@ TEST_F(AgentSelfUpgradeTest, TheVersionItRunsIsAnsweredAtOnceWithoutASwitch) {
   // Exactly, and without build metadata (0.1.0 is any build of 0.1.0).
   const std::string bare = old_version_.substr(0, old_version_.find('+'));
   for (const std::string& version : {old_version_, bare}) {
-    upgrade("agentUpgrade:h:same:" + version, version, "#!/bin/sh\nexit 1\n");
-    const json result = await_result("agentUpgrade:h:same:" + version);
+    upgrade("upgradeAgent:h:same:" + version, version, "#!/bin/sh\nexit 1\n");
+    const json result = await_result("upgradeAgent:h:same:" + version);
     EXPECT_TRUE(result.value("ok", false)) << result.dump();
     EXPECT_EQ(result.value("message", ""), "already on tranche " + version);
   }
@@ -182,8 +182,8 @@ TEST_F(AgentSelfUpgradeTest, TheNextBuildRunsInTheSamePidAndAnswersOnceConnected
   const std::string next = read_file(NEXT_BINARY);
   ASSERT_FALSE(next.empty());
   const pid_t pid = agent_.pid();
-  upgrade("agentUpgrade:h:next", "0.2.0", next);
-  const json result = await_result("agentUpgrade:h:next");
+  upgrade("upgradeAgent:h:next", "0.2.0", next);
+  const json result = await_result("upgradeAgent:h:next");
   EXPECT_TRUE(result.value("ok", false)) << result.dump() << log();
   EXPECT_NE(result.value("message", "").find("tranche 0.2.0 connected; was " + old_version_), std::string::npos)
       << result.dump();
@@ -214,8 +214,8 @@ TEST_F(AgentSelfUpgradeTest, TheNextBuildRunsInTheSamePidAndAnswersOnceConnected
 }
 
 TEST_F(AgentSelfUpgradeTest, ABinaryThatExitsAtOnceFallsBackByItself) {
-  upgrade("agentUpgrade:h:exit", "9.9.9", "#!/bin/sh\nexit 1\n");
-  const json result = await_result("agentUpgrade:h:exit");
+  upgrade("upgradeAgent:h:exit", "9.9.9", "#!/bin/sh\nexit 1\n");
+  const json result = await_result("upgradeAgent:h:exit");
   EXPECT_FALSE(result.value("ok", true)) << result.dump();
   const std::string message = result.value("message", "");
   // This test is the agent's parent and has not reaped it: its status is known.
@@ -228,21 +228,21 @@ TEST_F(AgentSelfUpgradeTest, ABinaryThatExitsAtOnceFallsBackByItself) {
   const auto hellos = later_hellos();
   ASSERT_FALSE(hellos.empty());
   ASSERT_TRUE(hellos.back().contains("upgrade")) << hellos.back().dump();
-  EXPECT_EQ(hellos.back()["upgrade"].value("commandId", ""), "agentUpgrade:h:exit");
+  EXPECT_EQ(hellos.back()["upgrade"].value("commandId", ""), "upgradeAgent:h:exit");
   EXPECT_FALSE(hellos.back()["upgrade"].value("ok", true));
   expect_member_untouched();
 }
 
 TEST_F(AgentSelfUpgradeTest, ABinaryThatNeverConnectsIsKilledAtTheDeadline) {
   controller_.hold_welcomes(true);  // the session that takes the command stays
-  upgrade("agentUpgrade:h:silent", "0.2.0", read_file(NEXT_BINARY), 5);
+  upgrade("upgradeAgent:h:silent", "0.2.0", read_file(NEXT_BINARY), 5);
   const pid_t pid = agent_.pid();
   ASSERT_TRUE(wait_until([&] { return exe_of(pid).filename() == "tranche" && exe_of(pid) != TRANCHE_BINARY; }, 20s))
       << log();
   // Killed at the deadline, then back on the old build, which is welcomed.
   ASSERT_TRUE(wait_until([&] { return running_agent() > 0 && running_agent() != pid; }, 20s)) << log();
   controller_.hold_welcomes(false);
-  const json result = await_result("agentUpgrade:h:silent");
+  const json result = await_result("upgradeAgent:h:silent");
   EXPECT_FALSE(result.value("ok", true));
   EXPECT_NE(result.value("message", "").find("did not connect within 5 s"), std::string::npos) << result.dump();
   EXPECT_EQ(exe_of(running_agent()), fs::path(TRANCHE_BINARY));
@@ -251,14 +251,14 @@ TEST_F(AgentSelfUpgradeTest, ABinaryThatNeverConnectsIsKilledAtTheDeadline) {
 
 TEST_F(AgentSelfUpgradeTest, AnAgentKilledMidSwitchComesBackOnOneOfTheTwoBuilds) {
   controller_.hold_welcomes(true);
-  upgrade("agentUpgrade:h:kill", "0.2.0", read_file(NEXT_BINARY));
+  upgrade("upgradeAgent:h:kill", "0.2.0", read_file(NEXT_BINARY));
   const pid_t pid = agent_.pid();
   const fs::path staged = dir_ / "agent" / "versions" / "0.2.0" / "tranche";
   ASSERT_TRUE(wait_until([&] { return exe_of(pid) == staged; }, 20s)) << log();
   agent_.kill();  // mid-switch: the trial has not been welcomed
   agent_.start();  // its supervisor starts it again, through the original path
   controller_.hold_welcomes(false);
-  const json result = await_result("agentUpgrade:h:kill");
+  const json result = await_result("upgradeAgent:h:kill");
   EXPECT_FALSE(result.value("ok", true)) << result.dump();
   // One agent runs (the watchdog's fallback or the restarted one), on the old build.
   ASSERT_TRUE(wait_until([&] { return running_agent() > 0 && controller_.connected(); })) << log();
@@ -269,7 +269,7 @@ TEST_F(AgentSelfUpgradeTest, AnAgentKilledMidSwitchComesBackOnOneOfTheTwoBuilds)
 
 TEST_F(AgentSelfUpgradeTest, AnAgentAndItsWatchdogBothKilledMidSwitchComeBackOnTheOldBuild) {
   controller_.hold_welcomes(true);
-  upgrade("agentUpgrade:h:both", "0.2.0", read_file(NEXT_BINARY));
+  upgrade("upgradeAgent:h:both", "0.2.0", read_file(NEXT_BINARY));
   const pid_t pid = agent_.pid();
   const fs::path staged = dir_ / "agent" / "versions" / "0.2.0" / "tranche";
   ASSERT_TRUE(wait_until([&] { return exe_of(pid) == staged; }, 20s)) << log();
@@ -280,7 +280,7 @@ TEST_F(AgentSelfUpgradeTest, AnAgentAndItsWatchdogBothKilledMidSwitchComeBackOnT
   EXPECT_TRUE(wait_until([&] { return !is_alive(watchdog); }));
   agent_.start();
   controller_.hold_welcomes(false);
-  const json result = await_result("agentUpgrade:h:both");
+  const json result = await_result("upgradeAgent:h:both");
   EXPECT_FALSE(result.value("ok", true)) << result.dump();
   EXPECT_NE(result.value("message", "").find("started again during the switch"), std::string::npos) << result.dump();
   EXPECT_EQ(running_agent(), agent_.pid());

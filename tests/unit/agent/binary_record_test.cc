@@ -19,7 +19,7 @@ const TimePoint kSwitch{std::chrono::seconds{1'800'000'000}};
 
 BinaryRecord on_old() { return BinaryRecord{AgentBinary{"0.1.0", "/opt/tranche"}, std::nullopt, std::nullopt, {}}; }
 BinaryTrial trial_of_new() {
-  return BinaryTrial{"agentUpgrade:h1:0.2.0", AgentBinary{"0.2.0", "/s/versions/0.2.0/tranche"}, kSwitch,
+  return BinaryTrial{"upgradeAgent:h1:0.2.0", AgentBinary{"0.2.0", "/s/versions/0.2.0/tranche"}, kSwitch,
                      kSwitch + 60s};
 }
 
@@ -34,10 +34,10 @@ TEST(BinaryRecord, ATrialConfirmedMakesTheNewBinaryCurrentAndTheOldPrevious) {
   EXPECT_EQ(confirmed.previous->version, "0.1.0");
   ASSERT_TRUE(confirmed.report.has_value());
   EXPECT_TRUE(confirmed.report->ok);
-  EXPECT_EQ(confirmed.report->command_id, "agentUpgrade:h1:0.2.0");
+  EXPECT_EQ(confirmed.report->command_id, "upgradeAgent:h1:0.2.0");
   EXPECT_EQ(confirmed.report->version, "0.2.0");
   EXPECT_EQ(forget_report(confirmed, "other").report, confirmed.report);
-  EXPECT_FALSE(forget_report(confirmed, "agentUpgrade:h1:0.2.0").report.has_value());
+  EXPECT_FALSE(forget_report(confirmed, "upgradeAgent:h1:0.2.0").report.has_value());
 }
 
 TEST(BinaryRecord, AFallBackKeepsTheOldBinaryAndSaysWhy) {
@@ -122,7 +122,7 @@ TEST(BinaryRecordStartup, TheCurrentBinaryRunsOrIsExecd) {
 TEST(BinaryRecordStartup, TheTrialNamedByItsMarkerRunsOnTrial) {
   const BinaryRecord record = begin_trial(on_old(), trial_of_new());
   auto c = context("/s/versions/0.2.0/tranche", {"/opt/tranche", "/s/versions/0.2.0/tranche"});
-  c.trial_marker = "agentUpgrade:h1:0.2.0";
+  c.trial_marker = "upgradeAgent:h1:0.2.0";
   const auto choice = choose_startup_binary(record, c);
   EXPECT_TRUE(choice.is_trial);
   EXPECT_FALSE(choice.exec.has_value());
@@ -144,7 +144,7 @@ TEST(BinaryRecordStartup, AnUnconfirmedTrialAtStartUpFallsBackToTheOldBinary) {
   EXPECT_NE(choice.write->report->message.find("before it had connected; back on 0.1.0"), std::string::npos);
   // Started as the new binary, or with another trial's marker: exec the old one.
   auto stale = context("/s/versions/0.2.0/tranche", both);
-  stale.trial_marker = "agentUpgrade:h1:0.1.9";
+  stale.trial_marker = "upgradeAgent:h1:0.1.9";
   choice = choose_startup_binary(record, stale);
   EXPECT_EQ(choice.exec, std::filesystem::path("/opt/tranche"));
   EXPECT_TRUE(choice.write.has_value());

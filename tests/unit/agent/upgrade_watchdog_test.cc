@@ -21,7 +21,7 @@ using namespace std::chrono_literals;
 using test::TempDir;
 
 const TimePoint kSwitch{std::chrono::seconds{1'800'000'000}};
-const std::string kCommand = "agentUpgrade:h1:0.2.0";
+const std::string kCommand = "upgradeAgent:h1:0.2.0";
 
 BinaryRecord trying(TimePoint switched_at, std::chrono::milliseconds allowed) {
   return begin_trial(BinaryRecord{AgentBinary{"0.1.0", "/opt/tranche"}, std::nullopt, std::nullopt, {}},
@@ -43,7 +43,7 @@ TEST(UpgradeWatchdog, LeavesOnceTheTrialIsSettled) {
             WatchVerdict::kDone);
   EXPECT_EQ(decide_watch(std::nullopt, kCommand, TrialProcess{true, ""}, kSwitch).verdict, WatchVerdict::kDone);
   // Another switch's trial is not this watchdog's.
-  EXPECT_EQ(decide_watch(record, "agentUpgrade:h1:0.3.0", TrialProcess{false, "ended"}, kSwitch).verdict,
+  EXPECT_EQ(decide_watch(record, "upgradeAgent:h1:0.3.0", TrialProcess{false, "ended"}, kSwitch).verdict,
             WatchVerdict::kDone);
 }
 

@@ -97,14 +97,14 @@ TEST(AgentUpgradePlan, CommandIdsNameUpgradeHostAndAttempt) {
   auto hosts = fleet(1);
   auto plan = AgentUpgradePlan::start(record(1), {"h1"}, kT0);
   plan.step(hosts, kT0);
-  EXPECT_EQ(plan.command_id("h1"), "agentUpgrade:1:h1:1");
+  EXPECT_EQ(plan.command_id("h1"), "upgradeAgent:1:h1:1");
   // Another id, a stale attempt or another host's is not the answer awaited.
-  EXPECT_FALSE(plan.on_outcome("h1", "agentUpgrade:1:h1:0", true, "", "0.2.0", kT0));
-  EXPECT_FALSE(plan.on_outcome("h2", "agentUpgrade:1:h2:1", true, "", "0.2.0", kT0));
+  EXPECT_FALSE(plan.on_outcome("h1", "upgradeAgent:1:h1:0", true, "", "0.2.0", kT0));
+  EXPECT_FALSE(plan.on_outcome("h2", "upgradeAgent:1:h2:1", true, "", "0.2.0", kT0));
   EXPECT_EQ(status(plan, "h1"), HostUpgradeStatus::kUpgrading);
-  EXPECT_TRUE(plan.on_outcome("h1", "agentUpgrade:1:h1:1", true, "", "0.2.0", kT0));
+  EXPECT_TRUE(plan.on_outcome("h1", "upgradeAgent:1:h1:1", true, "", "0.2.0", kT0));
   // A replayed answer changes nothing.
-  EXPECT_FALSE(plan.on_outcome("h1", "agentUpgrade:1:h1:1", true, "", "0.2.0", kT0));
+  EXPECT_FALSE(plan.on_outcome("h1", "upgradeAgent:1:h1:1", true, "", "0.2.0", kT0));
 }
 
 TEST(AgentUpgradePlan, SkipsHostsThatCannotUpgradeAndIsDoneWithThoseAlreadyThere) {
@@ -234,7 +234,7 @@ TEST(AgentUpgradePlan, SurvivesBeingStoredAndReadBack) {
   EXPECT_THAT(loaded->upgrading(), ElementsAre("h1", "h2"));
   EXPECT_EQ(loaded->command_id("h2"), plan.command_id("h2"));
   EXPECT_THAT(loaded->step(hosts, kT0 + std::chrono::seconds(2)), IsEmpty());
-  EXPECT_TRUE(loaded->on_outcome("h2", "agentUpgrade:1:h2:1", true, "", "0.2.0", kT0));
+  EXPECT_TRUE(loaded->on_outcome("h2", "upgradeAgent:1:h2:1", true, "", "0.2.0", kT0));
   loaded->step(hosts, kT0 + std::chrono::seconds(1) + loaded->host_deadline());
   EXPECT_EQ(status(*loaded, "h1"), HostUpgradeStatus::kFailed);
   EXPECT_EQ(loaded->state(), AgentUpgradeState::kPaused);

@@ -71,7 +71,7 @@ class FleetAgentUpgradeTest : public ::testing::Test {
         Caller{"ops", "POST /api/v1/agents/upgrade"});
   }
 
-  std::vector<json> upgrade_commands(size_t i) const { return hosts_[i].link->commands("agentUpgrade"); }
+  std::vector<json> upgrade_commands(size_t i) const { return hosts_[i].link->commands("upgradeAgent"); }
 
   struct Host {
     std::string id;
@@ -123,7 +123,7 @@ TEST_F(FleetAgentUpgradeTest, OneHostAtATimeResentAfterARestartThenTheNext) {
   EXPECT_TRUE(upgrade_commands(second).empty());
   const json command = upgrade_commands(first)[0];
   const std::string id = command["id"];
-  EXPECT_EQ(id, "agentUpgrade:1:" + hosts_[first].id + ":1");
+  EXPECT_EQ(id, "upgradeAgent:1:" + hosts_[first].id + ":1");
   EXPECT_EQ(command["spec"]["version"], "0.2.0");
   EXPECT_EQ(command["spec"]["sha256"], artifact_.sha256);
   EXPECT_EQ(command["spec"]["size"], 1234);

@@ -1,4 +1,4 @@
-// The agentUpgrade command and the hello's upgrade report: they round-trip,
+// The upgradeAgent command and the hello's upgrade report: they round-trip,
 // take their defaults, and every malformed field is an error naming it.
 
 #include <functional>
@@ -15,7 +15,7 @@ using nlohmann::json;
 const std::string kDigest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 json upgrade_command(const json& spec) {
-  return {{"type", "command"}, {"id", "agentUpgrade:h1:0.2.0"}, {"command", "agentUpgrade"}, {"member", ""},
+  return {{"type", "command"}, {"id", "upgradeAgent:h1:0.2.0"}, {"command", "upgradeAgent"}, {"member", ""},
           {"spec", spec}};
 }
 
@@ -24,10 +24,10 @@ json good_spec() {
 }
 
 TEST(AgentUpgradeMessages, TheCommandRoundTrips) {
-  const Command c{"agentUpgrade:h1:0.2.0", "", AgentUpgradeSpec{"0.2.0", kDigest, 1234, "/artifacts/sha256/x", 30}};
-  EXPECT_EQ(c.type(), "agentUpgrade");
+  const Command c{"upgradeAgent:h1:0.2.0", "", AgentUpgradeSpec{"0.2.0", kDigest, 1234, "/artifacts/sha256/x", 30}};
+  EXPECT_EQ(c.type(), "upgradeAgent");
   const json wire = to_json(c);
-  EXPECT_EQ(wire["command"], "agentUpgrade");
+  EXPECT_EQ(wire["command"], "upgradeAgent");
   EXPECT_EQ(wire["spec"]["fallbackSeconds"], 30);
   auto back = parse_command(json::parse(wire.dump()));
   ASSERT_TRUE(back.has_value()) << back.error().describe();
@@ -84,10 +84,10 @@ TEST(AgentUpgradeMessages, TheHelloCarriesAnUpgradeReport) {
   h.host_token = "ht_x";
   h.hostname = "web-1";
   h.agent_version = "0.1.0";
-  h.upgrade = AgentUpgradeReport{"agentUpgrade:h1:0.2.0", "0.2.0", false,
+  h.upgrade = AgentUpgradeReport{"upgradeAgent:h1:0.2.0", "0.2.0", false,
                                  "tranche 0.2.0 exited with status 1 1.2 s after the switch; back on 0.1.0"};
   const json wire = to_json(h);
-  EXPECT_EQ(wire["upgrade"]["commandId"], "agentUpgrade:h1:0.2.0");
+  EXPECT_EQ(wire["upgrade"]["commandId"], "upgradeAgent:h1:0.2.0");
   EXPECT_EQ(wire["upgrade"]["ok"], false);
   auto back = parse_hello(json::parse(wire.dump()));
   ASSERT_TRUE(back.has_value()) << back.error().describe();
