@@ -20,11 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-fs::path exe_of(pid_t pid) {
-  std::error_code ec;
-  return fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
-}
-
 bool alive(pid_t pid) {
   const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
   const size_t paren = stat.rfind(')');
@@ -62,11 +57,7 @@ class AgentUpgradeSwitch : public ::testing::Test {
       std::cout << "--- upgrade\n" << api("GET", "/api/v1/agents/upgrade").body.dump(1) << "\n--- agent\n"
                 << read_file(dir_.path() / "agent.err") << std::flush;
     }
-    // A fallen-back agent is its watchdog's exec, no child of ours.
-    const std::string pid = read_file(dir_.path() / "agent" / "agent.pid");
-    if (!pid.empty() && exe_of(std::stoi(pid)).filename().string().starts_with("tranche")) {
-      ::kill(std::stoi(pid), SIGKILL);
-    }
+    kill_agent_of(dir_.path() / "agent");
     if (const pid_t member = member_pid(); member > 0) {
       ::kill(-member, SIGKILL);
     }

@@ -95,6 +95,9 @@ class AgentUpgrade : public ::testing::Test {
     api("POST", "/api/v1/migration/complete");
     api("DELETE", "/api/v1/applications/shop");
     wait_until([&] { return members().empty(); }, 30s);
+    for (int i = 0; i < kHosts; ++i) {
+      kill_agent_of(dir_.path() / ("agent" + std::to_string(i)));
+    }
   }
 
   struct Answer {

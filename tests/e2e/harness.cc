@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -43,6 +44,19 @@ std::string read_file(const fs::path& path) {
 void write_file(const fs::path& path, const std::string& content) {
   std::ofstream out(path);
   out << content;
+}
+
+fs::path exe_of(pid_t pid) {
+  std::error_code ec;
+  return fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+}
+
+void kill_agent_of(const fs::path& state_dir) {
+  const std::string pid = read_file(state_dir / "agent.pid");
+  if (!pid.empty() && std::isdigit(static_cast<unsigned char>(pid[0])) &&
+      exe_of(std::stoi(pid)).filename().string().starts_with("tranche")) {
+    ::kill(std::stoi(pid), SIGKILL);
+  }
 }
 
 unsigned short free_port() {

@@ -31,6 +31,12 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds tim
 std::string read_file(const fs::path& path);
 void write_file(const fs::path& path, const std::string& content);
 
+// The binary process `pid` runs ("" once it is gone).
+fs::path exe_of(pid_t pid);
+// SIGKILLs the agent of `state_dir` by its agent.pid: after a self-upgrade's
+// fall-back it is its watchdog's exec, no child of the test's.
+void kill_agent_of(const fs::path& state_dir);
+
 class TempDir {
  public:
   TempDir();
