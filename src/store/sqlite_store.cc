@@ -446,12 +446,16 @@ class SqliteStore final : public Store {
   Result<std::vector<EventRecord>> list_events(const EventQuery& filter) override {
     const auto after = static_cast<int64_t>(std::min<uint64_t>(filter.after_seq, std::numeric_limits<int64_t>::max()));
     std::lock_guard lock(mu_);
+    // Newest first walks the primary key, or the (app, seq) index, backwards.
     if (filter.app) {
-      return all(query("SELECT " EVENT_COLUMNS " FROM events WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?")
+      return all(query(filter.newest_first
+                           ? "SELECT " EVENT_COLUMNS " FROM events WHERE app = ? AND seq > ? ORDER BY seq DESC LIMIT ?"
+                           : "SELECT " EVENT_COLUMNS " FROM events WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?")
                      .bind(*filter.app, after, sql_limit(filter.limit)),
                  read_event);
     }
-    return all(query("SELECT " EVENT_COLUMNS " FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+    return all(query(filter.newest_first ? "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ? ORDER BY seq DESC LIMIT ?"
+                                         : "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
                    .bind(after, sql_limit(filter.limit)),
                read_event);
   }

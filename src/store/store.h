@@ -121,6 +121,9 @@ struct EventQuery {
   uint64_t after_seq = 0;  // events with seq > after_seq
   std::optional<std::string> app;
   size_t limit = 1000;
+  // The newest `limit` of them, newest first (an application's recent
+  // events without reading its history; etcd: a range sorted descending).
+  bool newest_first = false;
 };
 
 struct MemberQuery {

@@ -531,6 +531,20 @@ TEST(SqliteStore, ListEventsFilters) {
   EXPECT_TRUE(ok(store->list_events({.app = "none"})).empty());
 }
 
+TEST(SqliteStore, ListEventsNewestFirstTakesTheNewestWithinTheLimit) {
+  auto store = open_store();
+  commit(*store, {AppendEvent{event("shop")}, AppendEvent{event("cart")}, AppendEvent{event("shop")}});
+  commit(*store, {AppendEvent{event("cart")}, AppendEvent{event("shop")}, AppendEvent{event("shop")}});
+
+  EXPECT_THAT(seqs(ok(store->list_events({.app = "shop", .limit = 2, .newest_first = true}))), ElementsAre(6u, 5u));
+  EXPECT_THAT(seqs(ok(store->list_events({.app = "cart", .limit = 10, .newest_first = true}))), ElementsAre(4u, 2u));
+  EXPECT_THAT(seqs(ok(store->list_events({.limit = 3, .newest_first = true}))), ElementsAre(6u, 5u, 4u));
+  EXPECT_THAT(seqs(ok(store->list_events({.after_seq = 4, .limit = 10, .newest_first = true}))), ElementsAre(6u, 5u));
+  EXPECT_THAT(seqs(ok(store->list_events({.after_seq = 3, .app = "shop", .limit = 10, .newest_first = true}))),
+              ElementsAre(6u, 5u));
+  EXPECT_TRUE(ok(store->list_events({.app = "none", .newest_first = true})).empty());
+}
+
 TEST(SqliteStore, ListExpiringValues) {
   auto store = open_store();
   auto boxed = [](std::string app, std::string path, int64_t expires) {
