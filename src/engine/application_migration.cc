@@ -9,6 +9,7 @@
 
 #include "common/time_format.h"
 #include "engine/application_service.h"
+#include "engine/command_outcomes.h"
 #include "engine/events.h"
 #include "engine/migration.h"
 #include "engine/rollout.h"
@@ -372,7 +373,9 @@ Result<json> ApplicationService::migration_perform(const std::string& app_name,
       amend(same, batch);
       ApplicationRecord app = current->app;
       OperationRecord op = next_operation(app, "migration-perform", json{{"toRevision", to}}, caller);
-      op.message = same.message;
+      op.message = same.message + end_apply_operations(store_, app_name, "Superseded",
+                                                       "superseded by " + op.id + " (migration perform)", &op, now,
+                                                       batch.mutations);
       same.operation_id = op.id;
       batch.preconditions.push_back({app_name, app.version});
       batch.mutations.push_back(PutApplication{app});

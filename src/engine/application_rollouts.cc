@@ -10,6 +10,7 @@
 
 #include "common/time_format.h"
 #include "engine/application_service.h"
+#include "engine/command_outcomes.h"
 #include "engine/events.h"
 #include "engine/migration.h"
 #include "engine/rollout.h"
@@ -217,6 +218,9 @@ Result<json> ApplicationService::rollout_control(const std::string& app_name, st
     batch.preconditions.push_back({app_name, app.version});
     OperationRecord op = next_operation(app, "rollout-" + std::string(action), json{{"rollout", next.id}}, caller);
     op.message = label + " " + message;
+    if (to == P::kAborted) {
+      (void)end_apply_operations(store_, app_name, "Cancelled", label + " " + message, &op, now, batch.mutations);
+    }
     batch.mutations.push_back(PutRollout{next});
     batch.mutations.push_back(AppendEvent{phase_event(now, next, from, message)});
     batch.mutations.push_back(PutApplication{app});

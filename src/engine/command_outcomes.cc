@@ -40,11 +40,16 @@ std::vector<std::pair<OperationRecord, json>> running_maintenance(Store& store, 
 }
 
 void end_operation(OperationRecord op, const std::string& status, const std::string& message, TimePoint now,
-                   WriteBatch& batch) {
+                   std::vector<Mutation>& out) {
   op.status = status;
   op.message = message;
   op.updated_at = now;
-  batch.mutations.push_back(PutOperation{std::move(op)});
+  out.push_back(PutOperation{std::move(op)});
+}
+
+void end_operation(OperationRecord op, const std::string& status, const std::string& message, TimePoint now,
+                   WriteBatch& batch) {
+  end_operation(std::move(op), status, message, now, batch.mutations);
 }
 
 }  // namespace
@@ -67,6 +72,28 @@ std::string supersede_maintenance(Store& store, const std::string& app, const st
     batch.mutations.push_back(AppendEvent{make_event(now, app, where, "", "CommandSuperseded", op.id, by.id, message)});
     said += "; supersedes " + op.id + " (maintenance " + earlier + " of " + where + ")";
     end_operation(std::move(op), "Superseded", message, now, batch);
+  }
+  return said;
+}
+
+std::string end_apply_operations(Store& store, const std::string& app, const std::string& status,
+                                 const std::string& message, const OperationRecord* by, TimePoint now,
+                                 std::vector<Mutation>& out) {
+  auto running = store.list_operations(app, "Running");
+  if (!running) {
+    spdlog::warn("{}: running operations not read: {}", app, running.error().describe());
+    return "";
+  }
+  std::string said;
+  for (OperationRecord& op : *running) {
+    if (op.kind != "apply") {
+      continue;
+    }
+    if (by) {
+      out.push_back(AppendEvent{make_event(now, app, app, "", "CommandSuperseded", op.id, by->id, message)});
+      said += "; supersedes " + op.id;
+    }
+    end_operation(std::move(op), status, message, now, out);
   }
   return said;
 }

@@ -6,7 +6,10 @@
 // resumed or left the cluster), its time box ends or a later maintenance command on its node or above
 // supersedes it (Superseded, naming that command's operation and what
 // reconcile/interactions.h says happens), or a delete cancels it
-// (Cancelled). Other commands are Succeeded once accepted.
+// (Cancelled). An apply that starts a rollout is Running until the rollout
+// ends, and ends as it does: Succeeded, Failed, Cancelled (aborted, or the
+// application deleted) or Superseded by a newer apply. Other commands are
+// Succeeded once accepted.
 
 #include <functional>
 #include <set>
@@ -34,6 +37,14 @@ void cancel_maintenance_operations(Store& store, const std::string& app, const O
 void finish_maintenance_operations(Store& store, const std::string& app, const OperationalValueRecord& value,
                                    const std::string& status, const std::string& message, TimePoint now,
                                    WriteBatch& batch);
+
+// The Running apply operations of `app` (the one whose rollout ends) end
+// with `status` and `message`; with `by`, the operation that ended them,
+// each also gets a CommandSuperseded event naming it. Returns what `by`'s
+// own record says of them ("" for none).
+std::string end_apply_operations(Store& store, const std::string& app, const std::string& status,
+                                 const std::string& message, const OperationRecord* by, TimePoint now,
+                                 std::vector<Mutation>& out);
 
 // How a maintenance command given on one member ended.
 struct MemberMaintenanceOutcome {

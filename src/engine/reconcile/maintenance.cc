@@ -133,16 +133,28 @@ bool Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
       }
       continue;
     }
-    const bool pending = std::any_of(values.begin(), values.end(), [&](const OperationalValueRecord& marker) {
-      return pending_marker(marker) && is_below(marker.path, v.path);
-    });
-    if (pending) {
+    const auto pending =
+        static_cast<size_t>(std::count_if(values.begin(), values.end(), [&](const OperationalValueRecord& marker) {
+          return pending_marker(marker) && is_below(marker.path, v.path);
+        }));
+    ReplaceTally* tally = nullptr;
+    if (v.value == "replace") {
+      tally = &replace_tallies_[app + "/" + v.path];
+      if (tally->set_at != v.set_at) {
+        *tally = ReplaceTally{v.set_at, 0, started_at_ <= v.set_at};
+      }
+      tally->marked = std::max(tally->marked, pending);
+    }
+    if (pending > 0) {
       continue;
     }
     const std::string what = "maintenance " + v.value + " of " + full_path(app, v.path);
-    const std::string message =
-        deployed ? what + " completed: every member " + (v.value == "replace" ? "replaced" : "resumed")
-                 : what + " ended: the application was undeployed";
+    const std::string message = !deployed       ? what + " ended: the application was undeployed"
+                                : tally != nullptr ? what + " completed: " + replaced_or_removed(app, v, *tally)
+                                                   : what + " completed: every member resumed";
+    if (tally != nullptr) {
+      replace_tallies_.erase(app + "/" + v.path);
+    }
     WriteBatch batch;
     batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance, v.set_at});
     batch.mutations.push_back(AppendEvent{
@@ -172,6 +184,32 @@ bool Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
     maintenance_settled_.insert(app);
   }
   return !any && running == 0;
+}
+
+// A completed replace says what became of the members it marked: each left,
+// and the live members created since the command are their successors; the
+// cluster may have shrunk meanwhile (scaled down, or the autoscaler), and
+// then the rest were removed, not replaced.
+std::string Fleet::replaced_or_removed(const std::string& app, const OperationalValueRecord& v,
+                                       const ReplaceTally& tally) const {
+  size_t successors = 0;
+  for (const auto& [key, index] : by_cluster_) {
+    if (key.starts_with(app + "/")) {
+      for (const auto& [id, m] : index) {
+        const bool successor = is_live(m->state) && m->record.created_at >= v.set_at;
+        successors += successor && is_below(member_path(m->record), v.path) ? 1 : 0;
+      }
+    }
+  }
+  if (!tally.seen_from_start) {
+    return "no marked member is left (the controller restarted meanwhile: each member's events say whether it was "
+           "replaced or removed as the cluster shrank)";
+  }
+  if (successors >= tally.marked) {
+    return "every member replaced";
+  }
+  return fmt::format("{} of {} members replaced, {} removed as the cluster shrank", successors, tally.marked,
+                     tally.marked - successors);
 }
 
 // interactions.h: a rollout that has not finished with a cluster keeps it;
@@ -252,7 +290,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
       plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
   for (const auto& id : step.retire) {
     MemberEntry& m = *by_id[id];
-    retire(m, "maintenance replace: replaced by a new member");  // its marker ends with it
+    retire(m, "maintenance replace: " + replaced_by(m, ordered, desired));  // its marker ends with it
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, cluster.app->current_revision, "maintenance replace")) {

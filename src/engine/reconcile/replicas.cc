@@ -109,6 +109,14 @@ void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutati
   }
 }
 
+std::string Fleet::replaced_by(const MemberEntry& m, const std::vector<MemberEntry*>& members, int desired) {
+  if (!m.successor.empty()) {
+    return "replaced by " + m.successor;
+  }
+  const auto live = std::count_if(members.begin(), members.end(), [](const MemberEntry* e) { return is_live(e->state); });
+  return live > desired ? fmt::format("removed as the cluster shrank to {}", desired) : "replaced by a new member";
+}
+
 bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
                               const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/time_format.h"
+#include "engine/command_outcomes.h"
 #include "engine/events.h"
 #include "engine/reconcile/interactions.h"
 
@@ -43,7 +44,7 @@ std::optional<Fleet::ActiveRollout> Fleet::load_rollout(const ApplicationRecord&
                             (progress ? "its target revision is gone" : progress.error().message));
     return std::nullopt;
   }
-  ActiveRollout rollout{**record, *phase, std::move(*progress), rollout_prerequisites(*target), {}, false};
+  ActiveRollout rollout{**record, *phase, std::move(*progress), rollout_prerequisites(*target), {}, {}, false};
   return rollout;
 }
 
@@ -61,6 +62,11 @@ void Fleet::set_phase(ActiveRollout& rollout, RolloutPhase to, const std::string
   rollout.record.reason = reason;
   if (is_finished(to)) {
     rollout.record.finished_at = now;
+    // A newer apply supersedes a rollout in its own commit (application_rollouts.cc).
+    const std::string status = to == RolloutPhase::kSucceeded ? "Succeeded"
+                               : to == RolloutPhase::kFailed  ? "Failed"
+                                                              : "Cancelled";
+    (void)end_apply_operations(store_, app, status, rollout.events.back().message, nullptr, now, rollout.outcome);
   }
   rollout.dirty = true;
 }
@@ -74,6 +80,8 @@ void Fleet::stage_rollout(ActiveRollout& rollout, WriteBatch batch) {
     batch.mutations.push_back(AppendEvent{std::move(e)});
   }
   rollout.events.clear();
+  std::move(rollout.outcome.begin(), rollout.outcome.end(), std::back_inserter(batch.mutations));
+  rollout.outcome.clear();
   rollout.dirty = false;
   // An operator's control may win the race (the version differs): the group
   // then rejects this batch alone, and the next pass reads what won.
@@ -254,7 +262,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
         fmt::format("not Active within progressDeadlineSeconds ({}s)", cluster.spec->update.progress_deadline_seconds));
   }
   for (const auto& id : step.retire) {
-    retire(*by_id[id], why + ": replaced");
+    retire(*by_id[id], why + ": " + replaced_by(*by_id[id], members, desired));
   }
   for (const auto& id : step.update) {
     begin_update(*by_id[id], cluster, rollout.record.id);

@@ -602,6 +602,73 @@ TEST(MaintenanceOutcome, AMembersOwnRestartEndsWhenItResumed) {
   EXPECT_TRUE(sim.store().list_operations("shop", "Running").value().empty());
 }
 
+// A cluster that shrinks in the middle of its maintenance replace: the
+// node's completion counts what was replaced and what was removed, and each
+// retired member says which it was. (It said "every member replaced".)
+TEST(MaintenanceOutcome, AReplaceTheClusterShrankDuringSaysHowManyWereRemoved) {
+  FleetSim sim;
+  deploy(sim, shop(6, "1", "maxUnavailable: 0, maxSurge: 1"), 6);
+  const std::string op = set(sim, {{"path", "web"}, {"maintenance", "replace"}});
+  sim.run(3);
+  ASSERT_GE(events_saying(sim, "maintenance replace: replaced by shop/web/"), 1) << "one at a time, by its successor";
+  ASSERT_TRUE(sim.apply(shop(3, "1", "maxUnavailable: 0, maxSurge: 1")).has_value());
+  sim.run(20);
+  EXPECT_TRUE(sim.markers().empty());
+  EXPECT_EQ(sim.count("Active"), 3);
+  const json ended = sim.operation(op);
+  EXPECT_EQ(ended["status"], "Succeeded") << ended.dump();
+  const std::string message = ended["message"];
+  EXPECT_NE(message.find("members replaced"), std::string::npos) << message;
+  EXPECT_NE(message.find("removed as the cluster shrank"), std::string::npos) << message;
+  EXPECT_EQ(events_saying(sim, "every member replaced"), 0);
+  EXPECT_GE(events_saying(sim, "removed as the cluster shrank to 3"), 1);
+}
+
+// An apply that starts a rollout is Running until the rollout ends, and
+// ends as it does: Succeeded; Superseded by a newer apply, naming it; or
+// Cancelled by an abort.
+TEST(ApplyOutcome, AnApplyEndsAsItsRolloutDoes) {
+  FleetSim sim;
+  const std::string paced = "maxUnavailable: 1, maxSurge: 0, pauseBetweenBatchesSeconds: 5";
+  deploy(sim, shop(4, "1", paced), 4);
+  const std::string v2 = sim.apply(shop(4, "2", paced)).value().operation_id;
+  EXPECT_EQ(sim.operation(v2)["status"], "Running");
+  sim.run(2);
+  const std::string v3 = sim.apply(shop(4, "3", paced)).value().operation_id;
+  const json superseded = sim.operation(v2);
+  EXPECT_EQ(superseded["status"], "Superseded") << superseded.dump();
+  EXPECT_NE(superseded["message"].get<std::string>().find("superseded by " + v3), std::string::npos);
+  EXPECT_NE(sim.operation(v3)["message"].get<std::string>().find("supersedes " + v2), std::string::npos);
+  EXPECT_EQ(events_saying(sim, "superseded by " + v3, "CommandSuperseded"), 1);
+  EXPECT_EQ(sim.operation(v3)["status"], "Running");
+  sim.run(60);
+  ASSERT_EQ(rollout_phase(sim), "Succeeded");
+  EXPECT_EQ(sim.operation(v3)["status"], "Succeeded") << sim.operation(v3).dump();
+
+  const std::string v4 = sim.apply(shop(4, "4", paced)).value().operation_id;
+  sim.step();
+  ASSERT_TRUE(sim.apps().rollout_control("shop", "abort", {"t", "t"}).has_value());
+  EXPECT_EQ(sim.operation(v4)["status"], "Cancelled") << sim.operation(v4).dump();
+  EXPECT_TRUE(sim.store().list_operations("shop", "Running").value().empty());
+}
+
+// A controller that restarted in the middle of a replace cannot know what
+// left before: its completion says so rather than "every member replaced".
+TEST(MaintenanceOutcome, AReplaceCompletedAfterAControllerRestartDoesNotClaimEveryMemberReplaced) {
+  FleetSim sim;
+  deploy(sim, shop(4, "1", "maxUnavailable: 0, maxSurge: 1"), 4);
+  const std::string op = set(sim, {{"path", "web"}, {"maintenance", "replace"}});
+  sim.run(2);
+  sim.kill_controller();
+  sim.run(30);
+  EXPECT_TRUE(sim.markers().empty());
+  const json ended = sim.operation(op);
+  EXPECT_EQ(ended["status"], "Succeeded") << ended.dump();
+  EXPECT_NE(ended["message"].get<std::string>().find("no marked member is left (the controller restarted"),
+            std::string::npos)
+      << ended.dump();
+}
+
 // A time box (--for) that ends in the middle of a maintenance restart ends
 // it as `maintenance off` would, and its operation says so: the member at
 // its hook finishes and resumes, the others are left alone, and nothing
