@@ -315,6 +315,10 @@ Result<ApplyOutcome> ApplicationService::apply_spec(const ApplicationSpec& spec,
       return std::unexpected(!members ? members.error() : revisions.error());
     }
     if (outcome.changed) {
+      // interactions.h: a new apply supersedes the rollout under way, and the apply that started it.
+      const std::string message = "superseded by " + op.id + " (revision " + std::to_string(outcome.revision) +
+                                  "): its rollout stops where it is";
+      op.message = end_apply_operations(store_, spec.name, "Superseded", message, &op, now, batch.mutations);
       auto rollout = start_rollout(*current, spec, outcome.revision, *members, caller, now, batch);
       if (!rollout) {
         return std::unexpected(rollout.error());
@@ -334,7 +338,9 @@ Result<ApplyOutcome> ApplicationService::apply_spec(const ApplicationSpec& spec,
   }
   if (outcome.rollout) {
     outcome.message += "; rollout " + std::to_string(*outcome.rollout) + " started";
+    op.status = "Running";  // until the rollout ends (command_outcomes.h)
   }
+  outcome.message += op.message;  // what it supersedes
 
   if (amend) {
     amend(outcome, batch);

@@ -270,6 +270,7 @@ class Fleet {
     RolloutProgress progress;
     std::map<std::string, std::set<std::string>> prerequisites;
     std::vector<EventRecord> events;  // to commit with the record
+    std::vector<Mutation> outcome;    // once finished: its apply's operation record, committed with it
     bool dirty = false;
   };
 
@@ -322,6 +323,9 @@ class Fleet {
   // (its value returns to off) and a member's own; returns whether none of
   // the application's is still Running.
   bool complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
+  struct ReplaceTally;
+  std::string replaced_or_removed(const std::string& app, const OperationalValueRecord& v,
+                                  const ReplaceTally& tally) const;
   static std::string maintenance_command_id(const MemberEntry& m);
   void set_host_state(HostEntry& h, const std::string& to, const std::string& reason);
   void check_heartbeats();
@@ -381,6 +385,9 @@ class Fleet {
   // Draining -> Stopping once its load balancer sends it nothing more.
   void stop_if_drained(MemberEntry& m);
   void retire(MemberEntry& m, const std::string& reason, std::vector<Mutation> also = {});
+  // Why a replace step (a rollout's, a maintenance's) retires `m`: replaced
+  // by its successor, or surplus as the cluster shrank to `desired`.
+  static std::string replaced_by(const MemberEntry& m, const std::vector<MemberEntry*>& members, int desired);
   void scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live, const MaintenanceMarkers& markers,
                   int desired);
   // model.md, "maintenance replace": members marked for it are replaced by
@@ -465,6 +472,18 @@ class Fleet {
   std::map<std::string, std::string> reported_failures_;
   // Applications with no maintenance command Running (complete_maintenance).
   std::set<std::string> maintenance_settled_;
+  // A node's maintenance replace as this controller saw it, by "app/node":
+  // how many members it marked (the most markers seen below it at once), so
+  // that its completion tells replaced from removed as the cluster shrank.
+  // Memory only: `seen_from_start` is false when the controller started
+  // after the command and may have missed members that left before.
+  struct ReplaceTally {
+    TimePoint set_at{};
+    size_t marked = 0;
+    bool seen_from_start = false;
+  };
+  std::map<std::string, ReplaceTally> replace_tallies_;
+  const TimePoint started_at_;
   std::map<std::string, LogRequest> log_requests_;
   std::atomic<uint64_t> rejected_messages_{0};  // agent frames that did not decode
   // The hosts as placement sees them, built at most once per pass (when a

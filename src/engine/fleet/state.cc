@@ -20,7 +20,8 @@ Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
       options_(std::move(options)),
       join_token_hash_(sha256_hex(options_.join_token)),
       deadlines_(options_.heartbeat_timeout),
-      work_(options_.resync_interval) {}
+      work_(options_.resync_interval),
+      started_at_(clock_.now()) {}
 
 Status Fleet::load() {
   std::lock_guard lock(mu_);
