@@ -144,6 +144,29 @@ ManifestFormat manifest_format(const Request& r) {
   return first != std::string::npos && r.body[first] == '{' ? ManifestFormat::kJson : ManifestFormat::kYaml;
 }
 
+// GET /members' paging: `limit` (1..kMaxMemberPage) and `continue`, the
+// cursor the previous page answered (opaque to clients: the last id).
+constexpr uint64_t kMaxMemberPage = 10000;
+
+Result<Fleet::MemberPage> member_page(const Request& r) {
+  Fleet::MemberPage page;
+  if (auto it = r.query.find("limit"); it != r.query.end()) {
+    auto limit = parse_uint(it->second, "limit");
+    if (!limit) {
+      return std::unexpected(limit.error());
+    }
+    if (*limit < 1 || *limit > kMaxMemberPage) {
+      return fail(ErrorCode::kInvalid,
+                  "limit must be from 1 to " + std::to_string(kMaxMemberPage) + ", got " + it->second, "limit");
+    }
+    page.limit = static_cast<size_t>(*limit);
+  }
+  if (auto cursor = query_param(r, "continue")) {
+    page.after = *cursor;
+  }
+  return page;
+}
+
 // Wraps an engine call returning JSON into a response.
 Result<Response> ok(Result<json> body, int status = 200) {
   if (!body) {
@@ -192,10 +215,14 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
         },
         Scope::kUnscoped);
   }
-  add("GET", v1 + "/members", Role::kViewer, [this](const Params& p) {
+  add("GET", v1 + "/members", Role::kViewer, [this](const Params& p) -> Result<Response> {
+    auto page = member_page(p.request);
+    if (!page) {
+      return std::unexpected(page.error());
+    }
     return ok(fleet_.members_json(
         MemberQuery{query_param(p.request, "app"), query_param(p.request, "cluster"), query_param(p.request, "state")},
-        p.principal.app));
+        p.principal.app, *page));
   });
   add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) -> Result<Answer> {
     return Answer([this, id = p.path.at("id"), app = p.principal.app, hook = query_param(p.request, "hook")](
@@ -225,12 +252,22 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
     if (!doc) {
       return std::unexpected(doc.error());
     }
-    // The fleet's live view: load state and the autoscaler's member count.
+    // The fleet's live view: what the members do (counts, O(members) of
+    // plain fields under the fleet's lock, no store), the load state and the
+    // autoscaler's member count.
+    std::vector<std::string> clusters;
+    for (const auto& node : (*doc)["tree"]) {
+      if (node["kind"] == "cluster") {
+        clusters.push_back(node["path"].get<std::string>());
+      }
+    }
+    const auto counts = fleet_.cluster_counts(p.path.at("app"), clusters);
     const json loads = fleet_.load_json(p.path.at("app"));
     for (auto& node : (*doc)["tree"]) {
       if (node["kind"] == "cluster") {
-        node["load"] = loads.value(node["path"].get<std::string>(),
-                                   json{{"state", "normal"}, {"average", nullptr}, {"scaledDesired", nullptr}});
+        const std::string path = node["path"].get<std::string>();
+        node["members"].update(Fleet::to_json(counts.at(path)));
+        node["load"] = loads.value(path, json{{"state", "normal"}, {"average", nullptr}, {"scaledDesired", nullptr}});
       }
     }
     return json_response(200, *doc);

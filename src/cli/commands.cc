@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "cli/describe_verb.h"
 #include "cli/manifest_edit.h"
 #include "cli/migration_verbs.h"
 #include "cli/output.h"
@@ -34,51 +35,6 @@ namespace tranche::cli {
 namespace {
 
 using nlohmann::json;
-
-std::string time_left(const std::string& expires_at) {
-  auto t = parse_rfc3339(expires_at);
-  if (!t) {
-    return expires_at;
-  }
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*t - std::chrono::system_clock::now());
-  return left.count() > 0 ? format_duration(std::chrono::duration_cast<std::chrono::seconds>(left)) + " left"
-                          : "expiring";
-}
-
-// "off (explicit, 4m left)", "off (from backend)", "on (default)".
-std::string setting_cell(const json& s) {
-  std::string out = s.value("effective", "?");
-  if (s.value("allAtOnce", false)) {
-    out += " all at once";
-  }
-  if (!s["explicit"].is_null()) {
-    out += s.contains("expiresAt") ? " (explicit, " + time_left(s["expiresAt"]) + ")" : " (explicit)";
-  } else if (s["source"] == "default") {
-    out += " (default)";
-  } else {
-    const std::string source = s["source"];
-    out += " (from " + (source.empty() ? std::string("app") : source) + ")";
-  }
-  return out;
-}
-
-// "12  TIME  MemberStateChanged  shop/web/3 -> Starting  starting on host-1"
-std::string fmt_load(double load) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", load);
-  return buf;
-}
-
-std::string event_line(const json& e) {
-  std::ostringstream line;
-  line << e.value("seq", 0) << "  " << e.value("time", "") << "  " << e.value("type", "") << "  "
-       << e.value("member", e.value("path", ""));
-  if (e.contains("member") && e["to"].is_string()) {
-    line << " -> " << e["to"].get<std::string>();
-  }
-  line << "  " << e.value("message", "");
-  return line.str();
-}
 
 // One manifest file. `name_it`: its answer, or refusal, starts with its name.
 int apply_file(const Session& s, const std::filesystem::path& file, bool dry_run, bool name_it) {
@@ -260,81 +216,6 @@ int cmd_logs(const Session& s, const std::string& member, const std::string& hoo
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));  // the polling interval of --follow
   }
-}
-
-int cmd_describe(const Session& s, const std::string& path) {
-  const auto [app, node] = split_app(path);
-  if (app.empty()) {
-    return report(Error{ErrorCode::kInvalid, "give an application or a node path like shop/web", "PATH"});
-  }
-  auto reply = s.call("GET", "/api/v1/applications/" + url_encode(app));
-  if (!reply) {
-    return report(reply.error());
-  }
-  json& doc = *reply;
-  json tree = json::array();
-  for (const auto& n : doc["tree"]) {
-    const std::string p = n["path"];
-    if (node.empty() || p == node || p.starts_with(node + "/")) {
-      tree.push_back(n);
-    }
-  }
-  if (tree.empty()) {
-    return report(Error{ErrorCode::kNotFound, "'" + node + "' is not a node of application " + app, "PATH"});
-  }
-  if (!node.empty()) {
-    doc["tree"] = tree;
-  }
-  if (s.print_structured(doc)) {
-    return 0;
-  }
-  std::cout << "Application:  " << cell(doc["name"]) << "\n"
-            << "Description:  " << cell(doc["description"]) << "\n"
-            << "Revision:     " << cell(doc["revision"]) << "\n"
-            << "Deployed:     " << cell(doc["deployed"]) << "\n"
-            << "Updated:      " << cell(doc["updatedAt"]) << "\n"
-            << "Migration:    " << migration_cell(doc.value("migration", json())) << "\n\n";
-  std::vector<Row> rows;
-  for (const auto& n : tree) {
-    const std::string p = n["path"];
-    std::string counts = "-";
-    std::string load = "-";
-    if (n.contains("members")) {
-      const json& m = n["members"];
-      const json scaled = n.contains("load") ? n["load"]["scaledDesired"] : json(nullptr);
-      counts = std::to_string(m["items"].size()) + " of " +
-               (scaled.is_null() ? cell(m["desired"]) : cell(scaled) + " (autoscaled)") + " (" + cell(m["min"]) + ".." +
-               cell(m["max"]) + ")";
-      if (n.contains("load")) {
-        load = cell(n["load"]["state"]);
-        if (n["load"]["average"].is_number()) {
-          load += " (" + fmt_load(n["load"]["average"].get<double>()) + ")";
-        }
-      }
-    }
-    rows.push_back({p.empty() ? app : app + "/" + p, cell(n["kind"]), setting_cell(n["autoscaling"]),
-                    setting_cell(n["autohealing"]), setting_cell(n["maintenance"]), counts, load});
-  }
-  print_table(std::cout, {"NODE", "KIND", "AUTOSCALING", "AUTOHEALING", "MAINTENANCE", "MEMBERS", "LOAD"}, rows);
-  for (const auto& n : tree) {
-    if (!n.contains("members")) {
-      continue;
-    }
-    for (const auto& m : n["members"]["items"]) {
-      if (!m["healingDelayedSince"].is_null()) {
-        std::cout << "\nHealing of " << cell(m["id"]) << " (" << cell(m["state"]) << ") delayed since "
-                  << cell(m["healingDelayedSince"]) << ": autohealing is off";
-      }
-    }
-  }
-  std::cout << "\nRecent events:\n";
-  if (doc["recentEvents"].empty()) {
-    std::cout << "  (none)\n";
-  }
-  for (const auto& e : doc["recentEvents"]) {
-    std::cout << "  " << event_line(e) << '\n';
-  }
-  return 0;
 }
 
 int cmd_delete(const Session& s, const std::string& app) {
@@ -692,7 +573,6 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
     std::string apply_file;
     bool apply_dry = false;
     std::string get_apps_name;
-    std::string describe_path;
     std::string members_path;
     std::string members_state;
     std::string logs_member;
@@ -762,9 +642,7 @@ void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) 
     sub->callback(run([=](const Session& s) { return cmd_host(s, action, *target); }));
   }
 
-  auto* describe = app.add_subcommand("describe", "one node: spec, operational state, members, recent events");
-  describe->add_option("PATH", args->describe_path, "APP or APP/GROUP/.../CLUSTER")->required();
-  describe->callback(run([=](const Session& s) { return cmd_describe(s, args->describe_path); }));
+  add_describe_verb(app, options, exit_code);
 
   auto* del = app.add_subcommand("delete", "undeploy an application, keeping its history");
   del->add_option("APP", args->del_app, "application")->required();

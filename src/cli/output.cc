@@ -1,6 +1,7 @@
 #include "cli/output.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
@@ -83,6 +84,17 @@ std::string cell(const nlohmann::json& value) {
     return value.get<bool>() ? "yes" : "no";
   }
   return value.dump();
+}
+
+std::string event_line(const nlohmann::json& e) {
+  std::ostringstream line;
+  line << e.value("seq", 0) << "  " << e.value("time", "") << "  " << e.value("type", "") << "  "
+       << e.value("member", e.value("path", ""));
+  if (e.contains("member") && e["to"].is_string()) {
+    line << " -> " << e["to"].get<std::string>();
+  }
+  line << "  " << e.value("message", "");
+  return line.str();
 }
 
 }  // namespace tranche::cli

@@ -20,4 +20,7 @@ void print_document(std::ostream& out, const nlohmann::json& doc, OutputFormat f
 // A JSON scalar as a cell: strings bare, null as "-".
 std::string cell(const nlohmann::json& value);
 
+// An event as one line: "12  TIME  MemberStateChanged  shop/web/3 -> Starting  starting on host-1".
+std::string event_line(const nlohmann::json& event);
+
 }  // namespace tranche::cli

@@ -40,15 +40,6 @@ std::vector<NodeRef> node_refs(const ApplicationSpec& spec, const std::vector<Me
   return nodes;
 }
 
-json member_json(const MemberRecord& m) {
-  json j = {{"id", m.id},           {"app", m.app},     {"cluster", m.cluster},
-            {"host", m.host},       {"state", m.state}, {"revision", m.revision},
-            {"version", m.version}, {"ports", m.ports}, {"updatedAt", format_rfc3339(m.updated_at)}};
-  j["pid"] = m.pid ? json(*m.pid) : json(nullptr);
-  j["healingDelayedSince"] = m.healing_delayed_since ? json(format_rfc3339(*m.healing_delayed_since)) : json(nullptr);
-  return j;
-}
-
 }  // namespace
 
 Result<OperationalChange> parse_operational_change(const json& body) {
@@ -660,69 +651,6 @@ Result<ApplicationService::View> ApplicationService::load_view(const std::string
     return std::unexpected(values.error());
   }
   return View{std::move(*current), std::move(*members), std::move(*values)};
-}
-
-Result<json> ApplicationService::describe_application(const std::string& app_name) const {
-  auto view = load_view(app_name);
-  if (!view) {
-    return std::unexpected(view.error());
-  }
-  const Current& current = view->current;
-  const auto& members = view->members;
-  const auto& values = view->values;
-  json tree = json::array();
-  for (const auto& node : flatten(*current.spec)) {
-    json j = to_json(resolve_all(values, {{node.path, std::string(to_string(node.kind))}}).front());
-    j["name"] = node.path.empty() ? app_name : split_path(node.path).back();
-    if (node.group) {
-      j["dependsOn"] = node.group->depends_on;
-    }
-    if (node.cluster) {
-      const auto& c = *node.cluster;
-      json list = json::array();
-      for (const auto& m : members) {
-        if (m.cluster == node.path) {
-          json mj = member_json(m);
-          mj["operational"] = to_json(resolve_all(values, {{member_path(m), "member"}}).front());
-          list.push_back(std::move(mj));
-        }
-      }
-      j["dependsOn"] = c.depends_on;
-      j["version"] = c.artifact.version;
-      j["members"] = {{"min", c.members.min}, {"max", c.members.max}, {"desired", c.members.desired}, {"items", list}};
-    }
-    tree.push_back(std::move(j));
-  }
-  json recent = json::array();
-  if (auto last = store_.last_event_seq(); last) {
-    auto events = store_.list_events(EventQuery{*last > 500 ? *last - 500 : 0, app_name, 1000});
-    if (!events) {
-      return std::unexpected(events.error());
-    }
-    const size_t from = events->size() > 10 ? events->size() - 10 : 0;
-    for (size_t i = from; i < events->size(); ++i) {
-      const auto& e = (*events)[i];
-      recent.push_back({{"seq", e.seq},
-                        {"time", format_rfc3339(e.time)},
-                        {"type", e.type},
-                        {"path", e.path},
-                        {"message", e.message}});
-    }
-  }
-  auto migration = migration_view(app_name);
-  if (!migration) {
-    return std::unexpected(migration.error());
-  }
-  return json{{"name", app_name},
-              {"description", current.spec->description},
-              {"migration", *migration},
-              {"revision", current.app.current_revision},
-              {"deployed", current.app.deployed},
-              {"createdAt", format_rfc3339(current.app.created_at)},
-              {"updatedAt", format_rfc3339(current.app.updated_at)},
-              {"tree", tree},
-              {"recentEvents", recent},
-              {"spec", to_json(*current.spec)}};
 }
 
 Result<json> ApplicationService::list_revisions(const std::string& app_name) const {

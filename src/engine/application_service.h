@@ -85,6 +85,9 @@ class ApplicationService {
 
   // Views. `visible` limits listings to one application (a scoped token).
   Result<nlohmann::json> list_applications(const std::optional<std::string>& visible) const;
+  // The tree with explicit and effective values and the recent events;
+  // cluster nodes carry the manifest's member counts, not the members
+  // (application_view.cc: the API adds the fleet's counts).
   Result<nlohmann::json> describe_application(const std::string& app) const;
   Result<nlohmann::json> list_revisions(const std::string& app) const;
   Result<nlohmann::json> get_revision(const std::string& app, int64_t number) const;

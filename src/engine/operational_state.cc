@@ -1,5 +1,8 @@
 #include "engine/operational_state.h"
 
+#include <array>
+#include <unordered_map>
+
 #include <nlohmann/json.hpp>
 
 #include "common/time_format.h"
@@ -71,15 +74,18 @@ const OperationalValueRecord* find_explicit(const std::vector<OperationalValueRe
 }
 }  // namespace
 
-SettingView resolve(const std::vector<OperationalValueRecord>& values, const std::string& path, Setting setting) {
+// The resolution of model.md's inheritance, over any way of finding a
+// node's explicit value.
+template <typename FindExplicit>
+SettingView resolve_with(const FindExplicit& find_explicit, const std::string& path, Setting setting) {
   SettingView view;
-  if (const auto* own = find_explicit(values, path, setting)) {
+  if (const auto* own = find_explicit(path, setting)) {
     view.explicit_value = own->value;
     view.expires_at = own->expires_at;
   }
   std::optional<std::string> at = path;
   while (at) {
-    if (const auto* v = find_explicit(values, *at, setting)) {
+    if (const auto* v = find_explicit(*at, setting)) {
       view.effective = v->value;
       view.source = *at;
       view.all_at_once = v->all_at_once;
@@ -91,14 +97,31 @@ SettingView resolve(const std::vector<OperationalValueRecord>& values, const std
   return view;
 }
 
+SettingView resolve(const std::vector<OperationalValueRecord>& values, const std::string& path, Setting setting) {
+  return resolve_with([&](const std::string& at, Setting s) { return find_explicit(values, at, s); }, path, setting);
+}
+
 std::vector<NodeOperationalView> resolve_all(const std::vector<OperationalValueRecord>& values,
                                              const std::vector<NodeRef>& nodes) {
+  // Values indexed once: a maintenance marks every member, so a scan of the
+  // values per node would cost nodes x members.
+  std::unordered_map<std::string, std::array<const OperationalValueRecord*, std::size(kAllSettings)>> by_path;
+  for (const auto& v : values) {
+    auto& slot = by_path[v.path][static_cast<size_t>(v.setting)];
+    if (slot == nullptr) {  // the first, as resolve() finds it
+      slot = &v;
+    }
+  }
+  const auto find = [&](const std::string& at, Setting s) -> const OperationalValueRecord* {
+    auto it = by_path.find(at);
+    return it == by_path.end() ? nullptr : it->second[static_cast<size_t>(s)];
+  };
   std::vector<NodeOperationalView> out;
   out.reserve(nodes.size());
   for (const auto& node : nodes) {
-    out.push_back(NodeOperationalView{node.path, node.kind, resolve(values, node.path, Setting::kAutoscaling),
-                                      resolve(values, node.path, Setting::kAutohealing),
-                                      resolve(values, node.path, Setting::kMaintenance)});
+    out.push_back(NodeOperationalView{node.path, node.kind, resolve_with(find, node.path, Setting::kAutoscaling),
+                                      resolve_with(find, node.path, Setting::kAutohealing),
+                                      resolve_with(find, node.path, Setting::kMaintenance)});
   }
   return out;
 }

@@ -5,6 +5,19 @@ import { h, main, badge, toast, when, timeLeft, heading, failure } from "/ui/dom
 import { api, canOperate, enc, stream, mountView, subscribe } from "/ui/api.js";
 
 const FINISHED = new Set(["Succeeded", "Failed", "Aborted", "Superseded"]);
+// Members drawn per cluster in the application and rollout views; the rest
+// are counted, not drawn (a cluster may hold 100,000).
+const MEMBER_ROWS = 50;
+const MEMBER_BLOCKS = 500;
+
+// "3 Active, 1 Starting · 3 available, 4 healthy": a cluster's counts.
+function memberCounts(m) {
+  const states = Object.entries(m.states || {}).map(([s, n]) => `${n} ${s}`).join(", ") || "none";
+  const more = [`${m.available} available`, `${m.healthy} healthy`];
+  if (m.updating) more.push(`${m.updating} updating`);
+  if (m.healingDelayed) more.push(`healing delayed for ${m.healingDelayed}`);
+  return `${states} · ${more.join(", ")}`;
+}
 
 // Fleet: hosts with their members as blocks, filterable by application.
 export async function fleetView(filterApp) {
@@ -151,11 +164,19 @@ export async function appView(app) {
     recursive: h("input", { id: "recursive", type: "checkbox" }),
   };
   const render = async () => {
-    let doc, revisions;
+    let doc, revisions, pages, settings;
     try {
       [doc, revisions] = await Promise.all([api("GET", `/applications/${encodeURIComponent(app)}`),
         api("GET", `/applications/${encodeURIComponent(app)}/revisions`)]);
+      // The application's view has each cluster's counts; its members come a
+      // page at a time from /members, at most MEMBER_ROWS of each cluster.
+      const clusters = doc.tree.filter((n) => n.members && n.members.count > 0);
+      pages = new Map(await Promise.all(clusters.map(async (n) => [n.path, await api("GET",
+        `/members?app=${encodeURIComponent(app)}&cluster=${encodeURIComponent(n.path)}&limit=${MEMBER_ROWS}`)])));
+      // Each listed member's own switches: explicit and effective values of every node.
+      settings = clusters.length ? await api("GET", `/applications/${encodeURIComponent(app)}/operational-state`) : { nodes: [] };
     } catch (err) { main().replaceChildren(heading(app), failure(err)); return; }
+    const opOf = new Map(settings.nodes.map((n) => [n.path, n]));
     const rows = [];
     for (const node of doc.tree) {
       const depth = node.path ? node.path.split("/").length : 0;
@@ -164,15 +185,23 @@ export async function appView(app) {
         h("td", { class: `indent-${Math.min(depth, 4)}` }, h("strong", {}, node.name), " ", h("small", {}, node.kind),
           node.version ? h("small", {}, ` · ${node.version}`) : ""),
         ["autoscaling", "autohealing", "maintenance"].map((s) => settingCell(app, node.path, s, node[s], options, true)),
-        h("td", {}, members ? `${members.items.length} of ${node.load && node.load.scaledDesired != null ? node.load.scaledDesired + " (autoscaled)" : members.desired} (${members.min}..${members.max})` : "")));
-      for (const m of members ? members.items : []) {
-        const op = m.operational || {};
+        h("td", { "data-count": members ? members.count : "" }, members ? [
+          `${members.count} of ${node.load && node.load.scaledDesired != null ? node.load.scaledDesired + " (autoscaled)" : members.desired} (${members.min}..${members.max})`,
+          h("br", {}), h("small", { "data-states": "" }, memberCounts(members))] : "")));
+      const page = pages.get(node.path);
+      for (const m of page ? page.items : []) {
+        const op = opOf.get(m.id.slice(app.length + 1)) || {};
         rows.push(h("tr", { class: "member", "data-member": m.id },
           h("td", { class: `indent-${Math.min(depth + 1, 4)}` }, h("a", { href: `#/member/${m.id}` }, m.id.split("/").pop()),
             " ", badge(m.state), m.healingDelayedSince ? h("small", {}, " healing delayed") : ""),
           ["autoscaling", "autohealing", "maintenance"].map((s) =>
             op[s] ? settingCell(app, op.path, s, op[s], options, false) : h("td", {})),
           h("td", {}, h("small", {}, `${m.host || "-"} · rev ${m.revision}`))));
+      }
+      if (page && page.continue !== null) {
+        rows.push(h("tr", { class: "member more" }, h("td", { colspan: 5, class: `indent-${Math.min(depth + 1, 4)}` },
+          h("small", {}, `${members.count - page.items.length} more members: `,
+            h("a", { href: `#/fleet/${encodeURIComponent(app)}` }, "all on their hosts")))));
       }
     }
     const history = revisions.items.map((r) => {
@@ -214,10 +243,12 @@ export async function appView(app) {
 
 export async function rolloutView(app) {
   const render = async () => {
-    let r, members;
+    let r, pages;
     try {
-      [r, members] = await Promise.all([api("GET", `/applications/${encodeURIComponent(app)}/rollout`),
-        api("GET", `/members?app=${encodeURIComponent(app)}`)]);
+      r = await api("GET", `/applications/${encodeURIComponent(app)}/rollout`);
+      // Each cluster's members, at most MEMBER_BLOCKS of them (the bar counts them all).
+      pages = new Map(await Promise.all((r.clusters || []).map(async (c) => [c.path, await api("GET",
+        `/members?app=${encodeURIComponent(app)}&cluster=${encodeURIComponent(c.path)}&limit=${MEMBER_BLOCKS}`)])));
     } catch (err) {
       main().replaceChildren(heading(`Rollout of ${app}`),
         err.status === 404 ? h("p", { id: "no-rollout" }, `${app} has had no rollout yet. This page follows the event stream: one started now (tranche update ${app}/CLUSTER --version V) shows here.`)
@@ -257,12 +288,13 @@ export async function rolloutView(app) {
           "aria-valuenow": c.updated, "aria-label": `${c.path} updated` }, h("span", { style: `width:${pct}%` })),
         h("small", { "data-batches": "" }, `${c.updated} / ${c.total} updated · ${batches(c)}`),
         // The members themselves: a block each, outlined once on the target revision.
-        h("div", { class: "blocks" }, members.items.filter((m) => `${app}/${m.cluster}` === c.path || m.cluster === c.path)
+        h("div", { class: "blocks" }, pages.get(c.path).items
           .map((m) => h("a", {
             class: `block s-${m.state}${m.revision === r.targetRevision ? " target" : ""}`, href: `#/member/${m.id}`,
             "data-member": m.id, title: `${m.id}: ${m.state}, revision ${m.revision}`,
             "aria-label": `${m.id} ${m.state} revision ${m.revision}`,
-          })))),
+          })),
+          pages.get(c.path).continue !== null ? h("small", {}, ` and more (${MEMBER_BLOCKS} drawn)`) : "")),
         h("td", {}, c.available), h("td", {}, `${c.failures} / ${c.maxFailures}`),
         h("td", {}, h("small", {}, c.waitingFor || "")));
     });

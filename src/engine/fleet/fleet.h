@@ -20,6 +20,7 @@
 // their own threads; nothing waits for an agent (logs() answers through a
 // callback).
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -130,7 +131,29 @@ class Fleet {
   // nothing of other applications.
   nlohmann::json hosts_json(const std::optional<std::string>& visible_app) const;
   Result<nlohmann::json> set_host_draining(const std::string& host_id, bool draining, const Caller& caller);
-  Result<nlohmann::json> members_json(const MemberQuery& query, const std::optional<std::string>& visible_app);
+  // A page of GET /members: ordered by id, at most `limit` members after the
+  // id `after` (the previous page's cursor, its last id); every member
+  // without a limit. The answer's "continue" is the next page's cursor, or
+  // null after the last page.
+  struct MemberPage {
+    std::optional<size_t> limit;
+    std::string after;
+  };
+  Result<nlohmann::json> members_json(const MemberQuery& query, const std::optional<std::string>& visible_app,
+                                      const MemberPage& page = {});
+  // What the members of each of `clusters` (paths within `app`) are doing
+  // now, for the application's view: from the cluster index, never the store.
+  struct ClusterCounts {
+    int64_t count = 0;  // members that exist (Terminated ones are history)
+    std::array<int64_t, static_cast<size_t>(MemberState::kUnreachable) + 1> by_state{};
+    int64_t healthy = 0;          // reporting healthy
+    int64_t updating = 0;         // Updating, or being replaced by a successor
+    int64_t healing_delayed = 0;  // a replacement held back (autohealing off, a lock)
+    std::map<int64_t, int64_t> by_revision;
+  };
+  std::map<std::string, ClusterCounts> cluster_counts(const std::string& app,
+                                                      const std::vector<std::string>& clusters) const;
+  static nlohmann::json to_json(const ClusterCounts& counts);
   Result<nlohmann::json> member_json(const std::string& member_id, const std::optional<std::string>& visible_app);
   // Per cluster of `app`: the load state, the average load over the window,
   // and the member count the autoscaler wants (nullopt: the manifest's).

@@ -342,6 +342,71 @@ TEST_F(ControllerApiTest, EventsPageBySeq) {
   EXPECT_EQ(call("GET", "/api/v1/events?since=-1", admin_).status, 400);
 }
 
+// GET /applications/{app}: the tree with each cluster's counts from the
+// fleet and the newest events; no member list (GET /members pages those).
+TEST_F(ControllerApiTest, TheApplicationsViewCountsItsMembersAndShowsItsNewestEvents) {
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  WriteBatch batch;
+  for (int i = 1; i <= 3; ++i) {
+    MemberRecord m{.id = "shop/web/" + std::to_string(i), .app = "shop", .cluster = "web", .ordinal = i,
+                   .state = i < 3 ? "Active" : "Starting", .revision = 1};
+    batch.mutations.push_back(PutMember{m});
+  }
+  ASSERT_TRUE(store_->commit(batch).has_value());
+  ASSERT_TRUE(fleet_->load().has_value());
+  for (int i = 0; i < 12; ++i) {  // 13 events in all
+    const std::string body = std::string(R"({"autoscaling": ")") + (i % 2 ? "on" : "off") + R"("})";
+    ASSERT_EQ(call("PUT", "/api/v1/applications/shop/operational-state", admin_, body).status, 200);
+  }
+  const Response r = call("GET", "/api/v1/applications/shop", admin_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json doc = json::parse(r.body);
+  const json& web = doc["tree"][1];
+  ASSERT_EQ(web["path"], "web");
+  EXPECT_FALSE(web["members"].contains("items")) << "counts, not members";
+  EXPECT_EQ(web["members"]["desired"], 1);
+  EXPECT_EQ(web["members"]["count"], 3);
+  EXPECT_EQ(web["members"]["states"], (json{{"Active", 2}, {"Starting", 1}}));
+  EXPECT_EQ(web["members"]["available"], 2);
+  EXPECT_EQ(web["members"]["revisions"], (json{{"1", 3}}));
+  EXPECT_EQ(web["autoscaling"]["effective"], "on") << "the application's last value, inherited";
+  EXPECT_EQ(web["autoscaling"]["source"], "");
+  EXPECT_EQ(web["load"]["state"], "normal");
+  const json& recent = doc["recentEvents"];
+  ASSERT_EQ(recent.size(), 10u);
+  EXPECT_EQ(recent.back()["seq"], store_->last_event_seq().value()) << "the newest last";
+  for (size_t i = 1; i < recent.size(); ++i) {
+    EXPECT_EQ(recent[i]["seq"].get<uint64_t>(), recent[i - 1]["seq"].get<uint64_t>() + 1);
+  }
+}
+
+TEST_F(ControllerApiTest, MembersPageWithACursorAndRefuseABadLimitNamingIt) {
+  WriteBatch batch;
+  for (int i = 1; i <= 3; ++i) {
+    MemberRecord m{.id = "shop/web/" + std::to_string(i), .app = "shop", .cluster = "web", .ordinal = i,
+                   .state = "Active", .revision = 1};
+    batch.mutations.push_back(PutMember{m});
+  }
+  ASSERT_TRUE(store_->commit(batch).has_value());
+  ASSERT_TRUE(fleet_->load().has_value());
+  const json first = json::parse(call("GET", "/api/v1/members?app=shop&cluster=web&limit=2", admin_).body);
+  ASSERT_EQ(first["items"].size(), 2u);
+  EXPECT_EQ(first["continue"], "shop/web/2");
+  const json second =
+      json::parse(call("GET", "/api/v1/members?app=shop&cluster=web&limit=2&continue=shop%2Fweb%2F2", admin_).body);
+  ASSERT_EQ(second["items"].size(), 1u);
+  EXPECT_EQ(second["items"][0]["id"], "shop/web/3");
+  EXPECT_TRUE(second["continue"].is_null());
+  const json all = json::parse(call("GET", "/api/v1/members?app=shop", admin_).body);
+  EXPECT_EQ(all["items"].size(), 3u) << "without a limit, every member";
+  EXPECT_TRUE(all["continue"].is_null());
+  for (const char* bad : {"0", "-1", "two", "10001", "", "1.5"}) {
+    const Response r = call("GET", std::string("/api/v1/members?app=shop&limit=") + bad, admin_);
+    EXPECT_EQ(r.status, 400) << "limit=" << bad;
+    EXPECT_EQ(json::parse(r.body)["error"]["field"], "limit") << "limit=" << bad << ": " << r.body;
+  }
+}
+
 TEST_F(ControllerApiTest, FollowTurnsIntoAStream) {
   Request r;
   r.method = "GET";
