@@ -144,29 +144,6 @@ ManifestFormat manifest_format(const Request& r) {
   return first != std::string::npos && r.body[first] == '{' ? ManifestFormat::kJson : ManifestFormat::kYaml;
 }
 
-// GET /members' paging: `limit` (1..kMaxMemberPage) and `continue`, the
-// cursor the previous page answered (opaque to clients: the last id).
-constexpr uint64_t kMaxMemberPage = 10000;
-
-Result<Fleet::MemberPage> member_page(const Request& r) {
-  Fleet::MemberPage page;
-  if (auto it = r.query.find("limit"); it != r.query.end()) {
-    auto limit = parse_uint(it->second, "limit");
-    if (!limit) {
-      return std::unexpected(limit.error());
-    }
-    if (*limit < 1 || *limit > kMaxMemberPage) {
-      return fail(ErrorCode::kInvalid,
-                  "limit must be from 1 to " + std::to_string(kMaxMemberPage) + ", got " + it->second, "limit");
-    }
-    page.limit = static_cast<size_t>(*limit);
-  }
-  if (auto cursor = query_param(r, "continue")) {
-    page.after = *cursor;
-  }
-  return page;
-}
-
 // Wraps an engine call returning JSON into a response.
 Result<Response> ok(Result<json> body, int status = 200) {
   if (!body) {
@@ -203,6 +180,8 @@ json event_json(const EventRecord& e) {
 ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fleet& fleet, Store& store,
                              Metrics& metrics)
     : apps_(apps), access_(access), fleet_(fleet), store_(store), metrics_(metrics) {
+  watch_id_ = store_.watch([this](uint64_t seq) { last_seq_.store(seq); });
+  last_seq_.store(store_.last_event_seq().value_or(0));
   const std::string v1 = "/api/v1";
 
   add("GET", v1 + "/hosts", Role::kViewer, [this](const Params& p) { return ok(fleet_.hosts_json(p.principal.app)); });
@@ -215,15 +194,7 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
         },
         Scope::kUnscoped);
   }
-  add("GET", v1 + "/members", Role::kViewer, [this](const Params& p) -> Result<Response> {
-    auto page = member_page(p.request);
-    if (!page) {
-      return std::unexpected(page.error());
-    }
-    return ok(fleet_.members_json(
-        MemberQuery{query_param(p.request, "app"), query_param(p.request, "cluster"), query_param(p.request, "state")},
-        p.principal.app, *page));
-  });
+  add("GET", v1 + "/members", Role::kViewer, [this](const Params& p) { return members_view(p); });
   add("GET", v1 + "/members/{id+}/logs", Role::kViewer, [this](const Params& p) -> Result<Answer> {
     return Answer([this, id = p.path.at("id"), app = p.principal.app, hook = query_param(p.request, "hook")](
                       Reply reply) {
@@ -247,31 +218,8 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   });
   add("GET", v1 + "/applications", Role::kViewer,
       [this](const Params& p) { return ok(apps_.list_applications(p.principal.app)); });
-  add("GET", v1 + "/applications/{app}", Role::kViewer, [this](const Params& p) -> Result<Response> {
-    auto doc = apps_.describe_application(p.path.at("app"));
-    if (!doc) {
-      return std::unexpected(doc.error());
-    }
-    // The fleet's live view: what the members do (counts, O(members) of
-    // plain fields under the fleet's lock, no store), the load state and the
-    // autoscaler's member count.
-    std::vector<std::string> clusters;
-    for (const auto& node : (*doc)["tree"]) {
-      if (node["kind"] == "cluster") {
-        clusters.push_back(node["path"].get<std::string>());
-      }
-    }
-    const auto counts = fleet_.cluster_counts(p.path.at("app"), clusters);
-    const json loads = fleet_.load_json(p.path.at("app"));
-    for (auto& node : (*doc)["tree"]) {
-      if (node["kind"] == "cluster") {
-        const std::string path = node["path"].get<std::string>();
-        node["members"].update(Fleet::to_json(counts.at(path)));
-        node["load"] = loads.value(path, json{{"state", "normal"}, {"average", nullptr}, {"scaledDesired", nullptr}});
-      }
-    }
-    return json_response(200, *doc);
-  });
+  add("GET", v1 + "/applications/{app}", Role::kViewer,
+      [this](const Params& p) { return application_view(p.path.at("app")); });
   add("DELETE", v1 + "/applications/{app}", Role::kOperator, [this](const Params& p) {
     return ok(apps_.undeploy(p.path.at("app"), Caller{p.principal.name, "DELETE " + p.request.path}));
   });
@@ -495,6 +443,8 @@ void ControllerApi::audit_refusal(const Request& request, const std::string& act
   // the failure is visible in the store commit-failure metric.
   (void)store_.commit(batch);
 }
+
+ControllerApi::~ControllerApi() { store_.unwatch(watch_id_); }
 
 RouteResult ControllerApi::handle(const Request& request) {
   RouteResult result;

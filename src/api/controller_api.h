@@ -5,6 +5,7 @@
 // operations (those need an unscoped admin token).
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 
 #include "api/http.h"
 #include "api/metrics.h"
+#include "api/view_cache.h"
 #include "engine/access.h"
 #include "engine/artifacts.h"
 #include "engine/application_service.h"
@@ -26,10 +28,17 @@ nlohmann::json event_json(const EventRecord& e);
 class ControllerApi {
  public:
   ControllerApi(ApplicationService& apps, AccessControl& access, Fleet& fleet, Store& store, Metrics& metrics);
+  ~ControllerApi();
+  ControllerApi(const ControllerApi&) = delete;
+  ControllerApi& operator=(const ControllerApi&) = delete;
 
   // Routes, authenticates, runs the handler, records failures of mutating
   // calls in the audit log. Never throws.
   RouteResult handle(const Request& request);
+
+  // How long GET /applications/{app} and GET /members may answer what they
+  // rendered when no event was committed since (view_cache.h).
+  static constexpr std::chrono::milliseconds kViewLifetime{1000};
 
   // What a draining or not-yet-ready controller answers on /readyz.
   void set_ready(bool ready) { ready_ = ready; }
@@ -71,6 +80,16 @@ class ControllerApi {
 
   void add(std::string method, std::string pattern, Role role, Handler handler, Scope scope = Scope::kAny);
   void audit_refusal(const Request& request, const std::string& actor, const Error& error);
+  // GET /applications/{app}: the tree, the fleet's counts and load; and
+  // GET /members. Each answer is kept in views_ (view_cache.h: given again
+  // while no event was committed since, for at most kViewLifetime), so a
+  // view is rendered a few times a second at most, however often it is
+  // asked for.
+  Result<Response> application_view(const std::string& app);
+  Result<Response> members_view(const Params& p);
+  ViewCache views_{kViewLifetime};
+  std::atomic<uint64_t> last_seq_{0};  // the newest committed event, kept by a store watch
+  uint64_t watch_id_ = 0;
 
   ApplicationService& apps_;
   AccessControl& access_;

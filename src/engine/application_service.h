@@ -52,6 +52,7 @@ Result<OperationalChange> parse_operational_change(const nlohmann::json& body);
 class ApplicationService {
  public:
   ApplicationService(Store& store, const Clock& clock) : store_(store), clock_(clock) {}
+  const Clock& clock() const { return clock_; }
 
   // `scope`: the only application the caller may see (a scoped token).
   Result<ApplyOutcome> apply(std::string_view manifest, ManifestFormat format, bool dry_run, const Caller& caller,

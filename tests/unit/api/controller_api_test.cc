@@ -380,6 +380,38 @@ TEST_F(ControllerApiTest, TheApplicationsViewCountsItsMembersAndShowsItsNewestEv
   }
 }
 
+// The view is kept between events: rendered again once an event is
+// committed, or once its lifetime passed (what no event announces).
+TEST_F(ControllerApiTest, ReadViewsAreRenderedAgainAfterAnEventOrTheirLifetime) {
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  auto add_member = [&](int i) {  // written without an event, as a health change would be
+    MemberRecord m{.id = "shop/web/" + std::to_string(i), .app = "shop", .cluster = "web", .ordinal = i,
+                   .state = "Active", .revision = 1};
+    ASSERT_TRUE(store_->commit(WriteBatch{.mutations = {PutMember{m}}}).has_value());
+    ASSERT_TRUE(fleet_->load().has_value());
+  };
+  auto view = [&] { return json::parse(call("GET", "/api/v1/applications/shop", admin_).body)["tree"][1]; };
+  add_member(1);
+  EXPECT_EQ(view()["members"]["count"], 1);
+  auto listed = [&] { return json::parse(call("GET", "/api/v1/members?app=shop", admin_).body)["items"].size(); };
+  EXPECT_EQ(listed(), 1u);
+  add_member(2);
+  EXPECT_EQ(view()["members"]["count"], 1) << "kept: no event since";
+  EXPECT_EQ(listed(), 1u) << "kept: no event since";
+  EXPECT_EQ(json::parse(call("GET", "/api/v1/members?app=shop&limit=5", admin_).body)["items"].size(), 2u)
+      << "another page is another answer";
+  clock_.advance(ControllerApi::kViewLifetime);
+  EXPECT_EQ(view()["members"]["count"], 2) << "rendered again once its lifetime passed";
+  EXPECT_EQ(listed(), 2u);
+  add_member(3);
+  ASSERT_EQ(call("PUT", "/api/v1/applications/shop/operational-state", admin_, R"({"autoscaling": "off"})").status,
+            200);
+  const json web = view();
+  EXPECT_EQ(web["members"]["count"], 3) << "rendered again after an event";
+  EXPECT_EQ(web["autoscaling"]["effective"], "off");
+  EXPECT_EQ(call("GET", "/api/v1/applications/none", admin_).status, 404);
+}
+
 TEST_F(ControllerApiTest, MembersPageWithACursorAndRefuseABadLimitNamingIt) {
   WriteBatch batch;
   for (int i = 1; i <= 3; ++i) {
