@@ -239,7 +239,7 @@ int cmd_describe(const Session& s, const std::string& path, const std::string& m
     std::string delayed;
     for (const auto& member : m.value("items", json::array())) {
       const std::string mark = member.value("maintenance", "off");
-      listed.push_back({cell(member["id"]), cell(member["state"]), cell(member["host"]), cell(member["revision"]),
+      listed.push_back({"  " + cell(member["id"]), cell(member["state"]), cell(member["host"]), cell(member["revision"]),
                         cell(member["healthy"]), mark == "off" ? "-" : "maintenance=" + mark});
       if (!member["healingDelayedSince"].is_null()) {
         delayed += "Healing of " + cell(member["id"]) + " (" + cell(member["state"]) + ") delayed since " +
