@@ -27,6 +27,14 @@
 #   CLI_TIMEOUT (20)         seconds any one HTTP call may take
 #   TIMEOUT (600)            deadline for the whole script
 #   KEEP (0)                 1: keep the work dir and say where
+#   DURING_ROLLOUT (0)       1: the kills happen while an in-place rolling
+#                            update of the cluster runs (P3's "also while a
+#                            rollout runs"): once every member is Active the
+#                            cluster moves to 2.0.0, ROLLOUT_BATCH members at
+#                            a time (maxUnavailable; default 1 % of the
+#                            members), each update taking UPDATE_TIME (2s) at
+#                            the simulator; every round checks that the
+#                            rollout is still Progressing when it kills
 #
 # Prints a table and one JSON line {"bench":"failure-detection",...}. Exit
 # status 1 when a killed host is never seen Unreachable or a member is never
@@ -66,6 +74,8 @@ ROUNDS=${ROUNDS:-3}
 SIM_THREADS=${SIM_THREADS:-2}
 CLI_TIMEOUT=${CLI_TIMEOUT:-20}
 TIMEOUT=${TIMEOUT:-600}
+DURING_ROLLOUT=${DURING_ROLLOUT:-0}
+UPDATE_TIME=${UPDATE_TIME:-2s}
 [[ "$HOSTS" =~ ^[0-9]+$ && "$HOSTS" -ge 2 ]] || die "HOSTS must be at least 2, got '$HOSTS'"
 [[ "$MEMBERS_PER_HOST" =~ ^[0-9]+$ && "$MEMBERS_PER_HOST" -ge 1 ]] || die "MEMBERS_PER_HOST must be at least 1"
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || die "ROUNDS must be at least 1"
@@ -73,6 +83,11 @@ TIMEOUT=${TIMEOUT:-600}
   die "KILL x ROUNDS must be at least 1 and below HOSTS"
 [[ "$KILL_MODE" == close || "$KILL_MODE" == silent ]] || die "KILL_MODE is close or silent, got '$KILL_MODE'"
 MEMBERS=$((HOSTS * MEMBERS_PER_HOST))
+ROLLOUT_BATCH=${ROLLOUT_BATCH:-$(( MEMBERS / 100 > 1 ? MEMBERS / 100 : 1 ))}
+[[ "$DURING_ROLLOUT" == 0 || "$DURING_ROLLOUT" == 1 ]] || die "DURING_ROLLOUT is 0 or 1, got '$DURING_ROLLOUT'"
+[[ "$ROLLOUT_BATCH" =~ ^[0-9]+$ && "$ROLLOUT_BATCH" -ge 1 ]] || die "ROLLOUT_BATCH must be at least 1"
+# Members out of Active at any time besides the killed hosts': the batch in flight.
+IN_FLIGHT=$(( DURING_ROLLOUT == 1 ? ROLLOUT_BATCH : 0 ))
 # Room for the replacements on the hosts that are left.
 SLOTS=$((2 * MEMBERS_PER_HOST + 2))
 HB_S=$(seconds_of "$HEARTBEAT")
@@ -91,6 +106,7 @@ start_controller --heartbeat-interval "$HEARTBEAT" --heartbeat-timeout "$HEARTBE
 # --- simulated hosts: KILL others die at each SIGUSR1 ---------------------------
 "$SIMULATOR" --server "$URL" --join-token-file "$DATA/join.token" --hosts "$HOSTS" \
   --members-per-host "$MEMBERS_PER_HOST" --slots "$SLOTS" --threads "$SIM_THREADS" --duration 24h --progress 30s \
+  --update-time "$UPDATE_TIME" \
   --kill-hosts "$KILL" --kill-mode "$KILL_MODE" --kill-file "$WORK/kills.jsonl" \
   >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
 SIM_PID=$!
@@ -135,6 +151,23 @@ while :; do
 done
 note "all $MEMBERS members Active"
 
+rollout_phase() {
+  api GET "/applications/$APP/rollout" 2>/dev/null | jq -r '.phase' 2>/dev/null || echo none
+}
+if [[ "$DURING_ROLLOUT" == 1 ]]; then
+  sed -e 's/version: "1.0.0"/version: "2.0.0"/' \
+    -e "s/update: {minReadySeconds: 0}/update: {minReadySeconds: 0, method: in-place, maxUnavailable: $ROLLOUT_BATCH, maxSurge: 0}/" \
+    "$WORK/manifest.yaml" >"$WORK/manifest-2.yaml"
+  api POST /applications -H "Content-Type: application/yaml" --data-binary "@$WORK/manifest-2.yaml" \
+    >"$WORK/apply-2.json" || die "the rollout's apply failed: $(cat "$WORK/apply-2.json")"
+  deadline=$((SECONDS + 30))
+  until [[ $(rollout_phase) == Progressing ]]; do
+    [[ $SECONDS -lt $deadline ]] || die "the rollout did not start: $(rollout_phase)"
+    sleep 0.5
+  done
+  note "rollout to 2.0.0 running, $ROLLOUT_BATCH members at a time, $UPDATE_TIME per update"
+fi
+
 # Every event after SEQ (paged), as one JSON array.
 events_since() { # SEQ
   local since=$1 page all="[]" n
@@ -162,6 +195,11 @@ ROUND_JSON="[]"
 for round in $(seq 1 "$ROUNDS"); do
   sleep 2 # a few heartbeats of a settled fleet
   SEQ=$(newest_seq)
+  PHASE=none
+  if [[ "$DURING_ROLLOUT" == 1 ]]; then
+    PHASE=$(rollout_phase)
+    [[ "$PHASE" == Progressing ]] || die "round $round: the rollout is $PHASE, not Progressing, before the kill"
+  fi
   before=$(wc -l <"$WORK/kills.jsonl" 2>/dev/null || echo 0)
   kill -USR1 "$SIM_PID"
   deadline=$((SECONDS + 10))
@@ -204,11 +242,12 @@ for round in $(seq 1 "$ROUNDS"); do
       die "round $round: $unreachable of $KILL hosts Unreachable, $started replacements for $lost members lost"
     sleep 0.5
   done
-  ROUND_JSON=$(jq -c --argjson r "$result" '. + [$r]' <<<"$ROUND_JSON")
+  ROUND_JSON=$(jq -c --argjson r "$result" --arg phase "$PHASE" '. + [$r + {rollout_phase: $phase}]' <<<"$ROUND_JSON")
   note "round $round: $(jq -c '{detection_ms: (.detection_ms | max), replace_ms: (.replace_ms | max)}' <<<"$result")"
-  # The replacements are Active again before the next round.
+  # The replacements are Active again before the next round (but for a
+  # rollout's batch in flight).
   deadline=$((SECONDS + 60))
-  while [[ $(active_count) -lt "$MEMBERS" ]]; do
+  while [[ $(active_count) -lt $((MEMBERS - IN_FLIGHT)) ]]; do
     [[ $SECONDS -lt $deadline ]] || die "the replacements of round $round did not become Active"
     sleep 0.5
   done
@@ -225,7 +264,7 @@ SUMMARY=$(jq -c --argjson bound "$BOUND_MS" '
     replacement_starting_ms_max: ($r | max), replacement_within_250ms: (($r | max) <= 250) }' <<<"$ROUND_JSON")
 s() { jq -r ".$1" <<<"$SUMMARY"; }
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "failure-detection (quality.md P3): $HOSTS simulated hosts, $MEMBERS members, $ROUNDS x $KILL hosts killed ($KILL_MODE)"
+echo "failure-detection (quality.md P3): $HOSTS simulated hosts, $MEMBERS members, $ROUNDS x $KILL hosts killed ($KILL_MODE)$([[ "$DURING_ROLLOUT" == 1 ]] && echo ", during a rollout ($ROLLOUT_BATCH at a time, $UPDATE_TIME each)")"
 echo "machine: $MACHINE; build: $BUILD; heartbeat interval $HEARTBEAT, timeout $HEARTBEAT_TIMEOUT"
 echo
 echo "| figure | value |"
@@ -241,4 +280,5 @@ jq -c -n --argjson s "$SUMMARY" --argjson rounds "$ROUND_JSON" --arg machine "$M
   --arg hb "$HEARTBEAT" --arg hbt "$HEARTBEAT_TIMEOUT" --arg lb "$LOAD_BEFORE" --arg la "$LOAD_AFTER" '
   {bench: "failure-detection", machine: $machine, build: $build, hosts: $hosts, members: $members,
    kill_per_round: $kill, rounds: ($rounds | length), kill_mode: $mode, heartbeat_interval: $hb,
-   heartbeat_timeout: $hbt} + $s + {load_before: $lb, load_after: $la}'
+   heartbeat_timeout: $hbt, during_rollout: ($rounds | map(.rollout_phase) | unique)} + $s +
+  {load_before: $lb, load_after: $la}'
