@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
@@ -45,6 +46,16 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
   void send(std::string message) override {
     boost::asio::post(strand_, [self = this->shared_from_this(), m = std::move(message)]() mutable {
       self->queue_.push_back(std::move(m));
+      self->pump();
+    });
+  }
+
+  // One post for the lot: the strand's thread is woken once, not per message.
+  void send_all(std::vector<std::string> messages) override {
+    boost::asio::post(strand_, [self = this->shared_from_this(), ms = std::move(messages)]() mutable {
+      for (auto& m : ms) {
+        self->queue_.push_back(std::move(m));
+      }
       self->pump();
     });
   }

@@ -52,6 +52,9 @@ constexpr auto kExpiryInterval = std::chrono::milliseconds(250);
 // Reconcile passes: often enough that a failure is acted on well within
 // one heartbeat interval.
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
+// After a pass that left work it could do at once (a large apply placed a
+// bounded number of members per pass): the next one comes sooner.
+constexpr auto kBusyTickInterval = std::chrono::milliseconds(10);
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 // Load balancer passes: a drained server leaves within this of its last session.
 constexpr auto kBalancerInterval = std::chrono::milliseconds(100);
@@ -549,17 +552,16 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   schedule_expiry();
 
   asio::steady_timer reconcile(io);
-  std::function<void()> schedule_reconcile = [&] {
-    reconcile.expires_after(kTickInterval);
+  std::function<void(bool)> schedule_reconcile = [&](bool busy) {
+    reconcile.expires_after(busy ? kBusyTickInterval : kTickInterval);
     reconcile.async_wait([&](boost::system::error_code ec) {
       if (ec) {
         return;
       }
-      fleet.tick();
-      schedule_reconcile();
+      schedule_reconcile(fleet.tick());
     });
   };
-  schedule_reconcile();
+  schedule_reconcile(false);
 
   if (options.dev) {
     if (auto ok = ensure_local_agent(data_dir); !ok) {

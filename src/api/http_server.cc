@@ -717,7 +717,7 @@ asio::awaitable<void> HttpServer::State::serve_agent(Stream stream, http::reques
     // count and log, and the connection goes on.
     auto message = protocol::decode_agent_message(beast::buffers_to_string(buffer.data()));
     if (message) {
-      fleet.receive(*host_id, *message);
+      fleet.receive(*host_id, std::move(*message));
     } else {
       fleet.reject(*host_id, message.error());
     }

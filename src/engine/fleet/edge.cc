@@ -55,6 +55,9 @@ Result<std::string> Fleet::connect(const protocol::Hello& hello, std::shared_ptr
 
 Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::shared_ptr<AgentLink> link) {
   std::lock_guard lock(mu_);
+  // What an earlier connection of this host said is handled before this
+  // one's hello, as it arrived.
+  drain_inbox();
   const TimePoint now = clock_.now();
   HostEntry* host = nullptr;
   if (!hello.host_token.empty()) {
@@ -113,7 +116,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
   if (auto on_host = by_host_.find(host->record.id); on_host != by_host_.end()) {
     for (auto& [id, m] : on_host->second) {
       m->command_sent = false;  // a new connection: outstanding commands go out again
-      outstanding_.insert(id);
+      outstanding_.emplace(id, m);
     }
   }
   reconcile_hello(*host, hello);
@@ -232,25 +235,45 @@ void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
 }
 
 void Fleet::disconnect(const std::string& host_id, const AgentLink* link) {
-  std::lock_guard lock(mu_);
-  auto it = hosts_.find(host_id);
-  if (it != hosts_.end() && it->second.link.get() == link) {
-    it->second.link.reset();
-    spdlog::info("host {}: agent disconnected", host_id);
+  {
+    std::lock_guard lock(mu_);
+    drain_inbox();  // what the connection said before it closed, on its link
+    auto it = hosts_.find(host_id);
+    if (it != hosts_.end() && it->second.link.get() == link) {
+      it->second.link.reset();
+      spdlog::info("host {}: agent disconnected", host_id);
+    }
+  }
+  wake_or_flush();
+}
+
+void Fleet::receive(const std::string& host_id, protocol::AgentMessage message) {
+  const TimePoint arrived = clock_.now();
+  deadlines_.arrived(host_id, arrived);  // before any queue or lock: see host_deadlines.h
+  // A heartbeat changes something durable only now and then (a member's
+  // pid, health): the next pass takes it. A result waits for its ack, an
+  // event may fail a member: the committer takes those at once.
+  const bool urgent = !std::holds_alternative<protocol::Heartbeat>(message);
+  inbox_.push({host_id, arrived, std::move(message)});
+  if (!committer_attached_.load(std::memory_order_acquire)) {
+    (void)flush();
+  } else if (urgent) {
+    wake_committer_();
   }
 }
 
-void Fleet::receive(const std::string& host_id, const protocol::AgentMessage& message) {
-  const TimePoint arrived = clock_.now();
-  deadlines_.arrived(host_id, arrived);  // before the lock: see host_deadlines.h
-  bool staged = false;
-  {
-    std::lock_guard lock(mu_);
-    receive_locked(host_id, arrived, message);
-    staged = !staged_.batches.empty() || !staged_.after_commit.empty();
+void Fleet::drain_inbox() {
+  inbox_batch_ = inbox_.take(std::move(inbox_batch_));
+  for (const AgentInbox::Entry& entry : inbox_batch_) {
+    receive_locked(entry.host, entry.arrived, entry.message);
+    seal_group_if_large();  // each message's changes stand on their own
   }
-  if (staged) {  // most heartbeats change nothing durable
-    wake_or_flush();
+  // A burst (100,000 results) leaves no large buffer behind.
+  constexpr size_t kKeptCapacity = 4096;
+  if (inbox_batch_.capacity() > kKeptCapacity) {
+    inbox_batch_ = {};
+  } else {
+    inbox_batch_.clear();
   }
 }
 
@@ -472,9 +495,32 @@ protocol::StartSpec Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c
 }
 
 void Fleet::send(HostEntry& h, const protocol::Command& command) {
-  if (h.link) {
-    h.link->send(protocol::to_json(command).dump());
+  if (!h.link) {
+    return;
   }
+  if (!collecting_) {
+    h.link->send(protocol::to_json(command).dump());
+    return;
+  }
+  Outgoing& out = outbox_[h.link.get()];
+  if (!out.link) {
+    out.link = h.link;
+  }
+  out.messages.push_back(protocol::to_json(command).dump());
+  // The connections write what is collected so far while the rest is built.
+  if (++collected_ >= kCollectedPerHandOff) {
+    send_collected();
+    collecting_ = true;
+  }
+}
+
+void Fleet::send_collected() {
+  collecting_ = false;
+  collected_ = 0;
+  for (auto& [raw, out] : outbox_) {
+    out.link->send_all(std::move(out.messages));
+  }
+  outbox_.clear();
 }
 
 // The command that the member's current state calls for, once per link.

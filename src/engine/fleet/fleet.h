@@ -33,6 +33,7 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,7 @@
 #include "common/clock.h"
 #include "engine/access.h"
 #include "engine/agent_upgrade.h"
+#include "engine/fleet/agent_inbox.h"
 #include "engine/fleet/host_deadlines.h"
 #include "engine/fleet/member_state.h"
 #include "engine/fleet/work_queue.h"
@@ -59,6 +61,13 @@ class AgentLink {
  public:
   virtual ~AgentLink() = default;
   virtual void send(std::string message) = 0;
+  // Several messages, in order: one hand-off to the connection for all of
+  // them (a pass that sends an agent 100 commands wakes its thread once).
+  virtual void send_all(std::vector<std::string> messages) {
+    for (auto& m : messages) {
+      send(std::move(m));
+    }
+  }
   virtual void close(std::string reason) = 0;
   // The address the agent connects from, where the members of its host
   // listen for a load balancer; empty when unknown.
@@ -82,6 +91,10 @@ struct FleetOptions {
   // This controller's build, which agents' builds are judged against
   // (protocol/versions.h, check_skew).
   std::string controller_version = build_version();
+  // A pass's changes are written in groups of about this many mutations
+  // (closed between clusters), each group's commands sent once it is
+  // durable, while the next one is written.
+  size_t mutations_per_group = 20000;
 };
 
 class Fleet {
@@ -106,7 +119,11 @@ class Fleet {
   Result<std::string> connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
   // A message from the agent of `host_id` (not hello), decoded at the edge
   // (protocol::decode_agent_message): nothing here reads an agent's JSON.
-  void receive(const std::string& host_id, const protocol::AgentMessage& message);
+  // It waits in the inbox (agent_inbox.h), never for the fleet's lock: the
+  // committer takes it with the next flush (results and events wake it),
+  // the pass with the next tick (heartbeats); without a committer it is
+  // handled and flushed before this returns.
+  void receive(const std::string& host_id, protocol::AgentMessage message);
   // A frame from the agent of `host_id` that did not decode: counted and
   // logged (host and reason), nothing else. The link stays up; a rejected
   // message does not count as hearing from the host.
@@ -117,14 +134,17 @@ class Fleet {
 
   // Heartbeat timeouts, then one reconcile pass over every application,
   // committed as one group; then the commands it made durable go out.
-  void tick();
+  // Returns whether the pass left work that the next one can do at once (it
+  // placed as many members as a pass may): the caller ticks again sooner.
+  bool tick();
 
   // Commits what is staged (see above). Any thread; commits are serialized.
   Status flush();
   // Called, without the fleet's lock, whenever an agent's message staged a
-  // change: the controller's committer wakes on it and flushes, so that
-  // agents' connections never wait for the disk. Without one, receive()
-  // flushes before it returns.
+  // change or waits in the inbox: the controller's committer wakes on it
+  // and flushes, so that agents' connections never wait for the disk or the
+  // fleet. Without one, receive() flushes before it returns. Set once,
+  // before agents connect.
   void on_staged(std::function<void()> wake);
 
   // `members` counts only `visible_app`'s when given: a scoped token learns
@@ -317,18 +337,27 @@ class Fleet {
   void record_refusal(HostEntry* host, const protocol::Hello& hello, TimePoint now, const std::string& why);
 
   // All of these run with mu_ held.
+  // Handles what waits in the inbox, oldest first.
+  void drain_inbox();
   void receive_locked(const std::string& host_id, TimePoint arrived, const protocol::AgentMessage& message);
   // Writes to come with the next flush, and what to do once they are durable.
   void stage(WriteBatch batch);
   void after_commit(std::function<void()> action);
   // commit_mu_ held, mu_ held through `lock`; with `release_while_writing`
-  // the view is free for readers and agents while the store writes.
-  Status commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing);
+  // the view is free for readers and agents while the store writes. Each
+  // sealed group is written in turn; with `dispatch_each` the commands that
+  // each one made durable go out before the next is written.
+  Status commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing, bool dispatch_each = false);
+  struct Sealed;
+  Status commit_group(std::unique_lock<std::mutex>& lock, bool release_while_writing, Sealed sealed);
   // After a refused group: the view as the store has it (links kept).
   Status reload_members();
   void reconcile_pass();
   void expire_log_requests();
   void dispatch_outstanding();
+  // The members' part of it: the command of each outstanding member whose
+  // latest change is durable.
+  void dispatch_members();
   // Persists the change (with `also`, in the same batch) before it is acted on.
   Status set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also = {});
   Status set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
@@ -441,6 +470,17 @@ class Fleet {
   Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);
+  // While a dispatch runs, send() collects each agent's commands here, and
+  // they go out as one batch per agent when it ends (send_all).
+  struct Outgoing {
+    std::shared_ptr<AgentLink> link;
+    std::vector<std::string> messages;
+  };
+  std::unordered_map<const AgentLink*, Outgoing> outbox_;
+  bool collecting_ = false;
+  size_t collected_ = 0;
+  static constexpr size_t kCollectedPerHandOff = 4096;
+  void send_collected();
   void on_heartbeat(HostEntry& h, const protocol::Heartbeat& hb);
   void on_report(MemberEntry& m, const protocol::MemberReport& report);
   void on_result(HostEntry& h, const protocol::CommandResult& result);
@@ -465,11 +505,35 @@ class Fleet {
   struct Staged {
     std::vector<WriteBatch> batches;
     std::vector<std::function<void()>> after_commit;
+    size_t mutations = 0;
+    bool last_never_conflicts = false;  // the last batch may take the next one in (stage())
+    bool empty() const { return batches.empty() && after_commit.empty(); }
   };
   Staged staged_;
   uint64_t staged_generation_ = 1;   // the group being staged now
   uint64_t durable_generation_ = 0;  // the newest group written
+  // Groups closed at a safe point (seal_group()), oldest first, waiting for
+  // commit_staged(): each is its own store group (one fsync), so that a
+  // pass that changes 100,000 members sends the first ones' commands while
+  // the store writes the next ones.
+  struct Sealed {
+    Staged group;
+    uint64_t generation = 0;
+  };
+  std::deque<Sealed> sealed_;
+  // Closes the group being staged; the caller vouches that nothing staged
+  // so far needs anything staged after it to be durable with it.
+  void seal_group();
+  // The group closed once it holds options_.mutations_per_group.
+  void seal_group_if_large() {
+    if (staged_.mutations >= options_.mutations_per_group) {
+      seal_group();
+    }
+  }
   std::function<void()> wake_committer_;
+  std::atomic<bool> committer_attached_{false};  // wake_committer_ is set (and stays)
+  AgentInbox inbox_;
+  std::vector<AgentInbox::Entry> inbox_batch_;  // the batch being handled; its buffer is reused
   HostDeadlines deadlines_;
   std::map<std::string, HostEntry> hosts_;
   std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
@@ -478,8 +542,9 @@ class Fleet {
   using MemberIndex = std::map<std::string, MemberEntry*>;  // by id
   std::unordered_map<std::string, MemberIndex> by_cluster_;  // "app/cluster"
   std::unordered_map<std::string, MemberIndex> by_host_;
-  // Members whose state may call for a command not sent yet.
-  std::set<std::string> outstanding_;
+  // Members whose state may call for a command not sent yet (entries of
+  // members_, dropped by forget()).
+  std::map<std::string, MemberEntry*> outstanding_;
   // What the next pass reconciles. A cluster is queued when one of its
   // members changes state and stays queued until it is settled; an
   // application when someone else's change names it (an event the fleet did

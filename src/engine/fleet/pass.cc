@@ -105,18 +105,21 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
   }
 }
 
-void Fleet::tick() {
+bool Fleet::tick() {
   std::lock_guard committing(commit_mu_);
   std::unique_lock lock(mu_);
-  // What agents' messages staged since the last pass is written first: the
-  // pass reads the store and must find it there. The view is free while the
-  // group is written, so readers (the API) never wait for an fsync.
+  // What agents said since the last pass (the inbox), and what their
+  // messages staged, is written first: the pass reads the store and must
+  // find it there. The view is free while the group is written, so readers
+  // (the API) never wait for an fsync.
+  drain_inbox();
   if (commit_staged(lock, true)) {
     reconcile_pass();
-    (void)commit_staged(lock, true);
+    (void)commit_staged(lock, true, /*dispatch_each=*/true);
   }
   dispatch_outstanding();
   expire_log_requests();
+  return placement_.built && placement_.placed >= kPlacementsPerPass;
 }
 
 // Reconciles the applications and clusters marked dirty (see fleet.h,
@@ -200,6 +203,11 @@ void Fleet::reconcile_pass() {
         } else {
           work_.add_cluster(app.name, node.path);
         }
+        // Between two clusters, what is staged stands on its own, unless a
+        // rollout collects the application's steps into its record.
+        if (!rollout) {
+          seal_group_if_large();
+        }
       }
     }
     if (rollout && observed) {
@@ -234,20 +242,29 @@ void Fleet::reconcile_pass() {
 // Only what is durable is acted on: a change staged by an agent's message
 // since the pass's commit waits for the next one.
 void Fleet::dispatch_outstanding() {
+  dispatch_members();
+  collecting_ = true;
+  dispatch_agent_upgrade();
+  send_collected();
+  if (balancer_) {
+    balancer_->set_targets(balancer_targets());
+  }
+}
+
+void Fleet::dispatch_members() {
+  collecting_ = true;
   for (auto it = outstanding_.begin(); it != outstanding_.end();) {
-    auto member = members_.find(*it);
-    if (member == members_.end()) {
-      it = outstanding_.erase(it);
-      continue;
-    }
-    MemberEntry& m = member->second;
+    MemberEntry& m = *it->second;
     if (m.generation > durable_generation_) {
       ++it;
       continue;
     }
     if (m.state == MemberState::kTerminated) {
+      auto member = members_.find(it->first);
       ++it;  // forget() drops it from outstanding_
-      forget(member);
+      if (member != members_.end()) {
+        forget(member);
+      }
       continue;
     }
     send_outstanding(m);
@@ -255,10 +272,7 @@ void Fleet::dispatch_outstanding() {
                                            m.state == MemberState::kUpdating || m.state == MemberState::kStopping);
     it = waits ? std::next(it) : outstanding_.erase(it);
   }
-  if (balancer_) {
-    balancer_->set_targets(balancer_targets());
-  }
-  dispatch_agent_upgrade();
+  send_collected();
 }
 
 }  // namespace tranche

@@ -84,7 +84,7 @@ Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
   MemberEntry& m = members_[id] = MemberEntry{std::move(record), state};
   by_cluster_[m.record.app + "/" + m.record.cluster][id] = &m;
   by_host_[m.record.host][id] = &m;
-  outstanding_.insert(id);
+  outstanding_.emplace(id, &m);
   return m;
 }
 
@@ -115,8 +115,44 @@ std::vector<Fleet::MemberEntry*> Fleet::members_of(const std::string& app, const
   return members;
 }
 
+namespace {
+
+// Whether a batch can never be refused on its own: no precondition and no
+// mutation that compares a version (a rollout, a lock, an upgrade). Such a
+// batch fails only with the whole group, so it needs no savepoint of its own.
+bool never_conflicts(const WriteBatch& batch) {
+  return batch.preconditions.empty() && std::all_of(batch.mutations.begin(), batch.mutations.end(), [](const auto& m) {
+           return std::holds_alternative<PutMember>(m) || std::holds_alternative<AppendEvent>(m) ||
+                  std::holds_alternative<DeleteOperationalValue>(m) || std::holds_alternative<PutHost>(m);
+         });
+}
+
+// An etcd transaction holds 128 operations: merged batches stay below.
+constexpr size_t kMergedBatchMutations = 120;
+
+}  // namespace
+
+// Consecutive batches that never conflict are merged (up to
+// kMergedBatchMutations): a member's Starting -> Active, a result's pid, a
+// placement's two events are one batch each, and 100,000 of them as 100,000
+// savepoints cost the store more than the rows themselves.
 void Fleet::stage(WriteBatch batch) {
+  staged_.mutations += batch.mutations.size();
+  if (!staged_.batches.empty() && staged_.last_never_conflicts && never_conflicts(batch) &&
+      staged_.batches.back().mutations.size() + batch.mutations.size() <= kMergedBatchMutations) {
+    auto& into = staged_.batches.back().mutations;
+    std::move(batch.mutations.begin(), batch.mutations.end(), std::back_inserter(into));
+    return;
+  }
+  staged_.last_never_conflicts = never_conflicts(batch);
   staged_.batches.push_back(std::move(batch));
+}
+
+void Fleet::seal_group() {
+  if (staged_.empty()) {
+    return;
+  }
+  sealed_.push_back(Sealed{std::exchange(staged_, Staged{}), staged_generation_++});
 }
 
 void Fleet::after_commit(std::function<void()> action) {
@@ -126,13 +162,15 @@ void Fleet::after_commit(std::function<void()> action) {
 void Fleet::on_staged(std::function<void()> wake) {
   std::lock_guard lock(mu_);
   wake_committer_ = std::move(wake);
+  // receive() reads wake_committer_ without the lock once it sees this.
+  committer_attached_.store(static_cast<bool>(wake_committer_), std::memory_order_release);
 }
 
 void Fleet::wake_or_flush() {
   std::function<void()> wake;
   {
     std::lock_guard lock(mu_);
-    if (staged_.batches.empty() && staged_.after_commit.empty()) {
+    if (staged_.empty() && sealed_.empty() && inbox_.empty()) {
       return;
     }
     wake = wake_committer_;
@@ -147,15 +185,27 @@ void Fleet::wake_or_flush() {
 Status Fleet::flush() {
   std::lock_guard committing(commit_mu_);
   std::unique_lock lock(mu_);
+  drain_inbox();
   return commit_staged(lock, true);
 }
 
-Status Fleet::commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing) {
-  if (staged_.batches.empty() && staged_.after_commit.empty()) {
-    return {};
+Status Fleet::commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing, bool dispatch_each) {
+  seal_group();
+  while (!sealed_.empty()) {
+    Sealed next = std::move(sealed_.front());
+    sealed_.pop_front();
+    if (auto done = commit_group(lock, release_while_writing, std::move(next)); !done) {
+      return done;
+    }
+    if (dispatch_each) {
+      dispatch_members();
+    }
   }
-  Staged group = std::exchange(staged_, Staged{});
-  const uint64_t generation = staged_generation_++;
+  return {};
+}
+
+Status Fleet::commit_group(std::unique_lock<std::mutex>& lock, bool release_while_writing, Sealed sealed) {
+  Staged& group = sealed.group;
   if (release_while_writing) {
     lock.unlock();
   }
@@ -177,13 +227,14 @@ Status Fleet::commit_staged(std::unique_lock<std::mutex>& lock, bool release_whi
     spdlog::error("fleet: cannot persist {} change(s): {}; reloading the fleet from the store", group.batches.size(),
                   results[i].error().describe());
     staged_ = Staged{};  // staged on top of what was not written
+    sealed_.clear();
     durable_generation_ = staged_generation_ - 1;
     if (auto reloaded = reload_members(); !reloaded) {
       spdlog::error("fleet: cannot reload members: {}", reloaded.error().describe());
     }
     return std::unexpected(results[i].error());
   }
-  durable_generation_ = generation;
+  durable_generation_ = sealed.generation;
   for (const auto& r : results) {
     own_events_ += r ? r->event_seqs.size() : 0;
   }
@@ -227,7 +278,7 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
     m.state = to;
     m.command_sent = false;
     m.generation = staged_generation_;
-    outstanding_.insert(m.record.id);
+    outstanding_.emplace(m.record.id, &m);
     work_.add_cluster(m.record.app, m.record.cluster);
     if (to != MemberState::kStarting && to != MemberState::kActive) {
       m.healthy_since.reset();

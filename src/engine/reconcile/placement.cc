@@ -25,13 +25,25 @@ void Fleet::view_placement() {
   for (const auto& [cluster, members] : by_cluster_) {
     auto& counts = placement_.in_cluster[cluster];
     counts.resize(placement_.hosts.size());
+    // A cluster's members mostly share one revision: its spec is looked up
+    // when the revision changes, not per member (100,000 members a pass).
+    int64_t revision = -1;
+    int64_t slots = 1;
     for (const auto& [id, m] : members) {
-      auto at = placement_.position.find(m->record.host);
-      if (may_run(m->state) && at != placement_.position.end()) {
-        const ClusterSpec* spec = cluster_spec(*m);
-        placement_.hosts[at->second].used_slots += spec ? spec->placement.slots : 1;
-        ++counts[at->second];
+      if (!may_run(m->state)) {
+        continue;
       }
+      auto at = placement_.position.find(m->record.host);
+      if (at == placement_.position.end()) {
+        continue;
+      }
+      if (m->record.revision != revision) {
+        revision = m->record.revision;
+        const ClusterSpec* spec = cluster_spec(*m);
+        slots = spec ? spec->placement.slots : 1;
+      }
+      placement_.hosts[at->second].used_slots += slots;
+      ++counts[at->second];
     }
   }
 }

@@ -18,6 +18,10 @@ namespace tranche {
 class FakeLink final : public AgentLink {
  public:
   void send(std::string message) override { sent.push_back(nlohmann::json::parse(message)); }
+  void send_all(std::vector<std::string> messages) override {
+    batches.push_back(messages.size());
+    AgentLink::send_all(std::move(messages));
+  }
   void close(std::string reason) override { closed = reason; }
   std::string peer_address() const override { return "127.0.0.1"; }
   bool has_unread_input() const override { return unread; }
@@ -36,6 +40,7 @@ class FakeLink final : public AgentLink {
   std::vector<nlohmann::json> commands(const std::string& command) const { return of_type("command", command); }
 
   std::vector<nlohmann::json> sent;
+  std::vector<size_t> batches;  // the size of each send_all, in order
   std::string closed;
   bool unread = false;  // what has_unread_input() says
 };

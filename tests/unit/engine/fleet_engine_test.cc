@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <set>
+#include <thread>
 
 #include "../store/store_test_util.h"
 #include "engine/application_service.h"
+#include "engine/fleet/agent_inbox.h"
 #include "engine/fleet/fleet.h"
 #include "fake_agent_link.h"
 
@@ -114,6 +117,17 @@ TEST_F(FleetEngineTest, ALargeApplyIsPlacedOverSeveralBoundedPasses) {
   fleet_->tick();
   EXPECT_EQ(store_->list_members({}).value().size(), 2500u);
   EXPECT_EQ(started(), 2500u);
+}
+
+TEST_F(FleetEngineTest, APassSaysWhenItLeftPlacementsForTheNextOne) {
+  for (int i = 0; i < 10; ++i) {
+    join("h" + std::to_string(i), 1000);
+  }
+  apply(2500);
+  EXPECT_TRUE(fleet_->tick()) << "2,000 placed, 500 wait: the caller ticks again sooner";
+  EXPECT_FALSE(fleet_->tick()) << "the rest placed";
+  EXPECT_EQ(store_->list_members({}).value().size(), 2500u);
+  EXPECT_FALSE(fleet_->tick()) << "nothing left";
 }
 
 TEST_F(FleetEngineTest, AnIdlePassWritesNothing) {
@@ -294,6 +308,169 @@ TEST_F(FleetEngineTest, LogsNotAnsweredInTimeFailOnTheNextPassAndUnknownMembersA
   ASSERT_EQ(answers.size(), 3u);
   EXPECT_EQ(answers[2].error().code, ErrorCode::kUnavailable);
   EXPECT_NE(answers[2].error().message.find("did not send the logs within"), std::string::npos);
+}
+
+// ---- The agents' edge: messages wait in the inbox, commands go out in batches ----
+
+TEST(AgentInboxTest, HandsOverEverythingInArrivalOrderOnce) {
+  AgentInbox inbox;
+  EXPECT_TRUE(inbox.empty());
+  for (uint64_t i = 1; i <= 3; ++i) {
+    inbox.push({"h" + std::to_string(i), TimePoint{std::chrono::seconds(i)}, protocol::Heartbeat{i, {}}});
+  }
+  EXPECT_FALSE(inbox.empty());
+  auto taken = inbox.take();
+  ASSERT_EQ(taken.size(), 3u);
+  for (uint64_t i = 1; i <= 3; ++i) {
+    EXPECT_EQ(taken[i - 1].host, "h" + std::to_string(i));
+    EXPECT_EQ(taken[i - 1].arrived, TimePoint{std::chrono::seconds(i)});
+    EXPECT_EQ(std::get<protocol::Heartbeat>(taken[i - 1].message).seq, i);
+  }
+  EXPECT_TRUE(inbox.empty());
+  inbox.push({"h4", TimePoint{}, protocol::Ack{"x"}});
+  auto next = inbox.take(std::move(taken));
+  ASSERT_EQ(next.size(), 1u) << "the spare buffer handed in is not handed back full";
+  EXPECT_EQ(next[0].host, "h4");
+}
+
+TEST_F(FleetEngineTest, AnAgentsMessageNeverWaitsForTheFleetsLock) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  std::atomic<int> wakes{0};
+  fleet_->on_staged([&] { ++wakes; });
+  // A pass that holds the fleet's lock and does not let go: a logs request
+  // that timed out is answered under it, and its callback waits for the test.
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  fleet_->logs("shop/web/1", std::nullopt, std::nullopt, 1s, [&](Result<json>) {
+    entered.set_value();
+    released.wait();
+  });
+  clock_.advance(2s);
+  std::thread pass([&] { fleet_->tick(); });
+  const bool holding = entered.get_future().wait_for(10s) == std::future_status::ready;
+  auto delivered = std::async(std::launch::async, [&] {
+    deliver(*fleet_, a.id, result_message("start:shop/web/1", true, {{"pid", 42}, {"ports", json::object()}}));
+  });
+  const bool returned = delivered.wait_for(10s) == std::future_status::ready;
+  release.set_value();
+  pass.join();
+  ASSERT_TRUE(holding) << "the pass never answered the logs request";
+  EXPECT_TRUE(returned) << "receive() waited for the pass to let go of the fleet";
+  EXPECT_EQ(wakes, 1) << "the result wakes the committer";
+
+  ASSERT_TRUE(fleet_->flush().has_value());
+  EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->pid, 42) << "the committer handled it";
+  ASSERT_EQ(a.link->of_type("ack").size(), 1u);
+}
+
+TEST_F(FleetEngineTest, HeartbeatsWaitForThePassResultsWakeTheCommitter) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  int wakes = 0;
+  fleet_->on_staged([&] { ++wakes; });
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{1, {{"shop/web/1", "Running", true, {}, 7, {}}}}));
+  EXPECT_EQ(wakes, 0) << "a heartbeat wakes nobody";
+  EXPECT_FALSE(store_->get_member("shop", "shop/web/1").value()->pid.has_value());
+  fleet_->tick();
+  EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->pid, 7) << "the next pass handled it";
+
+  deliver(*fleet_, a.id, result_message("start:shop/web/1", true, {{"pid", 7}, {"ports", json::object()}}));
+  EXPECT_EQ(wakes, 1);
+  EXPECT_TRUE(a.link->of_type("ack").empty()) << "handled by the committer, not by the connection";
+  ASSERT_TRUE(fleet_->flush().has_value());
+  EXPECT_EQ(a.link->of_type("ack").size(), 1u);
+}
+
+TEST_F(FleetEngineTest, WhatAConnectionSaidIsHandledBeforeTheHelloOfItsSuccessor) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  int wakes = 0;
+  fleet_->on_staged([&] { ++wakes; });
+  deliver(*fleet_, a.id, result_message("start:shop/web/1", true, {{"pid", 42}, {"ports", json::object()}}));
+  // The agent reconnects before the committer ran: its result was said on
+  // the old connection, and is acknowledged there.
+  auto link = std::make_shared<FakeLink>();
+  protocol::Hello hello;
+  hello.host_id = a.id;
+  hello.host_token = a.token;
+  hello.hostname = "a";
+  hello.members.push_back({"shop/web/1", 1, "Running", 42});
+  ASSERT_TRUE(fleet_->connect(hello, link).has_value());
+  ASSERT_TRUE(fleet_->flush().has_value());
+  EXPECT_EQ(a.link->of_type("ack").size(), 1u);
+  EXPECT_TRUE(link->of_type("ack").empty());
+  EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->pid, 42);
+  EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->state, "Starting") << "nothing lost across the hello";
+}
+
+TEST_F(FleetEngineTest, APassThatChangesManyMembersWritesThemInGroupsEachSentOnceDurable) {
+  FleetOptions options{1s, 3s, 10s, "jt_secret"};
+  options.mutations_per_group = 30;  // a cluster of 20 members is 40 mutations
+  fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
+  ASSERT_TRUE(fleet_->load().has_value());
+  Joined a = join("a", 100);
+  std::string manifest = "application: shop\nclusters:\n";
+  for (const char* name : {"a", "b", "c"}) {
+    manifest += std::string("  - name: ") + name +
+                "\n    members: {min: 1, max: 30, desired: 20}\n    artifact: {version: \"1\", command: [\"web\"]}\n";
+  }
+  ASSERT_TRUE(apps_->apply(manifest, ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  fleet_->tick();
+  auto beat = [&, seq = uint64_t{0}]() mutable {
+    std::vector<protocol::MemberReport> reports;
+    for (const json& start : a.link->commands("start")) {
+      reports.push_back({start["member"], "Running", true, {}, 10, {}});
+    }
+    deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{++seq, reports}));
+  };
+  beat();
+  clock_.advance(3s);
+  beat();
+  fleet_->tick();
+  const auto active = store_->list_members({}).value();
+  for (const auto& m : active) {
+    ASSERT_EQ(m.state, "Active") << m.id;
+  }
+  auto change = parse_operational_change(json{{"maintenance", "restart"}, {"allAtOnce", true}});
+  ASSERT_TRUE(change.has_value());
+  ASSERT_TRUE(apps_->set_operational_state("shop", *change, {"t", "t"}).has_value());
+  const auto first_seq = store_->last_event_seq().value();
+  std::vector<size_t> sent_at_commit;
+  on_commit_ = [&] { sent_at_commit.push_back(a.link->commands("maintenance").size()); };
+
+  fleet_->tick();
+
+  on_commit_ = nullptr;
+  ASSERT_GE(sent_at_commit.size(), 3u) << "one group per cluster, not one for the pass";
+  EXPECT_EQ(sent_at_commit[0], 0u) << "nothing before the first group is durable";
+  EXPECT_EQ(sent_at_commit[1], 20u) << "the first cluster's commands went out before the second group was written";
+  EXPECT_EQ(sent_at_commit[2], 40u);
+  EXPECT_EQ(a.link->commands("maintenance").size(), 60u);
+  const auto in_maintenance = store_->list_members({}).value();
+  for (const auto& m : in_maintenance) {
+    EXPECT_EQ(m.state, "Maintenance") << m.id;
+  }
+  const auto events = store_->list_events({first_seq, std::nullopt, 100000}).value();
+  ASSERT_GE(events.size(), 60u);
+  for (size_t i = 1; i < events.size(); ++i) {
+    ASSERT_EQ(events[i].seq, events[i - 1].seq + 1) << "event seqs stay gap-free across the groups";
+  }
+}
+
+TEST_F(FleetEngineTest, ADispatchSendsEachAgentItsCommandsInOneBatch) {
+  Joined a = join("a");
+  Joined b = join("b");
+  apply(6);
+  fleet_->tick();
+  EXPECT_EQ(a.link->batches, std::vector<size_t>{3});
+  EXPECT_EQ(b.link->batches, std::vector<size_t>{3});
+  EXPECT_EQ(a.link->commands("start").size(), 3u);
+  EXPECT_EQ(b.link->commands("start").size(), 3u);
 }
 
 }  // namespace
