@@ -30,6 +30,10 @@
 #                          stops the process while it samples: the figures
 #                          of such a run are perturbed.
 #   KEEP (0)               1: keep the work dir (logs, manifest) and say where
+#   PERF                   a file: `perf record` of the controller from just
+#                          before the apply until every member is placed,
+#                          with PERF_OPTS (-F 199 --call-graph dwarf,16384);
+#                          it perturbs the figures: for where the time goes
 #
 # Bounded: every wait has a deadline; on any exit (also Ctrl-C) the
 # simulator and the controller are stopped (SIGTERM, SIGKILL after 10 s) and
@@ -96,6 +100,7 @@ stop_process() { # PID NAME
 
 cleanup() {
   local status=$?
+  [[ -n "${PERF_PID:-}" ]] && kill -INT "$PERF_PID" 2>/dev/null && wait "$PERF_PID" 2>/dev/null
   stop_process "$SIM_PID" simulator
   stop_process "$CONTROLLER_PID" controller
   if [[ $status -ne 0 ]]; then
@@ -229,6 +234,20 @@ count_members() { # prints "placed active", or "-1 -1" when the controller did n
   fi
 }
 
+PERF_PID=""
+stop_perf() {
+  [[ -n "$PERF_PID" ]] || return 0
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  PERF_PID=""
+  echo "agents: perf data in $PERF" >&2
+}
+if [[ -n "${PERF:-}" && $MEMBERS -gt 0 ]]; then
+  # shellcheck disable=SC2086
+  perf record ${PERF_OPTS:--F 199 --call-graph dwarf,16384} -p "$CONTROLLER_PID" -o "$PERF" >"$WORK/perf.out" 2>&1 &
+  PERF_PID=$!
+  sleep 1 # perf attaches to every thread
+fi
 T_APPLY=$(now)
 if [[ $MEMBERS -gt 0 ]]; then
   cli apply -f "$WORK/simfleet.yaml" >"$WORK/apply.out" 2>&1 || die "apply failed: $(cat "$WORK/apply.out")"
@@ -257,6 +276,7 @@ while [[ $MEMBERS -gt 0 ]]; do
   fi
   if [[ -z "$PLACEMENT_SECONDS" && "$placed" -ge "$MEMBERS" ]]; then
     PLACEMENT_SECONDS=$(elapsed "$T_APPLY" "$t")
+    stop_perf
   fi
   if [[ "$active" -ge "$MEMBERS" ]]; then
     ACTIVE_SECONDS=$(elapsed "$T_APPLY" "$t")

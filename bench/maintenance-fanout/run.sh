@@ -31,6 +31,11 @@
 #                            itself: 300)
 #   TIMEOUT                  deadline for the whole script (sum of the above + 120 s)
 #   KEEP (0)                 1: keep the work dir and say where
+#   PERF                     a file: `perf record` of the controller from just
+#                            before the set until the fan-out ends, with
+#                            PERF_OPTS (-F 299 --call-graph dwarf,16384); it
+#                            perturbs the figures: for where the time goes,
+#                            not for the table
 #
 # Prints a table and one JSON line {"bench":"maintenance-fanout",...}. Exit
 # status 1 when no command arrived at all; `complete` in the JSON says
@@ -141,6 +146,13 @@ note "all $M members Active after ${ACTIVE_SECONDS} s"
 sleep 2 # a few quiet heartbeats
 
 # --- the command ------------------------------------------------------------------
+PERF_PID=""
+if [[ -n "${PERF:-}" ]]; then
+  # shellcheck disable=SC2086
+  perf record ${PERF_OPTS:--F 299 --call-graph dwarf,16384} -p "$CONTROLLER_PID" -o "$PERF" >"$WORK/perf.out" 2>&1 &
+  PERF_PID=$!
+  sleep 1 # perf attaches to every thread
+fi
 # The body `tranche set maintenance restart simfan --all-at-once` sends.
 T0=$(wall_ms)
 curl -sS --fail-with-body --max-time 300 -X PUT -H "Authorization: Bearer $TOKEN" \
@@ -171,6 +183,11 @@ while :; do
 done
 [[ "$(arrived)" -gt 0 ]] || die "no maintenance command arrived within ${FANOUT_TIMEOUT} s"
 sleep 1.2 # the stats file is rewritten every second: the last arrivals are in it now
+if [[ -n "$PERF_PID" ]]; then
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  note "perf data in $PERF"
+fi
 cp "$WORK/sim-stats.json" "$WORK/fanout-stats.json"
 FANOUT=$(jq -c --argjson t1 "$T1" '
   def q(p): sort | .[((length - 1) * p | floor)];
