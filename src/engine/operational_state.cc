@@ -1,5 +1,6 @@
 #include "engine/operational_state.h"
 
+#include <algorithm>
 #include <array>
 #include <unordered_map>
 
@@ -53,6 +54,13 @@ std::optional<std::string> parent_path(const std::string& path) {
     return std::string();
   }
   return path.substr(0, slash);
+}
+
+const OperationalValueRecord* find_value(const std::vector<OperationalValueRecord>& values, const std::string& path,
+                                         Setting setting) {
+  auto it =
+      std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.path == path && v.setting == setting; });
+  return it == values.end() ? nullptr : &*it;
 }
 
 bool is_below(const std::string& path, const std::string& ancestor) {

@@ -44,6 +44,10 @@ std::optional<std::string> parent_path(const std::string& path);
 // True when `path` lies strictly below `ancestor` ("" is above everything).
 bool is_below(const std::string& path, const std::string& ancestor);
 
+// The explicit value of `setting` set on `path` itself, or null.
+const OperationalValueRecord* find_value(const std::vector<OperationalValueRecord>& values, const std::string& path,
+                                         Setting setting);
+
 // The value in force at `path`: the nearest explicit value on the way up.
 SettingView resolve(const std::vector<OperationalValueRecord>& values, const std::string& path, Setting setting);
 
