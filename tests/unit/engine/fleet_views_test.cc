@@ -15,14 +15,11 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// web runs on any host; api wants a label no host has, so its members stay
-// Created (not placed).
 constexpr const char* kTwoClusters = R"(application: shop
 clusters:
   - name: api
     members: {min: 1, max: 4, desired: 2}
     artifact: {version: "1", command: ["api"]}
-    placement: {hostLabels: {zone: "nowhere"}}
   - name: web
     members: {min: 1, max: 20, desired: 3}
     artifact: {version: "1", command: ["web"]}
@@ -103,7 +100,7 @@ TEST_F(FleetViewsTest, ClusterCountsFollowTheMembersStates) {
   EXPECT_EQ(web.by_revision, (std::map<int64_t, int64_t>{{1, 3}}));
   const Fleet::ClusterCounts api = counts("api");
   EXPECT_EQ(api.count, 2);
-  EXPECT_EQ(in_state(api, MemberState::kCreated), 2) << "no host has its label";
+  EXPECT_EQ(in_state(api, MemberState::kStarting), 2) << "each cluster counts its own";
 
   // Two healthy, one running but not healthy: two Active.
   heartbeat({{"shop/web/1", "Running", true, {}, 11, {}},
@@ -167,12 +164,15 @@ TEST_F(FleetViewsTest, AClustersMembersPageInIdOrderUntilTheCursorEnds) {
 
 TEST_F(FleetViewsTest, AnApplicationsMembersPageAcrossItsClustersWithTheirFilters) {
   apply();
+  heartbeat({{"shop/web/1", "Running", true, {}, 11, {}},
+             {"shop/web/2", "Running", true, {}, 12, {}},
+             {"shop/web/3", "Running", true, {}, 13, {}}});  // web Active, api still Starting
   const MemberQuery shop{std::string("shop"), std::nullopt, std::nullopt};
   EXPECT_EQ(pages(shop, 3), (std::vector<std::vector<std::string>>{{"shop/api/1", "shop/api/2", "shop/web/1"},
                                                                    {"shop/web/2", "shop/web/3"}}));
-  const MemberQuery created{std::string("shop"), std::nullopt, std::string("Created")};
-  EXPECT_EQ(pages(created, 1), (std::vector<std::vector<std::string>>{{"shop/api/1"}, {"shop/api/2"}}));
-  const MemberQuery anywhere{std::nullopt, std::nullopt, std::string("Starting")};
+  const MemberQuery starting{std::string("shop"), std::nullopt, std::string("Starting")};
+  EXPECT_EQ(pages(starting, 1), (std::vector<std::vector<std::string>>{{"shop/api/1"}, {"shop/api/2"}}));
+  const MemberQuery anywhere{std::nullopt, std::nullopt, std::string("Active")};
   EXPECT_EQ(pages(anywhere, 2),
             (std::vector<std::vector<std::string>>{{"shop/web/1", "shop/web/2"}, {"shop/web/3"}}));
   // Each member carries its maintenance mark, read after the fleet's lock.
