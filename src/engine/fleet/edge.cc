@@ -1,5 +1,6 @@
 // The fleet's edge to its agents: hellos, heartbeats, results and events
-// coming in, commands going out, and member logs asked of agents.
+// coming in (through the inbox), and member logs asked of agents; the
+// commands going out are commands.cc's.
 
 #include "engine/fleet/fleet.h"
 
@@ -465,108 +466,6 @@ void Fleet::on_event(HostEntry& h, const protocol::AgentEvent& e) {
     m.healthy = true;
     m.healthy_since = clock_.now();
   }
-}
-
-protocol::StartSpec Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c) const {
-  protocol::StartSpec spec{m.record.app,       m.record.cluster, m.record.revision,  c.artifact.version,
-                           c.artifact.command, c.artifact.env,   c.artifact.workdir, c.ports};
-  const auto checked = [&](decltype(protocol::HealthCheckSpec::probe) probe) {
-    return protocol::HealthCheckSpec{std::move(probe), c.health.interval_seconds, c.health.timeout_seconds,
-                                     c.health.unhealthy_threshold};
-  };
-  switch (c.health.kind) {
-    case HealthCheck::Kind::kHttp:
-      spec.health = checked(protocol::HttpEndpoint{c.health.port, c.health.path});
-      break;
-    case HealthCheck::Kind::kTcp:
-      spec.health = checked(protocol::TcpProbe{c.health.port});
-      break;
-    case HealthCheck::Kind::kExec:
-      spec.health = checked(protocol::ExecProbe{c.health.exec});
-      break;
-    case HealthCheck::Kind::kNone:
-      break;
-  }
-  if (c.stats) {
-    spec.stats = protocol::StatsSpec{{c.stats->port, c.stats->path}};
-  }
-  spec.drain_hook = c.hooks.drain;
-  return spec;
-}
-
-void Fleet::send(HostEntry& h, const protocol::Command& command) {
-  if (!h.link) {
-    return;
-  }
-  if (!collecting_) {
-    h.link->send(protocol::to_json(command).dump());
-    return;
-  }
-  Outgoing& out = outbox_[h.link.get()];
-  if (!out.link) {
-    out.link = h.link;
-  }
-  out.messages.push_back(protocol::to_json(command).dump());
-  // The connections write what is collected so far while the rest is built.
-  if (++collected_ >= kCollectedPerHandOff) {
-    send_collected();
-    collecting_ = true;
-  }
-}
-
-void Fleet::send_collected() {
-  collecting_ = false;
-  collected_ = 0;
-  for (auto& [raw, out] : outbox_) {
-    out.link->send_all(std::move(out.messages));
-  }
-  outbox_.clear();
-}
-
-// The command that the member's current state calls for, once per link.
-void Fleet::send_outstanding(MemberEntry& m) {
-  if (m.command_sent) {
-    return;
-  }
-  auto host = hosts_.find(m.record.host);
-  if (host == hosts_.end() || !host->second.link) {
-    return;
-  }
-  if (m.state == MemberState::kStarting) {
-    const ClusterSpec* spec = cluster_spec(m);
-    if (!spec) {
-      return;
-    }
-    send(host->second, protocol::Command{"start:" + m.record.id, m.record.id, start_spec(m, *spec)});
-  } else if ((m.state == MemberState::kMaintenance || m.state == MemberState::kUpdating ||
-              m.state == MemberState::kStopping) &&
-             !out_of_traffic(m)) {
-    return;  // its load balancer still sends it requests: drained first
-  } else if (m.state == MemberState::kMaintenance) {
-    const ClusterSpec* spec = cluster_spec(m);
-    protocol::MaintenanceSpec maintenance{options_.stop_grace.count(),
-                                          spec ? spec->hooks.maintenance : std::vector<std::string>{}};
-    send(host->second, protocol::Command{maintenance_command_id(m), m.record.id, std::move(maintenance)});
-  } else if (m.state == MemberState::kUpdating) {
-    const ClusterSpec* spec = cluster_spec(m);
-    if (!spec) {
-      return;
-    }
-    protocol::UpdateSpec update{start_spec(m, *spec), spec->hooks.update, options_.stop_grace.count()};
-    send(host->second, protocol::Command{update_command_id(m), m.record.id, std::move(update)});
-  } else if (m.state == MemberState::kStopping) {
-    const ClusterSpec* spec = cluster_spec(m);
-    protocol::StopSpec stop{options_.stop_grace.count(), spec ? spec->hooks.drain : std::vector<std::string>{}};
-    send(host->second, protocol::Command{"stop:" + m.record.id, m.record.id, std::move(stop)});
-  } else {
-    return;
-  }
-  m.command_sent = true;
-}
-
-// Unique per maintenance of a member: the time it entered Maintenance.
-std::string Fleet::maintenance_command_id(const MemberEntry& m) {
-  return "maintenance:" + m.record.id + ":" + std::to_string(to_unix_millis(m.record.updated_at));
 }
 
 void Fleet::logs(const std::string& member_id, const std::optional<std::string>& visible_app,
