@@ -56,19 +56,31 @@ Result<Principal> AccessControl::authenticate(std::string_view bearer_token) con
   if (sep == std::string_view::npos) {
     return unauthenticated();
   }
-  auto record = store_.get_token(std::string(rest.substr(0, sep)));
-  if (!record) {
-    return std::unexpected(record.error());
+  const std::string id(rest.substr(0, sep));
+  std::optional<TokenRecord> known;
+  {
+    std::lock_guard lock(known_mu_);
+    if (auto it = known_.find(id); it != known_.end()) {
+      known = it->second;
+    }
   }
-  if (!*record) {
-    return unauthenticated();
+  if (!known) {
+    auto record = store_.get_token(id);
+    if (!record) {
+      return std::unexpected(record.error());
+    }
+    if (!*record) {
+      return unauthenticated();
+    }
+    known = **record;
+    std::lock_guard lock(known_mu_);
+    known_.emplace(id, **record);
   }
   const std::string presented_hash = sha256_hex(rest.substr(sep + 1));
-  if (!constant_time_equals(presented_hash, (*record)->secret_hash)) {
+  if (!constant_time_equals(presented_hash, known->secret_hash)) {
     return unauthenticated();
   }
-  const TokenRecord& t = **record;
-  return Principal{t.id, t.name, t.role, t.app};
+  return Principal{known->id, known->name, known->role, known->app};
 }
 
 Result<IssuedToken> AccessControl::create_token(const Principal& issuer, Role role, std::optional<std::string> app,

@@ -3,9 +3,11 @@
 // (quality.md, "Security"). A token reads "tt_<id>_<secret>": the id finds
 // the record, the secret is compared by hash in constant time.
 
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/clock.h"
 #include "common/error.h"
@@ -45,6 +47,12 @@ class AccessControl {
  public:
   AccessControl(Store& store, const Clock& clock) : store_(store), clock_(clock) {}
 
+  // A token seen once is kept in memory: token records are never changed
+  // nor deleted, so every later request is checked without the store,
+  // whose one connection may be busy with a commit's fsync (every API
+  // request is authenticated). Only tokens that exist are kept, so what
+  // the cache holds is bounded by what an admin created. (Revoking tokens,
+  // when it comes, must drop them here too.)
   Result<Principal> authenticate(std::string_view bearer_token) const;
   // A token asked for by `issuer`, within its role and scope
   // (Principal::may_create_token).
@@ -56,6 +64,8 @@ class AccessControl {
  private:
   Store& store_;
   const Clock& clock_;
+  mutable std::mutex known_mu_;
+  mutable std::unordered_map<std::string, TokenRecord> known_;  // by id
 };
 
 }  // namespace tranche

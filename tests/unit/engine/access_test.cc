@@ -1,5 +1,10 @@
 #include "engine/access.h"
 
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <gtest/gtest.h>
 
 namespace tranche {
@@ -31,6 +36,33 @@ TEST_F(AccessTest, IssuedTokenAuthenticatesAndIsStoredHashed) {
   EXPECT_TRUE(principal->has_role(Role::kOperator));
   EXPECT_FALSE(principal->has_role(Role::kAdmin));
   EXPECT_EQ(store_->list_audit(10).value().back().actor, "admin");
+}
+
+// A token seen once is checked from memory (token records never change):
+// deleted behind the store's back, it still authenticates, and a token
+// never seen is looked up; a wrong secret is refused either way.
+TEST(AccessCache, AKnownTokenIsCheckedWithoutTheStore) {
+  const std::string path = ::testing::TempDir() + "access-cache-" + std::to_string(::getpid()) + ".db";
+  std::remove(path.c_str());
+  auto store = open_sqlite_store({path}).value();
+  ManualClock clock;
+  AccessControl access(*store, clock);
+  const auto seen = access.create_token(Role::kViewer, std::nullopt, "seen", {"t", "t"}).value();
+  const auto unseen = access.create_token(Role::kViewer, std::nullopt, "unseen", {"t", "t"}).value();
+  ASSERT_TRUE(access.authenticate(seen.secret_token).has_value());
+
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "DELETE FROM tokens", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+
+  EXPECT_TRUE(access.authenticate(seen.secret_token).has_value()) << "from memory";
+  EXPECT_FALSE(access.authenticate(unseen.secret_token).has_value()) << "looked up: no longer in the store";
+  std::string wrong = seen.secret_token;
+  wrong.back() = wrong.back() == '0' ? '1' : '0';
+  EXPECT_EQ(access.authenticate(wrong).error().code, ErrorCode::kUnauthenticated);
+  store.reset();
+  std::remove(path.c_str());
 }
 
 TEST_F(AccessTest, WrongOrMalformedTokensAreRefused) {
