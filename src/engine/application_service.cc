@@ -202,6 +202,7 @@ Result<ApplyOutcome> ApplicationService::apply_spec(const ApplicationSpec& spec,
 
   // Keep the newest revisionHistoryLimit revisions, and every revision that
   // members still run or that a rollout may roll back to.
+  std::string supersedes;  // what the apply's own record says of the apply it supersedes
   if (current) {
     auto members = current_members(spec.name);
     auto revisions = store_.list_revisions(spec.name);
@@ -212,7 +213,7 @@ Result<ApplyOutcome> ApplicationService::apply_spec(const ApplicationSpec& spec,
       // interactions.h: a new apply supersedes the rollout under way, and the apply that started it.
       const std::string message = "superseded by " + op.id + " (revision " + std::to_string(outcome.revision) +
                                   "): its rollout stops where it is";
-      op.message = end_apply_operations(store_, spec.name, "Superseded", message, &op, now, batch.mutations);
+      supersedes = end_apply_operations(store_, spec.name, "Superseded", message, &op, now, batch.mutations);
       auto rollout = start_rollout(*current, spec, outcome.revision, *members, caller, now, batch);
       if (!rollout) {
         return std::unexpected(rollout.error());
@@ -234,7 +235,7 @@ Result<ApplyOutcome> ApplicationService::apply_spec(const ApplicationSpec& spec,
     outcome.message += "; rollout " + std::to_string(*outcome.rollout) + " started";
     op.status = "Running";  // until the rollout ends (command_outcomes.h)
   }
-  outcome.message += op.message;  // what it supersedes
+  outcome.message += supersedes;
 
   if (amend) {
     amend(outcome, batch);

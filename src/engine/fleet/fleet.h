@@ -563,12 +563,11 @@ class Fleet {
   // A node's maintenance replace as this controller saw it, by "app/node":
   // how many members it marked (the most markers seen below it at once), so
   // that its completion tells replaced from removed as the cluster shrank.
-  // Memory only: `seen_from_start` is false when the controller started
-  // after the command and may have missed members that left before.
+  // Memory only: a controller started after the command (started_at_) may
+  // have missed members that left before.
   struct ReplaceTally {
     TimePoint set_at{};
     size_t marked = 0;
-    bool seen_from_start = false;
   };
   std::map<std::string, ReplaceTally> replace_tallies_;
   const TimePoint started_at_;

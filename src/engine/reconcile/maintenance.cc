@@ -141,7 +141,7 @@ bool Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
     if (v.value == "replace") {
       tally = &replace_tallies_[app + "/" + v.path];
       if (tally->set_at != v.set_at) {
-        *tally = ReplaceTally{v.set_at, 0, started_at_ <= v.set_at};
+        *tally = ReplaceTally{v.set_at, 0};
       }
       tally->marked = std::max(tally->marked, pending);
     }
@@ -201,7 +201,7 @@ std::string Fleet::replaced_or_removed(const std::string& app, const Operational
       }
     }
   }
-  if (!tally.seen_from_start) {
+  if (started_at_ > tally.set_at) {
     return "no marked member is left (the controller restarted meanwhile: each member's events say whether it was "
            "replaced or removed as the cluster shrank)";
   }
