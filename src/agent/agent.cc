@@ -25,6 +25,7 @@
 #include "agent/journal.h"
 #include "agent/self_upgrade.h"
 #include "common/build_version.h"
+#include "common/overloaded.h"
 #include "protocol/messages.h"
 
 namespace tranche::agent {
@@ -95,11 +96,6 @@ struct Health {
   bool probing = false;
   std::chrono::steady_clock::time_point next_probe{};
   std::optional<protocol::MemberStats> stats;
-};
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
 };
 
 // What the driver needs of a (decoded) start spec.

@@ -14,3 +14,7 @@ add_link_options(-fsanitize=address,undefined)
 if(CMAKE_CXX_COMPILER_VERSION VERSION_LESS 19)
   add_compile_options(-U__cpp_concepts -D__cpp_concepts=202002L)
 endif()
+# Boost 1.74's Asio recognizes co_await in clang only through the pre-C++20
+# <experimental/coroutine>; clang 16 with libstdc++ has the standard one, which
+# Asio already uses (BOOST_ASIO_HAS_STD_COROUTINE): the agent's coroutines build.
+add_compile_definitions(BOOST_ASIO_HAS_CO_AWAIT=1)

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/overloaded.h"
 #include "common/secrets.h"
 #include "common/time_format.h"
 #include "engine/events.h"
@@ -31,15 +32,6 @@ std::string host_id_for(const std::string& hostname) {
   while (!id.empty() && id.back() == '-') id.pop_back();
   return (id.empty() ? "host" : id) + "-" + random_hex(2);
 }
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-// Clang before 17 deduces no aggregate's template arguments (P1816), and the
-// fuzz build (tests/fuzz) compiles this with clang 16.
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
 
 bool agent_runs(const std::string& agent_state) {
   return agent_state == "Starting" || agent_state == "Running" || agent_state == "Stopping" ||

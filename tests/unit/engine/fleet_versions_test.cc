@@ -116,7 +116,7 @@ TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostO
   auto welcomed = std::make_shared<FakeLink>();
   auto id = fleet_->connect(joining("future", 1, 2, "0.4.0"), welcomed);
   ASSERT_TRUE(id.has_value()) << id.error().describe();
-  EXPECT_EQ(*id, h["id"]);
+  EXPECT_EQ(*id, h["id"].get<std::string>());
   EXPECT_EQ(host(*id)["state"], "Ready");
   EXPECT_EQ(host(*id)["refused"], nullptr);
   EXPECT_EQ(store_->get_host(*id).value()->state, "Ready") << "durable";
