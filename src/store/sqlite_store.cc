@@ -49,7 +49,11 @@ namespace {
 
 // A cached prepared statement in use. bind() appends parameters in order;
 // errors from preparing or binding surface at step(). Resets the statement
-// (ending any read it holds open) when it goes out of scope.
+// (ending any read it holds open) when it goes out of scope. Text is bound
+// without a copy (SQLITE_STATIC): a Query lives within one expression
+// (`query(...).bind(...).run()`) or one function, and what it binds lives
+// at least as long; its bindings are cleared as it ends, so no cached
+// statement keeps a pointer.
 class Query {
  public:
   Query(sqlite3* db, sqlite3_stmt* stmt, int setup_rc = SQLITE_OK, std::string setup_error = {})
@@ -101,7 +105,7 @@ class Query {
   }
   void bind_one(int64_t value) { check(sqlite3_bind_int64(stmt_, ++index_, value)); }
   void bind_one(std::string_view value) {
-    check(sqlite3_bind_text64(stmt_, ++index_, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    check(sqlite3_bind_text64(stmt_, ++index_, value.data(), value.size(), SQLITE_STATIC, SQLITE_UTF8));
   }
   void bind_one(TimePoint value) { bind_one(to_unix_millis(value)); }
   template <class T>
@@ -719,9 +723,20 @@ class SqliteStore final : public Store {
         .run();
   }
 
+  // An upsert, not INSERT OR REPLACE: a replace deletes the row and its
+  // entries in both indexes and inserts them again (~10 us a member, and a
+  // pass may change 100,000); an update of a row rewrites it alone. The id
+  // names the member's app and cluster for good ("app/cluster/ordinal"), so
+  // the indexed columns are never set (setting one, even to its value,
+  // rewrites its index entry).
   Status apply(const PutMember& m, EventCounter&, CommitResult&) {
     const MemberRecord& r = m.record;
-    return query("INSERT OR REPLACE INTO members (" MEMBER_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    return query("INSERT INTO members (" MEMBER_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 " ON CONFLICT (app, id) DO UPDATE SET ordinal = excluded.ordinal, host = excluded.host,"
+                 " state = excluded.state, revision = excluded.revision, version = excluded.version,"
+                 " pid = excluded.pid, ports_json = excluded.ports_json,"
+                 " healing_delayed_since = excluded.healing_delayed_since, created_at = excluded.created_at,"
+                 " updated_at = excluded.updated_at")
         .bind(r.id, r.app, r.cluster, r.ordinal, r.host, r.state, r.revision, r.version, r.pid,
               nlohmann::json(r.ports).dump(), r.healing_delayed_since, r.created_at, r.updated_at)
         .run();

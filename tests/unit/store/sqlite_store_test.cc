@@ -598,6 +598,21 @@ TEST(SqliteStore, ListMembersFilters) {
   EXPECT_THAT(ids({.app = "shop", .cluster = "web", .state = "Failed"}), ElementsAre("shop:web/0"));
 }
 
+// A member put again is written in place (an upsert): what is read back is
+// the second record whole, its cleared fields null again, and the (app,
+// cluster) index still finds it.
+TEST(SqliteStore, APutMemberReplacesEveryFieldOfTheMember) {
+  auto store = open_store();
+  MemberRecord first{"shop/web/3", "shop", "web",  3, "h1", "Active", 1, "1.0.0", 4242, {{"http", 8080}},
+                     at(5),        at(1),  at(2)};
+  commit(*store, {PutMember{first}});
+  MemberRecord second{"shop/web/3", "shop",   "web",         3,  "h2", "Maintenance", 2, "2.0.0", std::nullopt, {},
+                      std::nullopt, at(1), at(9)};
+  commit(*store, {PutMember{second}});
+  EXPECT_EQ(ok(store->get_member("shop", "shop/web/3")), second);
+  EXPECT_THAT(ok(store->list_members({.app = "shop", .cluster = "web"})), ElementsAre(second));
+}
+
 TEST(SqliteStore, HasAdminTokenCountsOnlyUnscopedAdmins) {
   auto store = open_store();
   EXPECT_FALSE(ok(store->has_admin_token()));
