@@ -200,8 +200,10 @@ FANOUT=$(jq -c --argjson t1 "$T1" '
     first_ms_min: ([$h[] | .[0] - $t1] | min) }' "$WORK/fanout-stats.json")
 note "fan-out: $FANOUT"
 
-# Where the time goes: the controller logs each member's Active -> Maintenance
-# (one store commit each) with a ms timestamp of its local time.
+# Where the time goes: the controller logs, as it stages them, the members
+# going Active -> Maintenance: one line per member ("member ID A -> B: ..."),
+# or one per cluster when a pass takes several ("N members of PATH A -> B:
+# ..."), with a ms timestamp of its local time.
 log_ms() { # LOG-LINE: its timestamp in Unix ms
   date -d "$(sed -E 's/^\[([^]]+)\].*/\1/' <<<"$1")" +%s%3N
 }
@@ -213,7 +215,9 @@ if [[ -n "$first_line" ]]; then
   COMMIT_FIRST_MS=$(($(log_ms "$first_line") - T1))
   COMMIT_LAST_MS=$(($(log_ms "$last_line") - T1))
 fi
-MAINTENANCE_LINES=$(grep -c -F -- '-> Maintenance' "$WORK/controller.log" || true)
+MAINTENANCE_MEMBERS=$(grep -F -- '-> Maintenance' "$WORK/controller.log" |
+  awk 'match($0, /\] [0-9]+ members of /) { split(substr($0, RSTART + 2), f, " "); n += f[1]; next }
+       { n++ } END { print n + 0 }' || true)
 UNREACHABLE_HOSTS=$(grep -c -E 'host .* -> Unreachable' "$WORK/controller.log" || true)
 
 # --- back to Active ---------------------------------------------------------------------
@@ -243,7 +247,7 @@ echo "| commands arrived / hosts | $(f commands) / $(f hosts_with_commands) |"
 echo "| host's first command after the answer min / p50 / p99 / max (ms) | $(f first_ms_min) / $(f first_ms_p50) / $(f first_ms_p99) / $(f first_ms_max) |"
 echo "| host's last command after the answer p50 / p99 (ms) | $(f last_ms_p50) / $(f last_ms_p99) |"
 echo "| every agent has its commands after the answer (ms) | $EVERY (P7: <= 1000: $([[ $EVERY -le 1000 ]] && echo yes || echo no)) |"
-echo "| controller: first / last Active -> Maintenance after the answer (ms) | $COMMIT_FIRST_MS / $COMMIT_LAST_MS ($MAINTENANCE_LINES lines) |"
+echo "| controller: first / last Active -> Maintenance after the answer (ms) | $COMMIT_FIRST_MS / $COMMIT_LAST_MS ($MAINTENANCE_MEMBERS members) |"
 echo "| hosts found Unreachable meanwhile (heartbeat timeout ${HEARTBEAT_TIMEOUT:-6s}) | $UNREACHABLE_HOSTS |"
 echo "| all Active again after the answer (s) | $RESUME_SECONDS |"
 echo "| all $M Active after the apply (s) | $ACTIVE_SECONDS |"

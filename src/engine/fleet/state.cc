@@ -5,6 +5,8 @@
 #include "engine/fleet/fleet.h"
 
 #include <algorithm>
+#include <map>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -14,13 +16,14 @@
 
 namespace tranche {
 
-Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
+Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options, std::shared_ptr<SpecCache> specs)
     : store_(store),
       clock_(clock),
       options_(std::move(options)),
       join_token_hash_(sha256_hex(options_.join_token)),
       deadlines_(options_.heartbeat_timeout),
       work_(options_.resync_interval),
+      specs_(specs ? std::move(specs) : std::make_shared<SpecCache>(store)),
       started_at_(clock_.now()) {}
 
 Status Fleet::load() {
@@ -249,7 +252,11 @@ Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reaso
 }
 
 // Staged in batches of at most kMembersPerBatch members (an etcd
-// transaction holds 128 operations); the group still costs one fsync.
+// transaction holds 128 operations); the group still costs one fsync. A
+// maintenance --all-at-once changes 100,000 members in one pass: each costs
+// its row and its event, and nothing else (no copy of its record but the
+// one written, one log line per cluster and former state, the cluster
+// queued once).
 Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState to, const std::string& reason,
                          std::vector<Mutation> also) {
   constexpr size_t kMembersPerBatch = 60;
@@ -259,27 +266,48 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
                                             std::string(to_string(m->state)) + " -> " + std::string(to_string(to)));
     }
   }
+  const std::string to_name(to_string(to));
+  if (members.size() == 1) {
+    spdlog::info("member {} {} -> {}: {}", members[0]->record.id, members[0]->record.state, to_name, reason);
+  } else {
+    std::map<std::pair<std::string, std::string>, size_t> changed;  // (cluster's path, former state) -> members
+    for (const MemberEntry* m : members) {
+      ++changed[{full_path(m->record.app, m->record.cluster), m->record.state}];
+    }
+    for (const auto& [where, count] : changed) {
+      spdlog::info("{} members of {} {} -> {}: {}", count, where.first, where.second, to_name, reason);
+    }
+  }
   const TimePoint now = clock_.now();
+  const std::string to_json = nlohmann::json(to_name).dump();
+  const MemberRecord* previous = nullptr;  // its cluster is queued already
   WriteBatch batch;
   for (size_t i = 0; i < members.size(); ++i) {
     MemberEntry& m = *members[i];
-    MemberRecord next = m.record;
-    next.state = std::string(to_string(to));
-    next.updated_at = now;
+    EventRecord event;
+    event.time = now;
+    event.app = m.record.app;
+    event.path = full_path(m.record.app, m.record.cluster);
+    event.member = m.record.id;
+    event.type = "MemberStateChanged";
+    event.from_json = nlohmann::json(m.record.state).dump();
+    event.to_json = to_json;
+    event.message = reason;
+    m.record.state = to_name;
+    m.record.updated_at = now;
     if (is_live(to)) {
-      next.healing_delayed_since.reset();  // nothing left to heal
+      m.record.healing_delayed_since.reset();  // nothing left to heal
     }
-    batch.mutations.push_back(PutMember{next});
-    batch.mutations.push_back(
-        AppendEvent{make_event(now, m.record.app, full_path(m.record.app, m.record.cluster), m.record.id,
-                               "MemberStateChanged", m.record.state, next.state, reason)});
-    spdlog::info("member {} {} -> {}: {}", m.record.id, m.record.state, next.state, reason);
-    m.record = std::move(next);
+    batch.mutations.push_back(PutMember{m.record});
+    batch.mutations.push_back(AppendEvent{std::move(event)});
     m.state = to;
     m.command_sent = false;
     m.generation = staged_generation_;
     outstanding_.emplace(m.record.id, &m);
-    work_.add_cluster(m.record.app, m.record.cluster);
+    if (previous == nullptr || previous->cluster != m.record.cluster || previous->app != m.record.app) {
+      work_.add_cluster(m.record.app, m.record.cluster);
+    }
+    previous = &m.record;
     if (to != MemberState::kStarting && to != MemberState::kActive) {
       m.healthy_since.reset();
     }
