@@ -756,6 +756,10 @@ HttpServer::HttpServer(std::vector<asio::io_context*> contexts, ControllerApi& a
   metrics.add_counter("tranche_agent_messages_rejected_total",
                       "Agent messages that did not decode, rejected without closing their connection.",
                       [&fleet] { return fleet.rejected_messages(); });
+  metrics.add_histogram("tranche_heartbeat_handling_seconds",
+                        "Agent heartbeats from their arrival to the end of their handling, the wait for the fleet "
+                        "included.",
+                        [&fleet] { return fleet.heartbeat_handling(); });
   metrics.add_counter("tranche_accept_errors_total",
                       "Failed accepts (such as running out of file descriptors); each is followed by a pause.",
                       [state = state_.get()] { return state->accept_errors.load(); });

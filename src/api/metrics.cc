@@ -4,24 +4,17 @@
 
 namespace tranche::api {
 
-void Histogram::observe(double seconds) {
-  for (size_t i = 0; i < kBounds.size(); ++i) {
-    if (seconds <= kBounds[i]) {
-      ++buckets_[i];
-    }
-  }
-  ++count_;
-  sum_ += seconds;
-}
-
-void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
+void render_histogram(std::string& out, const Histogram& histogram, const std::string& name,
+                      const std::string& labels) {
   const std::string sep = labels.empty() ? "" : ",";
-  for (size_t i = 0; i < kBounds.size(); ++i) {
-    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, kBounds[i], buckets_[i]);
+  for (size_t i = 0; i < Histogram::kBounds.size(); ++i) {
+    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, Histogram::kBounds[i],
+                       histogram.at_most(i));
   }
-  out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, count_);
+  out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, histogram.count());
   const std::string braces = labels.empty() ? "" : "{" + labels + "}";
-  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, sum_, name, braces, count_);
+  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, histogram.sum(), name, braces,
+                     histogram.count());
 }
 
 std::string_view method_label(std::string_view method) {
@@ -60,6 +53,11 @@ void Metrics::add_counter(std::string name, std::string help, std::function<uint
   counters_[std::move(name)] = ExternalCounter{std::move(help), std::move(read)};
 }
 
+void Metrics::add_histogram(std::string name, std::string help, std::function<Histogram()> read) {
+  std::lock_guard lock(mutex_);
+  histograms_[std::move(name)] = ExternalHistogram{std::move(help), std::move(read)};
+}
+
 std::string Metrics::render() const {
   std::lock_guard lock(mutex_);
   std::string out;
@@ -73,12 +71,12 @@ std::string Metrics::render() const {
   out += "# HELP tranche_http_request_duration_seconds API request latency by route.\n";
   out += "# TYPE tranche_http_request_duration_seconds histogram\n";
   for (const auto& [key, h] : request_latency_) {
-    h.render(out, "tranche_http_request_duration_seconds",
-             fmt::format("method=\"{}\",route=\"{}\"", key.first, key.second));
+    render_histogram(out, h, "tranche_http_request_duration_seconds",
+                     fmt::format("method=\"{}\",route=\"{}\"", key.first, key.second));
   }
   out += "# HELP tranche_store_commit_duration_seconds Store commit latency (durable on return).\n";
   out += "# TYPE tranche_store_commit_duration_seconds histogram\n";
-  commit_latency_.render(out, "tranche_store_commit_duration_seconds", "");
+  render_histogram(out, commit_latency_, "tranche_store_commit_duration_seconds", "");
   out += "# HELP tranche_store_commit_failures_total Store commits that failed.\n";
   out += "# TYPE tranche_store_commit_failures_total counter\n";
   out += fmt::format("tranche_store_commit_failures_total {}\n", commit_failures_);
@@ -87,6 +85,10 @@ std::string Metrics::render() const {
   out += fmt::format("tranche_events_published_total {}\n", events_published_);
   for (const auto& [name, counter] : counters_) {
     out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, counter.help, name, name, counter.read());
+  }
+  for (const auto& [name, histogram] : histograms_) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, histogram.help, name);
+    render_histogram(out, histogram.read(), name, "");
   }
   return out;
 }

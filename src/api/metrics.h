@@ -1,10 +1,10 @@
 #pragma once
 // Prometheus text exposition of the controller's own figures: requests by
 // route and code with latency histograms, store commit latency, events
-// published, and counters kept elsewhere (the fleet's rejected agent
-// messages), read when rendering. Thread-safe; cheap enough for every request.
+// published, and counters and histograms kept elsewhere (the fleet's
+// rejected agent messages, its heartbeats' handling time), read when
+// rendering. Thread-safe; cheap enough for every request.
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -14,21 +14,13 @@
 #include <string_view>
 #include <tuple>
 
+#include "common/histogram.h"
+
 namespace tranche::api {
 
-class Histogram {
- public:
-  static constexpr std::array<double, 12> kBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
-  void observe(double seconds);
-  // Appends `name_bucket{labels,le=...}`, `_sum`, `_count` lines.
-  void render(std::string& out, const std::string& name, const std::string& labels) const;
-
- private:
-  std::array<uint64_t, kBounds.size()> buckets_{};
-  uint64_t count_ = 0;
-  double sum_ = 0;
-};
+// Appends `name_bucket{labels,le=...}`, `_sum`, `_count` lines.
+void render_histogram(std::string& out, const Histogram& histogram, const std::string& name,
+                      const std::string& labels);
 
 // The `method` label of a request: its method when it is one of GET, POST,
 // PUT, DELETE, PATCH, HEAD and OPTIONS (case-sensitive, as HTTP methods
@@ -47,6 +39,8 @@ class Metrics {
   // `read` is called under the metrics' lock and must not block. A second
   // one of the same name replaces the first.
   void add_counter(std::string name, std::string help, std::function<uint64_t()> read);
+  // The same for a histogram: `read` returns a copy of it as it is now.
+  void add_histogram(std::string name, std::string help, std::function<Histogram()> read);
   std::string render() const;
 
  private:
@@ -61,6 +55,11 @@ class Metrics {
     std::function<uint64_t()> read;
   };
   std::map<std::string, ExternalCounter> counters_;  // by name
+  struct ExternalHistogram {
+    std::string help;
+    std::function<Histogram()> read;
+  };
+  std::map<std::string, ExternalHistogram> histograms_;  // by name
 };
 
 }  // namespace tranche::api

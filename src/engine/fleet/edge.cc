@@ -257,9 +257,17 @@ void Fleet::receive(const std::string& host_id, protocol::AgentMessage message) 
 
 void Fleet::drain_inbox() {
   inbox_batch_ = inbox_.take(std::move(inbox_batch_));
+  Histogram heartbeats;  // added to heartbeat_handling_ once per batch, not once per heartbeat
   for (const AgentInbox::Entry& entry : inbox_batch_) {
     receive_locked(entry.host, entry.arrived, entry.message);
+    if (std::holds_alternative<protocol::Heartbeat>(entry.message)) {
+      heartbeats.observe(std::chrono::duration<double>(clock_.now() - entry.arrived).count());
+    }
     seal_group_if_large();  // each message's changes stand on their own
+  }
+  if (heartbeats.count() > 0) {
+    std::lock_guard lock(heartbeat_handling_mu_);
+    heartbeat_handling_.merge(heartbeats);
   }
   // A burst (100,000 results) leaves no large buffer behind.
   constexpr size_t kKeptCapacity = 4096;
@@ -295,6 +303,11 @@ void Fleet::receive_locked(const std::string& host_id, TimePoint arrived, const 
           [](const protocol::Ack&) {},  // the agent has a command: its result follows
       },
       message);
+}
+
+Histogram Fleet::heartbeat_handling() const {
+  std::lock_guard lock(heartbeat_handling_mu_);
+  return heartbeat_handling_;
 }
 
 void Fleet::reject(const std::string& host_id, const Error& reason) {

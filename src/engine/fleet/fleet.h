@@ -39,6 +39,7 @@
 
 #include "common/build_version.h"
 #include "common/clock.h"
+#include "common/histogram.h"
 #include "engine/access.h"
 #include "engine/agent_upgrade.h"
 #include "engine/fleet/agent_inbox.h"
@@ -130,6 +131,11 @@ class Fleet {
   void reject(const std::string& host_id, const Error& reason);
   // Frames rejected since start (/metrics: tranche_agent_messages_rejected_total).
   uint64_t rejected_messages() const { return rejected_messages_.load(std::memory_order_relaxed); }
+  // How long each heartbeat took from its arrival (receive()) to the end of
+  // its handling, the wait in the inbox included (/metrics:
+  // tranche_heartbeat_handling_seconds). A copy; any thread, never waits
+  // for the fleet's lock.
+  Histogram heartbeat_handling() const;
   void disconnect(const std::string& host_id, const AgentLink* link);
 
   // Heartbeat timeouts, then one reconcile pass over every application,
@@ -573,6 +579,9 @@ class Fleet {
   const TimePoint started_at_;
   std::map<std::string, LogRequest> log_requests_;
   std::atomic<uint64_t> rejected_messages_{0};  // agent frames that did not decode
+  // Taken after mu_ (drain_inbox adds a batch) or alone (a reader).
+  mutable std::mutex heartbeat_handling_mu_;
+  Histogram heartbeat_handling_;
   // The hosts as placement sees them, built at most once per pass (when a
   // member is placed) and kept up to date by each placement: placing a
   // member scans the cluster's candidate hosts, copying and matching nothing.

@@ -74,17 +74,22 @@ TEST(Metrics, RendersCountersKeptElsewhereAsTheyAreNow) {
   EXPECT_EQ(text.find("tranche_agent_messages_rejected_total 2"), std::string::npos) << "one series per name";
 }
 
-TEST(Histogram, BucketsAreCumulative) {
-  Histogram h;
-  h.observe(0.0001);
-  h.observe(0.2);
-  h.observe(10);
-  std::string out;
-  h.render(out, "x", "");
-  EXPECT_NE(out.find("x_bucket{le=\"0.0005\"} 1"), std::string::npos) << out;
-  EXPECT_NE(out.find("x_bucket{le=\"0.25\"} 2"), std::string::npos) << out;
-  EXPECT_NE(out.find("x_bucket{le=\"+Inf\"} 3"), std::string::npos) << out;
-  EXPECT_NE(out.find("x_count 3"), std::string::npos) << out;
+TEST(Metrics, RendersHistogramsKeptElsewhere) {
+  Metrics m;
+  Histogram handled;
+  m.add_histogram("tranche_heartbeat_handling_seconds", "Heartbeats handled.", [&] { return handled; });
+  handled.observe(0.0001);
+  handled.observe(0.2);
+  handled.observe(10);
+  const std::string out = m.render();
+  EXPECT_NE(out.find("# HELP tranche_heartbeat_handling_seconds Heartbeats handled.\n"
+                     "# TYPE tranche_heartbeat_handling_seconds histogram\n"
+                     "tranche_heartbeat_handling_seconds_bucket{le=\"0.0005\"} 1\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("tranche_heartbeat_handling_seconds_bucket{le=\"0.25\"} 2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("tranche_heartbeat_handling_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("tranche_heartbeat_handling_seconds_count 3\n"), std::string::npos) << out;
 }
 
 }  // namespace

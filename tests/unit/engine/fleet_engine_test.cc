@@ -385,6 +385,20 @@ TEST_F(FleetEngineTest, HeartbeatsWaitForThePassResultsWakeTheCommitter) {
   EXPECT_EQ(a.link->of_type("ack").size(), 1u);
 }
 
+TEST_F(FleetEngineTest, AHeartbeatsHandlingTimeCountsItsWaitForThePass) {
+  Joined a = join("a");
+  fleet_->on_staged([] {});
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{1, {}}));
+  deliver(*fleet_, a.id, result_message("start:none", true, {}));
+  EXPECT_EQ(fleet_->heartbeat_handling().count(), 0u) << "waiting in the inbox: not handled yet";
+  clock_.advance(3ms);
+  fleet_->tick();
+  const Histogram handled = fleet_->heartbeat_handling();
+  EXPECT_EQ(handled.count(), 1u) << "the heartbeat, not the result";
+  EXPECT_DOUBLE_EQ(handled.sum(), 0.003) << "arrival to handled, by the fleet's clock";
+  EXPECT_DOUBLE_EQ(handled.quantile_bound(0.99), 0.005);
+}
+
 TEST_F(FleetEngineTest, WhatAConnectionSaidIsHandledBeforeTheHelloOfItsSuccessor) {
   Joined a = join("a");
   apply(1);
