@@ -14,7 +14,7 @@
 //   tranche-agent-simulator --server http://127.0.0.1:PORT --join-token T --hosts N
 //       [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]
 //       [--start-delay 0ms] [--update-time 0ms] [--maintenance-time 0ms] [--slots 10000]
-//       [--progress 10s] [--stats-file PATH]
+//       [--progress 10s] [--stats-file PATH] [--source-addresses K]
 //       [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]
 //
 // At the end it closes every connection and prints its own counters as a
@@ -38,6 +38,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <netinet/in.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -85,6 +87,10 @@ struct Options {
   int64_t slots = 10000;
   milliseconds progress = 10s;
   std::string stats_file;  // rewritten every second with the running totals (JSON)
+  // Host i connects from 127.0.0.(2 + i % K): one source address has ~28,000
+  // ephemeral ports to one destination, fewer than 40,000 hosts need. 0: the
+  // kernel picks the source.
+  int source_addresses = 0;
   // quality.md P3: K hosts die abruptly, after --kill-after or on each
   // SIGUSR1 (K others each time), and never come back. close: the TCP connection ends without a WebSocket
   // close frame, as when the agent is SIGKILLed; silent: nothing more is sent
@@ -155,7 +161,7 @@ const char* kUsage =
     "usage: tranche-agent-simulator --server http://HOST:PORT (--join-token T | --join-token-file F) --hosts N\n"
     "         [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]\n"
     "         [--start-delay 0ms] [--update-time 0ms] [--maintenance-time 0ms] [--slots 10000] [--progress 10s]\n"
-    "         [--stats-file PATH] [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]\n"
+    "         [--stats-file PATH] [--source-addresses K] [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]\n"
     "Simulates N agents (one WebSocket each) and the members the controller places on them.\n"
     "With --kill-hosts, K of them die abruptly after --kill-after, or on SIGUSR1.\n";
 
@@ -180,6 +186,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
         o.server = value;
       } else if (flag == "--stats-file") {
         o.stats_file = value;
+      } else if (flag == "--source-addresses") {
+        o.source_addresses = std::stoi(value);
       } else if (flag == "--kill-file") {
         o.kill_file = value;
       } else if (flag == "--kill-hosts") {
@@ -229,6 +237,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
   if (o.threads < 1 || o.members_per_host < 0 || o.slots < 1) {
     return bad("--threads and --slots must be at least 1, --members-per-host at least 0");
   }
+  if (o.source_addresses < 0 || o.source_addresses > 250) {
+    return bad("--source-addresses is between 0 and 250 (127.0.0.2 to 127.0.0.251)");
+  }
   if (o.kill_hosts < 0 || o.kill_hosts > o.hosts) {
     return bad("--kill-hosts must be between 0 and --hosts");
   }
@@ -253,6 +264,7 @@ struct Counters {
   std::atomic<uint64_t> welcomes{0};
   std::atomic<uint64_t> reconnects{0};
   std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> bind_failures{0};  // --source-addresses
   std::atomic<uint64_t> disconnects{0};
   std::atomic<uint64_t> refused{0};  // the controller sent "error" instead of welcome
   std::atomic<uint64_t> heartbeats{0};
@@ -342,6 +354,7 @@ class SimHost {
  private:
   asio::awaitable<void> run(Clock::time_point first_connect);
   asio::awaitable<bool> session();
+  void bind_source(tcp::socket& socket, error_code& ec) const;
   asio::awaitable<void> heartbeat_loop(std::shared_ptr<Conn> conn);
   asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
   asio::awaitable<void> delayed_start(std::string command_id, std::string member);
@@ -479,6 +492,26 @@ protocol::Hello SimHost::hello() const {
   return h;
 }
 
+// Binds the address of --source-addresses before the connect. The port is
+// left to the connect (IP_BIND_ADDRESS_NO_PORT): a bind that picked it would
+// reserve it for every destination, and exhaust the ports as quickly.
+void SimHost::bind_source(tcp::socket& socket, error_code& ec) const {
+  using BindAddressNoPort = asio::detail::socket_option::boolean<IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT>;
+  const auto n = static_cast<uint32_t>(shard_.options.source_addresses);
+  const asio::ip::address_v4 source((127u << 24) + 2 + static_cast<uint32_t>(index_) % n);
+  socket.open(tcp::v4(), ec);
+  if (!ec) {
+    socket.set_option(BindAddressNoPort(true), ec);
+  }
+  if (!ec) {
+    socket.bind(tcp::endpoint(source, 0), ec);
+  }
+  if (ec && shard_.counters.bind_failures.fetch_add(1, std::memory_order_relaxed) < 5) {
+    std::fprintf(stderr, "simulator: %s: cannot bind %s: %s\n", hostname_.c_str(), source.to_string().c_str(),
+                 ec.message().c_str());
+  }
+}
+
 // One connection, from TCP connect to loss. True when it got as far as welcome.
 asio::awaitable<bool> SimHost::session() {
   Counters& c = shard_.counters;
@@ -487,7 +520,12 @@ asio::awaitable<bool> SimHost::session() {
   error_code ec;
   auto& stream = beast::get_lowest_layer(ws);
   stream.expires_after(10s);
-  co_await stream.async_connect(shard_.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  if (shard_.options.source_addresses > 0) {
+    bind_source(stream.socket(), ec);
+  }
+  if (!ec) {
+    co_await stream.async_connect(shard_.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+  }
   if (!ec) {
     stream.expires_never();
     stream.socket().set_option(tcp::no_delay(true), ec);
@@ -1070,6 +1108,9 @@ int main(int argc, char** argv) {
       throw std::runtime_error("no address");
     }
     endpoint = *results.begin();
+    if (options.source_addresses > 0 && !(endpoint.address().is_v4() && endpoint.address().is_loopback())) {
+      throw std::runtime_error("--source-addresses needs a server on an IPv4 loopback address");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tranche-agent-simulator: cannot resolve %s: %s\n", options.server.c_str(), e.what());
     return 1;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# agents: one controller under a simulated fleet (quality.md P1). N hosts,
-# each one real WebSocket from tranche-agent-simulator, heartbeating every
-# 2 s; an application of N*M members placed on them; then the controller's
-# CPU (% of one core over a steady-state window) and RSS, and how long
-# placing all members took.
+# agents: one controller under a simulated fleet (quality.md P0, P1). N
+# hosts, each one real WebSocket from tranche-agent-simulator, heartbeating
+# every 2 s; an application of N*M members placed on them; then, over a
+# steady-state window, the controller's CPU (% of one core) and RSS, the
+# heartbeats it handled per second and how long their handling took (its
+# /metrics), its store commits, and how long placing all members took.
 #
 #   bench/agents/run.sh [PATH-TO-tranche [PATH-TO-tranche-agent-simulator]]
 #
@@ -17,7 +18,12 @@
 #   SIM_THREADS (2)        simulator io threads
 #   API_THREADS            the controller's apiThreads setting (its default: 4),
 #                          passed in a --config file when set
-#   STEADY_SECONDS (20)    the CPU sampling window
+#   HEARTBEAT_INTERVAL (2s) the controller's --heartbeat-interval, which
+#                          agents follow: heartbeats/s = HOSTS / interval
+#   SOURCE_ADDRESSES       the simulator's --source-addresses (host i connects
+#                          from 127.0.0.(2 + i % K)); default: one address per
+#                          20,000 hosts, 0 (the kernel's choice) up to 20,000
+#   STEADY_SECONDS (20)    the steady-state window (CPU, heartbeats, commits)
 #   CONNECT_TIMEOUT        deadline for all hosts connected (30 s + 3 x N/rate)
 #   PLACE_TIMEOUT (240)    deadline for all members Active, in seconds
 #   STALL_SECONDS (60)     give up waiting when all members are placed but the
@@ -61,6 +67,9 @@ CLUSTER_SIZE=${CLUSTER_SIZE:-1000}
 CONNECT_RATE=${CONNECT_RATE:-500/s}
 SIM_THREADS=${SIM_THREADS:-2}
 STEADY=${STEADY_SECONDS:-20}
+HEARTBEAT_INTERVAL=${HEARTBEAT_INTERVAL:-2s}
+# One loopback source address has ~28,000 ephemeral ports to the controller.
+SOURCE_ADDRESSES=${SOURCE_ADDRESSES:-$(((HOSTS + 19999) / 20000 > 1 ? (HOSTS + 19999) / 20000 : 0))}
 RATE_NUM=${CONNECT_RATE%%/*}
 CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-$((30 + 3 * HOSTS / RATE_NUM))}
 PLACE_TIMEOUT=${PLACE_TIMEOUT:-240}
@@ -72,11 +81,17 @@ MEMBERS=$((HOSTS * M))
 CLK_TCK=$(getconf CLK_TCK)
 
 # One descriptor per connection in each process, plus the store, logs and
-# CLI connections: raise the soft limit as far as the hard one allows.
+# CLI connections. The hard limit is raised where that is allowed (root with
+# CAP_SYS_RESOURCE, up to fs.nr_open), else the soft one as far as it goes.
+FD_NEEDED=$((HOSTS + 1024))
+if [[ "$(ulimit -Hn)" != unlimited && "$(ulimit -Hn)" -lt $FD_NEEDED ]]; then
+  ulimit -Hn "$FD_NEEDED" 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT=$(ulimit -n)
 if [[ "$FD_LIMIT" != unlimited && $((HOSTS + 256)) -gt "$FD_LIMIT" ]]; then
-  die "HOSTS=$HOSTS needs more than $FD_LIMIT file descriptors per process (ulimit -Hn); raise the hard limit"
+  die "HOSTS=$HOSTS needs more than $FD_LIMIT file descriptors per process (ulimit -Hn; raising it was refused: \
+run as root with CAP_SYS_RESOURCE, or raise the limit of the shell or container that starts this)"
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tranche-agents.XXXXXX")
@@ -160,7 +175,7 @@ if [[ -n "${API_THREADS:-}" ]]; then
   echo "apiThreads: $API_THREADS" >"$WORK/controller.yaml"
   CONFIG_ARGS=(--config "$WORK/controller.yaml")
 fi
-"$TRANCHE" controller --listen 127.0.0.1:0 --data-dir "$DATA" --heartbeat-interval 2s "${CONFIG_ARGS[@]}" \
+"$TRANCHE" controller --listen 127.0.0.1:0 --data-dir "$DATA" --heartbeat-interval "$HEARTBEAT_INTERVAL" "${CONFIG_ARGS[@]}" \
   >"$WORK/controller.log" 2>&1 &
 CONTROLLER_PID=$!
 URL=""
@@ -185,7 +200,7 @@ cli() { timeout "$CLI_TIMEOUT" "$TRANCHE" "$@"; }
 # A long --duration: this script ends the simulator (SIGTERM) after the
 # measurement, and it then prints its counters.
 "$SIMULATOR" --server "$URL" --join-token-file "$DATA/join.token" --hosts "$HOSTS" --members-per-host "$M" \
-  --connect-rate "$CONNECT_RATE" --threads "$SIM_THREADS" --duration 1h --progress 10s --stats-file "$WORK/sim-stats.json" \
+  --connect-rate "$CONNECT_RATE" --threads "$SIM_THREADS" --source-addresses "$SOURCE_ADDRESSES" --duration 1h --progress 10s --stats-file "$WORK/sim-stats.json" \
   >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
 SIM_PID=$!
 
@@ -330,6 +345,10 @@ sleep 2
 sim_stats() { # the simulator's running totals (rewritten every second): "seconds heartbeats connected"
   jq -r '[.seconds, .heartbeats, .connected] | @tsv' "$WORK/sim-stats.json" 2>/dev/null || echo "0 0 0"
 }
+# The controller's own figures at both ends of the window: heartbeats
+# handled and how long each took (a histogram), store commits.
+metrics() { curl -sf --max-time "$CLI_TIMEOUT" "$URL/metrics" >"$1" || : >"$1"; }
+metrics "$WORK/metrics-0.txt"
 c0=$(cpu_ticks "$CONTROLLER_PID")
 s0=$(cpu_ticks "$SIM_PID")
 w0=$(now)
@@ -339,6 +358,7 @@ c1=$(cpu_ticks "$CONTROLLER_PID")
 s1=$(cpu_ticks "$SIM_PID")
 w1=$(now)
 read -r hs1 hb1 up1 < <(sim_stats)
+metrics "$WORK/metrics-1.txt"
 alive "during the CPU window"
 # Heartbeats sent per second in the window, by the simulator's own clock.
 HB_WINDOW=$(awk -v a="$hb0" -v b="$hb1" -v t0="$hs0" -v t1="$hs1" \
@@ -348,6 +368,53 @@ CPU=$(awk -v a="$c0" -v b="$c1" -v t0="$w0" -v t1="$w1" -v hz="$CLK_TCK" \
   'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }')
 SIM_CPU=$(awk -v a="$s0" -v b="$s1" -v t0="$w0" -v t1="$w1" -v hz="$CLK_TCK" \
   'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }')
+# Window = the difference of the two readings. Prints "handled per_second
+# p50_bound p99_bound within_5ms_percent commits"; a bound is the upper edge
+# of the histogram bucket the quantile falls in ("+Inf" beyond the last, "n/a"
+# without heartbeats, "-" when /metrics did not answer).
+window_figures() {
+  awk -v t0="$w0" -v t1="$w1" '
+    { file = (FILENAME == ARGV[1]) ? 1 : 2 }
+    /^tranche_heartbeat_handling_seconds_bucket\{/ {
+      match($0, /le="[^"]*"/)
+      le = substr($0, RSTART + 4, RLENGTH - 5)
+      if (file == 1) before[le] = $2; else { after[le] = $2; if (!(le in seen)) { order[++n] = le; seen[le] = 1 } }
+    }
+    /^tranche_heartbeat_handling_seconds_count / { count[file] = $2 }
+    /^tranche_store_commit_duration_seconds_count / { commits[file] = $2 }
+    END {
+      if (!(1 in count) || !(2 in count)) { print "- - - - - -"; exit }
+      handled = count[2] - count[1]
+      rate = (t1 > t0) ? handled / (t1 - t0) : 0
+      c = commits[2] - commits[1]
+      if (handled == 0) { printf "0 0 n/a n/a n/a %d\n", c; exit }
+      p50 = "+Inf"; p99 = "+Inf"; within = 0
+      for (i = 1; i <= n; i++) {
+        d = after[order[i]] - before[order[i]]
+        if (p50 == "+Inf" && d >= 0.5 * handled) p50 = order[i]
+        if (p99 == "+Inf" && d * 100 >= 99 * handled) p99 = order[i]
+        if (order[i] == "0.005") within = d
+      }
+      printf "%d %.0f %s %s %.2f %d\n", handled, rate, p50, p99, within * 100 / handled, c
+    }' "$WORK/metrics-0.txt" "$WORK/metrics-1.txt"
+}
+read -r HB_HANDLED HB_HANDLED_RATE HB_P50 HB_P99 HB_WITHIN_5MS STORE_COMMITS < <(window_figures)
+ms_bound() { # a bucket bound in seconds, in ms
+  case "$1" in
+  +Inf | n/a | -) echo "$1" ;;
+  *) awk -v s="$1" 'BEGIN { printf "%g", s * 1000 }' ;;
+  esac
+}
+HB_P50_MS=$(ms_bound "$HB_P50")
+HB_P99_MS=$(ms_bound "$HB_P99")
+# quality.md P0: 99 % of the window's heartbeats handled within 5 ms.
+if [[ "$HB_WITHIN_5MS" == - || "$HB_WITHIN_5MS" == n/a ]]; then
+  P0_VERDICT="not measured"
+elif awk -v p="$HB_WITHIN_5MS" 'BEGIN { exit !(p >= 99) }'; then
+  P0_VERDICT="met"
+else
+  P0_VERDICT="not met"
+fi
 RSS=$(awk -v k="$(status_kib "$CONTROLLER_PID" VmRSS)" 'BEGIN { printf "%.1f", k / 1024 }')
 RSS_PEAK=$(awk -v k="$(status_kib "$CONTROLLER_PID" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }')
 THREADS=$(status_kib "$CONTROLLER_PID" Threads)
@@ -380,8 +447,8 @@ NOT_DONE=$([[ $MEMBERS -eq 0 ]] && echo "n/a (no members)" || echo "not within t
 API_THREADS_SHOWN=${API_THREADS:-default (4)}
 # --- report -----------------------------------------------------------------------
 cat <<EOF
-agents benchmark (quality.md P1): one controller, $HOSTS simulated hosts, $MEMBERS members
-machine: $MACHINE; build: $BUILD; controller heartbeat interval 2 s
+agents benchmark (quality.md P0, P1): one controller, $HOSTS simulated hosts, $MEMBERS members
+machine: $MACHINE; build: $BUILD; controller heartbeat interval $HEARTBEAT_INTERVAL; source addresses: $SOURCE_ADDRESSES (0: one)
 load average $LOAD_BEFORE -> $LOAD_AFTER; compilers running $COMPILERS_BEFORE -> $COMPILERS_AFTER
 
 | figure | value |
@@ -398,6 +465,11 @@ load average $LOAD_BEFORE -> $LOAD_AFTER; compilers running $COMPILERS_BEFORE ->
 | controller threads (apiThreads) | $THREADS ($API_THREADS_SHOWN) |
 | simulator CPU, % of one core (same window) | $SIM_CPU |
 | heartbeats/s sent in the window (whole run) | $HB_WINDOW ($HB_RATE) |
+| heartbeats handled in the window, per second (controller's /metrics) | $HB_HANDLED, $HB_HANDLED_RATE |
+| heartbeat handling (arrival to handled) p50 / p99 bucket bound (ms) | $HB_P50_MS / $HB_P99_MS |
+| heartbeats handled within 5 ms (%) | $HB_WITHIN_5MS |
+| p99 < 5 ms (quality.md P0) | $P0_VERDICT |
+| store commits in the window | $STORE_COMMITS |
 | hosts connected during the window (least of start, end) | $UP_MIN |
 | simulator heartbeat lag p99 (ms) | $LAG_P99 |
 | reconnects / hosts marked Unreachable | $RECONNECTS / $UNREACHABLE |
@@ -420,6 +492,9 @@ jq -cn --arg machine "$MACHINE" --arg build "$BUILD" --argjson hosts "$HOSTS" --
   --argjson connect "$CONNECT_SECONDS" --argjson complete "$COMPLETE" --argjson stalled "$STALLED" --argjson alive_at_end "$ALIVE_AT_END" --arg api_threads "${API_THREADS:-}" --argjson sim_cpu "$SIM_CPU" \
   --arg hb "$HB_RATE" --argjson hb_window "$HB_WINDOW" --argjson up_min "$UP_MIN" --arg reconnects "$RECONNECTS" --argjson unreachable "$UNREACHABLE" \
   --argjson placed "$placed_end" --argjson active_n "$active_end" --argjson steady "$STEADY" \
+  --arg hb_handled "$HB_HANDLED" --arg hb_handled_rate "$HB_HANDLED_RATE" --arg hb_p50 "$HB_P50" --arg hb_p99 "$HB_P99" \
+  --arg hb_within "$HB_WITHIN_5MS" --arg p0 "$P0_VERDICT" --arg commits "$STORE_COMMITS" --arg interval "$HEARTBEAT_INTERVAL" \
+  --argjson source_addresses "$SOURCE_ADDRESSES" \
   --arg place_log "$PLACE_LOG_SECONDS" --argjson log_placed "$LOG_PLACED" --argjson cc_before "${COMPILERS_BEFORE:-0}" --argjson cc_after "${COMPILERS_AFTER:-0}" --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" \
   '{bench: "agents", hosts: $hosts, members: $members, cpu_percent_one_core: $cpu, rss_mib: $rss,
     placement_seconds: (if $placement == "" then null else ($placement | tonumber) end),
@@ -432,7 +507,11 @@ jq -cn --arg machine "$MACHINE" --arg build "$BUILD" --argjson hosts "$HOSTS" --
     members_active: (if $active_n < 0 then null else $active_n end), connect_seconds: $connect, rss_peak_mib: $rss_peak,
     steady_seconds: $steady, simulator_cpu_percent: $sim_cpu,
     heartbeats_per_second: $hb_window, heartbeats_per_second_run: ($hb | tonumber? // null),
-    hosts_connected_in_window: $up_min,
+    hosts_connected_in_window: $up_min, heartbeat_interval: $interval,
+    heartbeats_handled: ($hb_handled | tonumber? // null), heartbeats_handled_per_second: ($hb_handled_rate | tonumber? // null),
+    heartbeat_handling_p50_bound_seconds: ($hb_p50 | tonumber? // $hb_p50), heartbeat_handling_p99_bound_seconds: ($hb_p99 | tonumber? // $hb_p99),
+    heartbeats_within_5ms_percent: ($hb_within | tonumber? // null), p0_p99_under_5ms: $p0,
+    store_commits_in_window: ($commits | tonumber? // null), source_addresses: $source_addresses,
     api_threads: (if $api_threads == "" then null else ($api_threads | tonumber) end), reconnects: ($reconnects | tonumber? // null),
     hosts_unreachable: $unreachable, loadavg_before: $load_before, loadavg_after: $load_after,
     compilers_before: $cc_before, compilers_after: $cc_after}'
