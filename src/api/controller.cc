@@ -55,6 +55,9 @@ constexpr auto kTickInterval = std::chrono::milliseconds(100);
 // After a pass that left work it could do at once (a large apply placed a
 // bounded number of members per pass): the next one comes sooner.
 constexpr auto kBusyTickInterval = std::chrono::milliseconds(10);
+// Heartbeats wake nobody (Fleet::receive): what waits in the fleet's inbox is
+// handled this often between passes (Fleet::handle_inbox).
+constexpr auto kInboxInterval = std::chrono::milliseconds(2);
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 // Load balancer passes: a drained server leaves within this of its last session.
 constexpr auto kBalancerInterval = std::chrono::milliseconds(100);
@@ -563,6 +566,19 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   };
   schedule_reconcile(false);
 
+  asio::steady_timer inbox(io);
+  std::function<void()> schedule_inbox = [&] {
+    inbox.expires_after(kInboxInterval);
+    inbox.async_wait([&](boost::system::error_code ec) {
+      if (ec) {
+        return;
+      }
+      fleet.handle_inbox();
+      schedule_inbox();
+    });
+  };
+  schedule_inbox();
+
   if (options.dev) {
     if (auto ok = ensure_local_agent(data_dir); !ok) {
       refuse_to_start("local agent: " + ok.error().describe());
@@ -580,6 +596,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     api.set_ready(false);
     expiry.cancel();
     reconcile.cancel();
+    inbox.cancel();
     server.drain();
     keep_serving.clear();  // each connection context ends once its connections have
     // Peers that never answer a close (a stuck agent) must not hold the

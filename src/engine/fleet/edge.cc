@@ -255,6 +255,17 @@ void Fleet::receive(const std::string& host_id, protocol::AgentMessage message) 
   }
 }
 
+void Fleet::handle_inbox() {
+  if (inbox_.empty()) {
+    return;  // an idle fleet: not even the fleet's lock
+  }
+  {
+    std::lock_guard lock(mu_);
+    drain_inbox();
+  }
+  wake_or_flush();  // a heartbeat's changes (a pid, a member now Active) are written as a result's are
+}
+
 void Fleet::drain_inbox() {
   inbox_batch_ = inbox_.take(std::move(inbox_batch_));
   Histogram heartbeats;  // added to heartbeat_handling_ once per batch, not once per heartbeat

@@ -399,6 +399,25 @@ TEST_F(FleetEngineTest, AHeartbeatsHandlingTimeCountsItsWaitForThePass) {
   EXPECT_DOUBLE_EQ(handled.quantile_bound(0.99), 0.005);
 }
 
+TEST_F(FleetEngineTest, HeartbeatsAreHandledBetweenPassesAndWhatTheyChangeIsWrittenByTheCommitter) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  int wakes = 0;
+  fleet_->on_staged([&] { ++wakes; });
+  fleet_->handle_inbox();
+  EXPECT_EQ(wakes, 0) << "nothing waited";
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{1, {{"shop/web/1", "Running", true, {}, 7, {}}}}));
+  EXPECT_EQ(wakes, 0) << "a heartbeat wakes nobody";
+  clock_.advance(1ms);
+  fleet_->handle_inbox();
+  EXPECT_EQ(fleet_->heartbeat_handling().count(), 1u);
+  EXPECT_DOUBLE_EQ(fleet_->heartbeat_handling().sum(), 0.001);
+  EXPECT_EQ(wakes, 1) << "its pid is staged: the committer writes it";
+  ASSERT_TRUE(fleet_->flush().has_value());
+  EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->pid, 7);
+}
+
 TEST_F(FleetEngineTest, WhatAConnectionSaidIsHandledBeforeTheHelloOfItsSuccessor) {
   Joined a = join("a");
   apply(1);
