@@ -18,8 +18,9 @@
 #   SIM_THREADS (2)        simulator io threads
 #   API_THREADS            the controller's apiThreads setting (its default: 4),
 #                          passed in a --config file when set
-#   HEARTBEAT_INTERVAL (2s) the controller's --heartbeat-interval, which
-#                          agents follow: heartbeats/s = HOSTS / interval
+#   HEARTBEAT_INTERVAL (2s) the controller's --heartbeat-interval, which agents
+#                          follow: heartbeats/s = HOSTS / interval; a whole
+#                          number and a unit (950ms, not 0.95s)
 #   SOURCE_ADDRESSES       the simulator's --source-addresses (host i connects
 #                          from 127.0.0.(2 + i % K)); default: one address per
 #                          20,000 hosts, 0 (the kernel's choice) up to 20,000
