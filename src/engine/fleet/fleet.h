@@ -25,6 +25,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -528,9 +529,13 @@ class Fleet {
   // commit_staged(): each is its own store group (one fsync), so that a
   // pass that changes 100,000 members sends the first ones' commands while
   // the store writes the next ones.
+  using GroupResults = std::vector<Result<CommitResult>>;
   struct Sealed {
     Staged group;
     uint64_t generation = 0;
+    // The store's answer when the group is written ahead (its batches were
+    // handed over); commit_staged() takes it, in order, as if it wrote it.
+    std::shared_future<GroupResults> written;
   };
   std::deque<Sealed> sealed_;
   // Closes the group being staged; the caller vouches that nothing staged
@@ -542,6 +547,12 @@ class Fleet {
       seal_group();
     }
   }
+  // The pass's seal_group_if_large(): the group closed is written at once,
+  // on a thread of its own, after the one written ahead before it, while
+  // the pass stages the next (a pass holds commit_mu_, and nothing else
+  // seals a group meanwhile). Nothing is acted on before commit_staged()
+  // has taken its answer.
+  void write_ahead_if_large();
   std::function<void()> wake_committer_;
   std::atomic<bool> committer_attached_{false};  // wake_committer_ is set (and stays)
   AgentInbox inbox_;

@@ -206,7 +206,7 @@ void Fleet::reconcile_pass() {
         // Between two clusters, what is staged stands on its own, unless a
         // rollout collects the application's steps into its record.
         if (!rollout) {
-          seal_group_if_large();
+          write_ahead_if_large();
         }
       }
     }

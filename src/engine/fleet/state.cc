@@ -5,6 +5,7 @@
 #include "engine/fleet/fleet.h"
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <utility>
 
@@ -157,6 +158,41 @@ void Fleet::seal_group() {
   sealed_.push_back(Sealed{std::exchange(staged_, Staged{}), staged_generation_++});
 }
 
+namespace {
+
+// Whether every batch of a group was written or refused on its own (a
+// conflict): a later group may stand on it.
+bool written_whole(const std::vector<Result<CommitResult>>& results) {
+  return std::all_of(results.begin(), results.end(),
+                     [](const auto& r) { return r || r.error().code == ErrorCode::kConflict; });
+}
+
+}  // namespace
+
+void Fleet::write_ahead_if_large() {
+  if (staged_.mutations < options_.mutations_per_group) {
+    return;
+  }
+  seal_group();
+  Sealed& sealed = sealed_.back();
+  std::shared_future<GroupResults> previous;
+  if (sealed_.size() > 1) {
+    previous = sealed_[sealed_.size() - 2].written;
+    if (!previous.valid()) {
+      return;  // a group before it waits to be written: in order, by commit_staged()
+    }
+  }
+  // Groups are written in order, and none once one before it failed: it may
+  // stand on what that one held.
+  auto write = [this, previous, batches = std::move(sealed.group.batches)]() -> GroupResults {
+    if (previous.valid() && !written_whole(previous.get())) {
+      return GroupResults(batches.size(), fail(ErrorCode::kUnavailable, "not written: a group before it failed"));
+    }
+    return batches.empty() ? GroupResults{} : store_.commit_group(batches);
+  };
+  sealed.written = std::async(std::launch::async, std::move(write)).share();
+}
+
 void Fleet::after_commit(std::function<void()> action) {
   staged_.after_commit.push_back(std::move(action));
 }
@@ -211,7 +247,9 @@ Status Fleet::commit_group(std::unique_lock<std::mutex>& lock, bool release_whil
   if (release_while_writing) {
     lock.unlock();
   }
-  auto results = group.batches.empty() ? std::vector<Result<CommitResult>>{} : store_.commit_group(group.batches);
+  auto results = sealed.written.valid() ? sealed.written.get()
+                 : group.batches.empty() ? GroupResults{}
+                                         : store_.commit_group(group.batches);
   if (release_while_writing) {
     lock.lock();
   }
@@ -226,10 +264,10 @@ Status Fleet::commit_group(std::unique_lock<std::mutex>& lock, bool release_whil
                    results[i].error().describe());
       continue;
     }
-    spdlog::error("fleet: cannot persist {} change(s): {}; reloading the fleet from the store", group.batches.size(),
+    spdlog::error("fleet: cannot persist {} change(s): {}; reloading the fleet from the store", results.size(),
                   results[i].error().describe());
     staged_ = Staged{};  // staged on top of what was not written
-    sealed_.clear();
+    sealed_.clear();  // what was written ahead of it too (each of those waits for it first)
     durable_generation_ = staged_generation_ - 1;
     if (auto reloaded = reload_members(); !reloaded) {
       spdlog::error("fleet: cannot reload members: {}", reloaded.error().describe());

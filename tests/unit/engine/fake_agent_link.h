@@ -4,6 +4,7 @@
 // members of its host). deliver() hands the fleet what an agent sends, the
 // way the API's WebSocket edge does; join_host() joins a host as a new agent.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +18,12 @@ namespace tranche {
 
 class FakeLink final : public AgentLink {
  public:
-  void send(std::string message) override { sent.push_back(nlohmann::json::parse(message)); }
+  void send(std::string message) override {
+    sent.push_back(nlohmann::json::parse(message));
+    if (on_send) {
+      on_send(sent.back());
+    }
+  }
   void send_all(std::vector<std::string> messages) override {
     batches.push_back(messages.size());
     AgentLink::send_all(std::move(messages));
@@ -40,6 +46,7 @@ class FakeLink final : public AgentLink {
   std::vector<nlohmann::json> commands(const std::string& command) const { return of_type("command", command); }
 
   std::vector<nlohmann::json> sent;
+  std::function<void(const nlohmann::json&)> on_send;  // called with each message as it is sent
   std::vector<size_t> batches;  // the size of each send_all, in order
   std::string closed;
   bool unread = false;  // what has_unread_input() says
