@@ -37,6 +37,7 @@
 #include "engine/application_service.h"
 #include "engine/reconcile/balancer_sync.h"
 #include "engine/fleet/fleet.h"
+#include "engine/spec_cache.h"
 #include "lb/haproxy_runtime.h"
 #include "store/store.h"
 
@@ -421,10 +422,13 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   }
   SystemClock clock;
   AccessControl access(**store, clock);
-  ApplicationService apps(**store, clock);
+  // One parsed-spec cache for the process: a revision is parsed once, not once per reader.
+  auto specs = std::make_shared<SpecCache>(**store);
+  ApplicationService apps(**store, clock, specs);
   Fleet fleet(**store, clock,
               FleetOptions{options.heartbeat_interval, options.heartbeat_timeout, std::chrono::seconds(10), *join,
-                           !options.no_lb_drain});
+                           !options.no_lb_drain},
+              specs);
   if (auto loaded = fleet.load(); !loaded) {
     refuse_to_start("fleet: " + loaded.error().describe());
     return 1;

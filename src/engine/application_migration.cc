@@ -283,7 +283,7 @@ Result<json> ApplicationService::migration_perform(const std::string& app_name,
                     "member");
       }
       bool has_cluster = false;
-      for (const auto& node : flatten(*target)) {
+      for (const auto& node : flatten(**target)) {
         has_cluster = has_cluster || (node.cluster && node.path == (*found)->cluster);
       }
       if (!has_cluster) {
@@ -354,8 +354,8 @@ Result<json> ApplicationService::migration_perform(const std::string& app_name,
       }
     };
     Result<ApplyOutcome> outcome = [&]() -> Result<ApplyOutcome> {
-      if (!diff_summary(current->spec.get(), *target).empty()) {
-        return apply_spec(*target, false, caller, amend);
+      if (!diff_summary(current->spec.get(), **target).empty()) {
+        return apply_spec(**target, false, caller, amend);
       }
       auto members = current_members(app_name);
       if (!members) {

@@ -44,7 +44,8 @@ EventRecord phase_event(TimePoint now, const RolloutRecord& r, const json& from,
 
 }  // namespace
 
-Result<ApplicationSpec> ApplicationService::spec_at(const std::string& app, int64_t number) const {
+Result<std::shared_ptr<const ApplicationSpec>> ApplicationService::spec_at(const std::string& app,
+                                                                          int64_t number) const {
   auto revision = store_.get_revision(app, number);
   if (!revision) {
     return std::unexpected(revision.error());
@@ -52,7 +53,7 @@ Result<ApplicationSpec> ApplicationService::spec_at(const std::string& app, int6
   if (!*revision) {
     return fail(ErrorCode::kNotFound, "application '" + app + "' has no revision " + std::to_string(number));
   }
-  return parse_manifest((*revision)->manifest_json, ManifestFormat::kJson);
+  return specs_->get(app, number);
 }
 
 Result<ApplicationService::CurrentRollout> ApplicationService::load_rollout(const std::string& app) const {
@@ -96,7 +97,7 @@ Result<std::optional<int64_t>> ApplicationService::start_rollout(const Current& 
   }
 
   // Which clusters have members whose template differs from the new one.
-  std::map<int64_t, std::optional<ApplicationSpec>> specs;
+  std::map<int64_t, std::shared_ptr<const ApplicationSpec>> specs;
   std::map<std::string, int> to_change;
   for (const auto& m : members) {
     const ClusterSpec* wanted = find_cluster(spec, m.cluster);
@@ -307,9 +308,9 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
     }
     return c.members.desired;
   };
-  const auto prerequisites = rollout_prerequisites(*target);
+  const auto prerequisites = rollout_prerequisites(**target);
   json clusters = json::array();
-  for (const auto& node : flatten(*target)) {
+  for (const auto& node : flatten(**target)) {
     if (!node.cluster) {
       continue;
     }

@@ -36,29 +36,15 @@ Result<ApplicationService::Current> ApplicationService::load(const std::string& 
   if (!*record) {
     return fail(ErrorCode::kNotFound, "application '" + app + "' not found");
   }
-  const auto key = std::pair{app, (*record)->current_revision};
-  {
-    std::lock_guard lock(specs_mutex_);
-    if (auto it = specs_.find(key); it != specs_.end()) {
-      return Current{**record, it->second};
-    }
-  }
-  auto revision = store_.get_revision(app, (*record)->current_revision);
-  if (!revision) {
-    return std::unexpected(revision.error());
-  }
-  if (!*revision) {
-    return fail(ErrorCode::kInternal, "application '" + app + "' has lost its current revision");
-  }
-  auto spec = parse_manifest((*revision)->manifest_json, ManifestFormat::kJson);
+  auto spec = specs_->get(app, (*record)->current_revision);
   if (!spec) {
-    return fail(ErrorCode::kInternal, "stored revision of '" + app + "' does not parse: " + spec.error().describe());
+    Error e = spec.error();
+    if (e.code == ErrorCode::kNotFound) {
+      e = Error{ErrorCode::kInternal, "application '" + app + "' has lost its current revision"};
+    }
+    return std::unexpected(std::move(e));
   }
-  auto shared = std::make_shared<const ApplicationSpec>(std::move(*spec));
-  std::lock_guard lock(specs_mutex_);
-  std::erase_if(specs_, [&](const auto& entry) { return entry.first.first == app; });  // older revisions
-  specs_[key] = shared;
-  return Current{**record, std::move(shared)};
+  return Current{**record, std::move(*spec)};
 }
 
 OperationRecord ApplicationService::next_operation(ApplicationRecord& record, std::string kind, json request,

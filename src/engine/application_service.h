@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +18,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/access.h"
+#include "engine/spec_cache.h"
 #include "model/manifest.h"
 #include "store/store.h"
 
@@ -51,7 +51,10 @@ Result<OperationalChange> parse_operational_change(const nlohmann::json& body);
 
 class ApplicationService {
  public:
-  ApplicationService(Store& store, const Clock& clock) : store_(store), clock_(clock) {}
+  // `specs`: the controller's one cache, shared with the fleet; without
+  // one the service makes its own.
+  ApplicationService(Store& store, const Clock& clock, std::shared_ptr<SpecCache> specs = nullptr)
+      : store_(store), clock_(clock), specs_(specs ? std::move(specs) : std::make_shared<SpecCache>(store)) {}
   const Clock& clock() const { return clock_; }
 
   // `scope`: the only application the caller may see (a scoped token).
@@ -130,8 +133,9 @@ class ApplicationService {
   };
   // kNotFound when the application or its rollout does not exist.
   Result<CurrentRollout> load_rollout(const std::string& app) const;
-  // A stored revision's spec (not cached: for writes, which are rare).
-  Result<ApplicationSpec> spec_at(const std::string& app, int64_t number) const;
+  // A revision's spec, if the store still has that revision (a cache holder
+  // may keep one the store has deleted).
+  Result<std::shared_ptr<const ApplicationSpec>> spec_at(const std::string& app, int64_t number) const;
   // Supersedes a running rollout and starts a new one when some member's
   // template differs from `spec`'s; adds both to `batch`.
   Result<std::optional<int64_t>> start_rollout(const Current& current, const ApplicationSpec& spec, int64_t revision,
@@ -144,9 +148,7 @@ class ApplicationService {
   Store& store_;
   const Clock& clock_;
   std::mutex commands_;  // serializes commands; reads need no lock
-  // Parsed revisions: they never change, and parsing is most of a read's cost.
-  mutable std::mutex specs_mutex_;
-  mutable std::map<std::pair<std::string, int64_t>, std::shared_ptr<const ApplicationSpec>> specs_;
+  std::shared_ptr<SpecCache> specs_;
 };
 
 }  // namespace tranche

@@ -51,6 +51,7 @@
 #include "engine/reconcile/balancer_sync.h"
 #include "engine/reconcile/scheduler.h"
 #include "engine/rollout.h"
+#include "engine/spec_cache.h"
 #include "model/manifest.h"
 #include "protocol/messages.h"
 #include "store/store.h"
@@ -101,7 +102,9 @@ struct FleetOptions {
 
 class Fleet {
  public:
-  Fleet(Store& store, const Clock& clock, FleetOptions options);
+  // `specs`: the controller's one cache, shared with the ApplicationService;
+  // without one the fleet makes its own.
+  Fleet(Store& store, const Clock& clock, FleetOptions options, std::shared_ptr<SpecCache> specs = nullptr);
 
   // Reads hosts and members from the store. Every known host gets a full
   // heartbeat timeout to reconnect before it is called Unreachable.
@@ -499,7 +502,7 @@ class Fleet {
   void on_result(HostEntry& h, const protocol::CommandResult& result);
   void on_event(HostEntry& h, const protocol::AgentEvent& event);
   void reconcile_hello(HostEntry& h, const protocol::Hello& hello);
-  const ApplicationSpec* spec_of(const std::string& app, int64_t revision);
+  std::shared_ptr<const ApplicationSpec> spec_of(const std::string& app, int64_t revision);
   const ClusterSpec* cluster_spec(const MemberEntry& m);
   const ClusterSpec* cluster_of(const std::string& app, int64_t revision, const std::string& path);
   int64_t next_ordinal(const std::string& app, const std::string& cluster);
@@ -575,8 +578,14 @@ class Fleet {
   WorkQueue work_;
   uint64_t seen_seq_ = 0;    // the newest event seq a pass has accounted for
   uint64_t own_events_ = 0;  // events the fleet wrote since then
-  std::map<std::pair<std::string, int64_t>, ApplicationSpec> specs_;  // never evicted: the index points into it
-  std::map<std::pair<std::string, int64_t>, std::map<std::string, const ClusterSpec*>> cluster_index_;
+  std::shared_ptr<SpecCache> specs_;
+  // The clusters of each revision a member or a pass asked about, by path;
+  // the index holds its revision's spec, which its pointers point into.
+  struct ClusterIndex {
+    std::shared_ptr<const ApplicationSpec> spec;
+    std::map<std::string, const ClusterSpec*> by_path;
+  };
+  std::map<std::pair<std::string, int64_t>, ClusterIndex> cluster_index_;
   // (app, cluster, revision a, revision b) -> whether their member templates are equal.
   std::map<std::tuple<std::string, std::string, int64_t, int64_t>, bool> same_template_;
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out

@@ -1,6 +1,7 @@
 // The reconcile pass (fleet.h): heartbeat deadlines, the work queue's
 // applications and clusters, one group commit, then the commands it made
-// durable go out. Also the parsed-spec cache the reconcilers read through.
+// durable go out. Also the reconcilers' way to the specs (the controller's
+// SpecCache) and the index of each revision's clusters.
 
 #include "engine/fleet/fleet.h"
 
@@ -21,21 +22,17 @@ void Fleet::attach_balancer(BalancerSync& balancer) {
   balancer_ = &balancer;
 }
 
-const ApplicationSpec* Fleet::spec_of(const std::string& app, int64_t revision) {
-  const auto key = std::pair{app, revision};
-  if (auto it = specs_.find(key); it != specs_.end()) {
-    return &it->second;
-  }
-  auto record = store_.get_revision(app, revision);
-  if (!record || !*record) {
-    return nullptr;
-  }
-  auto spec = parse_manifest((*record)->manifest_json, ManifestFormat::kJson);
+std::shared_ptr<const ApplicationSpec> Fleet::spec_of(const std::string& app, int64_t revision) {
+  auto spec = specs_->get(app, revision);
   if (!spec) {
-    spdlog::error("revision {} of {} does not parse: {}", revision, app, spec.error().describe());
+    // A revision that is gone is the caller's to explain (a rollout's
+    // target); one that cannot be read or parsed is reported here.
+    if (spec.error().code != ErrorCode::kNotFound) {
+      report_failure_once("spec/" + app + "/" + std::to_string(revision), spec.error().describe());
+    }
     return nullptr;
   }
-  return &(specs_[key] = std::move(*spec));
+  return std::move(*spec);
 }
 
 const ClusterSpec* Fleet::cluster_spec(const MemberEntry& m) {
@@ -48,19 +45,19 @@ const ClusterSpec* Fleet::cluster_of(const std::string& app, int64_t revision, c
   const auto key = std::pair{app, revision};
   auto index = cluster_index_.find(key);
   if (index == cluster_index_.end()) {
-    const ApplicationSpec* spec = spec_of(app, revision);
+    auto spec = spec_of(app, revision);
     if (!spec) {
       return nullptr;
     }
-    index = cluster_index_.emplace(key, std::map<std::string, const ClusterSpec*>{}).first;
+    index = cluster_index_.emplace(key, ClusterIndex{spec, {}}).first;
     for (const auto& node : flatten(*spec)) {
       if (node.cluster) {
-        index->second.emplace(node.path, node.cluster);
+        index->second.by_path.emplace(node.path, node.cluster);
       }
     }
   }
-  auto cluster = index->second.find(path);
-  return cluster == index->second.end() ? nullptr : cluster->second;
+  auto cluster = index->second.by_path.find(path);
+  return cluster == index->second.by_path.end() ? nullptr : cluster->second;
 }
 
 int64_t Fleet::next_ordinal(const std::string& app, const std::string& cluster) {
@@ -150,7 +147,7 @@ void Fleet::reconcile_pass() {
     if (!queued && !(check_loads && tracks_load(app.name))) {
       continue;
     }
-    const ApplicationSpec* spec = spec_of(app.name, app.current_revision);
+    const auto spec = spec_of(app.name, app.current_revision);
     auto values = store_.list_operational_values(app.name);
     auto scales = store_.list_cluster_scales(app.name);
     if (!spec || !values || !scales) {

@@ -17,13 +17,14 @@
 
 namespace tranche {
 
-Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options)
+Fleet::Fleet(Store& store, const Clock& clock, FleetOptions options, std::shared_ptr<SpecCache> specs)
     : store_(store),
       clock_(clock),
       options_(std::move(options)),
       join_token_hash_(sha256_hex(options_.join_token)),
       deadlines_(options_.heartbeat_timeout),
       work_(options_.resync_interval),
+      specs_(specs ? std::move(specs) : std::make_shared<SpecCache>(store)),
       started_at_(clock_.now()) {}
 
 Status Fleet::load() {

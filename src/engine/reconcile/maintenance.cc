@@ -97,7 +97,7 @@ bool Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
     return true;
   }
   auto record = store_.get_application(app);
-  const ApplicationSpec* spec = record && *record ? spec_of(app, (*record)->current_revision) : nullptr;
+  const auto spec = record && *record ? spec_of(app, (*record)->current_revision) : nullptr;
   if (!spec) {
     return false;  // tried again next pass
   }

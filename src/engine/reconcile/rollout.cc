@@ -37,7 +37,7 @@ std::optional<Fleet::ActiveRollout> Fleet::load_rollout(const ApplicationRecord&
     return std::nullopt;
   }
   auto progress = progress_from_json((*record)->progress_json);
-  const ApplicationSpec* target = spec_of(app.name, (*record)->target_revision);
+  const auto target = spec_of(app.name, (*record)->target_revision);
   if (!progress || !target) {
     report_failure_once("rollout/" + app.name,
                         "rollout " + std::to_string((*record)->id) + " cannot be read: " +
