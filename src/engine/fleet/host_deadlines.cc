@@ -12,6 +12,17 @@ void HostDeadlines::arrived(const std::string& host, TimePoint at) {
   }
 }
 
+void HostDeadlines::await_reconnection(const std::string& host, TimePoint now) {
+  std::lock_guard lock(mu_);
+  Entry& entry = hosts_[host];
+  entry.last_heard = std::max(entry.last_heard, now);
+  entry.grace_until = now + timeout_ * kReconnectTimeouts;
+  if (!entry.queued) {
+    entry.queued = true;
+    queue_.emplace(deadline(entry), host);
+  }
+}
+
 void HostDeadlines::watch_again(const std::vector<Silent>& hosts, TimePoint now) {
   std::lock_guard lock(mu_);
   watch_again_locked(hosts, now);

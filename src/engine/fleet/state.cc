@@ -35,7 +35,7 @@ Status Fleet::load() {
   }
   const TimePoint now = clock_.now();
   for (auto& h : *hosts) {
-    deadlines_.arrived(h.id, now);
+    deadlines_.await_reconnection(h.id, now);
     hosts_[h.id] = HostEntry{h, nullptr, {}, now};
   }
   if (auto loaded = reload_members(); !loaded) {

@@ -292,6 +292,27 @@ TEST_F(FleetTest, AHostWhoseFramesWaitUnreadIsNotCalledSilentForAFewTimeouts) {
   EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
 }
 
+// Every agent reconnects to a restarted controller at once and waits its
+// turn: a host not back yet is not Unreachable one timeout after the restart,
+// only a few timeouts after it (HostDeadlines::kReconnectTimeouts).
+TEST_F(FleetTest, ARestartedControllerGivesItsHostsAFewTimeoutsToReconnect) {
+  Joined a = join("a");
+  Joined b = join("b");
+  fleet_ = make_fleet();  // restarted: same store, fresh memory, neither host connected
+  reconnect(b, {});
+  for (int second = 1; second <= 9; ++second) {  // three timeouts of 3 s
+    clock_.advance(1s);
+    heartbeat(b, {});
+    fleet_->tick();
+    ASSERT_EQ(store_->get_host(a.id).value()->state, "Ready") << "after " << second << " s";
+  }
+  clock_.advance(1s);
+  heartbeat(b, {});
+  fleet_->tick();
+  EXPECT_EQ(store_->get_host(a.id).value()->state, "Unreachable");
+  EXPECT_EQ(store_->get_host(b.id).value()->state, "Ready");
+}
+
 TEST_F(FleetTest, AgentRunningSomethingUnknownIsToldToStopIt) {
   Joined a = join("a");
   auto link = reconnect(a, {{"gone/web/9", 1, "Running", 5}});

@@ -49,6 +49,17 @@ TEST(HostDeadlines, ASilentHostIsReportedOnceUntilItArrivesAgain) {
   EXPECT_THAT(hosts_of(deadlines.expired(kStart + seconds(28))), ElementsAre("a"));
 }
 
+TEST(HostDeadlines, AHostAwaitingReconnectionIsSilentOnlyAfterAFewTimeouts) {
+  HostDeadlines deadlines(seconds(6));
+  deadlines.await_reconnection("a", kStart);
+  EXPECT_THAT(deadlines.expired(kStart + seconds(7)), IsEmpty());
+  EXPECT_THAT(deadlines.expired(kStart + seconds(6 * HostDeadlines::kReconnectTimeouts)), IsEmpty());
+  auto silent = deadlines.expired(kStart + seconds(6 * HostDeadlines::kReconnectTimeouts) + milliseconds(1));
+  EXPECT_THAT(hosts_of(silent), ElementsAre("a"));
+  ASSERT_EQ(silent.size(), 1u);
+  EXPECT_EQ(silent[0].last_heard, kStart);
+}
+
 // Most hosts silent together: held for up to kMassSilenceTimeouts timeouts;
 // a late one that speaks meanwhile is never reported.
 TEST(HostDeadlines, MostHostsSilentTogetherAreHeldForAFewTimeouts) {
