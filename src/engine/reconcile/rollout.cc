@@ -251,21 +251,20 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
                 step.canary_reached ? step.waiting
                                     : fmt::format("moving to revision {}: {}", rollout.record.target_revision,
                                                   describe_update_policy(*cluster.spec)));
-  std::map<std::string, MemberEntry*> by_id;
-  for (MemberEntry* m : members) {
-    by_id[m->record.id] = m;
-  }
+  // The step names a few of the cluster's members: found by id among all,
+  // not through a map of the cluster's (100,000 entries each pass).
+  auto by_id = [&](const std::string& id) -> MemberEntry& { return members_.at(id); };
   const std::string why = fmt::format("rollout {} to revision {}", rollout.record.id, rollout.record.target_revision);
   for (const auto& id : step.overdue) {
     (void)set_state(
-        *by_id[id], MemberState::kFailed,
+        by_id(id), MemberState::kFailed,
         fmt::format("not Active within progressDeadlineSeconds ({}s)", cluster.spec->update.progress_deadline_seconds));
   }
   for (const auto& id : step.retire) {
-    retire(*by_id[id], why + ": " + replaced_by(*by_id[id], members, desired));
+    retire(by_id(id), why + ": " + replaced_by(by_id(id), members, desired));
   }
   for (const auto& id : step.update) {
-    begin_update(*by_id[id], cluster, rollout.record.id);
+    begin_update(by_id(id), cluster, rollout.record.id);
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, rollout.record.target_revision, why)) {
