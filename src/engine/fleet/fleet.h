@@ -550,12 +550,17 @@ class Fleet {
       seal_group();
     }
   }
-  // The pass's seal_group_if_large(): the group closed is written at once,
-  // on a thread of its own, after the one written ahead before it, while
-  // the pass stages the next (a pass holds commit_mu_, and nothing else
-  // seals a group meanwhile). Nothing is acted on before commit_staged()
-  // has taken its answer.
+  // The pass's seal_group_if_large(), between two clusters: the group
+  // closed is written at once, on a thread of its own, after the one written
+  // ahead before it, while the pass stages the next (a pass holds
+  // commit_mu_, and nothing else seals a group meanwhile); the groups
+  // written ahead whose answer is in are acted on first
+  // (act_on_written_ahead()), the rest by commit_staged().
   void write_ahead_if_large();
+  // What a group's answer calls for: on a refusal, the view reloaded from
+  // the store; else the group is durable and its after_commit() actions run.
+  Status act_on_answer(Sealed sealed, const GroupResults& results);
+  void act_on_written_ahead();
   std::function<void()> wake_committer_;
   std::atomic<bool> committer_attached_{false};  // wake_committer_ is set (and stays)
   AgentInbox inbox_;

@@ -171,6 +171,7 @@ bool written_whole(const std::vector<Result<CommitResult>>& results) {
 }  // namespace
 
 void Fleet::write_ahead_if_large() {
+  act_on_written_ahead();
   if (staged_.mutations < options_.mutations_per_group) {
     return;
   }
@@ -254,6 +255,10 @@ Status Fleet::commit_group(std::unique_lock<std::mutex>& lock, bool release_whil
   if (release_while_writing) {
     lock.lock();
   }
+  return act_on_answer(std::move(sealed), results);
+}
+
+Status Fleet::act_on_answer(Sealed sealed, const GroupResults& results) {
   for (size_t i = 0; i < results.size(); ++i) {
     if (results[i]) {
       continue;
@@ -279,10 +284,27 @@ Status Fleet::commit_group(std::unique_lock<std::mutex>& lock, bool release_whil
   for (const auto& r : results) {
     own_events_ += r ? r->event_seqs.size() : 0;
   }
-  for (auto& action : group.after_commit) {
+  for (auto& action : sealed.group.after_commit) {
     action();
   }
   return {};
+}
+
+// Between two clusters of a pass: the groups written ahead whose answer is
+// in are acted on at once, their commands sent while the pass stages the
+// next ones. Only answers that wrote the whole group: a refused one waits
+// for commit_staged(), since reloading the view now would pull it from
+// under the pass.
+void Fleet::act_on_written_ahead() {
+  while (!sealed_.empty() && sealed_.front().written.valid() &&
+         sealed_.front().written.wait_for(std::chrono::seconds(0)) == std::future_status::ready &&
+         written_whole(sealed_.front().written.get())) {
+    Sealed next = std::move(sealed_.front());
+    sealed_.pop_front();
+    const GroupResults results = next.written.get();
+    (void)act_on_answer(std::move(next), results);  // written whole: nothing to report
+    dispatch_members();
+  }
 }
 
 Status Fleet::set_state(MemberEntry& m, MemberState to, const std::string& reason, std::vector<Mutation> also) {
