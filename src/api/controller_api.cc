@@ -248,8 +248,18 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   add("GET", v1 + "/applications/{app}/operational-state", Role::kViewer, [this](const Params& p) {
     return ok(apps_.operational_state(p.path.at("app"), query_param(p.request, "path")));
   });
-  add("GET", v1 + "/applications/{app}/rollout", Role::kViewer,
-      [this](const Params& p) { return ok(apps_.rollout_view(p.path.at("app"))); });
+  add("GET", v1 + "/applications/{app}/rollout", Role::kViewer, [this](const Params& p) {
+    const std::string& app = p.path.at("app");
+    return ok(apps_.rollout_view(app, [&](const std::vector<std::string>& clusters, int64_t revision) {
+      std::map<std::string, ApplicationService::RolloutCounts> out;
+      for (const auto& [path, c] : fleet_.cluster_counts(app, clusters)) {
+        const auto live = c.live_by_revision.find(revision);
+        out[path] = {live == c.live_by_revision.end() ? 0 : live->second,
+                     c.by_state[static_cast<size_t>(MemberState::kActive)]};
+      }
+      return out;
+    }));
+  });
   for (const char* action : {"pause", "resume", "abort", "promote"}) {
     add("POST", v1 + "/applications/{app}/rollout/" + action, Role::kOperator, [this, action](const Params& p) {
       return ok(apps_.rollout_control(p.path.at("app"), action, Caller{p.principal.name, "POST " + p.request.path}));

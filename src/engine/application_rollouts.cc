@@ -283,16 +283,15 @@ Result<ApplyOutcome> ApplicationService::undo(const std::string& app_name, std::
   return outcome;
 }
 
-Result<json> ApplicationService::rollout_view(const std::string& app_name) const {
+Result<json> ApplicationService::rollout_view(const std::string& app_name, const CountRolloutMembers& count) const {
   auto current = load_rollout(app_name);
   if (!current) {
     return std::unexpected(current.error());
   }
   const RolloutRecord& r = current->rollout;
   auto target = spec_at(app_name, r.target_revision);
-  auto members = current_members(app_name);
   auto progress = progress_from_json(r.progress_json);
-  if (!target || !members || !progress) {
+  if (!target || !progress) {
     return fail(ErrorCode::kInternal, "rollout " + std::to_string(r.id) + " of " + app_name + " cannot be shown");
   }
   auto scales = store_.list_cluster_scales(app_name);
@@ -309,19 +308,21 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
     return c.members.desired;
   };
   const auto prerequisites = rollout_prerequisites(**target);
+  const auto nodes = flatten(**target);
+  std::vector<std::string> paths;
+  for (const auto& node : nodes) {
+    if (node.cluster) {
+      paths.push_back(node.path);
+    }
+  }
+  const auto counts = count(paths, r.target_revision);
   json clusters = json::array();
-  for (const auto& node : flatten(**target)) {
+  for (const auto& node : nodes) {
     if (!node.cluster) {
       continue;
     }
     const ClusterProgress p = progress->contains(node.path) ? progress->at(node.path) : ClusterProgress{};
-    int updated = 0, available = 0;
-    for (const auto& m : *members) {
-      if (m.cluster == node.path && member_is_live(m)) {
-        updated += m.revision == r.target_revision ? 1 : 0;
-        available += m.state == "Active" ? 1 : 0;
-      }
-    }
+    const RolloutCounts members = counts.contains(node.path) ? counts.at(node.path) : RolloutCounts{};
     json waiting_for = json::array();
     if (p.status == ClusterRolloutStatus::kWaiting) {
       for (const auto& before : prerequisites.at(node.path)) {
@@ -341,10 +342,10 @@ Result<json> ApplicationService::rollout_view(const std::string& app_name) const
                         {"status", to_string(p.status)},
                         {"method", u.method == UpdatePolicy::Method::kReplace ? "replace" : "in-place"},
                         {"strategy", u.strategy == UpdatePolicy::Strategy::kRolling ? "rolling" : "all-at-once"},
-                        {"updated", updated},
+                        {"updated", members.updated},
                         {"total", total},
                         {"batchSize", batch},
-                        {"available", available},
+                        {"available", members.available},
                         {"failures", p.failures},
                         {"maxFailures", u.max_failures},
                         {"waitingFor", waiting_for}});

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -97,8 +98,17 @@ class ApplicationService {
   Result<nlohmann::json> get_revision(const std::string& app, int64_t number) const;
   Result<nlohmann::json> operational_state(const std::string& app, const std::optional<std::string>& path) const;
   Result<nlohmann::json> get_operation(const std::string& id) const;
-  // The newest rollout with per-cluster progress from the members' records.
-  Result<nlohmann::json> rollout_view(const std::string& app) const;
+  // What the members of each of an application's clusters (paths) do, for
+  // the rollout view: live members on `revision`, and Active ones. The API
+  // counts them in the fleet's index (Fleet::cluster_counts), not the store.
+  struct RolloutCounts {
+    int64_t updated = 0;
+    int64_t available = 0;
+  };
+  using CountRolloutMembers =
+      std::function<std::map<std::string, RolloutCounts>(const std::vector<std::string>& clusters, int64_t revision)>;
+  // The newest rollout with per-cluster progress.
+  Result<nlohmann::json> rollout_view(const std::string& app, const CountRolloutMembers& count) const;
 
  private:
   struct Current {

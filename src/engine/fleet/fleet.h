@@ -186,6 +186,7 @@ class Fleet {
     int64_t updating = 0;         // Updating, or being replaced by a successor
     int64_t healing_delayed = 0;  // a replacement held back (autohealing off, a lock)
     std::map<int64_t, int64_t> by_revision;
+    std::map<int64_t, int64_t> live_by_revision;  // the rollout view's "updated"
   };
   std::map<std::string, ClusterCounts> cluster_counts(const std::string& app,
                                                       const std::vector<std::string>& clusters) const;

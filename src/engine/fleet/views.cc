@@ -179,6 +179,7 @@ std::map<std::string, Fleet::ClusterCounts> Fleet::cluster_counts(const std::str
         counts.updating += m->state == MemberState::kUpdating || !m->successor.empty() ? 1 : 0;
         counts.healing_delayed += m->record.healing_delayed_since ? 1 : 0;
         ++counts.by_revision[m->record.revision];
+        counts.live_by_revision[m->record.revision] += is_live(m->state) ? 1 : 0;
       }
     }
   }

@@ -259,21 +259,17 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
     auto it = markers.find(member_path(m.record));
     return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
   };
+  if (std::none_of(members.begin(), members.end(),
+                   [&](const MemberEntry* m) { return marker(*m) != nullptr && is_live(m->state); })) {
+    return false;
+  }
   const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   std::vector<RolloutMember> view;
-  std::map<std::string, MemberEntry*> by_id;
-  bool any = false;
   bool all_at_once = false;
   for (MemberEntry* m : ordered) {
     const OperationalValueRecord* v = marker(*m);
-    const bool replace = v != nullptr;
-    all_at_once = all_at_once || (replace && v->all_at_once);
-    any = any || (replace && is_live(m->state));
-    view.push_back(RolloutMember{m->record.id, planned_state(*m), !replace, m->record.revision, m->record.updated_at});
-    by_id[m->record.id] = m;
-  }
-  if (!any) {
-    return false;
+    all_at_once = all_at_once || (v != nullptr && v->all_at_once);
+    view.push_back(RolloutMember{m->record.id, planned_state(*m), v == nullptr, m->record.revision, m->record.updated_at});
   }
   // The cluster's own pacing, always rolling replace: the old member serves
   // until its replacement is Active.
@@ -289,7 +285,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
   const ClusterRolloutStep step =
       plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
   for (const auto& id : step.retire) {
-    MemberEntry& m = *by_id[id];
+    MemberEntry& m = members_.at(id);
     retire(m, "maintenance replace: " + replaced_by(m, ordered, desired));  // its marker ends with it
   }
   for (int i = 0; i < step.create; ++i) {

@@ -388,7 +388,7 @@ TEST_F(RolloutCommandsTest, ResumeOfACanaryPauseSaysToPromote) {
 TEST_F(RolloutCommandsTest, NoRolloutIsNotFound) {
   apply(kShop);
   EXPECT_EQ(control("pause").error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(service_->rollout_view("shop").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(service_->rollout_view("shop", {}).error().code, ErrorCode::kNotFound);
 }
 
 TEST_F(RolloutCommandsTest, UndoAppliesAnEarlierRevisionAsANewOne) {
@@ -419,18 +419,28 @@ TEST_F(RolloutCommandsTest, RevisionsThatMembersRunAreKept) {
   EXPECT_FALSE(store_->get_revision("shop", 2).value().has_value());
 }
 
-TEST_F(RolloutCommandsTest, ViewCountsMembersPerCluster) {
+// The members' counts come from whoever the caller asks (the API: the
+// fleet's index), for the rollout's clusters and target revision.
+TEST_F(RolloutCommandsTest, ViewShowsEachClustersCountsAsCounted) {
   apply(kShop);
   run_web_members(2, 1);
   apply(with_web_version("2.0"));
-  auto view = service_->rollout_view("shop");
+  std::vector<std::string> asked_clusters;
+  int64_t asked_revision = 0;
+  auto view = service_->rollout_view("shop", [&](const std::vector<std::string>& clusters, int64_t revision) {
+    asked_clusters = clusters;
+    asked_revision = revision;
+    return std::map<std::string, ApplicationService::RolloutCounts>{{"web", {1, 2}}};
+  });
   ASSERT_TRUE(view.has_value()) << view.error().describe();
   EXPECT_EQ((*view)["phase"], "Progressing");
+  EXPECT_EQ(asked_revision, (*view)["targetRevision"]);
+  EXPECT_NE(std::find(asked_clusters.begin(), asked_clusters.end(), "web"), asked_clusters.end());
   json web;
   for (const auto& c : (*view)["clusters"]) {
     if (c["path"] == "web") web = c;
   }
-  EXPECT_EQ(web["updated"], 0);
+  EXPECT_EQ(web["updated"], 1);
   EXPECT_EQ(web["total"], 2);
   EXPECT_EQ(web["available"], 2);
   EXPECT_EQ(web["status"], "Waiting");

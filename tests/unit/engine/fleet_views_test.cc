@@ -126,6 +126,8 @@ TEST_F(FleetViewsTest, ClusterCountsFollowTheMembersStates) {
   EXPECT_EQ(web.count, 3);
   EXPECT_EQ(in_state(web, MemberState::kActive) + in_state(web, MemberState::kStarting), 2);
   EXPECT_EQ(in_state(web, MemberState::kStopping) + in_state(web, MemberState::kDraining), 1);
+  EXPECT_EQ(web.by_revision, (std::map<int64_t, int64_t>{{2, 3}})) << "relabelled: revision 2 has the same template";
+  EXPECT_EQ(web.live_by_revision, (std::map<int64_t, int64_t>{{2, 2}})) << "the one on its way out is not live";
 
   const Fleet::ClusterCounts none = counts("nothing");
   EXPECT_EQ(none.count, 0) << "a cluster without members, or unknown, counts nothing";
