@@ -384,21 +384,6 @@ class Fleet {
   // members x markers on every tick.
   using MaintenanceMarkers = std::unordered_map<std::string, const OperationalValueRecord*>;
   static MaintenanceMarkers index_markers(const std::vector<OperationalValueRecord>& values);
-  // An application's operational values and their markers, read from the
-  // store once and kept while they cannot have changed: until an event names
-  // the application (whoever writes an operational value appends one in the
-  // same commit), the fleet stages a change of one, a refused group reloads
-  // the view, or the resync. During a 100,000-member maintenance a pass no
-  // longer reads and indexes 100,000 markers. Null when the store cannot be
-  // read. Entries are only marked stale, never freed, while a pass runs.
-  struct OperationalValues {
-    std::vector<OperationalValueRecord> records;
-    MaintenanceMarkers markers;  // into records
-    bool fresh = false;
-  };
-  const OperationalValues* operational_values(const std::string& app);
-  void forget_operational_values(const std::string& app);
-  void forget_operational_values();  // every application's
   void start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                          const MaintenanceMarkers& markers, int desired);
   // `started`: the restarted process, when the agent said (a result's data).
@@ -611,7 +596,6 @@ class Fleet {
   std::map<std::tuple<std::string, std::string, int64_t, int64_t>, bool> same_template_;
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
   std::map<std::string, std::string> reported_failures_;
-  std::map<std::string, OperationalValues> operational_values_;  // by application
   // Applications with no maintenance command Running (complete_maintenance).
   std::set<std::string> maintenance_settled_;
   // A node's maintenance replace as this controller saw it, by "app/node":

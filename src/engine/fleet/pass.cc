@@ -82,7 +82,6 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
     for (const auto& app : apps) {
       work_.add_application(app.name);
     }
-    forget_operational_values();
   } else if (*last > seen_seq_ + own_events_) {
     for (uint64_t after = seen_seq_; after < *last;) {
       auto events = store_.list_events({after, std::nullopt, 10000});
@@ -92,7 +91,6 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
       for (const auto& e : *events) {
         if (!e.app.empty()) {
           work_.add_application(e.app);
-          forget_operational_values(e.app);
         }
         after = e.seq;
       }
@@ -150,7 +148,7 @@ void Fleet::reconcile_pass() {
       continue;
     }
     const auto spec = spec_of(app.name, app.current_revision);
-    const OperationalValues* values = operational_values(app.name);
+    auto values = store_.list_operational_values(app.name);
     auto scales = store_.list_cluster_scales(app.name);
     if (!spec || !values || !scales) {
       continue;  // stays dirty: tried again next pass
@@ -161,7 +159,7 @@ void Fleet::reconcile_pass() {
       for (const auto& node : flatten(*spec)) {
         const std::string key = app.name + "/" + node.path;
         if (node.cluster && by_cluster_.contains(key) &&
-            autoscale(ClusterRef{&app, node.path, node.cluster}, values->records, *scales) !=
+            autoscale(ClusterRef{&app, node.path, node.cluster}, *values, *scales) !=
                 static_cast<int>(by_cluster_.at(key).size())) {
           work_.add_cluster(app.name, node.path);
         }
@@ -187,7 +185,7 @@ void Fleet::reconcile_pass() {
       }
     }
     const bool observed = !rollout || observe_rollout(app, *rollout);
-    const MaintenanceMarkers& markers = values->markers;
+    const MaintenanceMarkers markers = index_markers(*values);
     for (const auto& node : flatten(*spec)) {
       if (!node.cluster) {
         continue;
@@ -196,7 +194,7 @@ void Fleet::reconcile_pass() {
       wanted.insert(key);
       if (observed && (app_dirty || work_.cluster_queued(app.name, node.path))) {
         const bool done = reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, members_of(app.name, node.path),
-                                            values->records, markers, *scales, rollout ? &*rollout : nullptr);
+                                            *values, markers, *scales, rollout ? &*rollout : nullptr);
         if (done) {
           work_.done_cluster(app.name, node.path);
         } else {
@@ -212,7 +210,7 @@ void Fleet::reconcile_pass() {
     if (rollout && observed) {
       advance_rollout(app, *rollout);
     }
-    const bool maintenance_done = complete_maintenance(app.name, values->records);
+    const bool maintenance_done = complete_maintenance(app.name, *values);
     // A rollout or a maintenance moves on with time: the application stays
     // in the queue while one runs.
     if (observed && !rollout && markers.empty() && maintenance_done) {
@@ -236,34 +234,6 @@ void Fleet::reconcile_pass() {
     }
   }
   work_.keep_only(known);
-  std::erase_if(operational_values_, [&](const auto& entry) { return !known.contains(entry.first); });
-}
-
-const Fleet::OperationalValues* Fleet::operational_values(const std::string& app) {
-  OperationalValues& kept = operational_values_[app];
-  if (!kept.fresh) {
-    auto read = store_.list_operational_values(app);
-    if (!read) {
-      operational_values_.erase(app);
-      return nullptr;
-    }
-    kept.records = std::move(*read);
-    kept.markers = index_markers(kept.records);
-    kept.fresh = true;
-  }
-  return &kept;
-}
-
-void Fleet::forget_operational_values(const std::string& app) {
-  if (auto it = operational_values_.find(app); it != operational_values_.end()) {
-    it->second.fresh = false;
-  }
-}
-
-void Fleet::forget_operational_values() {
-  for (auto& [app, kept] : operational_values_) {
-    kept.fresh = false;
-  }
 }
 
 // Only what is durable is acted on: a change staged by an agent's message

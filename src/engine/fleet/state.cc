@@ -69,7 +69,6 @@ Status Fleet::reload_members() {
       loaded.emplace_back(std::move(m), *state);
     }
   }
-  forget_operational_values();
   members_.clear();
   by_cluster_.clear();
   by_host_.clear();
@@ -143,13 +142,6 @@ constexpr size_t kMergedBatchMutations = 120;
 // savepoints cost the store more than the rows themselves.
 void Fleet::stage(WriteBatch batch) {
   staged_.mutations += batch.mutations.size();
-  for (const auto& m : batch.mutations) {
-    if (const auto* removed = std::get_if<DeleteOperationalValue>(&m)) {
-      forget_operational_values(removed->app);
-    } else if (const auto* put = std::get_if<PutOperationalValue>(&m)) {
-      forget_operational_values(put->record.app);
-    }
-  }
   if (!staged_.batches.empty() && staged_.last_never_conflicts && never_conflicts(batch) &&
       staged_.batches.back().mutations.size() + batch.mutations.size() <= kMergedBatchMutations) {
     auto& into = staged_.batches.back().mutations;

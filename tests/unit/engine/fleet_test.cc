@@ -548,36 +548,6 @@ TEST_F(FleetTest, MaintenanceRestartGoesAFewAtATimeAndEndsByItself) {
   EXPECT_EQ(a.link->of_type("command", "maintenance").size(), 2u) << "the third was cancelled";
 }
 
-// The fleet keeps an application's operational values between passes and
-// reads them again only when they may have changed: an event names the
-// application (whoever writes an operational value appends one in the same
-// commit), or the resync. A marker written behind its back waits for the
-// resync, while a maintenance has the application reconciled every pass.
-TEST_F(FleetTest, OperationalValuesAreReadAgainAfterAnEventOrTheResync) {
-  Joined a = join("a");
-  std::vector<protocol::MemberReport> reports = three_active_members(a);
-  auto restart = parse_operational_change({{"path", "web/1"}, {"maintenance", "restart"}});
-  ASSERT_TRUE(apps_->set_operational_state("shop", *restart, {"t", "t"}).has_value());
-  fleet_->tick();
-  ASSERT_EQ(states()["shop/web/1"], "Maintenance") << "the set's event has the values read at the next pass";
-  reports[0].state = "Maintenance";  // its hook runs on
-
-  ASSERT_TRUE(store_->commit(WriteBatch{{},
-                                        {PutOperationalValue{{"shop", "web/2", Setting::kMaintenance, "restart",
-                                                              std::nullopt, std::nullopt, "behind the fleet's back",
-                                                              clock_.now(), /*all_at_once=*/true}}}}));
-  heartbeat(a, reports);
-  fleet_->tick();
-  EXPECT_EQ(states()["shop/web/2"], "Active") << "no event: the values kept stand";
-
-  for (int second = 0; second < 12 && states()["shop/web/2"] == "Active"; ++second) {
-    clock_.advance(1s);
-    heartbeat(a, reports);
-    fleet_->tick();
-  }
-  EXPECT_EQ(states()["shop/web/2"], "Maintenance") << "read again at the resync; all at once, past the budget";
-}
-
 TEST_F(FleetTest, MaintenanceValueReturnsToOffWhenEveryMemberResumed) {
   Joined a = join("a");
   apply();
