@@ -16,6 +16,8 @@
 #   RATE (2000)             requests per second, both paths together
 #   DURATION (30s), WARMUP (5s)   of the load; the warm-up is not counted
 #   CONNECTIONS (64)        the generator's connections at most
+#   MEMBERS_LIMIT           when set, the members request asks for one page
+#                           of that many (`&limit=N`); unset: the whole cluster
 #   HEARTBEAT (2s)          the controller's --heartbeat-interval
 #   SIM_THREADS (2)         simulator io threads
 #   ACTIVE_TIMEOUT          deadline for every member Active (120 s + members/20 s)
@@ -120,7 +122,8 @@ CPU_BEFORE=$(awk '{print $14 + $15}' "/proc/$CONTROLLER_PID/stat")
 T0=$SECONDS
 "$GENERATOR" --url "$URL" --token-file "$DATA/admin.token" --rate "$RATE" --duration "$DURATION" \
   --warmup "$WARMUP" --connections "$CONNECTIONS" \
-  --path "/api/v1/applications/$APP" --path "/api/v1/members?app=$APP&cluster=c0" >"$WORK/rate.json" ||
+  --path "/api/v1/applications/$APP" --path "/api/v1/members?app=$APP&cluster=c0${MEMBERS_LIMIT:+&limit=$MEMBERS_LIMIT}" \
+  >"$WORK/rate.json" ||
   die "the generator failed"
 ELAPSED=$((SECONDS - T0))
 CPU_AFTER=$(awk '{print $14 + $15}' "/proc/$CONTROLLER_PID/stat")
