@@ -106,8 +106,9 @@ class Fleet {
   // without one the fleet makes its own.
   Fleet(Store& store, const Clock& clock, FleetOptions options, std::shared_ptr<SpecCache> specs = nullptr);
 
-  // Reads hosts and members from the store. Every known host gets a full
-  // heartbeat timeout to reconnect before it is called Unreachable.
+  // Reads hosts and members from the store. Every known host gets a few
+  // heartbeat timeouts to reconnect before it is called Unreachable
+  // (HostDeadlines::await_reconnection).
   Status load();
 
   // Members of clusters with `loadBalancer` are kept in their backends

@@ -301,8 +301,8 @@ void Fleet::act_on_written_ahead() {
          written_whole(sealed_.front().written.get())) {
     Sealed next = std::move(sealed_.front());
     sealed_.pop_front();
-    const GroupResults results = next.written.get();
-    (void)act_on_answer(std::move(next), results);  // written whole: nothing to report
+    const std::shared_future<GroupResults> written = next.written;  // the answer, not a copy of it
+    (void)act_on_answer(std::move(next), written.get());  // written whole: nothing to report
     dispatch_members();
   }
 }
