@@ -46,6 +46,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "protocol/frames.h"
 #include "protocol/messages.h"
 
 #ifndef TRANCHE_BENCH_BUILD_TYPE
@@ -363,7 +364,8 @@ class SimHost {
   void on_maintenance(const protocol::Command& command);
   protocol::Hello hello() const;
   void send(std::string text);
-  void on_message(const std::string& text);
+  void on_frame(const std::string& text);
+  void on_message(const std::string& type, const nlohmann::json& body);
   void on_command(const protocol::Command& command);
   void on_update(const protocol::Command& command);
   void send_healthy(const std::string& member);
@@ -380,6 +382,7 @@ class SimHost {
   std::string host_id_;
   std::string host_token_;
   milliseconds heartbeat_interval_{2000};
+  bool batching_ = false;  // protocol 3 agreed: several messages to a frame
   uint64_t heartbeat_seq_ = 0;
   uint64_t sessions_ = 0;
   std::map<std::string, SimMember> members_;
@@ -553,6 +556,7 @@ asio::awaitable<bool> SimHost::session() {
         host_id_ = w->host_id;
         host_token_ = w->host_token;  // the join token is not used again
         heartbeat_interval_ = milliseconds(static_cast<int64_t>(w->heartbeat_interval_seconds * 1000));
+        batching_ = w->protocol >= protocol::kBatchVersion;
         welcomed = true;
       }
     } else if (envelope && envelope->first == "error") {
@@ -591,7 +595,7 @@ asio::awaitable<bool> SimHost::session() {
     }
     c.messages_in.fetch_add(1, std::memory_order_relaxed);
     c.bytes_in.fetch_add(buffer.size(), std::memory_order_relaxed);
-    on_message(beast::buffers_to_string(buffer.data()));
+    on_frame(beast::buffers_to_string(buffer.data()));
   }
   conn->closed = true;
   conn->outbox.clear();
@@ -647,7 +651,8 @@ asio::awaitable<void> SimHost::heartbeat_loop(std::shared_ptr<Conn> conn) {
   }
 }
 
-// Messages leave one at a time, in order. While disconnected they are
+// Messages leave in order, what queued up while a frame was written in one
+// batch frame (protocol 3), as the agent's. While disconnected they are
 // dropped: results stay in unacked_results_ and are replayed, heartbeats
 // are simply the next one.
 void SimHost::send(std::string text) {
@@ -664,8 +669,7 @@ void SimHost::send(std::string text) {
 asio::awaitable<void> SimHost::drain(std::shared_ptr<Conn> conn) {
   error_code ec;
   while (!conn->outbox.empty() && !conn->closed) {
-    const std::string text = std::move(conn->outbox.front());
-    conn->outbox.pop_front();
+    const std::string text = protocol::take_frame(conn->outbox, batching_);
     conn->ws.text(true);
     co_await conn->ws.async_write(asio::buffer(text), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
@@ -683,15 +687,18 @@ asio::awaitable<void> SimHost::drain(std::shared_ptr<Conn> conn) {
   conn->writing = false;
 }
 
-void SimHost::on_message(const std::string& text) {
+void SimHost::on_frame(const std::string& text) {
   if (killed_) {
     return;  // --kill-mode silent: the connection is open, nobody listens
   }
-  auto envelope = protocol::parse_envelope(text);
-  if (!envelope) {
-    return;
+  for (const auto& message : protocol::parse_frame(text).messages) {
+    if (message) {
+      on_message(message->first, message->second);
+    }
   }
-  const auto& [type, body] = *envelope;
+}
+
+void SimHost::on_message(const std::string& type, const nlohmann::json& body) {
   if (type == "command") {
     if (auto command = protocol::parse_command(body)) {
       on_command(*command);

@@ -26,6 +26,7 @@
 #include "agent/self_upgrade.h"
 #include "common/build_version.h"
 #include "common/overloaded.h"
+#include "protocol/frames.h"
 #include "protocol/messages.h"
 
 namespace tranche::agent {
@@ -320,6 +321,7 @@ class Agent {
       return false;
     }
     heartbeat_interval_ = std::chrono::milliseconds(static_cast<int64_t>(welcome->heartbeat_interval_seconds * 1000));
+    protocol_ = welcome->protocol;
     if (state_.host_id != welcome->host_id || state_.host_token != welcome->host_token) {
       state_.host_id = welcome->host_id;
       state_.host_token = welcome->host_token;
@@ -341,32 +343,44 @@ class Agent {
         spdlog::warn("connection lost: {}", ended(ec));
         co_return;
       }
-      auto envelope = protocol::parse_envelope(beast::buffers_to_string(buffer.data()));
-      if (!envelope) {
+      const protocol::Frame frame = protocol::parse_frame(beast::buffers_to_string(buffer.data()));
+      if (frame.batch && protocol_ < protocol::kBatchVersion) {
+        spdlog::warn("a batch frame from the controller, which agreed protocol {} (batches: {}): not read", protocol_,
+                     protocol::kBatchVersion);
         continue;
       }
-      const auto& [type, body] = *envelope;
-      if (type == "command") {
-        // Decoded once, here: what acts on a command sees only its typed spec.
-        if (auto command = protocol::parse_command(body)) {
-          on_command(*command);
-        } else if (auto header = protocol::parse_command_header(body)) {
-          on_malformed_command(*header, command.error());
+      for (const auto& message : frame.messages) {
+        if (message) {
+          on_message(message->first, message->second);
         } else {
-          spdlog::warn("command without an id, not answered: {}", command.error().describe());
+          spdlog::warn("unreadable message from the controller: {}", message.error().describe());
         }
-      } else if (type == "ack") {
-        if (auto ack = protocol::parse_ack(body)) {
-          on_result_acked(ack->id);
-        }
-      } else if (type == "error") {
-        auto error = protocol::parse_error_message(body);
-        spdlog::error("controller: {}", error ? error->message : error.error().describe());
       }
     }
   }
 
-  // Messages leave one at a time, in order; while disconnected they are
+  void on_message(const std::string& type, const json& body) {
+    if (type == "command") {
+      // Decoded once, here: what acts on a command sees only its typed spec.
+      if (auto command = protocol::parse_command(body)) {
+        on_command(*command);
+      } else if (auto header = protocol::parse_command_header(body)) {
+        on_malformed_command(*header, command.error());
+      } else {
+        spdlog::warn("command without an id, not answered: {}", command.error().describe());
+      }
+    } else if (type == "ack") {
+      if (auto ack = protocol::parse_ack(body)) {
+        on_result_acked(ack->id);
+      }
+    } else if (type == "error") {
+      auto error = protocol::parse_error_message(body);
+      spdlog::error("controller: {}", error ? error->message : error.error().describe());
+    }
+  }
+
+  // Messages leave in order, what queued up while a frame was written in
+  // one batch frame once protocol 3 is agreed; while disconnected they are
   // dropped (results stay in the journal and are replayed, state is re-sent).
   void send(const json& message) {
     if (!connected_) {
@@ -381,9 +395,8 @@ class Agent {
 
   asio::awaitable<void> drain_outbox() {
     while (!outbox_.empty() && channel_) {
-      const std::string message = std::move(outbox_.front());
-      outbox_.pop_front();
-      if (!co_await write(message)) {
+      const std::string frame = protocol::take_frame(outbox_, protocol_ >= protocol::kBatchVersion);
+      if (!co_await write(frame)) {
         break;
       }
     }
@@ -1021,6 +1034,7 @@ class Agent {
   std::unique_ptr<ControllerChannel> channel_;
   std::deque<std::string> outbox_;
   bool writing_ = false;
+  int protocol_ = 0;  // agreed in the welcome
   bool connected_ = false;
   bool refused_ = false;  // the current session's controller refused this agent
   bool stopping_ = false;

@@ -20,6 +20,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "engine/fleet/fleet.h"
+#include "protocol/frames.h"
 
 namespace tranche::api {
 
@@ -57,6 +58,13 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
         self->queue_.push_back(std::move(m));
       }
       self->pump();
+    });
+  }
+
+  void agree(int protocol) override {
+    boost::asio::post(strand_, [self = this->shared_from_this(), protocol] {
+      self->batching_ = protocol >= protocol::kBatchVersion;
+      self->alone_ = self->queue_.size();  // the welcome, before which nothing was agreed
     });
   }
 
@@ -101,20 +109,24 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
     return reason.substr(0, end);
   }
 
+  // What queued up while the previous frame was written goes out in one
+  // frame, once the agent speaks batches.
   void pump() {
     if (writing_ || closed_ || queue_.empty()) {
       return;
     }
     writing_ = true;
+    const bool batch = batching_ && alone_ == 0;
+    alone_ -= alone_ > 0 ? 1 : 0;
+    frame_ = protocol::take_frame(queue_, batch);
     ws_.text(true);
     // The stream's own executor is the io_context's: without the strand the
-    // completion would touch queue_ and the stream concurrently with send()
-    // and the read loop (seen as double frees under load, bench/rollout).
+    // completion would touch the queue and the stream concurrently with
+    // send() and the read loop (seen as double frees under load, bench/rollout).
     ws_.async_write(
-        boost::asio::buffer(queue_.front()),
+        boost::asio::buffer(frame_),
         boost::asio::bind_executor(strand_, [self = this->shared_from_this()](boost::system::error_code ec, size_t) {
           self->writing_ = false;
-          self->queue_.pop_front();
           if (ec) {
             self->closed_ = true;
             return;
@@ -134,7 +146,10 @@ class WebSocketAgentLink final : public AgentLink, public std::enable_shared_fro
   int fd_;
   boost::beast::websocket::stream<Stream> ws_;
   std::deque<std::string> queue_;
+  std::string frame_;  // being written
   bool writing_ = false;
+  bool batching_ = false;  // protocol 3 agreed
+  size_t alone_ = 0;       // messages at the queue's front that go one per frame
   bool closed_ = false;
 };
 

@@ -713,13 +713,14 @@ asio::awaitable<void> HttpServer::State::serve_agent(Stream stream, http::reques
     if (ec) {
       break;
     }
-    // Decoded once, here; a frame that does not decode is the fleet's to
+    // Decoded once, here; a message that does not decode is the fleet's to
     // count and log, and the connection goes on.
-    auto message = protocol::decode_agent_message(beast::buffers_to_string(buffer.data()));
-    if (message) {
-      fleet.receive(*host_id, std::move(*message));
-    } else {
-      fleet.reject(*host_id, message.error());
+    for (auto& message : protocol::decode_agent_frame(beast::buffers_to_string(buffer.data()))) {
+      if (message) {
+        fleet.receive(*host_id, std::move(*message));
+      } else {
+        fleet.reject(*host_id, message.error());
+      }
     }
   }
   fleet.disconnect(*host_id, link.get());

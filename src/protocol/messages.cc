@@ -474,25 +474,28 @@ Result<ErrorMessage> parse_error_message(const json& j) {
 
 Result<HealthCheckSpec> parse_health_check(const json& j, const std::string& path) { return read_health(j, path); }
 
-Result<std::pair<std::string, json>> parse_envelope(std::string_view text) {
+Result<Envelope> parse_envelope(std::string_view text) {
   json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  if (j.is_discarded()) {
     return fail(ErrorCode::kInvalid, "message is not a JSON object");
   }
-  auto it = j.find("type");
-  if (it == j.end() || !it->is_string()) {
-    return fail(ErrorCode::kInvalid, "message has no type", "type");
-  }
-  std::string type = it->get<std::string>();
-  return std::pair{std::move(type), std::move(j)};
+  return envelope_of(std::move(j));
 }
 
-Result<AgentMessage> decode_agent_message(std::string_view text) {
-  auto envelope = parse_envelope(text);
-  if (!envelope) {
-    return std::unexpected(envelope.error());
+Result<Envelope> envelope_of(json message, const std::string& field) {
+  if (!message.is_object()) {
+    return fail(ErrorCode::kInvalid, "message is not a JSON object", field);
   }
-  const auto& [type, j] = *envelope;
+  auto it = message.find("type");
+  if (it == message.end() || !it->is_string()) {
+    return fail(ErrorCode::kInvalid, "message has no type", field.empty() ? "type" : field + ".type");
+  }
+  std::string type = it->get<std::string>();
+  return Envelope{std::move(type), std::move(message)};
+}
+
+Result<AgentMessage> decode_agent_message(const Envelope& message) {
+  const auto& [type, j] = message;
   auto as_message = [](auto parsed) -> Result<AgentMessage> {
     if (!parsed) {
       return std::unexpected(parsed.error());

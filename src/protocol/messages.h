@@ -4,7 +4,7 @@
 // decoded once where it comes in:
 //
 // - the controller decodes every frame an agent sends with
-//   decode_agent_message() into an AgentMessage, at its WebSocket edge, and
+//   decode_agent_frame() (frames.h) into AgentMessages, at its WebSocket edge, and
 //   the engine sees only the typed form;
 // - the agent decodes every command with parse_command() into a Command
 //   whose spec is a typed StartSpec, StopSpec, ... before acting on it.
@@ -172,9 +172,12 @@ struct Ack {
 // Everything an agent sends after its hello.
 using AgentMessage = std::variant<Heartbeat, CommandResult, AgentEvent, Ack>;
 
-// One frame of an agent, decoded: never throws; the error names the field
-// ("type" for an unknown or missing type, "result.data.pid", ...).
-Result<AgentMessage> decode_agent_message(std::string_view text);
+// A message's type and the whole message, as parse_envelope() reads it.
+using Envelope = std::pair<std::string, nlohmann::json>;
+
+// One message of an agent, decoded: never throws; the error names the field
+// ("type" for an unknown type, "result.data.pid", ...).
+Result<AgentMessage> decode_agent_message(const Envelope& message);
 
 // ---- controller to agent: commands --------------------------------------------
 
@@ -349,6 +352,8 @@ Result<HealthCheckSpec> parse_health_check(const nlohmann::json& j, const std::s
 
 // The "type" of a message text, or an error when it is not a JSON object
 // with a string type.
-Result<std::pair<std::string, nlohmann::json>> parse_envelope(std::string_view text);
+Result<Envelope> parse_envelope(std::string_view text);
+// The same of a message already parsed; `field` names it in the error.
+Result<Envelope> envelope_of(nlohmann::json message, const std::string& field = "");
 
 }  // namespace tranche::protocol

@@ -18,11 +18,14 @@
 
 namespace tranche::protocol {
 
-// Version 2 adds the agent's self-upgrade (the upgradeAgent command and the
-// hello's upgrade report); 1 is the first. A controller never sends an agent
-// a command that the version agreed with it does not have.
-inline constexpr int kVersion = 2;
+// Version 3 adds batch frames (frames.h: several messages in one frame);
+// 2 adds the agent's self-upgrade (the upgradeAgent command and the hello's
+// upgrade report); 1 is the first. Neither side sends the other what the
+// version agreed between them does not have.
+inline constexpr int kVersion = 3;
 inline constexpr int kOldestVersion = 1;
+// The first version whose peers send batch frames.
+inline constexpr int kBatchVersion = 3;
 
 // How many minor versions an agent's build may be behind its controller's.
 inline constexpr int kMaxMinorsBehind = 2;

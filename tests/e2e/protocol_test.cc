@@ -114,7 +114,7 @@ TEST_F(Protocol, AnAgentOfAnUnknownProtocolOrANewerBuildIsRefusedWithTheReason) 
     EXPECT_EQ(h["protocol"], nullptr);
   }
   EXPECT_NE(refused_future["refused"].get<std::string>().find("agent protocol version 9 is not supported: this "
-                                                              "controller speaks versions 1 to 2"),
+                                                              "controller speaks versions 1 to 3"),
             std::string::npos)
       << refused_future.dump();
   EXPECT_NE(refused_next["refused"].get<std::string>().find("the agent is newer than its controller"),
@@ -163,7 +163,7 @@ TEST_F(Protocol, AnAgentOfTheOlderProtocolIsWelcomedInItAndRunsMembers) {
       15s))
       << output(old) << output(current);
   EXPECT_EQ(host_labelled("old")["protocol"], 1);
-  EXPECT_EQ(host_labelled("current")["protocol"], 2);
+  EXPECT_EQ(host_labelled("current")["protocol"], 3);
   EXPECT_EQ(host_labelled("old")["refused"], nullptr);
   const std::string table = controller_.cli({"get", "hosts"}).out;
   EXPECT_NE(table.find("PROTOCOL"), std::string::npos) << table;

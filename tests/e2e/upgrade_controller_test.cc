@@ -168,14 +168,14 @@ TEST_F(UpgradeController, ANewerControllerTakesOverTheStoreAndTheAgentsWhileMemb
 
   const json new_version = get({"version", "-o", "json"});
   EXPECT_EQ(new_version["server"]["version"].get<std::string>().substr(0, 6), "0.2.0+");
-  EXPECT_EQ(new_version["server"]["protocol"], 2);
-  // Both agents (one minor version older: within the skew policy) back, in protocol 2.
+  EXPECT_EQ(new_version["server"]["protocol"], 3);
+  // Both agents (one minor version older: within the skew policy) back, in protocol 3.
   ASSERT_TRUE(wait_until(
       [&] {
         int back = 0;
         const json hosts = get({"get", "hosts", "-o", "json"});
         for (const auto& h : hosts["items"]) {
-          back += h["connected"] == true && h["state"] == "Ready" && h["protocol"] == 2 &&
+          back += h["connected"] == true && h["state"] == "Ready" && h["protocol"] == 3 &&
                           h["agentVersion"].is_string() && h["agentVersion"].get<std::string>().starts_with("0.1.0+")
                       ? 1
                       : 0;

@@ -1,6 +1,6 @@
 // The agent protocol's decoders (protocol/messages.h) on arbitrary frames, as
 // each side dispatches them: the controller reads a hello first and then every
-// frame with decode_agent_message(); the agent reads welcome, error and
+// frame with decode_agent_frame(); the agent reads welcome, error and
 // command frames. Besides "no crash, leak or sanitizer report": whatever
 // decodes encodes (to_json) to a frame that decodes to the same value, which
 // is what lets either side trust the other's to_json.
@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "protocol/frames.h"
 #include "protocol/messages.h"
 
 namespace {
@@ -32,9 +33,13 @@ void check_round_trip(const T& decoded, Parse parse, const char* what) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
 
-  if (const auto message = decode_agent_message(text)) {
-    check_round_trip(
-        *message, [](const nlohmann::json& j) { return decode_agent_message(j.dump()); }, "an agent message");
+  for (const auto& message : decode_agent_frame(text)) {
+    if (message) {
+      check_round_trip(
+          *message,
+          [](const nlohmann::json& j) { return decode_agent_message(Envelope{j.at("type").get<std::string>(), j}); },
+          "an agent message");
+    }
   }
 
   const auto envelope = parse_envelope(text);

@@ -106,6 +106,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
   protocol::Welcome welcome{host->record.id, host_token,
                             static_cast<double>(options_.heartbeat_interval.count()) / 1000.0, host->protocol};
   host->link->send(protocol::to_json(welcome).dump());
+  host->link->agree(host->protocol);
   if (auto on_host = by_host_.find(host->record.id); on_host != by_host_.end()) {
     for (auto& [id, m] : on_host->second) {
       m->command_sent = false;  // a new connection: outstanding commands go out again
@@ -113,7 +114,6 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
     }
   }
   reconcile_hello(*host, hello);
-  agent_upgrade_hello(*host, hello);
   agent_upgrade_hello(*host, hello);
   return host->record.id;
 }

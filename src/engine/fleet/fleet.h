@@ -72,6 +72,10 @@ class AgentLink {
     }
   }
   virtual void close(std::string reason) = 0;
+  // The protocol version agreed with the agent, said once its welcome is
+  // sent: what follows the welcome may go in batch frames from version 3 on
+  // (protocol/frames.h).
+  virtual void agree(int protocol) { (void)protocol; }
   // The address the agent connects from, where the members of its host
   // listen for a load balancer; empty when unknown.
   virtual std::string peer_address() const { return {}; }
@@ -124,7 +128,7 @@ class Fleet {
   // first join as a host in state Refused) and the error says why.
   Result<std::string> connect(const protocol::Hello& hello, std::shared_ptr<AgentLink> link);
   // A message from the agent of `host_id` (not hello), decoded at the edge
-  // (protocol::decode_agent_message): nothing here reads an agent's JSON.
+  // (protocol::decode_agent_frame): nothing here reads an agent's JSON.
   // It waits in the inbox (agent_inbox.h), never for the fleet's lock: the
   // committer takes it with the next flush (results and events wake it),
   // handle_inbox() or the pass whichever comes first (heartbeats); without

@@ -499,5 +499,29 @@ TEST_F(AgentUpdateTest, AMalformedCommandIsAnsweredWithAFailedResultNamingTheFie
   EXPECT_TRUE(run("logs:1", "logs", "web/0", json::object()).value("ok", false));
 }
 
+// Protocol 3 (the fake controller's welcome agrees it): commands that come
+// in one batch frame are acted on in order, each answered, and the acks the
+// agent queues while reading them go back in batch frames too.
+TEST_F(AgentUpdateTest, ABatchOfCommandsIsActedOnInOrderAndAcknowledgedInABatch) {
+  json bad_start = spec(1, "1.0");
+  bad_start["ports"] = {{"http", 8080}};
+  controller_.command_batch({{{"id", "start:web/0"}, {"command", "start"}, {"member", "web/0"}, {"spec", spec(1, "1.0")}},
+                             {{"id", "start:web/1"}, {"command", "start"}, {"member", "web/1"}, {"spec", bad_start}},
+                             {{"id", "logs:1"}, {"command", "logs"}, {"member", "web/0"}, {"spec", json::object()}}});
+  const json started = await_result("start:web/0");
+  EXPECT_TRUE(started.value("ok", false)) << started.dump();
+  const json refused = await_result("start:web/1");
+  EXPECT_FALSE(refused.value("ok", true));
+  EXPECT_THAT(refused.value("message", ""), HasSubstr("command.spec.ports"));
+  EXPECT_TRUE(await_result("logs:1").value("ok", false)) << "web/0 was started before its logs were asked for";
+  std::vector<std::string> acked;
+  for (const auto& a : controller_.of_type("ack")) {
+    acked.push_back(a.value("id", ""));
+  }
+  EXPECT_EQ(acked, (std::vector<std::string>{"start:web/0", "start:web/1", "logs:1"}));
+  EXPECT_GE(controller_.batched(), 3u) << "the three acks were queued together";
+  EXPECT_EQ(journal_state("web/0"), "Running");
+}
+
 }  // namespace
 }  // namespace tranche::agent

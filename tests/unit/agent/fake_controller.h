@@ -23,6 +23,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "protocol/frames.h"
 #include "protocol/messages.h"
 
 namespace tranche::agent::test {
@@ -79,6 +80,32 @@ class FakeController {
         enqueue(session_, text);
       }
     });
+  }
+
+  // Sends these commands to the connected agent in one batch frame
+  // (protocol 3), each as command() writes it.
+  void command_batch(const std::vector<nlohmann::json>& commands) {
+    std::deque<std::string> messages;
+    for (const auto& c : commands) {
+      messages.push_back(nlohmann::json{{"type", "command"}, {"id", c.at("id")}, {"command", c.at("command")},
+                                        {"member", c.at("member")}, {"spec", c.at("spec")}}
+                             .dump());
+    }
+    const std::string text = protocol::take_frame(messages, true);
+    boost::asio::post(io_, [this, text] {
+      if (session_) {
+        enqueue(session_, text);
+      }
+    });
+  }
+
+  // The protocol version its welcomes agree (before the agent connects).
+  void agree(int protocol) { protocol_ = protocol; }
+
+  // How many messages came in batch frames.
+  size_t batched() const {
+    std::lock_guard lock(mu_);
+    return batched_;
   }
 
   std::vector<nlohmann::json> of_type(const std::string& type) const {
@@ -197,26 +224,34 @@ class FakeController {
       if (ec) {
         break;
       }
-      auto message = nlohmann::json::parse(boost::beast::buffers_to_string(buffer.data()), nullptr, false);
-      if (!message.is_object()) {
-        continue;
-      }
-      const std::string type = message.value("type", "");
-      {
-        std::lock_guard lock(mu_);
-        messages_.push_back(message);
+      const protocol::Frame frame = protocol::parse_frame(boost::beast::buffers_to_string(buffer.data()));
+      bool refused = false;
+      for (const auto& parsed : frame.messages) {
+        if (!parsed) {
+          continue;
+        }
+        const auto& [type, message] = *parsed;
+        {
+          std::lock_guard lock(mu_);
+          messages_.push_back(message);
+          batched_ += frame.batch ? 1 : 0;
+          if (type == "hello") {
+            connected_ = true;
+          }
+        }
         if (type == "hello") {
-          connected_ = true;
+          session_ = session;
+          if (holding_welcomes()) {
+            refused = true;  // closes the connection: the agent tries again
+            break;
+          }
+          enqueue(session, protocol::to_json(protocol::Welcome{"h-test", "host-token", 0.2, protocol_}).dump());
+        } else if (type == "result") {
+          enqueue(session, protocol::to_json(protocol::Ack{message.value("id", "")}).dump());
         }
       }
-      if (type == "hello") {
-        session_ = session;
-        if (holding_welcomes()) {
-          break;  // closes the connection: the agent tries again
-        }
-        enqueue(session, protocol::to_json(protocol::Welcome{"h-test", "host-token", 0.2}).dump());
-      } else if (type == "result") {
-        enqueue(session, protocol::to_json(protocol::Ack{message.value("id", "")}).dump());
+      if (refused) {
+        break;
       }
     }
     if (session_ == session) {
@@ -260,8 +295,11 @@ class FakeController {
   std::thread thread_;
   std::shared_ptr<Session> session_;  // the io thread's only
 
+  int protocol_ = protocol::kVersion;  // set before the agent connects
+
   mutable std::mutex mu_;
   std::vector<nlohmann::json> messages_;
+  size_t batched_ = 0;
   bool connected_ = false;
   std::map<std::string, std::string> artifacts_;  // path -> body
   bool hold_welcomes_ = false;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/fleet/fleet.h"
+#include "protocol/frames.h"
 
 namespace tranche {
 
@@ -29,6 +30,10 @@ class FakeLink final : public AgentLink {
     AgentLink::send_all(std::move(messages));
   }
   void close(std::string reason) override { closed = reason; }
+  void agree(int protocol) override {
+    EXPECT_FALSE(of_type("welcome").empty()) << "agreed before the welcome was sent";
+    agreed = protocol;
+  }
   std::string peer_address() const override { return "127.0.0.1"; }
   bool has_unread_input() const override { return unread; }
 
@@ -49,6 +54,7 @@ class FakeLink final : public AgentLink {
   std::function<void(const nlohmann::json&)> on_send;  // called with each message as it is sent
   std::vector<size_t> batches;  // the size of each send_all, in order
   std::string closed;
+  int agreed = 0;  // the protocol version agree() was told
   bool unread = false;  // what has_unread_input() says
 };
 
@@ -74,11 +80,12 @@ inline JoinedHost join_host(Fleet& fleet, const std::string& hostname, int64_t s
 }
 
 inline void deliver(Fleet& fleet, const std::string& host_id, const nlohmann::json& message) {
-  auto decoded = protocol::decode_agent_message(message.dump());
-  if (decoded) {
-    fleet.receive(host_id, *decoded);
-  } else {
-    fleet.reject(host_id, decoded.error());
+  for (auto& decoded : protocol::decode_agent_frame(message.dump())) {
+    if (decoded) {
+      fleet.receive(host_id, std::move(*decoded));
+    } else {
+      fleet.reject(host_id, decoded.error());
+    }
   }
 }
 

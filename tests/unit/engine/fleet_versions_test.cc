@@ -66,9 +66,14 @@ TEST_F(FleetVersionsTest, TheHighestCommonProtocolIsWelcomedAndShown) {
   auto id = fleet_->connect(joining("new", 1, 2, "0.4.0"), both);
   ASSERT_TRUE(id.has_value()) << id.error().describe();
   EXPECT_EQ(both->of_type("welcome").at(0)["protocol"], 2);
+  EXPECT_EQ(both->agreed, 2) << "its connection is told, after the welcome: no batch frames in 2";
   EXPECT_EQ(host(*id)["protocol"], 2);
   EXPECT_EQ(host(*id)["agentVersion"], "0.4.0");
   EXPECT_EQ(host(*id)["refused"], nullptr);
+
+  auto batching = std::make_shared<FakeLink>();
+  ASSERT_TRUE(fleet_->connect(joining("batching", 1, 3, "0.4.0"), batching).has_value());
+  EXPECT_EQ(batching->agreed, 3) << "batch frames from here on";
 
   auto old = std::make_shared<FakeLink>();
   auto old_id = fleet_->connect(joining("old", 1, 1, "0.2.0"), old);
@@ -83,7 +88,7 @@ TEST_F(FleetVersionsTest, TheHighestCommonProtocolIsWelcomedAndShown) {
 
 TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostOnce) {
   auto link = std::make_shared<FakeLink>();
-  auto refused = fleet_->connect(joining("future", 3, 3, "0.4.0"), link);
+  auto refused = fleet_->connect(joining("future", 4, 4, "0.4.0"), link);
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error().field, "hello.protocol");
   EXPECT_TRUE(link->of_type("welcome").empty());
@@ -95,18 +100,18 @@ TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostO
   EXPECT_EQ(h["hostname"], "future");
   EXPECT_EQ(h["connected"], false);
   EXPECT_EQ(h["protocol"], nullptr);
-  EXPECT_THAT(h["refused"].get<std::string>(), HasSubstr("agent protocol version 3 is not supported"));
+  EXPECT_THAT(h["refused"].get<std::string>(), HasSubstr("agent protocol version 4 is not supported"));
   ASSERT_EQ(refusals().size(), 1u);
   EXPECT_EQ(refusals()[0].path, "host/" + h["id"].get<std::string>());
-  EXPECT_THAT(refusals()[0].message, HasSubstr("(future) refused: agent protocol version 3 is not supported"));
+  EXPECT_THAT(refusals()[0].message, HasSubstr("(future) refused: agent protocol version 4 is not supported"));
 
   // It retries: the same refusal is said once, and it stays one host.
-  EXPECT_FALSE(fleet_->connect(joining("future", 3, 3, "0.4.0"), std::make_shared<FakeLink>()).has_value());
+  EXPECT_FALSE(fleet_->connect(joining("future", 4, 4, "0.4.0"), std::make_shared<FakeLink>()).has_value());
   EXPECT_EQ(refusals().size(), 1u);
   EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 1u);
 
   // Another agent of the same hostname but other labels is another host.
-  auto other = joining("future", 3, 3, "0.4.0");
+  auto other = joining("future", 4, 4, "0.4.0");
   other.labels = {{"rack", "b"}};
   EXPECT_FALSE(fleet_->connect(other, std::make_shared<FakeLink>()).has_value());
   EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 2u);
@@ -124,7 +129,7 @@ TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostO
 }
 
 TEST_F(FleetVersionsTest, AnUnauthenticatedAgentIsRefusedWithoutARecord) {
-  auto hello = joining("stranger", 3, 3);
+  auto hello = joining("stranger", 4, 4);
   hello.join_token = "wrong";
   auto refused = fleet_->connect(hello, std::make_shared<FakeLink>());
   ASSERT_FALSE(refused.has_value());

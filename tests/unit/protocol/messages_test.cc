@@ -6,6 +6,8 @@
 
 #include <functional>
 
+#include "protocol/frames.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -14,6 +16,13 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+
+// A frame of one message, decoded as the controller decodes an agent's.
+Result<AgentMessage> decode_text(std::string_view text) {
+  auto messages = decode_agent_frame(text);
+  EXPECT_EQ(messages.size(), 1u) << text;
+  return messages.at(0);
+}
 
 StartSpec sample_start() {
   StartSpec s;
@@ -63,7 +72,7 @@ TEST(Messages, HeartbeatRoundTrips) {
   Heartbeat hb{7,
                {{"m1", "Running", true, MemberStats{0.5, 3}, 10, {{"http", 8080}}},
                 {"m2", "Exited", false, std::nullopt, std::nullopt, {}}}};
-  auto back = decode_agent_message(to_json(hb).dump());
+  auto back = decode_text(to_json(hb).dump());
   ASSERT_TRUE(back.has_value()) << back.error().describe();
   ASSERT_TRUE(std::holds_alternative<Heartbeat>(*back));
   EXPECT_EQ(std::get<Heartbeat>(*back), hb);
@@ -77,7 +86,7 @@ TEST(Messages, ResultsRoundTripWithEachKindOfData) {
       {"stop:a/b/1", false, 137, "killed", std::monostate{}},
   };
   for (const auto& r : results) {
-    auto back = decode_agent_message(to_json(r).dump());
+    auto back = decode_text(to_json(r).dump());
     ASSERT_TRUE(back.has_value()) << back.error().describe();
     ASSERT_TRUE(std::holds_alternative<CommandResult>(*back));
     EXPECT_EQ(std::get<CommandResult>(*back), r) << to_json(r).dump();
@@ -86,11 +95,11 @@ TEST(Messages, ResultsRoundTripWithEachKindOfData) {
 
 TEST(Messages, EventsAndAcksRoundTrip) {
   for (const AgentEvent& e : {AgentEvent{"exited", "a/b/1", 137, "killed"}, AgentEvent{"resumed", "a/b/1", {}, ""}}) {
-    auto back = decode_agent_message(to_json(e).dump());
+    auto back = decode_text(to_json(e).dump());
     ASSERT_TRUE(back.has_value()) << back.error().describe();
     EXPECT_EQ(std::get<AgentEvent>(*back), e);
   }
-  auto ack = decode_agent_message(to_json(Ack{"start:a/b/1"}).dump());
+  auto ack = decode_text(to_json(Ack{"start:a/b/1"}).dump());
   ASSERT_TRUE(ack.has_value());
   EXPECT_EQ(std::get<Ack>(*ack), Ack{"start:a/b/1"});
   // The variant's own to_json is the alternative's.
@@ -247,19 +256,19 @@ TEST(Messages, ThePreviousAgentsMessagesDecode) {
                  {"data", nullptr}};
   failed["exitCode"] = 3;
   for (const json& j : {started, logs, failed}) {
-    auto m = decode_agent_message(j.dump());
+    auto m = decode_text(j.dump());
     ASSERT_TRUE(m.has_value()) << j.dump() << ": " << m.error().describe();
     EXPECT_EQ(to_json(*m).dump(), j.dump()) << "the same bytes back";
   }
-  auto r = std::get<CommandResult>(*decode_agent_message(started.dump()));
+  auto r = std::get<CommandResult>(*decode_text(started.dump()));
   ASSERT_NE(r.process(), nullptr);
   EXPECT_EQ(r.process()->pid, pid);
   EXPECT_EQ(r.process()->ports, ports);
-  auto l = std::get<CommandResult>(*decode_agent_message(logs.dump()));
+  auto l = std::get<CommandResult>(*decode_text(logs.dump()));
   ASSERT_NE(l.logs(), nullptr);
   EXPECT_EQ(l.logs()->out, "hello\n");
   // What an agent of a newer build might add is ignored, not refused.
-  auto newer = decode_agent_message(R"({"type":"result","id":"x:1","ok":true,"data":{"checksum":"ab"},"extra":1})");
+  auto newer = decode_text(R"({"type":"result","id":"x:1","ok":true,"data":{"checksum":"ab"},"extra":1})");
   ASSERT_TRUE(newer.has_value()) << newer.error().describe();
   EXPECT_TRUE(std::holds_alternative<std::monostate>(std::get<CommandResult>(*newer).data));
 }
@@ -274,7 +283,7 @@ struct Malformed {
 void expect_rejected(const std::vector<Malformed>& cases) {
   for (const auto& c : cases) {
     Result<AgentMessage> m;
-    EXPECT_NO_THROW(m = decode_agent_message(c.text)) << c.text;
+    EXPECT_NO_THROW(m = decode_text(c.text)) << c.text;
     ASSERT_FALSE(m.has_value()) << c.text << " was accepted";
     EXPECT_EQ(m.error().field, c.field) << c.text << ": " << m.error().describe();
     EXPECT_EQ(m.error().code, ErrorCode::kInvalid);
@@ -300,7 +309,7 @@ TEST(Messages, FramesThatAreNoMessageAreRejected) {
       {R"({"type": "command", "id": "x"})", "type"},  // the controller's, not an agent's
       {R"({"type": "hello", "protocol": 1})", "type"},
   });
-  auto unknown = decode_agent_message(R"({"type": "bogus"})");
+  auto unknown = decode_text(R"({"type": "bogus"})");
   EXPECT_THAT(unknown.error().message, HasSubstr("bogus"));
 }
 
@@ -410,7 +419,7 @@ TEST(Messages, OptionalFieldsMayBeNullOrAbsent) {
            R"({"type":"heartbeat","seq":1,"members":[{"id":"a","state":"Running","healthy":true,
                "stats":{"load":-0.5,"requestsInFlight":-1}}]})",
        }) {
-    auto m = decode_agent_message(text);
+    auto m = decode_text(text);
     EXPECT_TRUE(m.has_value()) << text << ": " << m.error().describe();
   }
 }

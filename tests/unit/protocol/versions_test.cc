@@ -11,33 +11,35 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(Versions, ThisBuildSpeaksOneAndTwo) {
-  EXPECT_EQ(kVersion, 2);
+TEST(Versions, ThisBuildSpeaksOneToThree) {
+  EXPECT_EQ(kVersion, 3);
   EXPECT_EQ(kOldestVersion, 1);
-  EXPECT_EQ(kSpoken, (ProtocolRange{1, 2}));
+  EXPECT_EQ(kSpoken, (ProtocolRange{1, 3}));
+  EXPECT_EQ(kBatchVersion, 3);
 }
 
 TEST(Versions, TheHighestCommonProtocolIsAgreed) {
-  EXPECT_EQ(negotiate({1, 2}), 2) << "same range";
-  EXPECT_EQ(negotiate({2, 2}), 2);
+  EXPECT_EQ(negotiate({1, 3}), 3) << "same range";
+  EXPECT_EQ(negotiate({3, 3}), 3);
+  EXPECT_EQ(negotiate({1, 2}), 2) << "an agent of the previous build";
   EXPECT_EQ(negotiate({1, 1}), 1) << "an older agent that speaks only protocol 1";
-  EXPECT_EQ(negotiate({1, 3}), 2) << "a newer agent that still speaks ours";
-  EXPECT_EQ(negotiate({2, 5}), 2);
+  EXPECT_EQ(negotiate({1, 4}), 3) << "a newer agent that still speaks ours";
+  EXPECT_EQ(negotiate({2, 5}), 3);
   EXPECT_EQ(negotiate({1, 1}, {1, 1}), 1) << "a controller of protocol 1 and an agent of 1..2";
   EXPECT_EQ(negotiate({1, 2}, {1, 1}), 1);
 }
 
 TEST(Versions, NoCommonProtocolIsRefusedSayingWhichSideIsBehind) {
-  auto newer = negotiate({3, 3});
+  auto newer = negotiate({4, 4});
   ASSERT_FALSE(newer.has_value());
   EXPECT_EQ(newer.error().field, "hello.protocol");
-  EXPECT_THAT(newer.error().message, HasSubstr("agent protocol version 3 is not supported"));
-  EXPECT_THAT(newer.error().message, HasSubstr("this controller speaks versions 1 to 2"));
+  EXPECT_THAT(newer.error().message, HasSubstr("agent protocol version 4 is not supported"));
+  EXPECT_THAT(newer.error().message, HasSubstr("this controller speaks versions 1 to 3"));
   EXPECT_THAT(newer.error().message, HasSubstr("upgrade the controller first"));
 
-  auto range = negotiate({3, 4});
+  auto range = negotiate({4, 5});
   ASSERT_FALSE(range.has_value());
-  EXPECT_THAT(range.error().message, HasSubstr("versions 3 to 4"));
+  EXPECT_THAT(range.error().message, HasSubstr("versions 4 to 5"));
 
   auto older = negotiate({0, 0});
   ASSERT_FALSE(older.has_value());
