@@ -6,6 +6,7 @@
 #include "engine/fleet/fleet.h"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -58,6 +59,13 @@ const ClusterSpec* Fleet::cluster_of(const std::string& app, int64_t revision, c
   }
   auto cluster = index->second.by_path.find(path);
   return cluster == index->second.by_path.end() ? nullptr : cluster->second;
+}
+
+std::vector<OperationalValueRecord> Fleet::switches_of(const std::vector<OperationalValueRecord>& values) {
+  std::vector<OperationalValueRecord> switches;
+  std::copy_if(values.begin(), values.end(), std::back_inserter(switches),
+               [](const OperationalValueRecord& v) { return v.setting != Setting::kMaintenance; });
+  return switches;
 }
 
 int64_t Fleet::next_ordinal(const std::string& app, const std::string& cluster) {
@@ -153,13 +161,14 @@ void Fleet::reconcile_pass() {
     if (!spec || !values || !scales) {
       continue;  // stays dirty: tried again next pass
     }
+    const std::vector<OperationalValueRecord> switches = switches_of(*values);
     if (!queued) {
       // Settled, but its load windows move on: the autoscaler alone, and the
       // cluster is queued if it now wants another count.
       for (const auto& node : flatten(*spec)) {
         const std::string key = app.name + "/" + node.path;
         if (node.cluster && by_cluster_.contains(key) &&
-            autoscale(ClusterRef{&app, node.path, node.cluster}, *values, *scales) !=
+            autoscale(ClusterRef{&app, node.path, node.cluster}, switches, *scales) !=
                 static_cast<int>(by_cluster_.at(key).size())) {
           work_.add_cluster(app.name, node.path);
         }
@@ -194,7 +203,7 @@ void Fleet::reconcile_pass() {
       wanted.insert(key);
       if (observed && (app_dirty || work_.cluster_queued(app.name, node.path))) {
         const bool done = reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, members_of(app.name, node.path),
-                                            *values, markers, *scales, rollout ? &*rollout : nullptr);
+                                            switches, markers, *scales, rollout ? &*rollout : nullptr);
         if (done) {
           work_.done_cluster(app.name, node.path);
         } else {

@@ -30,7 +30,7 @@ bool Fleet::tracks_load(const std::string& app) const {
   return false;
 }
 
-int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& values,
+int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& switches,
                      const std::vector<ClusterScaleRecord>& scales) {
   const TimePoint now = clock_.now();
   const AutoscalingPolicy& policy = cluster.spec->autoscaling;
@@ -68,7 +68,7 @@ int Fleet::autoscale(const ClusterRef& cluster, const std::vector<OperationalVal
   }
   scaled_[where] = desired != counts.desired ? std::optional<int>(desired) : std::nullopt;
 
-  const bool enabled = resolve(values, cluster.path, Setting::kAutoscaling).effective == "on";
+  const bool enabled = resolve(switches, cluster.path, Setting::kAutoscaling).effective == "on";
   const bool cooled = !load.last_decision || now - *load.last_decision >= std::chrono::seconds(policy.cooldown_seconds);
   const int wanted = load.state == "overload" && desired < counts.max    ? desired + 1
                      : load.state == "underload" && desired > counts.min ? desired - 1

@@ -118,7 +118,7 @@ std::string Fleet::replaced_by(const MemberEntry& m, const std::vector<MemberEnt
 }
 
 bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                              const std::vector<OperationalValueRecord>& values, const MaintenanceMarkers& markers,
+                              const std::vector<OperationalValueRecord>& switches, const MaintenanceMarkers& markers,
                               const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {
   const TimePoint now = clock_.now();
   std::vector<MemberEntry*> live;
@@ -139,7 +139,7 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       }
     }
     if (m.state == MemberState::kFailed || m.state == MemberState::kUnreachable) {
-      if (cluster.app->deployed && resolve(values, member_path(m.record), Setting::kAutohealing).effective == "off") {
+      if (cluster.app->deployed && resolve(switches, member_path(m.record), Setting::kAutohealing).effective == "off") {
         delay_healing(m, "autohealing is off");
         ++held;
         continue;
@@ -163,7 +163,7 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       live.push_back(&m);
     }
   }
-  const int scaled = autoscale(cluster, values, scales);
+  const int scaled = autoscale(cluster, switches, scales);
   // Failed members that autohealing off keeps are not compensated for.
   start_maintenance(cluster, members, markers, scaled - held);
   const int desired = cluster.app->deployed ? scaled : 0;
