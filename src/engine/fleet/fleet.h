@@ -44,6 +44,8 @@
 #include "engine/access.h"
 #include "engine/agent_upgrade.h"
 #include "engine/fleet/agent_inbox.h"
+#include "engine/fleet/agent_link.h"
+#include "engine/fleet/cluster_load.h"
 #include "engine/fleet/host_deadlines.h"
 #include "engine/fleet/member_state.h"
 #include "engine/fleet/work_queue.h"
@@ -57,32 +59,6 @@
 #include "store/store.h"
 
 namespace tranche {
-
-// How the fleet talks to one connected agent; the API layer implements it
-// over a WebSocket. Never blocks.
-class AgentLink {
- public:
-  virtual ~AgentLink() = default;
-  virtual void send(std::string message) = 0;
-  // Several messages, in order: one hand-off to the connection for all of
-  // them (a pass that sends an agent 100 commands wakes its thread once).
-  virtual void send_all(std::vector<std::string> messages) {
-    for (auto& m : messages) {
-      send(std::move(m));
-    }
-  }
-  virtual void close(std::string reason) = 0;
-  // The protocol version agreed with the agent, said once its welcome is
-  // sent: what follows the welcome may go in batch frames from version 3 on
-  // (protocol/frames.h).
-  virtual void agree(int protocol) { (void)protocol; }
-  // The address the agent connects from, where the members of its host
-  // listen for a load balancer; empty when unknown.
-  virtual std::string peer_address() const { return {}; }
-  // Whether bytes from the agent wait unread in the connection's receive
-  // queue: it spoke, and the controller has not read it yet. Any thread.
-  virtual bool has_unread_input() const { return false; }
-};
 
 struct FleetOptions {
   std::chrono::milliseconds heartbeat_interval{2000};
@@ -249,7 +225,6 @@ class Fleet {
     int protocol = 0;           // agreed with its agent on its last welcome; 0: none since start
     std::string refused;        // why its agent was last refused; empty once one is welcomed
   };
-  struct ClusterLoad;
   struct MemberEntry {
     MemberRecord record;
     MemberState state = MemberState::kCreated;
@@ -272,53 +247,6 @@ class Fleet {
     const ApplicationRecord* app;
     std::string path;
     const ClusterSpec* spec;
-  };
-  // The autoscaler's view of one cluster (model.md, "Autoscaling"). Every
-  // member report is a sample (50,000 a second at 100,000 members): they are
-  // summed into buckets of kLoadBucket, so a window costs O(its length) in
-  // memory and expiry, and the average is a running sum over a running count.
-  // A bucket leaves the window once its newest sample has: no sample leaves
-  // early, none stays more than kLoadBucket late.
-  static constexpr std::chrono::milliseconds kLoadBucket{100};
-  struct ClusterLoad {
-    struct Bucket {
-      TimePoint first;
-      TimePoint last;
-      double sum = 0;
-      int64_t count = 0;
-    };
-    std::deque<Bucket> buckets;
-    double sum = 0;     // of the samples in the window
-    int64_t count = 0;  // samples in the window
-    bool empty() const { return count == 0; }
-    void add(TimePoint at, double value) {
-      if (buckets.empty() || at - buckets.back().first >= kLoadBucket) {
-        buckets.push_back(Bucket{at, at});
-      }
-      Bucket& b = buckets.back();
-      b.last = std::max(b.last, at);
-      b.sum += value;
-      ++b.count;
-      sum += value;
-      ++count;
-    }
-    void expire_before(TimePoint cutoff) {
-      while (!buckets.empty() && buckets.front().last < cutoff) {
-        sum -= buckets.front().sum;
-        count -= buckets.front().count;
-        buckets.pop_front();
-      }
-      if (buckets.empty()) {
-        sum = 0;  // no drift survives an empty window
-      }
-    }
-    std::optional<TimePoint> observed_since;           // no verdict before a whole window
-    std::string state = "normal";                      // normal | overload | underload
-    std::optional<double> average;
-    std::optional<TimePoint> last_decision;
-    // The count a decision wanted while a migration lock suspended it: each
-    // suspended decision is said once, not once per pass.
-    std::optional<int> suspended;
   };
   struct LogRequest {
     std::string member;
