@@ -364,9 +364,9 @@ class Fleet {
   void begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason);
   void begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t rollout_id);
   static std::string update_command_id(const MemberEntry& m);
-  // A member whose template equals its cluster's current one takes the
+  // Members whose template equals their cluster's current one take the
   // current revision's number without being touched.
-  void relabel(MemberEntry& m, const ClusterRef& cluster);
+  void relabel(const ClusterRef& cluster, const std::vector<MemberEntry*>& members);
   // Load balancing (updates.md): whether the member takes no traffic from
   // its backend (true when it has none), the targets for the balancer, and
   // the balancer's problem with any backend of `spec`, met by a pass that

@@ -35,6 +35,9 @@ Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValu
 // yet serving) has already spent the budget.
 void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
                               const MaintenanceMarkers& markers, int desired) {
+  if (markers.empty()) {
+    return;  // no member is marked (each pass of a rollout of 100,000 asks)
+  }
   if (!cluster.app->deployed && resolve(Command::kMaintenanceRestart, Command::kDelete) == Resolution::kCancels) {
     return;  // its members are being stopped: none starts a hook now
   }
@@ -259,7 +262,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
     auto it = markers.find(member_path(m.record));
     return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
   };
-  if (std::none_of(members.begin(), members.end(),
+  if (markers.empty() || std::none_of(members.begin(), members.end(),
                    [&](const MemberEntry* m) { return marker(*m) != nullptr && is_live(m->state); })) {
     return false;
   }

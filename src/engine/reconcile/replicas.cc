@@ -123,6 +123,7 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   const TimePoint now = clock_.now();
   std::vector<MemberEntry*> live;
   int held = 0;  // failing members that autohealing off keeps in place
+  relabel(cluster, members);
   for (MemberEntry* member : members) {
     MemberEntry& m = *member;
     stop_if_drained(m);
@@ -130,7 +131,6 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
       // Placed but not started: the controller stopped between the two commits.
       (void)set_state(m, MemberState::kStarting, "starting on " + m.record.host);
     }
-    relabel(m, cluster);
     if (m.state == MemberState::kStarting && m.healthy_since) {
       const auto ready_for = now - *m.healthy_since;
       if (ready_for >= std::chrono::seconds(cluster.spec->update.min_ready_seconds)) {

@@ -343,28 +343,38 @@ void Fleet::begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t roll
   }
 }
 
-void Fleet::relabel(MemberEntry& m, const ClusterRef& cluster) {
+// Asked of every member each pass while a rollout runs (90,000 of 100,000
+// on another revision): the answer is looked up once per revision found.
+void Fleet::relabel(const ClusterRef& cluster, const std::vector<MemberEntry*>& members) {
   const int64_t current = cluster.app->current_revision;
-  if (m.record.revision == current || !is_live(m.state) || m.state == MemberState::kUpdating) {
-    return;
+  std::map<int64_t, bool> same;  // the member's revision -> whether its template is the current one
+  for (MemberEntry* member : members) {
+    MemberEntry& m = *member;
+    if (m.record.revision == current || !is_live(m.state) || m.state == MemberState::kUpdating) {
+      continue;
+    }
+    auto known = same.find(m.record.revision);
+    if (known == same.end()) {
+      const auto key = std::tuple{cluster.app->name, cluster.path, m.record.revision, current};
+      auto cached = same_template_.find(key);
+      if (cached == same_template_.end()) {
+        const ClusterSpec* mine = cluster_spec(m);
+        cached = same_template_.emplace(key, mine && same_member_template(*mine, *cluster.spec)).first;
+      }
+      known = same.emplace(m.record.revision, cached->second).first;
+    }
+    if (!known->second) {
+      continue;
+    }
+    MemberRecord next = m.record;
+    next.revision = current;
+    WriteBatch batch;
+    batch.mutations.push_back(PutMember{next});
+    stage(std::move(batch));
+    spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
+                 m.record.revision, current);
+    m.record = std::move(next);
   }
-  const auto key = std::tuple{cluster.app->name, cluster.path, m.record.revision, current};
-  auto cached = same_template_.find(key);
-  if (cached == same_template_.end()) {
-    const ClusterSpec* mine = cluster_spec(m);
-    cached = same_template_.emplace(key, mine && same_member_template(*mine, *cluster.spec)).first;
-  }
-  if (!cached->second) {
-    return;
-  }
-  MemberRecord next = m.record;
-  next.revision = current;
-  WriteBatch batch;
-  batch.mutations.push_back(PutMember{next});
-  stage(std::move(batch));
-  spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
-               m.record.revision, current);
-  m.record = std::move(next);
 }
 
 }  // namespace tranche
