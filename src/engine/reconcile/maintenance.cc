@@ -262,8 +262,10 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
     auto it = markers.find(member_path(m.record));
     return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
   };
-  if (markers.empty() || std::none_of(members.begin(), members.end(),
-                   [&](const MemberEntry* m) { return marker(*m) != nullptr && is_live(m->state); })) {
+  const bool marked = !markers.empty() && std::any_of(members.begin(), members.end(), [&](const MemberEntry* m) {
+    return marker(*m) != nullptr && is_live(m->state);
+  });
+  if (!marked) {
     return false;
   }
   const std::vector<MemberEntry*> ordered = in_ordinal_order(members);

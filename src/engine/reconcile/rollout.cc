@@ -8,6 +8,8 @@
 #include "engine/fleet/fleet.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -347,33 +349,33 @@ void Fleet::begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t roll
 // on another revision): the answer is looked up once per revision found.
 void Fleet::relabel(const ClusterRef& cluster, const std::vector<MemberEntry*>& members) {
   const int64_t current = cluster.app->current_revision;
-  std::map<int64_t, bool> same;  // the member's revision -> whether its template is the current one
-  for (MemberEntry* member : members) {
-    MemberEntry& m = *member;
-    if (m.record.revision == current || !is_live(m.state) || m.state == MemberState::kUpdating) {
-      continue;
-    }
-    auto known = same.find(m.record.revision);
-    if (known == same.end()) {
+  std::map<int64_t, bool> same;  // a revision found -> whether its member template is the current one
+  auto same_as_current = [&](const MemberEntry& m) {
+    auto [known, first] = same.try_emplace(m.record.revision, false);
+    if (first) {
       const auto key = std::tuple{cluster.app->name, cluster.path, m.record.revision, current};
       auto cached = same_template_.find(key);
       if (cached == same_template_.end()) {
         const ClusterSpec* mine = cluster_spec(m);
         cached = same_template_.emplace(key, mine && same_member_template(*mine, *cluster.spec)).first;
       }
-      known = same.emplace(m.record.revision, cached->second).first;
+      known->second = cached->second;
     }
-    if (!known->second) {
+    return known->second;
+  };
+  for (MemberEntry* m : members) {
+    if (m->record.revision == current || !is_live(m->state) || m->state == MemberState::kUpdating ||
+        !same_as_current(*m)) {
       continue;
     }
-    MemberRecord next = m.record;
+    MemberRecord next = m->record;
     next.revision = current;
     WriteBatch batch;
     batch.mutations.push_back(PutMember{next});
     stage(std::move(batch));
-    spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m.record.id,
-                 m.record.revision, current);
-    m.record = std::move(next);
+    spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m->record.id,
+                 m->record.revision, current);
+    m->record = std::move(next);
   }
 }
 

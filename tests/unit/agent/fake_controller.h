@@ -73,30 +73,17 @@ class FakeController {
   // by hand as on the wire, so that a test may send what no typed command
   // serialises to (a malformed spec, an unknown type).
   void command(const std::string& id, const std::string& type, const std::string& member, const nlohmann::json& spec) {
-    const std::string text =
-        nlohmann::json{{"type", "command"}, {"id", id}, {"command", type}, {"member", member}, {"spec", spec}}.dump();
-    boost::asio::post(io_, [this, text] {
-      if (session_) {
-        enqueue(session_, text);
-      }
-    });
+    send(command_text(id, type, member, spec));
   }
 
-  // Sends these commands to the connected agent in one batch frame
-  // (protocol 3), each as command() writes it.
+  // Sends these commands ({id, command, member, spec} each) to the connected
+  // agent in one batch frame (protocol 3), each as command() writes it.
   void command_batch(const std::vector<nlohmann::json>& commands) {
     std::deque<std::string> messages;
     for (const auto& c : commands) {
-      messages.push_back(nlohmann::json{{"type", "command"}, {"id", c.at("id")}, {"command", c.at("command")},
-                                        {"member", c.at("member")}, {"spec", c.at("spec")}}
-                             .dump());
+      messages.push_back(command_text(c.at("id"), c.at("command"), c.at("member"), c.at("spec")));
     }
-    const std::string text = protocol::take_frame(messages, true);
-    boost::asio::post(io_, [this, text] {
-      if (session_) {
-        enqueue(session_, text);
-      }
-    });
+    send(protocol::take_frame(messages, true));
   }
 
   // The protocol version its welcomes agree (before the agent connects).
@@ -259,6 +246,20 @@ class FakeController {
       std::lock_guard lock(mu_);
       connected_ = false;
     }
+  }
+
+  static std::string command_text(const std::string& id, const std::string& type, const std::string& member,
+                                  const nlohmann::json& spec) {
+    return nlohmann::json{{"type", "command"}, {"id", id}, {"command", type}, {"member", member}, {"spec", spec}}.dump();
+  }
+
+  // A frame to the connected agent, dropped when none is.
+  void send(std::string text) {
+    boost::asio::post(io_, [this, text = std::move(text)] {
+      if (session_) {
+        enqueue(session_, text);
+      }
+    });
   }
 
   bool holding_welcomes() const {
