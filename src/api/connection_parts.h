@@ -1,8 +1,9 @@
 #pragma once
-// Internal to http_server.cc, which alone includes it (Asio and Beast stay
-// out of this folder's interfaces): the parts of a connection that outlive
-// one request. An agent's WebSocket as the fleet's AgentLink, and what wakes
-// an event stream.
+// Internal to the HTTP server, whose files reach it through
+// http_server_state.h (Asio and Beast stay out of this folder's
+// interfaces): the parts of a connection that outlive one request. An
+// agent's WebSocket as the fleet's AgentLink, and what wakes an event
+// stream.
 
 #include <utility>  // before Asio: coroutine support needs it on g++ 12
 
