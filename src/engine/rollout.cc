@@ -265,7 +265,7 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
       ++in_flight;
       const bool changing = m.state == S::kCreated || m.state == S::kStarting || m.state == S::kUpdating;
       if (changing && in.now - m.since > deadline) {
-        step.overdue.push_back(m.id);
+        step.overdue.emplace_back(m.id);
       }
       new_not_serving.push_back(&m);
       continue;
@@ -300,7 +300,7 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
       if (in.spare_in_flight && (m->state == S::kMaintenance || m->state == S::kUpdating)) {
         continue;  // surplus, but its step is at its agent: it goes once that is done
       }
-      step.retire.push_back(m->id);
+      step.retire.emplace_back(m->id);
     }
     return step;
   }
@@ -308,10 +308,10 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
   if (all_at_once) {
     // The whole cluster out of service together, then back on the target.
     for (const RolloutMember* m : old_active) {
-      (replace ? step.retire : step.update).push_back(m->id);
+      (replace ? step.retire : step.update).emplace_back(m->id);
     }
     for (const RolloutMember* m : old_idle) {
-      step.retire.push_back(m->id);
+      step.retire.emplace_back(m->id);
     }
     const bool old_gone = old_live == 0 && old_leaving == 0;
     if (!replace || old_gone) {
@@ -348,7 +348,7 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
     // Old members still starting while the batch is in flight are capacity
     // that will serve: kept when filling where it serves.
     if (old_kept > old_target && !fill_serving) {
-      step.retire.push_back(m->id);
+      step.retire.emplace_back(m->id);
       --old_kept;
       --live;
     }
@@ -362,12 +362,12 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
         break;
       }
       if (replace && old_kept > old_target) {
-        step.retire.push_back(m->id);
+        step.retire.emplace_back(m->id);
         --old_kept;
         --live;
         --still_available;
       } else if (!replace && new_live < new_target) {
-        step.update.push_back(m->id);
+        step.update.emplace_back(m->id);
         ++new_live;
         --still_available;
       }

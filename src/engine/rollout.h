@@ -77,7 +77,10 @@ std::string describe_update_policy(const ClusterSpec& cluster);
 
 // One member as the planner sees it.
 struct RolloutMember {
-  std::string id;
+  // The caller's member id, which outlives the plan: the view of a
+  // 100,000-member cluster is built each pass, and copying every id was most
+  // of that.
+  std::string_view id;
   MemberState state = MemberState::kCreated;
   bool on_target = false;  // on the target revision, or on one with the same template
   int64_t revision = 0;

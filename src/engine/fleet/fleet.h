@@ -269,9 +269,9 @@ class Fleet {
 
   MemberEntry& remember(MemberRecord record, MemberState state);
   void forget(std::map<std::string, MemberEntry>::iterator it);
+  // A cluster's members oldest first (by ordinal): the order rollouts and
+  // maintenance replace members in.
   std::vector<MemberEntry*> members_of(const std::string& app, const std::string& cluster) const;
-  // Oldest first: the order rollouts and maintenance replace members in.
-  static std::vector<MemberEntry*> in_ordinal_order(const std::vector<MemberEntry*>& members);
 
   // Without mu_: hands what is staged to the committer, or commits it.
   void wake_or_flush();
@@ -513,6 +513,11 @@ class Fleet {
   using MemberIndex = std::map<std::string, MemberEntry*>;  // by id
   std::unordered_map<std::string, MemberIndex> by_cluster_;  // "app/cluster"
   std::unordered_map<std::string, MemberIndex> by_host_;
+  // members_of()'s answers, kept between passes until a member joins or
+  // leaves its cluster: during a rollout each pass reads a 100,000-member
+  // cluster two or three times, and walking and sorting the index each time
+  // was a fifth of the pass.
+  mutable std::unordered_map<std::string, std::vector<MemberEntry*>> in_ordinal_order_;
   // Members whose state may call for a command not sent yet (entries of
   // members_, dropped by forget()).
   std::map<std::string, MemberEntry*> outstanding_;

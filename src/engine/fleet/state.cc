@@ -72,6 +72,7 @@ Status Fleet::reload_members() {
   members_.clear();
   by_cluster_.clear();
   by_host_.clear();
+  in_ordinal_order_.clear();
   outstanding_.clear();
   for (auto& [record, state] : loaded) {
     remember(std::move(record), state);
@@ -86,7 +87,9 @@ Status Fleet::reload_members() {
 Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
   const std::string id = record.id;
   MemberEntry& m = members_[id] = MemberEntry{std::move(record), state};
-  by_cluster_[m.record.app + "/" + m.record.cluster][id] = &m;
+  const std::string cluster = m.record.app + "/" + m.record.cluster;
+  by_cluster_[cluster][id] = &m;
+  in_ordinal_order_.erase(cluster);
   by_host_[m.record.host][id] = &m;
   outstanding_.emplace(id, &m);
   return m;
@@ -94,6 +97,7 @@ Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
 
 void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
   const MemberRecord& r = it->second.record;
+  in_ordinal_order_.erase(r.app + "/" + r.cluster);
   for (auto* index : {&by_cluster_, &by_host_}) {
     const std::string key = index == &by_cluster_ ? r.app + "/" + r.cluster : r.host;
     auto entry = index->find(key);
@@ -109,14 +113,23 @@ void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
 }
 
 std::vector<Fleet::MemberEntry*> Fleet::members_of(const std::string& app, const std::string& cluster) const {
-  std::vector<MemberEntry*> members;
-  if (auto it = by_cluster_.find(app + "/" + cluster); it != by_cluster_.end()) {
-    members.reserve(it->second.size());
-    for (const auto& [id, m] : it->second) {
+  const std::string key = app + "/" + cluster;
+  auto cached = in_ordinal_order_.find(key);
+  if (cached == in_ordinal_order_.end()) {
+    auto index = by_cluster_.find(key);
+    if (index == by_cluster_.end()) {
+      return {};
+    }
+    std::vector<MemberEntry*> members;
+    members.reserve(index->second.size());
+    for (const auto& [id, m] : index->second) {
       members.push_back(m);
     }
+    std::sort(members.begin(), members.end(),
+              [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
+    cached = in_ordinal_order_.emplace(key, std::move(members)).first;
   }
-  return members;
+  return cached->second;
 }
 
 namespace {

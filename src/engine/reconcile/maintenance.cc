@@ -268,10 +268,9 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
   if (!marked) {
     return false;
   }
-  const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
   std::vector<RolloutMember> view;
   bool all_at_once = false;
-  for (MemberEntry* m : ordered) {
+  for (const MemberEntry* m : members) {
     const OperationalValueRecord* v = marker(*m);
     all_at_once = all_at_once || (v != nullptr && v->all_at_once);
     view.push_back(RolloutMember{m->record.id, planned_state(*m), v == nullptr, m->record.revision, m->record.updated_at});
@@ -291,7 +290,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
       plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
   for (const auto& id : step.retire) {
     MemberEntry& m = members_.at(id);
-    retire(m, "maintenance replace: " + replaced_by(m, ordered, desired));  // its marker ends with it
+    retire(m, "maintenance replace: " + replaced_by(m, members, desired));  // its marker ends with it
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, cluster.app->current_revision, "maintenance replace")) {
@@ -300,14 +299,14 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
   }
   // Successors: members created since the first marker was set.
   std::optional<TimePoint> since;
-  for (const MemberEntry* m : ordered) {
+  for (const MemberEntry* m : members) {
     if (const OperationalValueRecord* v = marker(*m)) {
       since = std::min(since.value_or(v->set_at), v->set_at);
     }
   }
   std::vector<MemberEntry*> replaced;
   std::vector<MemberEntry*> successors;
-  for (MemberEntry* m : in_ordinal_order(members_of(cluster.app->name, cluster.path))) {
+  for (MemberEntry* m : members_of(cluster.app->name, cluster.path)) {
     if (!is_live(m->state)) {
       continue;
     }

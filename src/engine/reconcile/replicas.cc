@@ -262,11 +262,4 @@ bool Fleet::settled(const ClusterRef& cluster, int desired) const {
   return active == desired && (!balancer_ || cluster.spec->load_balancer.haproxy_backend.empty());
 }
 
-std::vector<Fleet::MemberEntry*> Fleet::in_ordinal_order(const std::vector<MemberEntry*>& members) {
-  std::vector<MemberEntry*> ordered = members;
-  std::sort(ordered.begin(), ordered.end(),
-            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
-  return ordered;
-}
-
 }  // namespace tranche

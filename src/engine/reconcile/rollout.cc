@@ -232,8 +232,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
 
   std::vector<RolloutMember> view;
   view.reserve(members.size());
-  const std::vector<MemberEntry*> ordered = in_ordinal_order(members);
-  for (MemberEntry* m : ordered) {
+  for (const MemberEntry* m : members) {
     view.push_back(RolloutMember{m->record.id, planned_state(*m), m->record.revision == rollout.record.target_revision,
                                  m->record.revision, m->record.updated_at});
   }
@@ -276,7 +275,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
   if (cluster.spec->update.method == UpdatePolicy::Method::kReplace) {
     std::vector<MemberEntry*> replaced;
     std::vector<MemberEntry*> successors;
-    for (MemberEntry* m : in_ordinal_order(members_of(cluster.app->name, cluster.path))) {
+    for (MemberEntry* m : members_of(cluster.app->name, cluster.path)) {
       if (!is_live(m->state)) {
         continue;
       }

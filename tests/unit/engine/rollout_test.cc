@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -298,6 +299,7 @@ struct ClusterSimulator {
   bool steps_half_lost = false;
   ManualClock clock;
   std::vector<RolloutMember> members;
+  std::deque<std::string> ids;  // what members' ids view
   std::map<std::string, int> old_changes;  // old member -> times retired or updated
   std::set<std::string> failed_on_their_own;
   int target_retired = 0;
@@ -340,7 +342,7 @@ struct ClusterSimulator {
   }
 
   void add_member(S state, bool on_target, int64_t revision, TimePoint since) {
-    const std::string id = "shop/web/" + std::to_string(next_id++);
+    const std::string& id = ids.emplace_back("shop/web/" + std::to_string(next_id++));
     members.push_back({id, state, on_target, revision, since});
     if (!on_target) {
       old_changes[id] = 0;
@@ -449,8 +451,8 @@ struct ClusterSimulator {
   void count_change(const RolloutMember& m) {
     if (m.on_target) {
       ++target_retired;
-    } else if (++old_changes[m.id] > 1) {
-      report_broken(m.id + " retired or updated a second time");
+    } else if (++old_changes[std::string(m.id)] > 1) {
+      report_broken(std::string(m.id) + " retired or updated a second time");
     }
   }
 
@@ -895,7 +897,7 @@ void fail_one_old_active_member(ClusterSimulator& sim, Cleanup cleanup) {
     if (!m.on_target && m.state == S::kActive) {
       m.state = cleanup == Cleanup::kNone ? S::kFailed : cleanup == Cleanup::kStopping ? S::kStopping : S::kTerminated;
       m.since = sim.clock.now();
-      sim.failed_on_their_own.insert(m.id);
+      sim.failed_on_their_own.emplace(m.id);
       return;
     }
   }
