@@ -118,12 +118,12 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
   return host->record.id;
 }
 
-// A scan: joins are rare, and refused ones rarer. The same hostname and
-// labels are the same machine (tests run several agents on one, told apart
-// by their labels).
+// The same hostname and labels are the same machine (tests run several
+// agents on one, told apart by their labels).
 Fleet::HostEntry* Fleet::refused_joiner(const protocol::Hello& hello) {
-  for (auto& [id, h] : hosts_) {
-    if (h.record.state == kHostRefused && h.record.hostname == hello.hostname && h.record.labels == hello.labels) {
+  for (const auto& id : refused_hosts_) {
+    HostEntry& h = hosts_.at(id);
+    if (h.record.hostname == hello.hostname && h.record.labels == hello.labels) {
       return &h;
     }
   }
@@ -150,6 +150,7 @@ Result<Fleet::HostEntry*> Fleet::join(const protocol::Hello& hello, const std::s
     return std::unexpected(done.error());
   }
   if (refused) {
+    refused_hosts_.erase(refused->record.id);
     refused->record = std::move(record);
     return refused;
   }
@@ -170,6 +171,7 @@ void Fleet::record_refusal(HostEntry* host, const protocol::Hello& hello, TimePo
     batch.mutations.push_back(PutHost{record});
     const std::string id = record.id;
     host = &(hosts_[id] = HostEntry{std::move(record), nullptr, {}, now});
+    refused_hosts_.insert(id);
   }
   host->agent_version = hello.agent_version;
   if (host->refused == why) {

@@ -507,6 +507,10 @@ class Fleet {
   std::vector<AgentInbox::Entry> inbox_batch_;  // the batch being handled; its buffer is reused
   HostDeadlines deadlines_;
   std::map<std::string, HostEntry> hosts_;
+  // Ids of the hosts in state Refused, which a first join looks among: a
+  // scan of hosts_ per join made a 10,000-host fleet's first connections
+  // quadratic.
+  std::set<std::string> refused_hosts_;
   std::map<std::string, MemberEntry> members_;  // by id; Terminated ones leave memory
   // Indexes into members_ (whose entries never move), kept by remember()
   // and forget(): a pass, a reconnect or a read costs what it touches.

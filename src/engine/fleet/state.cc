@@ -36,6 +36,9 @@ Status Fleet::load() {
   const TimePoint now = clock_.now();
   for (auto& h : *hosts) {
     deadlines_.await_reconnection(h.id, now);
+    if (h.state == kHostRefused) {
+      refused_hosts_.insert(h.id);
+    }
     hosts_[h.id] = HostEntry{h, nullptr, {}, now};
   }
   if (auto loaded = reload_members(); !loaded) {

@@ -33,6 +33,9 @@ void Fleet::set_host_state(HostEntry& h, const std::string& to, const std::strin
       AppendEvent{make_event(now, "", "host/" + h.record.id, "", "HostStateChanged", h.record.state, to, reason)});
   stage(std::move(batch));
   spdlog::info("host {} {} -> {}: {}", h.record.id, h.record.state, to, reason);
+  if (h.record.state == kHostRefused) {
+    refused_hosts_.erase(h.record.id);
+  }
   h.record = std::move(next);
 }
 

@@ -128,6 +128,30 @@ TEST_F(FleetVersionsTest, AFirstJoinOfAnUnknownProtocolIsRecordedAsARefusedHostO
   EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 2u);
 }
 
+TEST_F(FleetVersionsTest, ARestartedControllerStillKnowsTheRefusedHostItsUpgradedAgentJoinsAs) {
+  ASSERT_FALSE(fleet_->connect(joining("future", 4, 4, "0.4.0"), std::make_shared<FakeLink>()).has_value());
+  const std::string refused_id = fleet_->hosts_json(std::nullopt)["items"].at(0)["id"];
+  auto accepted = fleet_->connect(joining("present", 1, 2, "0.4.0"), std::make_shared<FakeLink>());
+  ASSERT_TRUE(accepted.has_value()) << accepted.error().describe();
+
+  FleetOptions options{1s, 3s, 10s, "jt_secret"};
+  options.controller_version = "0.4.0+g1a2b3c";
+  fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
+  ASSERT_TRUE(fleet_->load().has_value());
+  auto id = fleet_->connect(joining("future", 1, 2, "0.4.0"), std::make_shared<FakeLink>());
+  ASSERT_TRUE(id.has_value()) << id.error().describe();
+  EXPECT_EQ(*id, refused_id);
+  EXPECT_EQ(host(*id)["state"], "Ready");
+  EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 2u);
+
+  // Joined, it is no longer a refused host: another first join of its
+  // hostname is a host of its own.
+  auto again = fleet_->connect(joining("future", 1, 2, "0.4.0"), std::make_shared<FakeLink>());
+  ASSERT_TRUE(again.has_value()) << again.error().describe();
+  EXPECT_NE(*again, refused_id);
+  EXPECT_EQ(fleet_->hosts_json(std::nullopt)["items"].size(), 3u);
+}
+
 TEST_F(FleetVersionsTest, AnUnauthenticatedAgentIsRefusedWithoutARecord) {
   auto hello = joining("stranger", 4, 4);
   hello.join_token = "wrong";
