@@ -78,6 +78,11 @@ struct FleetOptions {
   // (closed between clusters), each group's commands sent once it is
   // durable, while the next one is written.
   size_t mutations_per_group = 20000;
+  // A rollout's batch is written ahead in groups of this many updates (a
+  // row and an event each), so that its first commands go out while the
+  // rest are written: a 10,000-member batch as one group took 0.1-0.3 s
+  // before any agent heard of it.
+  size_t updates_per_group = 2000;
 };
 
 class Fleet {
@@ -496,7 +501,7 @@ class Fleet {
   // commit_mu_, and nothing else seals a group meanwhile); the groups
   // written ahead whose answer is in are acted on first
   // (act_on_written_ahead()), the rest by commit_staged().
-  void write_ahead_if_large();
+  void write_ahead_if_large(size_t mutations);
   // What a group's answer calls for: on a refusal, the view reloaded from
   // the store; else the group is durable and its after_commit() actions run.
   Status act_on_answer(Sealed sealed, const GroupResults& results);

@@ -209,11 +209,8 @@ void Fleet::reconcile_pass() {
         } else {
           work_.add_cluster(app.name, node.path);
         }
-        // Between two clusters, what is staged stands on its own, unless a
-        // rollout collects the application's steps into its record.
-        if (!rollout) {
-          write_ahead_if_large();
-        }
+        // Between two clusters, what is staged stands on its own.
+        write_ahead_if_large(options_.mutations_per_group);
       }
     }
     if (rollout && observed) {

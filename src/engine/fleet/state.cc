@@ -186,9 +186,9 @@ bool written_whole(const std::vector<Result<CommitResult>>& results) {
 
 }  // namespace
 
-void Fleet::write_ahead_if_large() {
+void Fleet::write_ahead_if_large(size_t mutations) {
   act_on_written_ahead();
-  if (staged_.mutations < options_.mutations_per_group) {
+  if (staged_.mutations < mutations) {
     return;
   }
   seal_group();

@@ -266,6 +266,9 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
   }
   for (const auto& id : step.update) {
     begin_update(by_id(id), cluster, rollout.record.id);
+    // Each update stands on its own: a batch's first agents have their
+    // commands once their rows are durable, not once the last member's are.
+    write_ahead_if_large(options_.updates_per_group * 2);
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, rollout.record.target_revision, why)) {

@@ -44,6 +44,7 @@ class FleetEngineTest : public ::testing::Test {
 
   using Joined = JoinedHost;
   Joined three_clusters_to_restart();
+  void all_started_and_healthy(Joined& host);
 
   Joined join(const std::string& hostname, int64_t slots = 64) { return join_host(*fleet_, hostname, slots); }
 
@@ -69,6 +70,7 @@ class FleetEngineTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<ApplicationService> apps_;
   std::unique_ptr<Fleet> fleet_;
+  uint64_t host_seq_ = 0;         // the heartbeats' seq
   std::atomic<int> commits_ = 0;  // a group written ahead commits on a thread of its own
   std::function<void()> on_commit_;
 };
@@ -444,6 +446,20 @@ TEST_F(FleetEngineTest, WhatAConnectionSaidIsHandledBeforeTheHelloOfItsSuccessor
   EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->state, "Starting") << "nothing lost across the hello";
 }
 
+// Every member started on `host` reports Running and healthy, twice, a
+// heartbeat timeout apart: the next pass makes them Active.
+void FleetEngineTest::all_started_and_healthy(Joined& host) {
+  for (int beat = 0; beat < 2; ++beat) {
+    std::vector<protocol::MemberReport> reports;
+    for (const json& start : host.link->commands("start")) {
+      reports.push_back({start["member"], "Running", true, {}, 10, {}});
+    }
+    deliver(*fleet_, host.id, protocol::to_json(protocol::Heartbeat{++host_seq_, reports}));
+    clock_.advance(beat == 0 ? 3s : 0s);
+  }
+  fleet_->tick();
+}
+
 // Three clusters of 20 Active members on host "a", a fleet that writes a
 // group per cluster (a cluster's change is 40 mutations), and a maintenance
 // restart --all-at-once of the application accepted: the next pass changes
@@ -461,17 +477,7 @@ FleetEngineTest::Joined FleetEngineTest::three_clusters_to_restart() {
   }
   EXPECT_TRUE(apps_->apply(manifest, ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
-  auto beat = [&, seq = uint64_t{0}]() mutable {
-    std::vector<protocol::MemberReport> reports;
-    for (const json& start : a.link->commands("start")) {
-      reports.push_back({start["member"], "Running", true, {}, 10, {}});
-    }
-    deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{++seq, reports}));
-  };
-  beat();
-  clock_.advance(3s);
-  beat();
-  fleet_->tick();
+  all_started_and_healthy(a);
   const auto active = store_->list_members({}).value();
   EXPECT_EQ(active.size(), 60u);
   for (const auto& m : active) {
@@ -557,6 +563,51 @@ TEST_F(FleetEngineTest, AGroupRefusedInAPassStopsTheGroupsWrittenAfterItAndNoneO
   EXPECT_EQ(ids.size(), 60u);
   for (const auto& [member, its] : ids) {
     EXPECT_EQ(its.size(), 1u) << member << ": one maintenance, under one id";
+  }
+}
+
+TEST_F(FleetEngineTest, ARolloutBatchIsWrittenInGroupsOfUpdatesEachSentOnceDurable) {
+  FleetOptions options{1s, 3s, 10s, "jt_secret"};
+  options.updates_per_group = 10;
+  fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
+  ASSERT_TRUE(fleet_->load().has_value());
+  Joined a = join("a", 100);
+  auto manifest = [](const std::string& version) {
+    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 40, desired: 30}\n"
+           "    update: {method: in-place, maxUnavailable: 30, minReadySeconds: 0}\n"
+           "    artifact: {version: \"" +
+           version + "\", command: [\"web\"]}\n";
+  };
+  ASSERT_TRUE(apps_->apply(manifest("1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  fleet_->tick();
+  all_started_and_healthy(a);
+  ASSERT_TRUE(apps_->apply(manifest("2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  const auto first_seq = store_->last_event_seq().value();
+  std::vector<std::string> sent_before_durable;
+  a.link->on_send = [&](const json& message) {
+    if (message.value("command", "") == "update") {
+      auto member = store_->get_member("shop", message["member"]);
+      if (!member || !*member || (*member)->state != "Updating") {
+        sent_before_durable.push_back(message["member"]);
+      }
+    }
+  };
+  const int commits_before = commits_;
+
+  fleet_->tick();
+
+  a.link->on_send = nullptr;
+  EXPECT_GE(commits_ - commits_before, 3) << "the batch of 30 in groups of 10 updates, not one group";
+  EXPECT_TRUE(sent_before_durable.empty()) << sent_before_durable.size() << " updates before they were durable";
+  EXPECT_EQ(command_ids(*a.link, "update").size(), 30u);
+  const auto updating = store_->list_members({}).value();
+  for (const auto& m : updating) {
+    EXPECT_EQ(m.state, "Updating") << m.id;
+  }
+  const auto events = store_->list_events({first_seq, std::nullopt, 100000}).value();
+  ASSERT_GE(events.size(), 30u);
+  for (size_t i = 1; i < events.size(); ++i) {
+    ASSERT_EQ(events[i].seq, events[i - 1].seq + 1) << "event seqs stay gap-free across the groups";
   }
 }
 
