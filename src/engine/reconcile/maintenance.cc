@@ -109,37 +109,33 @@ bool Fleet::complete_maintenance(const std::string& app, const std::vector<Opera
   for (const auto& node : flatten(*spec)) {
     nodes.insert(node.path);
   }
-  std::set<std::string> member_paths;
-  for (const auto& [key, index] : by_cluster_) {
-    if (key.starts_with(app + "/")) {
-      for (const auto& [id, m] : index) {
-        member_paths.insert(member_path(m->record));
-      }
+  const TimePoint now = clock_.now();
+  // Members' markers whose step is still to come; the others' step will
+  // never run (the member is gone, or is being stopped with its
+  // application), and they go. Once per pass, and each marker looked up by
+  // its member's id: a maintenance of 100,000 members is as many markers.
+  std::vector<const std::string*> pending_markers;
+  std::string id = app + "/";
+  for (const auto& v : values) {
+    if (v.setting != Setting::kMaintenance || v.value == "off" || nodes.contains(v.path)) {
+      continue;
+    }
+    id.resize(app.size() + 1);
+    id += v.path;
+    if (deployed && members_.contains(id)) {
+      pending_markers.push_back(&v.path);
+    } else {
+      WriteBatch batch;
+      batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance, v.set_at});
+      stage(std::move(batch));
     }
   }
-  const TimePoint now = clock_.now();
-  auto pending_marker = [&](const OperationalValueRecord& marker) {
-    return deployed && marker.setting == Setting::kMaintenance && marker.value != "off" &&
-           !nodes.contains(marker.path) && member_paths.contains(marker.path);
-  };
   for (const auto& v : values) {
-    if (v.setting != Setting::kMaintenance || v.value == "off") {
+    if (v.setting != Setting::kMaintenance || v.value == "off" || !nodes.contains(v.path)) {
       continue;
     }
-    if (!nodes.contains(v.path)) {
-      if (!pending_marker(v)) {
-        // Its member is gone, or is being stopped with its application: the
-        // step will never run.
-        WriteBatch batch;
-        batch.mutations.push_back(DeleteOperationalValue{app, v.path, Setting::kMaintenance, v.set_at});
-        stage(std::move(batch));
-      }
-      continue;
-    }
-    const auto pending =
-        static_cast<size_t>(std::count_if(values.begin(), values.end(), [&](const OperationalValueRecord& marker) {
-          return pending_marker(marker) && is_below(marker.path, v.path);
-        }));
+    const auto pending = static_cast<size_t>(std::count_if(
+        pending_markers.begin(), pending_markers.end(), [&](const std::string* path) { return is_below(*path, v.path); }));
     ReplaceTally* tally = nullptr;
     if (v.value == "replace") {
       tally = &replace_tallies_[app + "/" + v.path];
