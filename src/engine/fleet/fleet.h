@@ -495,7 +495,8 @@ class Fleet {
       seal_group();
     }
   }
-  // The pass's seal_group_if_large(), between two clusters: the group
+  // The pass's seal_group_if_large(), at `mutations` (between two clusters,
+  // or every updates_per_group updates of a rollout's batch): the group
   // closed is written at once, on a thread of its own, after the one written
   // ahead before it, while the pass stages the next (a pass holds
   // commit_mu_, and nothing else seals a group meanwhile); the groups
