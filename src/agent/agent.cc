@@ -21,6 +21,7 @@
 #include "agent/controller_channel.h"
 #include "agent/journal.h"
 #include "agent/member_supervisor.h"
+#include "agent/reconnect_backoff.h"
 #include "agent/self_upgrade.h"
 #include "common/build_version.h"
 #include "common/overloaded.h"
@@ -38,10 +39,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto kMaxBackoff = 5s;
-// After a refusal (a version the controller does not accept, a wrong
-// token): what changes it is an operator's doing, not a retry.
-constexpr auto kRefusedBackoff = 30s;
 
 std::string read_first_line(const fs::path& path) {
   std::ifstream in(path);
@@ -133,21 +130,19 @@ class Agent final : public MemberSupervisor::Session {
   }
 
   asio::awaitable<void> connection_loop() {
-    auto backoff = 100ms;
+    ReconnectBackoff backoff;
     while (!stopping_) {
       refused_ = false;
       const bool welcomed = co_await session();
       if (stopping_) {
         break;
       }
-      backoff = welcomed  ? 100ms
-                : refused_ ? std::chrono::milliseconds(kRefusedBackoff)
-                           : std::min<std::chrono::milliseconds>(backoff * 2, kMaxBackoff);
+      const auto wait = backoff.after(welcomed, refused_);
       if (refused_) {
-        spdlog::info("connecting again in {} s", kRefusedBackoff.count());
+        spdlog::info("connecting again in {} s", std::chrono::duration_cast<std::chrono::seconds>(wait).count());
       }
       backoff_timer_.emplace(io_);
-      backoff_timer_->expires_after(backoff);
+      backoff_timer_->expires_after(wait);
       error_code ec;
       co_await backoff_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
