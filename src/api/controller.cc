@@ -154,6 +154,23 @@ Status check_tls_options(const ControllerOptions& options) {
   return {};
 }
 
+// A host is Unreachable after heartbeat-timeout of silence: a timeout not
+// longer than the interval would call every host Unreachable between two of
+// its heartbeats (a fleet that flaps, agents reconnecting without end).
+Status check_heartbeat_options(const ControllerOptions& options) {
+  if (options.heartbeat_interval <= std::chrono::milliseconds::zero()) {
+    return fail(ErrorCode::kInvalid, "the heartbeat interval must be positive", "heartbeat-interval");
+  }
+  if (options.heartbeat_timeout <= options.heartbeat_interval) {
+    return fail(ErrorCode::kInvalid,
+                fmt::format("the heartbeat timeout ({} ms) must be longer than the heartbeat interval ({} ms), "
+                            "or every host is Unreachable between two heartbeats",
+                            options.heartbeat_timeout.count(), options.heartbeat_interval.count()),
+                "heartbeat-timeout");
+  }
+  return {};
+}
+
 struct ServerCredentials {
   std::string certificate;  // empty: no TLS
   std::string key;
@@ -352,6 +369,10 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     return 2;
   }
   if (auto ok = check_tls_options(options); !ok) {
+    refuse_to_start(ok.error().describe());
+    return 2;
+  }
+  if (auto ok = check_heartbeat_options(options); !ok) {
     refuse_to_start(ok.error().describe());
     return 2;
   }

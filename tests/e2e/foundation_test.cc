@@ -301,6 +301,24 @@ TEST_F(Foundation, ASecondControllerOnTheSameDataDirRefusesToStart) {
   controller_->start();  // the lock went with the process
 }
 
+// A heartbeat timeout not longer than the interval would call every host
+// Unreachable between two heartbeats (seen: a fleet reconnecting without
+// end): the controller refuses to start, naming the setting.
+TEST_F(Foundation, AHeartbeatTimeoutNotLongerThanTheIntervalIsRefused) {
+  const fs::path data_dir = dir_.path() / "heartbeats";
+  Process refused({tranche_binary(), "controller", "--listen", "127.0.0.1:0", "--data-dir", data_dir.string(),
+                   "--heartbeat-interval", "10s"},
+                  dir_.path(), "heartbeats");
+  const auto status = refused.wait(20s);
+  ASSERT_TRUE(status.has_value()) << "the controller runs:\n" << refused.out();
+  EXPECT_EQ(*status, 2);
+  EXPECT_NE(refused.err().find("heartbeat-timeout"), std::string::npos) << refused.err();
+  EXPECT_NE(refused.err().find("the heartbeat timeout (6000 ms) must be longer than the heartbeat interval (10000 ms)"),
+            std::string::npos)
+      << refused.err();
+  EXPECT_FALSE(fs::exists(data_dir / "tranche.db")) << "refused before anything is written";
+}
+
 // A data dir a controller has run in keeps its store: a missing or empty
 // tranche.db is refused, saying what is missing. (It used to be replaced by a
 // new, empty store, under which the existing admin.token no longer worked,
