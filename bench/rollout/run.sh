@@ -21,6 +21,8 @@
 #                          agent does when its first probe passes; none: no
 #                          check, the controller learns health from heartbeats
 #   HEARTBEAT (2s)         the controller's --heartbeat-interval
+#   HEARTBEAT_TIMEOUT      the controller's --heartbeat-timeout (its default: 6s;
+#                          it must be longer than HEARTBEAT)
 #   SLOTS                  slots per simulated host (default: 2 x ceil(C/HOSTS), at least 10)
 #   SIM_THREADS (2)        simulator io threads
 #   API_THREADS            the controller's apiThreads setting (its default: 4),
@@ -71,6 +73,8 @@ T=${T:-1s}
 ROLLOUTS=${ROLLOUTS:-3}
 HEALTH=${HEALTH:-tcp}
 HEARTBEAT=${HEARTBEAT:-2s}
+TIMEOUT_ARGS=()
+[[ -n "${HEARTBEAT_TIMEOUT:-}" ]] && TIMEOUT_ARGS=(--heartbeat-timeout "$HEARTBEAT_TIMEOUT")
 SIM_THREADS=${SIM_THREADS:-2}
 BASELINE_SECONDS=${BASELINE_SECONDS:-5}
 CLI_TIMEOUT=${CLI_TIMEOUT:-20}
@@ -216,7 +220,7 @@ if [[ -n "${API_THREADS:-}" ]]; then
   echo "apiThreads: $API_THREADS" >"$WORK/controller.yaml"
   CONFIG_ARGS=(--config "$WORK/controller.yaml")
 fi
-"$TRANCHE" controller --listen 127.0.0.1:0 --data-dir "$DATA" --heartbeat-interval "$HEARTBEAT" "${CONFIG_ARGS[@]}" \
+"$TRANCHE" controller --listen 127.0.0.1:0 --data-dir "$DATA" --heartbeat-interval "$HEARTBEAT" "${TIMEOUT_ARGS[@]}" "${CONFIG_ARGS[@]}" \
   >"$WORK/controller.log" 2>&1 &
 CONTROLLER_PID=$!
 URL=""
