@@ -563,12 +563,18 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   spdlog::info("tranche controller {} serving {} (store schema {}, data {}{})", build_version(), url,
                (*store)->schema_version(), data_dir.string(), options.dev ? ", dev mode" : "");
 
+  // Set by the signal: the timers' loops below end. A cancel() alone misses
+  // a wait that has already expired, whose handler is queued and would arm
+  // the timer again (the inbox's, every 2 ms, did so once in ~40 stops, and
+  // the exit then waited for the drain watchdog).
+  bool stopping = false;
+
   // Time-boxed settings end by themselves; check a few times a second.
   asio::steady_timer expiry(io);
   std::function<void()> schedule_expiry = [&] {
     expiry.expires_after(kExpiryInterval);
     expiry.async_wait([&](boost::system::error_code ec) {
-      if (ec) {
+      if (ec || stopping) {
         return;
       }
       if (auto n = apps.expire_operational_values(); !n) {
@@ -583,7 +589,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   std::function<void(bool)> schedule_reconcile = [&](bool busy) {
     reconcile.expires_after(busy ? kBusyTickInterval : kTickInterval);
     reconcile.async_wait([&](boost::system::error_code ec) {
-      if (ec) {
+      if (ec || stopping) {
         return;
       }
       schedule_reconcile(fleet.tick());
@@ -595,7 +601,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   std::function<void()> schedule_inbox = [&] {
     inbox.expires_after(kInboxInterval);
     inbox.async_wait([&](boost::system::error_code ec) {
-      if (ec) {
+      if (ec || stopping) {
         return;
       }
       fleet.handle_inbox();
@@ -619,6 +625,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     }
     spdlog::info("signal {}: draining (no new connections, finishing in-flight requests)", signal);
     api.set_ready(false);
+    stopping = true;
     expiry.cancel();
     reconcile.cancel();
     inbox.cancel();
