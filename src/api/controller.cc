@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -20,10 +21,10 @@
 
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
-#include <yaml-cpp/yaml.h>
 #include <boost/asio.hpp>
 
 #include "api/controller_api.h"
+#include "api/controller_settings.h"
 #include "api/http_server.h"
 #include "api/metrics.h"
 #include "common/atomic_file.h"
@@ -62,114 +63,6 @@ constexpr auto kInboxInterval = std::chrono::milliseconds(2);
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 // Load balancer passes: a drained server leaves within this of its last session.
 constexpr auto kBalancerInterval = std::chrono::milliseconds(100);
-
-Status read_config(ControllerOptions& options, const std::vector<std::string>& flags_given) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(options.config_file);
-  } catch (const YAML::Exception& e) {
-    return fail(ErrorCode::kInvalid, options.config_file + ": " + e.what());
-  }
-  if (!root.IsMap()) {
-    return fail(ErrorCode::kInvalid, options.config_file + ": expected a mapping of settings");
-  }
-  auto given = [&](const char* flag) {
-    return std::find(flags_given.begin(), flags_given.end(), flag) != flags_given.end();
-  };
-  for (const auto& item : root) {
-    const std::string key = item.first.as<std::string>();
-    const YAML::Node& value = item.second;
-    try {
-      if (key == "listen") {
-        if (!given("listen")) options.listen = value.as<std::string>();
-      } else if (key == "dataDir") {
-        if (!given("data-dir")) options.data_dir = value.as<std::string>();
-      } else if (key == "store") {
-        const std::string store = value.as<std::string>();
-        if (!store.starts_with("sqlite:")) {
-          return fail(ErrorCode::kInvalid, "only sqlite:PATH stores are supported by this version", "store");
-        }
-        if (store.substr(7) != (fs::path(options.data_dir) / "tranche.db").string()) {
-          return fail(ErrorCode::kInvalid, "the SQLite store lives at DATA_DIR/tranche.db; set dataDir instead",
-                      "store");
-        }
-      } else if (key == "bodyLimitBytes") {
-        options.body_limit = value.as<size_t>();
-      } else if (key == "artifactMaxBytes") {
-        options.artifact_max_bytes = value.as<int64_t>();
-        if (options.artifact_max_bytes < 1) {
-          return fail(ErrorCode::kInvalid, "artifactMaxBytes must be at least 1", key);
-        }
-      } else if (key == "maxConnections") {
-        options.max_connections = value.as<size_t>();
-      } else if (key == "maxUnauthenticatedAgents") {
-        options.max_unauthenticated_agents = value.as<size_t>();
-      } else if (key == "heartbeatIntervalSeconds") {
-        options.heartbeat_interval = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
-      } else if (key == "heartbeatTimeoutSeconds") {
-        options.heartbeat_timeout = std::chrono::milliseconds(static_cast<int64_t>(value.as<double>() * 1000));
-      } else if (key == "haproxySocket") {
-        if (!given("haproxy-socket")) options.haproxy_socket = value.as<std::string>();
-      } else if (key == "tlsCert") {
-        if (!given("tls-cert")) options.tls_certificate = value.as<std::string>();
-      } else if (key == "tlsKey") {
-        if (!given("tls-key")) options.tls_key = value.as<std::string>();
-      } else if (key == "apiThreads") {
-        options.threads = std::clamp(value.as<int>(), 1, 64);
-      } else {
-        return fail(ErrorCode::kInvalid, "unknown setting '" + key + "'", key);
-      }
-    } catch (const YAML::Exception&) {
-      return fail(ErrorCode::kInvalid, "bad value", key);
-    }
-  }
-  return {};
-}
-
-Result<std::pair<std::string, unsigned short>> parse_listen(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    return fail(ErrorCode::kInvalid, "expected ADDR:PORT, got '" + listen + "'", "listen");
-  }
-  const std::string port = listen.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) || std::stoi(port) > 65535) {
-    return fail(ErrorCode::kInvalid, "bad port in '" + listen + "'", "listen");
-  }
-  return std::pair{listen.substr(0, colon), static_cast<unsigned short>(std::stoi(port))};
-}
-
-// The TLS flags that go together, and those that exclude each other.
-Status check_tls_options(const ControllerOptions& options) {
-  if (options.tls_certificate.empty() != options.tls_key.empty()) {
-    return fail(ErrorCode::kInvalid, "--tls-cert and --tls-key go together", "tls-cert");
-  }
-  if (options.dev_tls && !options.dev) {
-    return fail(ErrorCode::kInvalid, "--tls makes a private CA for --dev; without --dev give --tls-cert and --tls-key",
-                "tls");
-  }
-  if (options.dev_tls && !options.tls_certificate.empty()) {
-    return fail(ErrorCode::kInvalid, "--tls makes its own certificate; give it or --tls-cert/--tls-key, not both",
-                "tls");
-  }
-  return {};
-}
-
-// A host is Unreachable after heartbeat-timeout of silence: a timeout not
-// longer than the interval would call every host Unreachable between two of
-// its heartbeats (a fleet that flaps, agents reconnecting without end).
-Status check_heartbeat_options(const ControllerOptions& options) {
-  if (options.heartbeat_interval <= std::chrono::milliseconds::zero()) {
-    return fail(ErrorCode::kInvalid, "the heartbeat interval must be positive", "heartbeat-interval");
-  }
-  if (options.heartbeat_timeout <= options.heartbeat_interval) {
-    return fail(ErrorCode::kInvalid,
-                fmt::format("the heartbeat timeout ({} ms) must be longer than the heartbeat interval ({} ms), "
-                            "or every host is Unreachable between two heartbeats",
-                            options.heartbeat_timeout.count(), options.heartbeat_interval.count()),
-                "heartbeat-timeout");
-  }
-  return {};
-}
 
 struct ServerCredentials {
   std::string certificate;  // empty: no TLS
@@ -563,52 +456,38 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   spdlog::info("tranche controller {} serving {} (store schema {}, data {}{})", build_version(), url,
                (*store)->schema_version(), data_dir.string(), options.dev ? ", dev mode" : "");
 
-  // Set by the signal: the timers' loops below end. A cancel() alone misses
-  // a wait that has already expired, whose handler is queued and would arm
-  // the timer again (the inbox's, every 2 ms, did so once in ~40 stops, and
-  // the exit then waited for the drain watchdog).
+  // The timers' loops: `step` runs each time `timer` expires and says when
+  // to run it again, until the signal sets `stopping`. A cancel() alone
+  // misses a wait that has already expired, whose handler is queued and
+  // would arm the timer again (the inbox's, every 2 ms, did so once in ~40
+  // stops, and the exit then waited for the drain watchdog).
   bool stopping = false;
-
-  // Time-boxed settings end by themselves; check a few times a second.
+  using Step = std::function<std::chrono::milliseconds()>;
+  std::function<void(asio::steady_timer&, std::chrono::milliseconds, Step)> repeat =
+      [&repeat, &stopping](asio::steady_timer& timer, std::chrono::milliseconds after, Step step) {
+        timer.expires_after(after);
+        timer.async_wait([&repeat, &stopping, &timer, step = std::move(step)](boost::system::error_code ec) mutable {
+          if (!ec && !stopping) {
+            const auto next = step();
+            repeat(timer, next, std::move(step));
+          }
+        });
+      };
+  // Time-boxed settings end by themselves; checked a few times a second.
   asio::steady_timer expiry(io);
-  std::function<void()> schedule_expiry = [&] {
-    expiry.expires_after(kExpiryInterval);
-    expiry.async_wait([&](boost::system::error_code ec) {
-      if (ec || stopping) {
-        return;
-      }
-      if (auto n = apps.expire_operational_values(); !n) {
-        spdlog::error("expiring operational values: {}", n.error().describe());
-      }
-      schedule_expiry();
-    });
-  };
-  schedule_expiry();
-
+  repeat(expiry, kExpiryInterval, [&] {
+    if (auto n = apps.expire_operational_values(); !n) {
+      spdlog::error("expiring operational values: {}", n.error().describe());
+    }
+    return kExpiryInterval;
+  });
   asio::steady_timer reconcile(io);
-  std::function<void(bool)> schedule_reconcile = [&](bool busy) {
-    reconcile.expires_after(busy ? kBusyTickInterval : kTickInterval);
-    reconcile.async_wait([&](boost::system::error_code ec) {
-      if (ec || stopping) {
-        return;
-      }
-      schedule_reconcile(fleet.tick());
-    });
-  };
-  schedule_reconcile(false);
-
+  repeat(reconcile, kTickInterval, [&] { return fleet.tick() ? kBusyTickInterval : kTickInterval; });
   asio::steady_timer inbox(io);
-  std::function<void()> schedule_inbox = [&] {
-    inbox.expires_after(kInboxInterval);
-    inbox.async_wait([&](boost::system::error_code ec) {
-      if (ec || stopping) {
-        return;
-      }
-      fleet.handle_inbox();
-      schedule_inbox();
-    });
-  };
-  schedule_inbox();
+  repeat(inbox, kInboxInterval, [&] {
+    fleet.handle_inbox();
+    return kInboxInterval;
+  });
 
   if (options.dev) {
     if (auto ok = ensure_local_agent(data_dir); !ok) {
