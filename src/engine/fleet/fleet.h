@@ -348,6 +348,9 @@ class Fleet {
   static std::vector<OperationalValueRecord> switches_of(const std::vector<OperationalValueRecord>& values);
   bool settled(const ClusterRef& cluster, int desired) const;
   void mark_changed_applications(const std::vector<ApplicationRecord>& apps);
+  // At each resync: the cluster indexes and template comparisons of
+  // revisions that neither a member nor its application runs any more.
+  void forget_unused_revisions(const std::vector<ApplicationRecord>& apps);
   // Whether load samples of the application's clusters are in a window.
   bool tracks_load(const std::string& app) const;
   // Rollouts (reconcile/rollout.cc).
@@ -540,7 +543,8 @@ class Fleet {
   uint64_t own_events_ = 0;  // events the fleet wrote since then
   std::shared_ptr<SpecCache> specs_;
   // The clusters of each revision a member or a pass asked about, by path;
-  // the index holds its revision's spec, which its pointers point into.
+  // the index holds its revision's spec, which its pointers point into, and
+  // so keeps it in the SpecCache until forget_unused_revisions().
   struct ClusterIndex {
     std::shared_ptr<const ApplicationSpec> spec;
     std::map<std::string, const ClusterSpec*> by_path;

@@ -86,7 +86,11 @@ void Fleet::report_failure_once(const std::string& key, const std::string& messa
 // resync now and then is the safety net.
 void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps) {
   auto last = store_.last_event_seq();
-  if (work_.resync_due(clock_.now()) || !last) {
+  const bool resync = work_.resync_due(clock_.now());
+  if (resync) {
+    forget_unused_revisions(apps);
+  }
+  if (resync || !last) {
     for (const auto& app : apps) {
       work_.add_application(app.name);
     }
@@ -108,6 +112,30 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
     seen_seq_ = *last;
     own_events_ = 0;
   }
+}
+
+// A long-lived controller sees many revisions; each index entry holds its
+// spec. What is dropped here is rebuilt on demand, so a revision asked for
+// again later (a rollback's target) costs one more parse, never a wrong
+// answer. O(members), once per resync interval.
+void Fleet::forget_unused_revisions(const std::vector<ApplicationRecord>& apps) {
+  std::set<std::pair<std::string, int64_t>> running;
+  for (const auto& app : apps) {
+    running.emplace(app.name, app.current_revision);
+  }
+  std::pair<std::string, int64_t> key;
+  for (const auto& [id, m] : members_) {
+    key.first = m.record.app;
+    key.second = m.record.revision;
+    if (!running.contains(key)) {
+      running.insert(key);
+    }
+  }
+  std::erase_if(cluster_index_, [&](const auto& entry) { return !running.contains(entry.first); });
+  std::erase_if(same_template_, [&](const auto& entry) {
+    const auto& [app, cluster, a, b] = entry.first;
+    return !running.contains({app, a}) || !running.contains({app, b});
+  });
 }
 
 bool Fleet::tick() {

@@ -18,11 +18,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string shop(const std::string& version) {
+std::string shop(const std::string& version, int desired = 2) {
   return R"(application: shop
 clusters:
   - name: web
-    members: {min: 1, max: 4, desired: 2}
+    members: {min: 1, max: 4, desired: )" +
+         std::to_string(desired) + R"(}
     artifact: {version: ")" +
          version + R"(", command: ["web"]}
 )";
@@ -38,8 +39,8 @@ class SpecCacheTest : public ::testing::Test {
     apps_ = std::make_unique<ApplicationService>(*store_, clock_, specs_);
   }
 
-  void apply(const std::string& version) {
-    auto applied = apps_->apply(shop(version), ManifestFormat::kYaml, false, {"t", "t"});
+  void apply(const std::string& version, int desired = 2) {
+    auto applied = apps_->apply(shop(version, desired), ManifestFormat::kYaml, false, {"t", "t"});
     ASSERT_TRUE(applied.has_value()) << applied.error().describe();
   }
 
@@ -97,6 +98,28 @@ TEST_F(SpecCacheTest, TheFleetKeepsTheRevisionsItsMembersRun) {
   const size_t parsed = specs_->parses();
   EXPECT_EQ(web_version(*get(1)), "1");
   EXPECT_EQ(specs_->parses(), parsed) << "revision 1's members hold it through the fleet";
+}
+
+TEST_F(SpecCacheTest, TheFleetLetsGoOfARevisionNoMemberRunsAtTheNextResync) {
+  FleetOptions options{1s, 3s, 10s, "jt_secret"};
+  options.resync_interval = 0ms;  // every pass resyncs
+  Fleet fleet(*store_, clock_, options, specs_);
+  ASSERT_TRUE(fleet.load().has_value());
+  JoinedHost host = join_host(fleet, "a");
+  apply("1");
+  fleet.tick();
+  apply("1", 3);  // revision 2: one member more, the same member template
+  fleet.tick();   // relabels revision 1's members
+  auto members = store_->list_members(MemberQuery{"shop"});
+  ASSERT_TRUE(members.has_value());
+  ASSERT_EQ(members->size(), 3u);
+  for (const auto& m : *members) {
+    ASSERT_EQ(m.revision, 2) << m.id;
+  }
+  fleet.tick();  // a resync: revision 1 is nobody's any more
+  const size_t parsed = specs_->parses();
+  EXPECT_EQ(web_version(*get(1)), "1");
+  EXPECT_EQ(specs_->parses(), parsed + 1) << "the fleet no longer held revision 1: it was parsed again";
 }
 
 TEST_F(SpecCacheTest, AMissingRevisionIsNotFound) {
