@@ -64,7 +64,7 @@ class Agent final : public MemberSupervisor::Session {
         options_(std::move(options)),
         journal_(options_.state_dir),
         upgrade_(options_.state_dir, clock_, std::move(startup)),
-        members_(io, options_.state_dir, state_.members, *this),
+        members_(io, options_.state_dir, state_.members, *this, make_process_driver()),
         heartbeat_timer_(io) {}
 
   Status start() {

@@ -67,12 +67,13 @@ protocol::ProcessStarted started(const MemberProcess& process) { return {process
 }  // namespace
 
 MemberSupervisor::MemberSupervisor(asio::io_context& io, fs::path state_dir,
-                                   std::map<std::string, JournalMember>& members, Session& session)
+                                   std::map<std::string, JournalMember>& members, Session& session,
+                                   std::unique_ptr<Driver> driver)
     : io_(io),
       state_dir_(std::move(state_dir)),
       members_(members),
       session_(session),
-      driver_(make_process_driver()),
+      driver_(std::move(driver)),
       poll_timer_(io) {}
 
 void MemberSupervisor::resume(const std::vector<JournalCommand>& commands) {

@@ -49,9 +49,10 @@ class MemberSupervisor {
   };
 
   // `members` is the journal's, which the session saves; the supervisor
-  // alone changes it.
+  // alone changes it. `driver` runs the members' processes (the agent's:
+  // make_process_driver()).
   MemberSupervisor(boost::asio::io_context& io, std::filesystem::path state_dir,
-                   std::map<std::string, JournalMember>& members, Session& session);
+                   std::map<std::string, JournalMember>& members, Session& session, std::unique_ptr<Driver> driver);
 
   // After the agent's start: ends processes nobody journaled, takes back the
   // members still running, and finishes the stops, maintenances and updates
