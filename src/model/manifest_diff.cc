@@ -152,6 +152,13 @@ std::string diff_summary(const ApplicationSpec* from, const ApplicationSpec& to)
     return !root.empty() && path.size() > root.size() && path.starts_with(root) && path[root.size()] == '/';
   };
 
+  // "+cluster web/api". Appended, not "+" + std::string(...): g++ 12 takes
+  // that for an overlapping copy in Release builds (-Wrestrict).
+  auto node_item = [](char sign, const NodeView& n) {
+    std::string item(1, sign);
+    item.append(to_string(n.kind)).append(" ").append(n.path);
+    return item;
+  };
   std::string added_root;
   for (const auto& n : after) {
     if (n.kind == NodeView::Kind::kApplication || below(n.path, added_root)) {
@@ -159,7 +166,7 @@ std::string diff_summary(const ApplicationSpec* from, const ApplicationSpec& to)
     }
     const NodeView* old = counterpart(before_by_path, n);
     if (old == nullptr) {
-      items.push_back("+" + std::string(to_string(n.kind)) + " " + n.path);
+      items.push_back(node_item('+', n));
       added_root = n.kind == NodeView::Kind::kGroup ? n.path : std::string();
       continue;
     }
@@ -173,7 +180,7 @@ std::string diff_summary(const ApplicationSpec* from, const ApplicationSpec& to)
       continue;
     }
     if (counterpart(after_by_path, n) == nullptr) {
-      items.push_back("-" + std::string(to_string(n.kind)) + " " + n.path);
+      items.push_back(node_item('-', n));
       removed_root = n.kind == NodeView::Kind::kGroup ? n.path : std::string();
     }
   }
