@@ -46,6 +46,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/reconnect_backoff.h"
 #include "protocol/frames.h"
 #include "protocol/messages.h"
 
@@ -67,7 +68,6 @@ using std::chrono::milliseconds;
 using namespace std::chrono_literals;
 
 constexpr const char* kAgentPath = "/agent/v1/connect";
-constexpr auto kMaxBackoff = 5s;
 constexpr size_t kLagBuckets = 10001;  // 1 ms buckets up to 10 s, the last one is "more"
 
 // ---- options ------------------------------------------------------------------
@@ -464,16 +464,15 @@ asio::awaitable<void> SimHost::run(Clock::time_point first_connect) {
   error_code ec;
   wait_timer_.expires_at(first_connect);
   co_await wait_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  auto backoff = 100ms;
+  // The agent's own policy. A refusal is not simulated: the controller
+  // accepts the simulator's protocol and tokens.
+  tranche::agent::ReconnectBackoff backoff;
   while (!stopping_) {
     const bool welcomed = co_await session();
     if (stopping_) {
       break;
     }
-    backoff = welcomed ? 100ms : std::min<milliseconds>(backoff * 2, kMaxBackoff);
-    // Jitter, so that hosts lost together do not come back together.
-    std::uniform_int_distribution<int64_t> jitter(0, backoff.count());
-    wait_timer_.expires_after(backoff + milliseconds(jitter(shard_.rng)));
+    wait_timer_.expires_after(backoff.after(welcomed, false, shard_.rng));
     co_await wait_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 }

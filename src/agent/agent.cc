@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <random>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
@@ -131,13 +132,14 @@ class Agent final : public MemberSupervisor::Session {
 
   asio::awaitable<void> connection_loop() {
     ReconnectBackoff backoff;
+    std::mt19937_64 random(std::random_device{}());
     while (!stopping_) {
       refused_ = false;
       const bool welcomed = co_await session();
       if (stopping_) {
         break;
       }
-      const auto wait = backoff.after(welcomed, refused_);
+      const auto wait = backoff.after(welcomed, refused_, random);
       if (refused_) {
         spdlog::info("connecting again in {} s", std::chrono::duration_cast<std::chrono::seconds>(wait).count());
       }
