@@ -1,4 +1,4 @@
-# The scaffolding the simulated-fleet benchmarks share (failure-detection, api-rate, recovery,
+# The scaffolding the simulated-fleet benchmarks share (failure-detection, api-rate, recovery, reaction,
 # maintenance-fanout), sourced at the top level of the script once it has
 # set BENCH (its name), TRANCHE, TIMEOUT and CLI_TIMEOUT and defined note()
 # and die(): a scratch dir WORK, the processes it started stopped and WORK

@@ -485,7 +485,11 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
   repeat(reconcile, kTickInterval, [&] { return fleet.tick() ? kBusyTickInterval : kTickInterval; });
   asio::steady_timer inbox(io);
   repeat(inbox, kInboxInterval, [&] {
-    fleet.handle_inbox();
+    if (fleet.take_pass_request()) {
+      (void)fleet.tick();  // an operator's write: acted on now (a pass handles the inbox first)
+    } else {
+      fleet.handle_inbox();
+    }
     return kInboxInterval;
   });
 

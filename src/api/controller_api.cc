@@ -584,6 +584,9 @@ RouteResult ControllerApi::handle(const Request& request) {
   if (!answer) {
     return fail_with(answer.error(), principal->name);
   }
+  if (is_mutating(request.method)) {
+    fleet_.request_pass();  // what the write changed is acted on now, not at the next tick
+  }
   result.response = std::move(answer->response);
   result.deferred = std::move(answer->deferred);
   return result;

@@ -126,6 +126,19 @@ TEST_F(ControllerApiTest, ApplyAnswersCreatedThenOk) {
   EXPECT_EQ(json::parse(again.body)["changed"], false);
 }
 
+// The fleet acts on an accepted write at once (the controller runs a pass
+// within milliseconds), not at its next tick; reads and refusals ask nothing.
+TEST_F(ControllerApiTest, AnAcceptedWriteAsksTheFleetForAPassAndAReadOrARefusalDoesNot) {
+  EXPECT_EQ(call("GET", "/api/v1/applications", admin_).status, 200);
+  EXPECT_FALSE(fleet_->take_pass_request());
+  EXPECT_EQ(call("POST", "/api/v1/applications", "", kManifest).status, 401);
+  EXPECT_EQ(call("POST", "/api/v1/applications", admin_, R"({"application": "shop", "clusters": 3})").status, 422);
+  EXPECT_FALSE(fleet_->take_pass_request());
+  EXPECT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  EXPECT_TRUE(fleet_->take_pass_request());
+  EXPECT_FALSE(fleet_->take_pass_request()) << "one request, taken once";
+}
+
 // Issue 14, defect 8: unauthenticated calls wrote an fsynced audit row each,
 // with their whole path (200 x 7 KB paths: +1.4 MB).
 TEST_F(ControllerApiTest, RefusalsCannotFillTheAuditLog) {
