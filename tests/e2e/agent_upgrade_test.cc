@@ -9,8 +9,10 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -201,6 +203,9 @@ TEST_F(AgentUpgrade, ThreeAgentsUpgradeUnderLoadWithoutRestartingAMemberOrFailin
     ASSERT_NE(version, next_version_) << host;
   }
   auto load = start_load("upgrade");
+  // The load runs for at least this long, so that its 100 requests and more
+  // are a sample worth the name even when the upgrade takes half a second.
+  const auto load_ends_no_sooner = std::chrono::steady_clock::now() + 2s;
 
   // Without the platform's lock, refused with the way to take it.
   const CliResult unlocked = controller_->cli({"agent", "upgrade", "--version", next_version_, "--artifact",
@@ -232,6 +237,7 @@ TEST_F(AgentUpgrade, ThreeAgentsUpgradeUnderLoadWithoutRestartingAMemberOrFailin
     EXPECT_EQ(version, next_version_) << host;
   }
   EXPECT_EQ(pids(), before) << "a member was restarted";
+  std::this_thread::sleep_until(load_ends_no_sooner);
   const json run = finish_load("upgrade", *load);
   EXPECT_EQ(run.value("failed", -1), 0) << run.dump();
   EXPECT_GT(run.value("sent", 0), 100) << run.dump();
