@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -481,12 +482,28 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     }
     return kExpiryInterval;
   });
+  // Passes: every kTickInterval (sooner after one that left work), and at
+  // the inbox's next turn after an operator's write (ControllerApi asks),
+  // but then no sooner after the last pass than that pass took, nor than
+  // kBusyTickInterval: a stream of writes must not keep a large fleet
+  // passing back to back.
+  using Steady = std::chrono::steady_clock;
+  Steady::time_point last_pass_end{};
+  Steady::duration last_pass_took{};
+  auto pass = [&] {
+    const auto start = Steady::now();
+    const bool busy = fleet.tick();
+    last_pass_end = Steady::now();
+    last_pass_took = last_pass_end - start;
+    return busy;
+  };
   asio::steady_timer reconcile(io);
-  repeat(reconcile, kTickInterval, [&] { return fleet.tick() ? kBusyTickInterval : kTickInterval; });
+  repeat(reconcile, kTickInterval, [&] { return pass() ? kBusyTickInterval : kTickInterval; });
   asio::steady_timer inbox(io);
   repeat(inbox, kInboxInterval, [&] {
-    if (fleet.take_pass_request()) {
-      (void)fleet.tick();  // an operator's write: acted on now (a pass handles the inbox first)
+    const auto rest = std::max<Steady::duration>(last_pass_took, kBusyTickInterval);
+    if (Steady::now() - last_pass_end >= rest && fleet.take_pass_request()) {
+      (void)pass();  // it handles the inbox first
     } else {
       fleet.handle_inbox();
     }
