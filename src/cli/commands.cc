@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -25,9 +25,7 @@
 #include "cli/session.h"
 #include "cli/verbs.h"
 #include "common/build_version.h"
-#include "common/names.h"
 #include "common/time_format.h"
-
 
 namespace tranche::cli {
 
