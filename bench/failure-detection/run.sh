@@ -56,13 +56,9 @@ seconds_of() { # "2s", "500ms", "1.5" -> seconds
   esac
 }
 
-TRANCHE=${1:-build-bench/src/tranche}
-[[ -x "$TRANCHE" ]] || die "no executable tranche binary at $TRANCHE (build it, or pass its path)"
-TRANCHE=$(cd "$(dirname "$TRANCHE")" && pwd)/$(basename "$TRANCHE")
-SIMULATOR=${2:-$(dirname "$(dirname "$TRANCHE")")/bench/agents/tranche-agent-simulator}
-[[ -x "$SIMULATOR" ]] || die "no executable simulator at $SIMULATOR (build tranche-agent-simulator, or pass its path)"
-command -v jq >/dev/null || die "jq is not installed"
-command -v curl >/dev/null || die "curl is not installed"
+# shellcheck source=bench/lib/binaries.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/binaries.sh"
+find_binaries "$@"
 
 HOSTS=${HOSTS:-300}
 MEMBERS_PER_HOST=${MEMBERS_PER_HOST:-2}

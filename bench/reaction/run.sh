@@ -20,12 +20,9 @@ die() {
 }
 note() { echo "reaction: $*" >&2; }
 
-TRANCHE=${1:-build-bench/src/tranche}
-[[ -x "$TRANCHE" ]] || die "no executable tranche binary at $TRANCHE (build it, or pass its path)"
-TRANCHE=$(cd "$(dirname "$TRANCHE")" && pwd)/$(basename "$TRANCHE")
-SIMULATOR=${2:-$(dirname "$(dirname "$TRANCHE")")/bench/agents/tranche-agent-simulator}
-[[ -x "$SIMULATOR" ]] || die "no executable simulator at $SIMULATOR (build tranche-agent-simulator, or pass its path)"
-command -v jq >/dev/null || die "jq is not installed"
+# shellcheck source=bench/lib/binaries.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/binaries.sh"
+find_binaries "$@"
 MEMBERS=${MEMBERS:-10}
 ROUNDS=${ROUNDS:-10}
 for v in MEMBERS ROUNDS; do
