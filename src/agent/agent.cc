@@ -40,7 +40,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-
 std::string read_first_line(const fs::path& path) {
   std::ifstream in(path);
   std::string line;

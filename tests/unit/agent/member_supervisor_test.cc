@@ -51,7 +51,7 @@ class ScriptedDriver final : public Driver {
       return fail(ErrorCode::kUnavailable, "cannot start " + spec.command.at(0));
     }
     started.push_back(spec);
-    return MemberProcess{spec.member, next_pid++, 1, {{"main", 20000 + static_cast<int>(started.size())}}, log_dir};
+    return MemberProcess{spec.member, next_pid_++, 1, {{"main", 20000 + static_cast<int>(started.size())}}, log_dir};
   }
 
   void begin_stop(const MemberProcess& process, std::chrono::milliseconds grace) override {
@@ -60,13 +60,13 @@ class ScriptedDriver final : public Driver {
 
   ProcessStatus poll(const MemberProcess& process) override {
     ++polls;
-    auto it = exited.find(process.pid);
-    return it == exited.end() ? ProcessStatus{} : it->second;
+    auto it = exited_.find(process.pid);
+    return it == exited_.end() ? ProcessStatus{} : it->second;
   }
 
   void rotate_logs(const MemberProcess&) override {}
 
-  void exit(int64_t pid, std::optional<int> code = 0) { exited[pid] = {ProcessState::kExited, code, std::nullopt}; }
+  void exit(int64_t pid, std::optional<int> code = 0) { exited_[pid] = {ProcessState::kExited, code, std::nullopt}; }
 
   struct Stop {
     int64_t pid;
@@ -80,8 +80,8 @@ class ScriptedDriver final : public Driver {
 
  private:
   const RecordingSession& session_;
-  std::map<int64_t, ProcessStatus> exited;
-  int64_t next_pid = 100;
+  std::map<int64_t, ProcessStatus> exited_;
+  int64_t next_pid_ = 100;
 };
 
 protocol::StartSpec web_start() {
