@@ -219,7 +219,7 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   add("GET", v1 + "/applications", Role::kViewer,
       [this](const Params& p) { return ok(apps_.list_applications(p.principal.app)); });
   add("GET", v1 + "/applications/{app}", Role::kViewer,
-      [this](const Params& p) { return application_view(p.path.at("app")); });
+      [this](const Params& p) { return application_view(p); });
   add("DELETE", v1 + "/applications/{app}", Role::kOperator, [this](const Params& p) {
     return ok(apps_.undeploy(p.path.at("app"), Caller{p.principal.name, "DELETE " + p.request.path}));
   });

@@ -84,8 +84,8 @@ class ControllerApi {
   // GET /members. Each answer is kept in views_ (view_cache.h: given again
   // while no event was committed since, for at most kViewLifetime), so a
   // view is rendered a few times a second at most, however often it is
-  // asked for.
-  Result<Response> application_view(const std::string& app);
+  // asked for; a large one is given gzip-compressed to callers that accept it.
+  Result<Response> application_view(const Params& p);
   Result<Response> members_view(const Params& p);
   ViewCache views_{kViewLifetime};
   std::atomic<uint64_t> last_seq_{0};  // the newest committed event, kept by a store watch

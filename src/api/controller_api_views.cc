@@ -15,8 +15,19 @@ namespace {
 
 using nlohmann::json;
 
-Response ok_json(const json& body) {
-  return Response{200, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
+std::string dump(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// `Vary`: the body depends on the caller's Accept-Encoding, which a cache
+// between caller and controller must know.
+Response kept_response(KeptAnswer kept) {
+  Response response{200, "application/json", std::move(kept.body)};
+  response.headers.emplace_back("Vary", "Accept-Encoding");
+  if (kept.gzipped) {
+    response.headers.emplace_back("Content-Encoding", "gzip");
+  }
+  return response;
 }
 
 std::optional<std::string> query_value(const Request& r, const std::string& key) {
@@ -49,12 +60,13 @@ Result<Fleet::MemberPage> member_page(const Request& r) {
 
 }  // namespace
 
-Result<Response> ControllerApi::application_view(const std::string& app) {
+Result<Response> ControllerApi::application_view(const Params& p) {
+  const std::string& app = p.path.at("app");
   const std::string key = "app\n" + app;
   const uint64_t seq = last_seq_.load();
   const TimePoint now = apps_.clock().now();
-  if (auto kept = views_.find(key, seq, now)) {
-    return Response{200, "application/json", std::move(*kept)};
+  if (auto kept = views_.find(key, seq, now, p.request.accepts_gzip)) {
+    return kept_response(std::move(*kept));
   }
   auto doc = apps_.describe_application(app);
   if (!doc) {
@@ -78,9 +90,7 @@ Result<Response> ControllerApi::application_view(const std::string& app) {
       node["load"] = loads.value(path, json{{"state", "normal"}, {"average", nullptr}, {"scaledDesired", nullptr}});
     }
   }
-  Response response = ok_json(*doc);
-  views_.keep(key, seq, now, response.body);
-  return response;
+  return kept_response(views_.keep(key, seq, now, dump(*doc), p.request.accepts_gzip));
 }
 
 Result<Response> ControllerApi::members_view(const Params& p) {
@@ -96,16 +106,14 @@ Result<Response> ControllerApi::members_view(const Params& p) {
                           "\n" + page->after + "\n" + p.principal.app.value_or("*");
   const uint64_t seq = last_seq_.load();
   const TimePoint now = apps_.clock().now();
-  if (auto kept = views_.find(key, seq, now)) {
-    return Response{200, "application/json", std::move(*kept)};
+  if (auto kept = views_.find(key, seq, now, p.request.accepts_gzip)) {
+    return kept_response(std::move(*kept));
   }
   auto members = fleet_.members_json(query, p.principal.app, *page);
   if (!members) {
     return std::unexpected(members.error());
   }
-  Response response = ok_json(*members);
-  views_.keep(key, seq, now, response.body);
-  return response;
+  return kept_response(views_.keep(key, seq, now, dump(*members), p.request.accepts_gzip));
 }
 
 }  // namespace tranche::api

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/controller_api.h"
+#include "api/gzip.h"
 #include "api/http_server_state.h"
 #include "api/metrics.h"
 #include "store/store.h"
@@ -75,6 +76,8 @@ Request to_request(const http::request<Body>& req) {
   }
   r.authorization = std::string(req[http::field::authorization]);
   r.content_type = std::string(req[http::field::content_type]);
+  const auto accept_encoding = req[http::field::accept_encoding];
+  r.accepts_gzip = accepts_gzip({accept_encoding.data(), accept_encoding.size()});
   if constexpr (std::is_same_v<Body, http::string_body>) {
     r.body = req.body();
   }

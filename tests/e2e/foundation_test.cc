@@ -3,6 +3,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -227,6 +229,41 @@ TEST_F(Foundation, AuthenticationScopesAndLimits) {
   ASSERT_TRUE(too_large.has_value()) << too_large.error().describe();
   EXPECT_EQ(too_large->status, 413);
   EXPECT_EQ(admin.send("GET", "/api/v1/applications")->status, 200) << "still serving after a 413";
+}
+
+// As a browser or `curl --compressed` asks for it: a large application view
+// comes gzip-compressed, and decompressed it is the answer others get.
+TEST_F(Foundation, ALargeApplicationViewIsServedGzippedToClientsThatAcceptIt) {
+  json big{{"application", "big"}, {"clusters", json::array()}};
+  for (int i = 0; i < 80; ++i) {
+    big["clusters"].push_back({{"name", "c" + std::to_string(i)},
+                               {"members", {{"min", 0}, {"max", 1}, {"desired", 0}}},
+                               {"artifact", {{"version", "1"}, {"command", {"tranche-hello"}}}}});
+  }
+  ASSERT_EQ(controller_->cli({"apply", "-f", manifest("big.yaml", big.dump()).string()}).exit_code, 0);
+  const std::string url = controller_->url() + "/api/v1/applications/big";
+  const std::string auth = "Authorization: Bearer " + controller_->admin_token();
+  // Headers, a blank line, then the body (decompressed by curl when it asked for gzip).
+  auto fetch = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{"/usr/bin/curl", "-sS", "-D", "-", "-H", auth};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(url);
+    CliResult r = run(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const size_t end = r.out.find("\r\n\r\n");
+    EXPECT_NE(end, std::string::npos) << r.out;
+    std::string headers = r.out.substr(0, end);
+    std::transform(headers.begin(), headers.end(), headers.begin(), [](unsigned char c) { return std::tolower(c); });
+    return std::pair{headers, end == std::string::npos ? "" : r.out.substr(end + 4)};
+  };
+  const auto [compressed_headers, inflated] = fetch({"--compressed"});
+  EXPECT_NE(compressed_headers.find("content-encoding: gzip"), std::string::npos) << compressed_headers;
+  const auto [plain_headers, plain] = fetch({});
+  EXPECT_EQ(plain_headers.find("content-encoding"), std::string::npos) << plain_headers;
+  EXPECT_NE(plain_headers.find("vary: accept-encoding"), std::string::npos) << plain_headers;
+  ASSERT_GT(plain.size(), 16u * 1024) << "large enough to be compressed";
+  EXPECT_EQ(inflated, plain) << "the same answer (kept: no event in between)";
+  EXPECT_EQ(json::parse(inflated)["name"], "big");
 }
 
 TEST_F(Foundation, EventsFollowDeliversInOrder) {

@@ -35,8 +35,9 @@ class ControllerApiTest : public ::testing::Test {
   }
 
   Response call(const std::string& method, const std::string& target, const std::string& bearer,
-                const std::string& body = {}) {
+                const std::string& body = {}, bool accepts_gzip = false) {
     Request r;
+    r.accepts_gzip = accepts_gzip;
     r.method = method;
     const size_t q = target.find('?');
     r.path = target.substr(0, q);
@@ -423,6 +424,39 @@ TEST_F(ControllerApiTest, ReadViewsAreRenderedAgainAfterAnEventOrTheirLifetime) 
   EXPECT_EQ(web["members"]["count"], 3) << "rendered again after an event";
   EXPECT_EQ(web["autoscaling"]["effective"], "off");
   EXPECT_EQ(call("GET", "/api/v1/applications/none", admin_).status, 404);
+}
+
+std::optional<std::string> header(const Response& r, const std::string& name) {
+  for (const auto& [field, value] : r.headers) {
+    if (field == name) {
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+TEST_F(ControllerApiTest, ALargeViewIsGivenGzippedToACallerThatAcceptsIt) {
+  json manifest{{"application", "big"}, {"clusters", json::array()}};
+  for (int i = 0; i < 80; ++i) {
+    manifest["clusters"].push_back(
+        {{"name", "c" + std::to_string(i)}, {"artifact", {{"version", "1"}, {"command", {"web"}}}}});
+  }
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, manifest.dump()).status, 201);
+  const Response plain = call("GET", "/api/v1/applications/big", admin_);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  ASSERT_GT(plain.body.size(), ViewCache::kGzipAbove) << "large enough to be kept compressed";
+  EXPECT_EQ(header(plain, "Content-Encoding"), std::nullopt);
+  EXPECT_EQ(header(plain, "Vary"), "Accept-Encoding") << "what a cache on the way must know";
+  const Response packed = call("GET", "/api/v1/applications/big", admin_, {}, /*accepts_gzip=*/true);
+  ASSERT_EQ(packed.status, 200);
+  EXPECT_EQ(header(packed, "Content-Encoding"), "gzip");
+  EXPECT_EQ(packed.body, gzip(plain.body)) << "the same answer, compressed";
+  EXPECT_LT(packed.body.size() * 5, plain.body.size());
+
+  ASSERT_EQ(call("POST", "/api/v1/applications", admin_, kManifest).status, 201);
+  const Response small = call("GET", "/api/v1/applications/shop", admin_, {}, true);
+  EXPECT_EQ(header(small, "Content-Encoding"), std::nullopt) << "a small answer is given as it is";
+  EXPECT_EQ(json::parse(small.body)["name"], "shop");
 }
 
 TEST_F(ControllerApiTest, MembersPageWithACursorAndRefuseABadLimitNamingIt) {
