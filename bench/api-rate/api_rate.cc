@@ -9,14 +9,17 @@
 //   tranche-api-rate --url http://127.0.0.1:PORT --path /api/v1/... [--path ...]
 //                    [--rate 2000] [--duration 30s] [--warmup 5s]
 //                    [--token-file F] [--connections 64] [--timeout 5s]
+//                    [--accept-encoding gzip]
 //
 // Paths are asked in turn. Requests wait for one of at most --connections
 // keep-alive connections (opened as needed); the wait counts in their
 // latency, and one that waited longer than --timeout is not sent at all.
 // Loopback only. Prints one JSON line {"bench":"api-rate", ...}: per path
 // and overall, the count, the answers that were not 200 (by status, "io" for
-// a failed connection or a timeout, "not sent") and the latency percentiles
-// in ms of the requests due after the warm-up.
+// a failed connection or a timeout, "not sent"), the latency percentiles in
+// ms of the requests due after the warm-up, and the answers' mean body size
+// as sent and how many came gzip-compressed (--accept-encoding asks for it,
+// as browsers and `curl --compressed` do; the body is not decompressed).
 
 #include <utility>
 
@@ -56,13 +59,15 @@ struct Options {
   Clock::duration timeout = std::chrono::seconds(5);
   std::string token;
   size_t connections = 64;
+  std::string accept_encoding;  // empty: no Accept-Encoding field
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr,
                "tranche-api-rate: %s\n"
                "usage: tranche-api-rate --url http://127.0.0.1:PORT --path PATH [--path PATH ...] [--rate R]\n"
-               "       [--duration D] [--warmup D] [--timeout D] [--token-file F] [--connections N]\n",
+               "       [--duration D] [--warmup D] [--timeout D] [--token-file F] [--connections N]\n"
+               "       [--accept-encoding CODINGS]\n",
                message.c_str());
   std::exit(2);
 }
@@ -126,6 +131,8 @@ Options parse_options(int argc, char** argv) {
       if (o.connections < 1 || o.connections > 1000) {
         usage_error("--connections: between 1 and 1000");
       }
+    } else if (flag == "--accept-encoding") {
+      o.accept_encoding = value;
     } else if (flag == "--token-file") {
       std::ifstream in(value);
       if (!std::getline(in, o.token)) {
@@ -160,6 +167,9 @@ struct PathTally {
   std::vector<double> latencies_ms;  // of the requests due after the warm-up
   std::map<std::string, size_t> failures;
   size_t count = 0;
+  size_t answered = 0;  // with a 200
+  size_t body_bytes = 0;  // of those, as sent
+  size_t gzipped = 0;     // of those, with Content-Encoding: gzip
 };
 
 class FixedRate {
@@ -199,10 +209,14 @@ class FixedRate {
       for (const auto& [kind, n] : tallies_[p].failures) {
         all.failures[kind] += n;
       }
+      all.answered += tallies_[p].answered;
+      all.body_bytes += tallies_[p].body_bytes;
+      all.gzipped += tallies_[p].gzipped;
     }
     const double seconds = std::chrono::duration<double>(options_.duration - options_.warmup).count();
     json out = {{"bench", "api-rate"},
                 {"rate", options_.rate},
+                {"accept_encoding", options_.accept_encoding},
                 {"measured_seconds", seconds},
                 {"connections_opened", opened_},
                 {"max_schedule_lag_ms", std::chrono::duration<double, std::milli>(max_lag_).count()},
@@ -220,12 +234,19 @@ class FixedRate {
     auto q = [&](double p) {
       return t.latencies_ms.empty() ? 0.0 : t.latencies_ms[static_cast<size_t>(p * (t.latencies_ms.size() - 1))];
     };
-    return {{"count", t.count},     {"failures", t.failures}, {"p50_ms", q(0.5)},
-            {"p90_ms", q(0.9)},     {"p99_ms", q(0.99)},      {"p999_ms", q(0.999)},
-            {"max_ms", q(1.0)}};
+    return {{"count", t.count},
+            {"failures", t.failures},
+            {"p50_ms", q(0.5)},
+            {"p90_ms", q(0.9)},
+            {"p99_ms", q(0.99)},
+            {"p999_ms", q(0.999)},
+            {"max_ms", q(1.0)},
+            {"body_bytes_mean", t.answered == 0 ? 0 : t.body_bytes / t.answered},
+            {"gzipped", t.gzipped}};
   }
 
-  void record(const Due& due, Clock::time_point done, const std::string& failure) {
+  void record(const Due& due, Clock::time_point done, const std::string& failure,
+              const http::response<http::string_body>* answer = nullptr) {
     if (due.at < start_ + options_.warmup) {
       return;
     }
@@ -234,6 +255,10 @@ class FixedRate {
     t.latencies_ms.push_back(std::chrono::duration<double, std::milli>(done - due.at).count());
     if (!failure.empty()) {
       ++t.failures[failure];
+    } else if (answer != nullptr) {
+      ++t.answered;
+      t.body_bytes += answer->body().size();
+      t.gzipped += (*answer)[http::field::content_encoding] == "gzip" ? 1 : 0;
     }
   }
 
@@ -281,13 +306,16 @@ class FixedRate {
       if (!options_.token.empty()) {
         req.set(http::field::authorization, "Bearer " + options_.token);
       }
+      if (!options_.accept_encoding.empty()) {
+        req.set(http::field::accept_encoding, options_.accept_encoding);
+      }
       req.keep_alive(true);
       co_await http::async_write(conn->stream, req, asio::redirect_error(asio::use_awaitable, ec));
     }
     if (!ec) {
       co_await http::async_read(conn->stream, conn->buffer, res, asio::redirect_error(asio::use_awaitable, ec));
     }
-    record(due, Clock::now(), ec ? "io" : res.result_int() != 200 ? std::to_string(res.result_int()) : "");
+    record(due, Clock::now(), ec ? "io" : res.result_int() != 200 ? std::to_string(res.result_int()) : "", &res);
     if (ec || !res.keep_alive()) {
       beast::error_code ignored;
       conn->stream.socket().close(ignored);

@@ -18,6 +18,10 @@
 #   CONNECTIONS (64)        the generator's connections at most
 #   MEMBERS_LIMIT           when set, the members request asks for one page
 #                           of that many (`&limit=N`); unset: the whole cluster
+#   ACCEPT_ENCODING (gzip)  the requests' Accept-Encoding, as browsers and
+#                           `curl --compressed` send it; empty: none (every
+#                           answer uncompressed, as before the controller
+#                           compressed large views)
 #   HEARTBEAT (2s)          the controller's --heartbeat-interval
 #   SIM_THREADS (2)         simulator io threads
 #   ACTIVE_TIMEOUT          deadline for every member Active (120 s + members/20 s)
@@ -51,6 +55,7 @@ RATE=${RATE:-2000}
 DURATION=${DURATION:-30s}
 WARMUP=${WARMUP:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
+ACCEPT_ENCODING=${ACCEPT_ENCODING-gzip}
 HEARTBEAT=${HEARTBEAT:-2s}
 SIM_THREADS=${SIM_THREADS:-2}
 CLI_TIMEOUT=${CLI_TIMEOUT:-20}
@@ -121,7 +126,7 @@ sleep 10 # a quiet period: the load starts on a settled fleet
 CPU_BEFORE=$(awk '{print $14 + $15}' "/proc/$CONTROLLER_PID/stat")
 T0=$SECONDS
 "$GENERATOR" --url "$URL" --token-file "$DATA/admin.token" --rate "$RATE" --duration "$DURATION" \
-  --warmup "$WARMUP" --connections "$CONNECTIONS" \
+  --warmup "$WARMUP" --connections "$CONNECTIONS" ${ACCEPT_ENCODING:+--accept-encoding "$ACCEPT_ENCODING"} \
   --path "/api/v1/applications/$APP" --path "/api/v1/members?app=$APP&cluster=c0${MEMBERS_LIMIT:+&limit=$MEMBERS_LIMIT}" \
   >"$WORK/rate.json" ||
   die "the generator failed"
@@ -138,12 +143,14 @@ o() { jq -r ".overall.$1" <<<"$R"; }
 echo "api-rate (quality.md P4): $RATE req/s for $DURATION (first $WARMUP not counted), $M members on $HOSTS simulated hosts heartbeating every $HEARTBEAT"
 echo "machine: $MACHINE; build: $BUILD"
 echo
-echo "| path | answers | not 200 | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "Accept-Encoding: ${ACCEPT_ENCODING:-(none)}"
+echo
+echo "| path | answers | not 200 | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | body bytes, mean | gzipped |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for i in 0 1; do
-  echo "| $(p $i path) | $(p $i count) | $(jq -c ".paths[$i].failures" <<<"$R") | $(p $i p50_ms) | $(p $i p99_ms) | $(p $i p999_ms) | $(p $i max_ms) |"
+  echo "| $(p $i path) | $(p $i count) | $(jq -c ".paths[$i].failures" <<<"$R") | $(p $i p50_ms) | $(p $i p99_ms) | $(p $i p999_ms) | $(p $i max_ms) | $(p $i body_bytes_mean) | $(p $i gzipped) |"
 done
-echo "| both | $(o count) | $(jq -c .overall.failures <<<"$R") | $(o p50_ms) | $(o p99_ms) | $(o p999_ms) | $(o max_ms) |"
+echo "| both | $(o count) | $(jq -c .overall.failures <<<"$R") | $(o p50_ms) | $(o p99_ms) | $(o p999_ms) | $(o max_ms) | $(o body_bytes_mean) | $(o gzipped) |"
 echo
 echo "controller CPU during the load: $CPU_PCT % of one core; hosts found Unreachable: $UNREACHABLE_HOSTS"
 jq -c --arg machine "$MACHINE" --arg build "$BUILD" --argjson m "$M" --argjson hosts "$HOSTS" \
