@@ -17,7 +17,7 @@ struct Request {
   std::map<std::string, std::string> query;
   std::string authorization;  // the Authorization header, verbatim
   std::string content_type;
-  bool accepts_gzip = false;  // Accept-Encoding admits gzip (gzip.h)
+  bool accepts_gzip = false;  // Accept-Encoding admits gzip (common/gzip.h)
   std::string body;
 };
 

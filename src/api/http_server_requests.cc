@@ -21,9 +21,9 @@
 #include <nlohmann/json.hpp>
 
 #include "api/controller_api.h"
-#include "api/gzip.h"
 #include "api/http_server_state.h"
 #include "api/metrics.h"
+#include "common/gzip.h"
 #include "store/store.h"
 
 namespace tranche::api {

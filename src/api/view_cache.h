@@ -5,7 +5,7 @@
 // lifetime (plus the time one caller takes to render it again), which bounds
 // how stale what no event announces may be (health, load samples). Every other change of what they show commits an event
 // first, so a caller who changed something sees it on its next read.
-// A large answer is also kept gzip-compressed (gzip.h), compressed once when
+// A large answer is also kept gzip-compressed (common/gzip.h), compressed once when
 // it is kept: a thousand callers a second of a 1 MB view would otherwise
 // cost a thousand compressions, or a gigabyte a second through the sockets.
 // Thread-safe; bounded: past kMaxEntries it starts afresh.
@@ -16,8 +16,8 @@
 #include <optional>
 #include <string>
 
-#include "api/gzip.h"
 #include "common/clock.h"
+#include "common/gzip.h"
 
 namespace tranche::api {
 

@@ -19,6 +19,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/gzip.h"
 #include "common/server_url.h"
 #include "common/time_format.h"
 #include "common/tls_context.h"
@@ -33,6 +34,9 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
 namespace {
+
+// An answer's body at most, as sent and once decompressed.
+constexpr size_t kMaxAnswerBytes = 64 * 1024 * 1024;
 
 // One request's connection to the controller, plain or TLS, with one
 // deadline over all of it: when it passes, the resolver is cancelled and the
@@ -145,6 +149,7 @@ Result<Reply> ApiClient::send(const std::string& method, const std::string& targ
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, url->authority());
   req.set(http::field::user_agent, "tranche-cli");
+  req.set(http::field::accept_encoding, "gzip");  // a large application's view is ~50 times smaller so
   if (!token_.empty()) {
     req.set(http::field::authorization, "Bearer " + token_);
   }
@@ -161,12 +166,22 @@ Result<Reply> ApiClient::send(const std::string& method, const std::string& targ
     // body (413) answers and stops reading before the body is sent.
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
+    parser.body_limit(kMaxAnswerBytes);
     co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       co_return connection.failure("request to " + server_ + target + " failed", ec.message());
     }
-    co_return Reply{static_cast<int>(parser.get().result_int()), parser.get().body()};
+    const auto& answer = parser.get();
+    const int status = static_cast<int>(answer.result_int());
+    if (answer[http::field::content_encoding] != "gzip") {
+      co_return Reply{status, answer.body()};
+    }
+    auto inflated = gunzip(answer.body(), kMaxAnswerBytes);
+    if (!inflated) {
+      co_return fail(ErrorCode::kUnavailable,
+                     "the answer of " + server_ + target + " does not decompress: " + inflated.error().message);
+    }
+    co_return Reply{status, std::move(*inflated)};
   };
   return connection.run<Reply>(exchange);
 }

@@ -264,6 +264,10 @@ TEST_F(Foundation, ALargeApplicationViewIsServedGzippedToClientsThatAcceptIt) {
   ASSERT_GT(plain.size(), 16u * 1024) << "large enough to be compressed";
   EXPECT_EQ(inflated, plain) << "the same answer (kept: no event in between)";
   EXPECT_EQ(json::parse(inflated)["name"], "big");
+  // The CLI asks for gzip too, and reads what it is given.
+  auto described = controller_->cli({"describe", "big/c79"});
+  EXPECT_EQ(described.exit_code, 0) << described.err;
+  EXPECT_NE(described.out.find("c79"), std::string::npos) << described.out;
 }
 
 TEST_F(Foundation, EventsFollowDeliversInOrder) {

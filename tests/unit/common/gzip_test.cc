@@ -1,32 +1,11 @@
-#include "api/gzip.h"
+#include "common/gzip.h"
 
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <string>
 
-namespace tranche::api {
+namespace tranche {
 namespace {
-
-// What a client does with the answer: zlib's inflate, told to expect gzip.
-std::string gunzip(const std::string& data) {
-  z_stream z{};
-  EXPECT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  std::string out;
-  char chunk[4096];
-  int status = Z_OK;
-  while (status == Z_OK) {
-    z.next_out = reinterpret_cast<Bytef*>(chunk);
-    z.avail_out = sizeof chunk;
-    status = inflate(&z, Z_NO_FLUSH);
-    out.append(chunk, sizeof chunk - z.avail_out);
-  }
-  EXPECT_EQ(status, Z_STREAM_END) << "a whole gzip member";
-  inflateEnd(&z);
-  return out;
-}
 
 TEST(Gzip, AClientInflatesWhatWasCompressed) {
   std::string json = "[";
@@ -39,8 +18,21 @@ TEST(Gzip, AClientInflatesWhatWasCompressed) {
   EXPECT_EQ(static_cast<unsigned char>(packed[0]), 0x1f) << "gzip's magic, not zlib's header";
   EXPECT_EQ(static_cast<unsigned char>(packed[1]), 0x8b);
   EXPECT_LT(packed.size() * 5, json.size()) << "repetitive JSON shrinks by far more than 5x";
-  EXPECT_EQ(gunzip(packed), json);
-  EXPECT_EQ(gunzip(gzip("")), "");
+  EXPECT_EQ(gunzip(packed, json.size()), json);
+  EXPECT_EQ(gunzip(gzip(""), 0), "");
+}
+
+TEST(Gzip, WhatIsNotOneWholeBoundedMemberIsAnError) {
+  const std::string data(100000, 'a');
+  const std::string packed = gzip(data);
+  EXPECT_EQ(gunzip(packed, data.size() - 1).error().message, "gzip data inflates to more than 99999 bytes")
+      << "a bound against a bomb";
+  EXPECT_EQ(gunzip(packed.substr(0, packed.size() / 2), data.size()).error().message, "truncated gzip data");
+  EXPECT_EQ(gunzip(packed + "x", data.size()).error().message, "data after the gzip member");
+  std::string corrupt = packed;
+  corrupt[0] = 'x';
+  EXPECT_EQ(gunzip(corrupt, data.size()).error().code, ErrorCode::kInvalid);
+  EXPECT_EQ(gunzip("", 10).error().message, "truncated gzip data");
 }
 
 TEST(Gzip, AcceptEncodingAdmitsGzipUnlessItsWeightIsZero) {
@@ -62,4 +54,4 @@ TEST(Gzip, AcceptEncodingAdmitsGzipUnlessItsWeightIsZero) {
 }
 
 }  // namespace
-}  // namespace tranche::api
+}  // namespace tranche

@@ -1,4 +1,4 @@
-#include "api/gzip.h"
+#include "common/gzip.h"
 
 #define ZLIB_CONST  // next_in is a pointer to const
 #include <zlib.h>
@@ -6,7 +6,7 @@
 #include <optional>
 #include <stdexcept>
 
-namespace tranche::api {
+namespace tranche {
 
 namespace {
 
@@ -83,4 +83,33 @@ std::string gzip(std::string_view data) {
   return out;
 }
 
-}  // namespace tranche::api
+Result<std::string> gunzip(std::string_view data, size_t max_size) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) {  // 15 + 16: a gzip member only
+    throw std::bad_alloc();
+  }
+  z.next_in = reinterpret_cast<const Bytef*>(data.data());
+  z.avail_in = static_cast<uInt>(data.size());
+  std::string out;
+  char chunk[16 * 1024];
+  int status = Z_OK;
+  while (status == Z_OK && out.size() <= max_size) {
+    z.next_out = reinterpret_cast<Bytef*>(chunk);
+    z.avail_out = sizeof chunk;
+    status = inflate(&z, Z_NO_FLUSH);
+    out.append(chunk, sizeof chunk - z.avail_out);
+  }
+  const std::string reason = z.msg != nullptr ? z.msg : "";
+  inflateEnd(&z);
+  if (out.size() > max_size) {
+    return fail(ErrorCode::kInvalid, "gzip data inflates to more than " + std::to_string(max_size) + " bytes");
+  }
+  if (status != Z_STREAM_END || z.avail_in != 0) {
+    return fail(ErrorCode::kInvalid, status == Z_STREAM_END ? "data after the gzip member"
+                                     : reason.empty()       ? "truncated gzip data"
+                                                            : "invalid gzip data: " + reason);
+  }
+  return out;
+}
+
+}  // namespace tranche
