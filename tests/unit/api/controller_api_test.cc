@@ -1,6 +1,8 @@
 #include "api/controller_api.h"
 
 #include "api/console_files.h"
+#include "common/gzip.h"
+#include "engine/events.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -457,6 +459,26 @@ TEST_F(ControllerApiTest, ALargeViewIsGivenGzippedToACallerThatAcceptsIt) {
   const Response small = call("GET", "/api/v1/applications/shop", admin_, {}, true);
   EXPECT_EQ(header(small, "Content-Encoding"), std::nullopt) << "a small answer is given as it is";
   EXPECT_EQ(json::parse(small.body)["name"], "shop");
+}
+
+TEST_F(ControllerApiTest, AnyOtherAnswerOver128KiBIsCompressedForACallerThatAcceptsGzip) {
+  WriteBatch batch;
+  for (int i = 0; i < 1000; ++i) {
+    batch.mutations.push_back(AppendEvent{make_event(clock_.now(), "shop", "shop/web", "", "OperationalStateChanged",
+                                                     "on", "off", std::string(150, 'x'))});
+  }
+  ASSERT_TRUE(store_->commit(batch).has_value());
+  const Response plain = call("GET", "/api/v1/events", admin_);
+  ASSERT_EQ(plain.status, 200);
+  ASSERT_GT(plain.body.size(), 128u * 1024);
+  EXPECT_EQ(header(plain, "Content-Encoding"), std::nullopt);
+  const Response packed = call("GET", "/api/v1/events", admin_, {}, /*accepts_gzip=*/true);
+  EXPECT_EQ(header(packed, "Content-Encoding"), "gzip");
+  EXPECT_EQ(header(packed, "Vary"), "Accept-Encoding");
+  EXPECT_EQ(gunzip(packed.body, 1 << 20), plain.body);
+  const Response page = call("GET", "/api/v1/events?limit=10", admin_, {}, true);
+  EXPECT_EQ(header(page, "Content-Encoding"), std::nullopt) << "a small answer is given as it is";
+  EXPECT_EQ(json::parse(page.body)["items"].size(), 10u);
 }
 
 TEST_F(ControllerApiTest, MembersPageWithACursorAndRefuseABadLimitNamingIt) {
