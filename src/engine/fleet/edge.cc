@@ -246,9 +246,12 @@ void Fleet::receive(const std::string& host_id, protocol::AgentMessage message) 
   const TimePoint arrived = clock_.now();
   deadlines_.arrived(host_id, arrived);  // before any queue or lock: see host_deadlines.h
   // A heartbeat changes something durable only now and then (a member's
-  // pid, health): the next pass takes it. A result waits for its ack, an
-  // event may fail a member: the committer takes those at once.
-  const bool urgent = !std::holds_alternative<protocol::Heartbeat>(message);
+  // pid, health), an ack nothing (its command's result follows): the inbox's
+  // next turn takes them. A result waits for its ack, an event may fail a
+  // member: the committer takes those at once. (A batch's 10,000 acks woke
+  // the committer for nothing.)
+  const bool urgent =
+      std::holds_alternative<protocol::CommandResult>(message) || std::holds_alternative<protocol::AgentEvent>(message);
   inbox_.push({host_id, arrived, std::move(message)});
   if (!committer_attached_.load(std::memory_order_acquire)) {
     (void)flush();

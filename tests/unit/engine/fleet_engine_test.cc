@@ -390,6 +390,20 @@ TEST_F(FleetEngineTest, HeartbeatsWaitForThePassResultsWakeTheCommitter) {
   EXPECT_EQ(a.link->of_type("ack").size(), 1u);
 }
 
+TEST_F(FleetEngineTest, AnAckWakesNobodyAndIsTakenAtTheInboxsTurn) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  int wakes = 0;
+  fleet_->on_staged([&] { ++wakes; });
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Ack{"start:shop/web/1"}));
+  EXPECT_EQ(wakes, 0) << "an ack changes nothing: the committer sleeps on";
+  fleet_->handle_inbox();
+  EXPECT_EQ(wakes, 0) << "and nothing was staged by it";
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, "gone"}));
+  EXPECT_EQ(wakes, 1) << "an event does wake it";
+}
+
 TEST_F(FleetEngineTest, AHeartbeatsHandlingTimeCountsItsWaitForThePass) {
   Joined a = join("a");
   fleet_->on_staged([] {});
