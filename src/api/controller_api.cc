@@ -237,8 +237,7 @@ ControllerApi::ControllerApi(ApplicationService& apps, AccessControl& access, Fl
   });
   add("GET", v1 + "/applications", Role::kViewer,
       [this](const Params& p) { return ok(apps_.list_applications(p.principal.app)); });
-  add("GET", v1 + "/applications/{app}", Role::kViewer,
-      [this](const Params& p) { return application_view(p); });
+  add("GET", v1 + "/applications/{app}", Role::kViewer, [this](const Params& p) { return application_view(p); });
   add("DELETE", v1 + "/applications/{app}", Role::kOperator, [this](const Params& p) {
     return ok(apps_.undeploy(p.path.at("app"), Caller{p.principal.name, "DELETE " + p.request.path}));
   });
@@ -609,9 +608,9 @@ RouteResult ControllerApi::handle(const Request& request) {
   result.response = std::move(answer->response);
   gzip_if_large(result.response, request.accepts_gzip);
   if (answer->deferred) {
-    result.deferred = [deferred = std::move(answer->deferred), gzip = request.accepts_gzip](Reply reply) {
-      deferred([reply = std::move(reply), gzip](Response response) {
-        gzip_if_large(response, gzip);
+    result.deferred = [deferred = std::move(answer->deferred), accepts = request.accepts_gzip](Reply reply) {
+      deferred([reply = std::move(reply), accepts](Response response) {
+        gzip_if_large(response, accepts);
         reply(std::move(response));
       });
     };

@@ -2,13 +2,14 @@
 // Answers of read routes kept between events (ControllerApi's application
 // view and member pages): an answer rendered when the newest committed event
 // was `seq` is given again while that is still the newest and for a
-// lifetime (plus the time one caller takes to render it again), which bounds
-// how stale what no event announces may be (health, load samples). Every other change of what they show commits an event
-// first, so a caller who changed something sees it on its next read.
-// A large answer is also kept gzip-compressed (common/gzip.h), compressed once when
-// it is kept: a thousand callers a second of a 1 MB view would otherwise
-// cost a thousand compressions, or a gigabyte a second through the sockets.
-// Thread-safe; bounded: past kMaxEntries it starts afresh.
+// lifetime (plus the time one caller takes to render it again), which
+// bounds how stale what no event announces may be (health, load samples).
+// Every other change of what they show commits an event first, so a caller
+// who changed something sees it on its next read. A large answer is also
+// kept gzip-compressed (common/gzip.h), compressed once when it is kept: a
+// thousand callers a second of a 1 MB view would otherwise cost a thousand
+// compressions, or a gigabyte a second through the sockets. Thread-safe;
+// bounded: past kMaxEntries it starts afresh.
 
 #include <chrono>
 #include <map>
@@ -83,7 +84,7 @@ class ViewCache {
     uint64_t seq = 0;
     TimePoint at;
     std::string body;
-    std::string gzipped;  // empty: not kept compressed (small)
+    std::string gzipped;    // empty: not kept compressed (small)
     bool renewing = false;  // a caller renders it again
     TimePoint renewing_since;
 

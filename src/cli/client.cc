@@ -173,7 +173,7 @@ Result<Reply> ApiClient::send(const std::string& method, const std::string& targ
     }
     const auto& answer = parser.get();
     const int status = static_cast<int>(answer.result_int());
-    if (answer[http::field::content_encoding] != "gzip") {
+    if (!beast::iequals(answer[http::field::content_encoding], "gzip")) {
       co_return Reply{status, answer.body()};
     }
     auto inflated = gunzip(answer.body(), kMaxAnswerBytes);
