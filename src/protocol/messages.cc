@@ -248,11 +248,17 @@ struct MessageJson {
 
 }  // namespace
 
-std::string Command::type() const {
+namespace {
+
+const char* type_of(const CommandSpec& spec) {
   static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs", "upgradeAgent"};
   static_assert(std::size(kTypes) == std::variant_size_v<CommandSpec>);
   return kTypes[spec.index()];
 }
+
+}  // namespace
+
+std::string Command::type() const { return type_of(spec); }
 
 json to_json(const Hello& m) {
   json members = json::array();
@@ -315,6 +321,27 @@ json to_json(const StatsSpec& s) { return {{"http", endpoint_json(s.http)}}; }
 
 json to_json(const Command& m) {
   return {{"type", "command"}, {"id", m.id}, {"command", m.type()}, {"member", m.member}, {"spec", to_json(m.spec)}};
+}
+
+SpecText spec_text(const CommandSpec& spec) { return {type_of(spec), to_json(spec).dump()}; }
+
+// The keys in the order nlohmann's object (a std::map) writes them; the
+// strings escaped by nlohmann itself.
+std::string command_text(std::string_view id, std::string_view member, const SpecText& spec) {
+  const std::string quoted_id = json(id).dump();
+  const std::string quoted_member = json(member).dump();
+  std::string out;
+  out.reserve(64 + spec.type.size() + quoted_id.size() + quoted_member.size() + spec.json.size());
+  out += R"({"command":")";
+  out += spec.type;  // a fixed word: nothing to escape
+  out += R"(","id":)";
+  out += quoted_id;
+  out += R"(,"member":)";
+  out += quoted_member;
+  out += R"(,"spec":)";
+  out += spec.json;
+  out += R"(,"type":"command"})";
+  return out;
 }
 
 json to_json(const Ack& m) { return {{"type", "ack"}, {"id", m.id}}; }

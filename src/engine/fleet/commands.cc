@@ -37,18 +37,24 @@ protocol::StartSpec Fleet::start_spec(const MemberEntry& m, const ClusterSpec& c
 }
 
 void Fleet::send(HostEntry& h, const protocol::Command& command) {
+  if (h.link) {
+    send(h, protocol::to_json(command).dump());
+  }
+}
+
+void Fleet::send(HostEntry& h, std::string text) {
   if (!h.link) {
     return;
   }
   if (!collecting_) {
-    h.link->send(protocol::to_json(command).dump());
+    h.link->send(std::move(text));
     return;
   }
   Outgoing& out = outbox_[h.link.get()];
   if (!out.link) {
     out.link = h.link;
   }
-  out.messages.push_back(protocol::to_json(command).dump());
+  out.messages.push_back(std::move(text));
   // The connections write what is collected so far while the rest is built.
   if (++collected_ >= kCollectedPerHandOff) {
     send_collected();
@@ -59,10 +65,27 @@ void Fleet::send(HostEntry& h, const protocol::Command& command) {
 void Fleet::send_collected() {
   collecting_ = false;
   collected_ = 0;
+  spec_texts_.clear();
   for (auto& [raw, out] : outbox_) {
     out.link->send_all(std::move(out.messages));
   }
   outbox_.clear();
+}
+
+// start_spec() reads only the member's application, cluster and revision.
+template <class MakeSpec>
+const protocol::SpecText& Fleet::spec_text(char kind, const MemberEntry& m, const MakeSpec& make) {
+  std::string key = m.record.app;
+  key += '\n';
+  key += m.record.cluster;
+  key += '\n';
+  key += std::to_string(m.record.revision);
+  key += kind;
+  auto it = spec_texts_.find(key);
+  if (it == spec_texts_.end()) {
+    it = spec_texts_.emplace(std::move(key), protocol::spec_text(make())).first;
+  }
+  return it->second;
 }
 
 // The command that the member's current state calls for, once per link.
@@ -74,32 +97,35 @@ void Fleet::send_outstanding(MemberEntry& m) {
   if (host == hosts_.end() || !host->second.link) {
     return;
   }
+  const ClusterSpec* spec = cluster_spec(m);
+  const auto hook = [&](const std::vector<std::string> Hooks::*which) {
+    return spec ? spec->hooks.*which : std::vector<std::string>{};
+  };
+  const int64_t grace = options_.stop_grace.count();
   if (m.state == MemberState::kStarting) {
-    const ClusterSpec* spec = cluster_spec(m);
     if (!spec) {
       return;
     }
-    send(host->second, protocol::Command{"start:" + m.record.id, m.record.id, start_spec(m, *spec)});
+    const auto& text = spec_text('s', m, [&] { return start_spec(m, *spec); });
+    send(host->second, protocol::command_text("start:" + m.record.id, m.record.id, text));
   } else if ((m.state == MemberState::kMaintenance || m.state == MemberState::kUpdating ||
               m.state == MemberState::kStopping) &&
              !out_of_traffic(m)) {
     return;  // its load balancer still sends it requests: drained first
   } else if (m.state == MemberState::kMaintenance) {
-    const ClusterSpec* spec = cluster_spec(m);
-    protocol::MaintenanceSpec maintenance{options_.stop_grace.count(),
-                                          spec ? spec->hooks.maintenance : std::vector<std::string>{}};
-    send(host->second, protocol::Command{maintenance_command_id(m), m.record.id, std::move(maintenance)});
+    const auto& text =
+        spec_text('m', m, [&] { return protocol::MaintenanceSpec{grace, hook(&Hooks::maintenance)}; });
+    send(host->second, protocol::command_text(maintenance_command_id(m), m.record.id, text));
   } else if (m.state == MemberState::kUpdating) {
-    const ClusterSpec* spec = cluster_spec(m);
     if (!spec) {
       return;
     }
-    protocol::UpdateSpec update{start_spec(m, *spec), spec->hooks.update, options_.stop_grace.count()};
-    send(host->second, protocol::Command{update_command_id(m), m.record.id, std::move(update)});
+    const auto& text =
+        spec_text('u', m, [&] { return protocol::UpdateSpec{start_spec(m, *spec), spec->hooks.update, grace}; });
+    send(host->second, protocol::command_text(update_command_id(m), m.record.id, text));
   } else if (m.state == MemberState::kStopping) {
-    const ClusterSpec* spec = cluster_spec(m);
-    protocol::StopSpec stop{options_.stop_grace.count(), spec ? spec->hooks.drain : std::vector<std::string>{}};
-    send(host->second, protocol::Command{"stop:" + m.record.id, m.record.id, std::move(stop)});
+    const auto& text = spec_text('x', m, [&] { return protocol::StopSpec{grace, hook(&Hooks::drain)}; });
+    send(host->second, protocol::command_text("stop:" + m.record.id, m.record.id, text));
   } else {
     return;
   }

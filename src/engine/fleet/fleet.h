@@ -440,6 +440,14 @@ class Fleet {
   Status create_member(const ClusterRef& cluster, int64_t revision, const std::string& reason = {});
   void send_outstanding(MemberEntry& m);
   void send(HostEntry& h, const protocol::Command& command);
+  void send(HostEntry& h, std::string text);
+  // The spec of one kind of command for the member's cluster at its
+  // revision, made once per hand-off (send_collected() forgets them): the
+  // same for every member there, and a batch of 10,000 would build it 10,000
+  // times.
+  template <class MakeSpec>
+  const protocol::SpecText& spec_text(char kind, const MemberEntry& m, const MakeSpec& make);
+  std::unordered_map<std::string, protocol::SpecText> spec_texts_;
   // While a dispatch runs, send() collects each agent's commands here, and
   // they go out as one batch per agent when it ends (send_all).
   struct Outgoing {

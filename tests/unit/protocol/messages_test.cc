@@ -141,6 +141,7 @@ TEST(Messages, EveryCommandRoundTrips) {
     EXPECT_EQ(back->type(), c.type());
     EXPECT_EQ(back->spec, c.spec) << wire.dump();
     EXPECT_EQ(to_json(*back).dump(), wire.dump());
+    EXPECT_EQ(command_text(c.id, c.member, spec_text(c.spec)), wire.dump()) << "joined from the spec's text";
   }
   EXPECT_EQ(commands[0].type(), "start");
   EXPECT_EQ(commands[4].type(), "update");
@@ -148,6 +149,16 @@ TEST(Messages, EveryCommandRoundTrips) {
   EXPECT_EQ(commands[8].type(), "maintenance");
   EXPECT_EQ(commands[10].type(), "logs");
   EXPECT_EQ(commands[6].header().type, "stop");
+}
+
+// The join escapes ids and members as the document does, whatever they hold.
+TEST(Messages, ACommandJoinedFromItsSpecsTextIsTheDocumentsText) {
+  const SpecText maintenance = spec_text(MaintenanceSpec{3000, {"./fsck", "--\"all\""}});
+  EXPECT_EQ(maintenance.type, "maintenance");
+  for (const std::string odd : {"", "quote\"back\\slash", "tab\tnew\nline\x01", "caf\xc3\xa9 \xe2\x9c\x93", "/"}) {
+    const Command c{"maintenance:" + odd, odd, MaintenanceSpec{3000, {"./fsck", "--\"all\""}}};
+    EXPECT_EQ(command_text(c.id, c.member, maintenance), to_json(c).dump()) << odd;
+  }
 }
 
 // ---- the previous build's wire -----------------------------------------------------
