@@ -97,12 +97,14 @@ void Fleet::send_outstanding(MemberEntry& m) {
   if (host == hosts_.end() || !host->second.link) {
     return;
   }
-  const ClusterSpec* spec = cluster_spec(m);
+  // A hook of the member's cluster; none when its revision cannot be read.
   const auto hook = [&](const std::vector<std::string> Hooks::*which) {
+    const ClusterSpec* spec = cluster_spec(m);
     return spec ? spec->hooks.*which : std::vector<std::string>{};
   };
   const int64_t grace = options_.stop_grace.count();
   if (m.state == MemberState::kStarting) {
+    const ClusterSpec* spec = cluster_spec(m);
     if (!spec) {
       return;
     }
@@ -117,6 +119,7 @@ void Fleet::send_outstanding(MemberEntry& m) {
         spec_text('m', m, [&] { return protocol::MaintenanceSpec{grace, hook(&Hooks::maintenance)}; });
     send(host->second, protocol::command_text(maintenance_command_id(m), m.record.id, text));
   } else if (m.state == MemberState::kUpdating) {
+    const ClusterSpec* spec = cluster_spec(m);
     if (!spec) {
       return;
     }
