@@ -246,10 +246,6 @@ struct MessageJson {
   }
 };
 
-}  // namespace
-
-namespace {
-
 const char* type_of(const CommandSpec& spec) {
   static constexpr const char* kTypes[] = {"start", "stop", "maintenance", "update", "logs", "upgradeAgent"};
   static_assert(std::size(kTypes) == std::variant_size_v<CommandSpec>);

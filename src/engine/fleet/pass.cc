@@ -123,7 +123,7 @@ void Fleet::forget_unused_revisions(const std::vector<ApplicationRecord>& apps) 
   for (const auto& app : apps) {
     running.emplace(app.name, app.current_revision);
   }
-  std::pair<std::string, int64_t> key;
+  std::pair<std::string, int64_t> key;  // looked up first: an insert would build a node per member
   for (const auto& [id, m] : members_) {
     key.first = m.record.app;
     key.second = m.record.revision;
