@@ -1,7 +1,6 @@
 // tranche: one binary for the controller, the agent (later) and the client
 // commands. Exit status: 0 success, 1 refused or failed, 2 usage error.
 
-#include <charconv>
 #include <cstdint>
 #include <iostream>
 #include <limits>
@@ -76,16 +75,8 @@ int main(int argc, char** argv) {
   agt->add_option("--labels", labels, "k=v,k=v: host labels for placement");
   // CLI::PositiveNumber's refusal printed its range as a 300-digit double.
   agt->add_option("--slots", agent.slots, "capacity units for members (default 64)")
-      ->check(CLI::Validator(
-          [](const std::string& text) {
-            int64_t n = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            return ec == std::errc() && end == text.data() + text.size() && n >= 1
-                       ? std::string()
-                       : "expected a whole number of capacity units from 1 to " +
-                             std::to_string(std::numeric_limits<int64_t>::max()) + ", got '" + text + "'";
-          },
-          "N"));
+      ->check(tranche::cli::whole_number_from_1("expected a whole number of capacity units from 1 to " +
+                                                std::to_string(std::numeric_limits<int64_t>::max())));
   agt->add_option("--state-dir", agent.state_dir, "journal and member logs (default ./tranche-agent)");
   // Tests play an older or an unknown agent with it (docs/upgrading.md); not in --help.
   agt->add_option("--protocol", agent.protocol, "speak only this protocol version")

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -341,6 +342,17 @@ int cmd_version(const Session& s) {
 }
 
 }  // namespace
+
+CLI::Validator whole_number_from_1(std::string expected) {
+  return CLI::Validator(
+      [expected = std::move(expected)](const std::string& text) {
+        int64_t n = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        return ec == std::errc() && end == text.data() + text.size() && n >= 1 ? std::string()
+                                                                               : expected + ", got '" + text + "'";
+      },
+      "N");
+}
 
 void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code) {
   // The options are global so that they may come before or after the command.

@@ -5,6 +5,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace tranche::cli {
@@ -19,5 +20,9 @@ struct ClientOptions {
 
 // Each command stores its exit status (0, 1) in `exit_code` when it runs.
 void add_client_commands(CLI::App& app, ClientOptions& options, int& exit_code);
+
+// A flag's check: a whole number from 1 (an int64_t); a refusal says
+// `expected` and then ", got 'TEXT'".
+CLI::Validator whole_number_from_1(std::string expected);
 
 }  // namespace tranche::cli

@@ -7,7 +7,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
@@ -288,15 +287,7 @@ void add_rollout_verbs(CLI::App& app, ClientOptions& options, int& exit_code) {
   auto* undo = rollout->add_subcommand("undo", "a new rollout back to an earlier revision");
   undo->add_option("APP", args->undo_app, "application")->required();
   undo->add_option("--to-revision", args->undo_to, "revision to go back to (default: the previous one)")
-      ->check(CLI::Validator(
-          [](const std::string& text) {
-            int64_t n = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            return ec == std::errc() && end == text.data() + text.size() && n >= 1
-                       ? std::string()
-                       : "a revision is a number from 1, got '" + text + "'";
-          },
-          "N"));
+      ->check(whole_number_from_1("a revision is a number from 1"));
   undo->callback(run([=](const Session& s) { return cmd_rollout_undo(s, args->undo_app, args->undo_to); }));
 
   auto* update = app.add_subcommand("update", "a new revision with one cluster's artifact version changed");
