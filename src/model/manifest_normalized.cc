@@ -162,14 +162,16 @@ using manifest_detail::cluster_json;
 using manifest_detail::group_fields_json;
 using manifest_detail::json;
 
-json group_json(const GroupSpec& g) {
-  json j = group_fields_json(g);
+// A node's children, groups then clusters, as an application and a group
+// both hold them.
+template <class Node>
+json with_children(json j, const Node& node) {
   j["groups"] = json::array();
-  for (const auto& sub : g.groups) {
-    j["groups"].push_back(group_json(sub));
+  for (const auto& g : node.groups) {
+    j["groups"].push_back(with_children(group_fields_json(g), g));
   }
   j["clusters"] = json::array();
-  for (const auto& c : g.clusters) {
+  for (const auto& c : node.clusters) {
     j["clusters"].push_back(cluster_json(c));
   }
   return j;
@@ -177,18 +179,7 @@ json group_json(const GroupSpec& g) {
 
 }  // namespace
 
-nlohmann::json to_json(const ApplicationSpec& spec) {
-  json j = application_fields_json(spec);
-  j["groups"] = json::array();
-  for (const auto& g : spec.groups) {
-    j["groups"].push_back(group_json(g));
-  }
-  j["clusters"] = json::array();
-  for (const auto& c : spec.clusters) {
-    j["clusters"].push_back(cluster_json(c));
-  }
-  return j;
-}
+nlohmann::json to_json(const ApplicationSpec& spec) { return with_children(application_fields_json(spec), spec); }
 
 bool same_member_template(const ClusterSpec& a, const ClusterSpec& b) {
   const json ja = cluster_json(a);
