@@ -103,7 +103,11 @@ void Fleet::send_outstanding(MemberEntry& m) {
     return spec ? spec->hooks.*which : std::vector<std::string>{};
   };
   const int64_t grace = options_.stop_grace.count();
-  if (m.state == MemberState::kStarting) {
+  if (m.state == MemberState::kStarting && m.record.pid) {
+    // Started already: its start's result is in, or the agent started it
+    // itself (an in-place update, a maintenance restart, a host back with it
+    // running). A start would only bring back the first start's result.
+  } else if (m.state == MemberState::kStarting) {
     const ClusterSpec* spec = cluster_spec(m);
     if (!spec) {
       return;

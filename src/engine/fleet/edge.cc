@@ -392,10 +392,6 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
     agent_upgrade_outcome(h, result.id, result.ok, result.message);
     return;
   }
-  if (result.id.starts_with("upgradeAgent:")) {
-    agent_upgrade_outcome(h, result.id, result.ok, result.message);
-    return;
-  }
   if (result.id.starts_with("logs:")) {
     if (auto it = log_requests_.find(result.id); it != log_requests_.end()) {
       LogRequest request = std::move(it->second);

@@ -242,7 +242,7 @@ class Fleet {
     bool healthy = false;
     std::optional<TimePoint> healthy_since;
     std::optional<protocol::MemberStats> stats;
-    bool command_sent = false;  // the command of the current state went out on the current link
+    bool command_sent = false;  // what its current state calls for went out on the current link, or nothing is owed
     uint64_t generation = 0;    // of the group its latest change was staged in
     ClusterLoad* load = nullptr;  // its cluster's, once it reported one (loads_ never erases)
     // It was Active when its host fell silent: if the host comes back still

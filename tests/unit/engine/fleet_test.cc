@@ -329,11 +329,11 @@ TEST_F(FleetTest, ARestartedControllerResendsWhatIsOutstanding) {
   auto restarted = make_fleet();  // same store, fresh memory
   auto link = reconnect(a, {{"shop/web/1", 1, "Running", 1}}, restarted.get());
   restarted->tick();
-  // Both are still Starting; the same command ids go out again and the agent
-  // answers them from its journal.
+  // Both are still Starting. web/2's start has no result yet: the same command
+  // id goes out again and the agent answers it from its journal. web/1 runs.
   const auto starts = link->of_type("command", "start");
-  ASSERT_EQ(starts.size(), 2u);
-  EXPECT_EQ(starts[0]["id"], "start:shop/web/1");
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0]["id"], "start:shop/web/2");
   EXPECT_EQ(states().size(), 2u) << "no member created twice";
 }
 
@@ -725,6 +725,46 @@ TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
     EXPECT_EQ(m.version, "2") << m.id;
     EXPECT_EQ(m.state, "Active") << m.id;
   }
+}
+
+// The agent restarts a member itself when it updates it in place or takes it
+// through a maintenance: a start command afterwards would only bring back the
+// first start's result (four frames per member and change, for nothing).
+TEST_F(FleetRolloutTest, AMemberTheAgentRestartedItselfGetsNoStartCommand) {
+  Joined a = join("a");
+  apply(rollout_app("1", "{method: in-place, maxUnavailable: 2, minReadySeconds: 0}"));
+  fleet_->tick();
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+  ASSERT_EQ(a.link->of_type("command", "start").size(), 2u);
+
+  apply(rollout_app("2", "{method: in-place, maxUnavailable: 2, minReadySeconds: 0}"));
+  fleet_->tick();
+  const auto updates = a.link->of_type("command", "update");
+  ASSERT_EQ(updates.size(), 2u);
+  for (const auto& c : updates) {
+    result(a, c["id"], true, json{{"pid", 101}, {"ports", json::object()}});
+  }
+  fleet_->tick();
+  EXPECT_EQ(states()["shop/web/1"], "Starting");
+  EXPECT_EQ(a.link->of_type("command", "start").size(), 2u) << "updated in place: not started again";
+  healthy(a);
+  fleet_->tick();
+  fleet_->tick();
+  ASSERT_EQ(phase(), "Succeeded");
+
+  auto restart = parse_operational_change({{"maintenance", "restart"}, {"allAtOnce", true}});
+  ASSERT_TRUE(apps_->set_operational_state("shop", *restart, {"t", "t"}).has_value());
+  fleet_->tick();
+  const auto maintenances = a.link->of_type("command", "maintenance");
+  ASSERT_EQ(maintenances.size(), 2u);
+  for (const auto& c : maintenances) {
+    deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"resumed", c["member"], std::nullopt, "ok"}));
+  }
+  fleet_->tick();
+  EXPECT_EQ(states()["shop/web/2"], "Starting");
+  EXPECT_EQ(a.link->of_type("command", "start").size(), 2u) << "resumed after maintenance: not started again";
 }
 
 TEST_F(FleetRolloutTest, AFailingNewMemberRollsBackToThePreviousTemplates) {
