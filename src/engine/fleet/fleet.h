@@ -336,6 +336,10 @@ class Fleet {
   // (its value returns to off) and a member's own; returns whether none of
   // the application's is still Running.
   bool complete_maintenance(const std::string& app, const std::vector<OperationalValueRecord>& values);
+  // Whether every member marked in `app` is in its maintenance step with the
+  // command at its agent: nothing moves until an agent answers, and that
+  // answer queues the member's cluster (no pass needed meanwhile).
+  bool maintenance_at_agents(const std::string& app, const MaintenanceMarkers& markers) const;
   struct ReplaceTally;
   std::string replaced_or_removed(const std::string& app, const OperationalValueRecord& v,
                                   const ReplaceTally& tally) const;

@@ -245,9 +245,12 @@ void Fleet::reconcile_pass() {
       advance_rollout(app, *rollout);
     }
     const bool maintenance_done = complete_maintenance(app.name, *values);
-    // A rollout or a maintenance moves on with time: the application stays
-    // in the queue while one runs.
-    if (observed && !rollout && markers.empty() && maintenance_done) {
+    // A rollout moves on with time, and so does a maintenance with members
+    // still to take: the application stays in the queue while one runs. A
+    // maintenance whose every member is at its agent waits for the answers,
+    // which queue their clusters.
+    const bool maintenance_waits = markers.empty() ? !maintenance_done : !maintenance_at_agents(app.name, markers);
+    if (observed && !rollout && !maintenance_waits) {
       work_.done_application(app.name);
     } else {
       work_.add_application(app.name);

@@ -27,6 +27,22 @@ Fleet::MaintenanceMarkers Fleet::index_markers(const std::vector<OperationalValu
   return markers;
 }
 
+bool Fleet::maintenance_at_agents(const std::string& app, const MaintenanceMarkers& markers) const {
+  std::string id = app + "/";
+  for (const auto& [path, value] : markers) {
+    id.resize(app.size() + 1);
+    id += path;
+    auto member = members_.find(id);
+    if (member == members_.end()) {
+      continue;  // a node's value: it ends with the last of its members
+    }
+    if (member->second.state != MemberState::kMaintenance || !member->second.command_sent) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // model.md, "maintenance restart": marked members go into Maintenance a few
 // at a time, never leaving fewer than desired - maxUnavailable Active;
 // members marked --all-at-once go in the same pass, whatever the budget.

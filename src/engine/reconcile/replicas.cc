@@ -189,10 +189,6 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
   return settled(cluster, desired);
 }
 
-// Nothing is left for a pass to do until something changes: every member
-// Active, as many as wanted, and no load balancer whose view of its servers
-// moves on by itself. (Load windows move on with time too: a settled
-// cluster's autoscaler still runs each pass, see reconcile_pass.)
 // Scale down the least useful first: members marked for maintenance
 // replace (they would go anyway), then those not Active (already out of
 // service), then the newest. A chosen member whose step is at its agent
@@ -248,18 +244,24 @@ void Fleet::scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live
   }
 }
 
+// Nothing is left for a pass to do until something changes: every member
+// Active or in a maintenance step at its agent (whose answer queues the
+// cluster again), as many as wanted, and no load balancer whose view of its
+// servers moves on by itself. (Load windows move on with time too: a
+// settled cluster's autoscaler still runs each pass, see reconcile_pass.)
 bool Fleet::settled(const ClusterRef& cluster, int desired) const {
   const std::string key = cluster.app->name + "/" + cluster.path;
-  int active = 0;
+  int present = 0;
   if (auto index = by_cluster_.find(key); index != by_cluster_.end()) {
     for (const auto& [id, m] : index->second) {
-      if (m->state != MemberState::kActive) {
+      const bool at_agent = m->state == MemberState::kMaintenance && m->command_sent;
+      if (m->state != MemberState::kActive && !at_agent) {
         return false;
       }
-      ++active;
+      ++present;
     }
   }
-  return active == desired && (!balancer_ || cluster.spec->load_balancer.haproxy_backend.empty());
+  return present == desired && (!balancer_ || cluster.spec->load_balancer.haproxy_backend.empty());
 }
 
 }  // namespace tranche

@@ -537,6 +537,40 @@ TEST_F(FleetEngineTest, APassThatChangesManyMembersWritesThemInGroupsEachSentOnc
   }
 }
 
+// A long maintenance hook must not cost a pass over the application's
+// markers every tick: once every marked member's command is at its agent,
+// only an answer (or an operator's change, or the resync) brings a pass.
+TEST_F(FleetEngineTest, AMaintenanceWhoseMembersAreAllAtTheirAgentsWaitsForTheirAnswers) {
+  Joined a = three_clusters_to_restart();
+  fleet_->tick();
+  const auto commands = a.link->commands("maintenance");
+  ASSERT_EQ(commands.size(), 60u);
+  fleet_->tick();  // the pass after the commands went out finds them all at the agent
+  const auto live = [&] {
+    const auto members = store_->list_members({}).value();
+    return std::count_if(members.begin(), members.end(), [](const MemberRecord& m) { return m.state != "Terminated"; });
+  };
+  // A change nobody announced (no event): cluster a's count written behind
+  // the fleet's back. While the maintenance waits, no pass looks at it...
+  ASSERT_TRUE(store_->commit(WriteBatch{{}, {PutClusterScale{{"shop", "a", 21, 20, "test", clock_.now()}}}}));
+  fleet_->tick();
+  fleet_->tick();
+  EXPECT_EQ(live(), 60) << "a pass reconciled a maintenance that only waits for its agents";
+  // ...until an agent answers for a member of cluster a.
+  std::string member_of_a;
+  for (const json& c : commands) {
+    if (c["member"].get<std::string>().starts_with("shop/a/")) {
+      member_of_a = c["member"];
+      break;
+    }
+  }
+  ASSERT_FALSE(member_of_a.empty());
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"resumed", member_of_a, std::nullopt, "ok"}));
+  fleet_->tick();
+  EXPECT_EQ(store_->get_member("shop", member_of_a).value()->state, "Starting");
+  EXPECT_EQ(live(), 61) << "the answer queued its cluster, and the pass found the new count";
+}
+
 TEST_F(FleetEngineTest, AGroupRefusedInAPassStopsTheGroupsWrittenAfterItAndNoneOfThemIsActedOn) {
   Joined a = three_clusters_to_restart();
   // The medium fails the second cluster's group; the third was handed to
