@@ -273,6 +273,7 @@ void Fleet::handle_inbox() {
 
 void Fleet::drain_inbox() {
   inbox_batch_ = inbox_.take(std::move(inbox_batch_));
+  const uint64_t changes_before = state_changes_;
   Histogram heartbeats;  // added to heartbeat_handling_ once per batch, not once per heartbeat
   for (const AgentInbox::Entry& entry : inbox_batch_) {
     receive_locked(entry.host, entry.arrived, entry.message);
@@ -281,6 +282,7 @@ void Fleet::drain_inbox() {
     }
     seal_group_if_large();  // each message's changes stand on their own
   }
+  agent_changed_member_ = agent_changed_member_ || state_changes_ != changes_before;
   if (heartbeats.count() > 0) {
     std::lock_guard lock(heartbeat_handling_mu_);
     heartbeat_handling_.merge(heartbeats);

@@ -139,10 +139,10 @@ class Fleet {
   // Returns whether the pass left work that the next one can do at once (it
   // placed as many members as a pass may): the caller ticks again sooner.
   bool tick();
-  // Someone else changed what the fleet reconciles (an operator's write):
-  // the controller runs a pass within milliseconds (take_pass_request)
-  // instead of at the next tick. Any thread; requests between two looks
-  // are one.
+  // Someone else changed what the fleet reconciles (an operator's write, or
+  // an agent's answer that flush() wrote): the controller runs a pass within
+  // milliseconds (take_pass_request) instead of at the next tick. Any
+  // thread; requests between two looks are one.
   void request_pass() { pass_requested_.store(true, std::memory_order_relaxed); }
   bool take_pass_request() { return pass_requested_.exchange(false, std::memory_order_relaxed); }
 
@@ -588,6 +588,10 @@ class Fleet {
   std::map<std::string, LogRequest> log_requests_;
   std::atomic<uint64_t> rejected_messages_{0};  // agent frames that did not decode
   std::atomic<bool> pass_requested_{false};
+  uint64_t state_changes_ = 0;  // set_states() calls so far
+  // An agent's message changed a member's state since the last pass began:
+  // flush() asks for a pass once that is written.
+  bool agent_changed_member_ = false;
   // Taken after mu_ (drain_inbox adds a batch) or alone (a reader).
   mutable std::mutex heartbeat_handling_mu_;
   Histogram heartbeat_handling_;

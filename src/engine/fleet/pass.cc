@@ -146,6 +146,7 @@ bool Fleet::tick() {
   // find it there. The view is free while the group is written, so readers
   // (the API) never wait for an fsync.
   drain_inbox();
+  agent_changed_member_ = false;  // this pass reconciles it
   if (commit_staged(lock, true)) {
     reconcile_pass();
     (void)commit_staged(lock, true, /*dispatch_each=*/true);

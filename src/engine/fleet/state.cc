@@ -242,7 +242,14 @@ Status Fleet::flush() {
   std::lock_guard committing(commit_mu_);
   std::unique_lock lock(mu_);
   drain_inbox();
-  return commit_staged(lock, true);
+  auto written = commit_staged(lock, true);
+  // A member's new state is what moves its cluster on (Active after
+  // minReadySeconds 0, the rollout's next batch once the last of this one
+  // is Active): the pass is asked for now, not left to the next tick.
+  if (written && std::exchange(agent_changed_member_, false)) {
+    request_pass();
+  }
+  return written;
 }
 
 Status Fleet::commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing, bool dispatch_each) {
@@ -342,6 +349,7 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
                                             std::string(to_string(m->state)) + " -> " + std::string(to_string(to)));
     }
   }
+  ++state_changes_;
   const std::string to_name(to_string(to));
   if (members.size() == 1) {
     spdlog::info("member {} {} -> {}: {}", members[0]->record.id, members[0]->record.state, to_name, reason);

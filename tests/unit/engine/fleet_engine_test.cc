@@ -404,6 +404,30 @@ TEST_F(FleetEngineTest, AnAckWakesNobodyAndIsTakenAtTheInboxsTurn) {
   EXPECT_EQ(wakes, 1) << "an event does wake it";
 }
 
+// A member's new state is what moves its cluster on: written, it asks for a
+// pass now instead of waiting for the next tick; a message that changes no
+// member's state asks for nothing.
+TEST_F(FleetEngineTest, AnAgentsMessageThatChangesAMembersStateAsksForAPass) {
+  Joined a = join("a");
+  apply(1);
+  fleet_->tick();
+  ASSERT_FALSE(fleet_->take_pass_request());
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Ack{"start:shop/web/1"}));
+  deliver(*fleet_, a.id, result_message("start:shop/web/1", true, {{"pid", 42}, {"ports", json::object()}}));
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{++host_seq_, {{"shop/web/1", "Running", true, {}, 42, {}}}}));
+  EXPECT_FALSE(fleet_->take_pass_request()) << "an ack, a pid and a health report change no state";
+
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, "crashed"}));
+  EXPECT_EQ(store_->get_member("shop", "shop/web/1").value()->state, "Failed");
+  EXPECT_TRUE(fleet_->take_pass_request());
+  EXPECT_FALSE(fleet_->take_pass_request()) << "one change, one request";
+
+  fleet_->tick();  // stops it and starts its replacement
+  ASSERT_EQ(store_->get_member("shop", "shop/web/1").value()->state, "Stopping");
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Ack{"stop:shop/web/1"}));
+  EXPECT_FALSE(fleet_->take_pass_request()) << "the pass's own changes need no other pass";
+}
+
 TEST_F(FleetEngineTest, AHeartbeatsHandlingTimeCountsItsWaitForThePass) {
   Joined a = join("a");
   fleet_->on_staged([] {});
