@@ -253,6 +253,10 @@ class Fleet {
     // Being replaced (maintenance replace, a replace rollout): the member
     // created to take its place, from then until it leaves (pair_successors).
     std::string successor;
+
+    // In its maintenance step with the command at its agent: only the
+    // agent's answer (which queues its cluster) moves it on.
+    bool in_maintenance_at_agent() const { return state == MemberState::kMaintenance && command_sent; }
   };
   struct ClusterRef {
     const ApplicationRecord* app;

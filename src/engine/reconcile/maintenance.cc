@@ -36,7 +36,7 @@ bool Fleet::maintenance_at_agents(const std::string& app, const MaintenanceMarke
     if (member == members_.end()) {
       continue;  // a node's value: it ends with the last of its members
     }
-    if (member->second.state != MemberState::kMaintenance || !member->second.command_sent) {
+    if (!member->second.in_maintenance_at_agent()) {
       return false;
     }
   }

@@ -254,8 +254,7 @@ bool Fleet::settled(const ClusterRef& cluster, int desired) const {
   int present = 0;
   if (auto index = by_cluster_.find(key); index != by_cluster_.end()) {
     for (const auto& [id, m] : index->second) {
-      const bool at_agent = m->state == MemberState::kMaintenance && m->command_sent;
-      if (m->state != MemberState::kActive && !at_agent) {
+      if (m->state != MemberState::kActive && !m->in_maintenance_at_agent()) {
         return false;
       }
       ++present;
