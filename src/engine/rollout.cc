@@ -370,6 +370,14 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
         step.update.emplace_back(m->id);
         ++new_live;
         --still_available;
+      } else if (!replace && old_kept > old_target) {
+        // Scaled down meanwhile, and the target has its members: an old one
+        // left over is surplus, not one to update (nothing else retires it
+        // while the rollout holds the cluster).
+        step.retire.emplace_back(m->id);
+        --old_kept;
+        --live;
+        --still_available;
       }
     }
   }

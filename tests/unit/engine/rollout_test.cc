@@ -1010,5 +1010,30 @@ TEST(RolloutScaleDown, EveryMemberStillUpdating) { expect_only_the_surplus_retir
 
 TEST(RolloutScaleDown, OneMemberActiveTheOthersStillUpdating) { expect_only_the_surplus_retired(S::kActive); }
 
+// The fault campaign's seed 1358060814: an in-place rollout from 6 members
+// scaled down to 4 once 4 were on the target (two of them only relabelled:
+// the same template). The two old members were neither updated (the target
+// had its 4) nor retired (the rollout held the cluster): it never finished.
+TEST(RolloutScaleDown, OldMembersLeftOverOnceTheTargetHasItsMembersAreRetired) {
+  const TimePoint now = TimePoint{std::chrono::seconds{1'800'000'000}};
+  ClusterRolloutInput in{policy_of(Method::kInPlace, count(1), count(1)), 4, {}, false, now};
+  in.members = {
+      {"shop/web/14", S::kActive, true, kTargetRevision, now - 10s},
+      {"shop/web/15", S::kActive, true, kTargetRevision, now - 10s},
+      {"shop/web/18", S::kActive, false, kOldRevision, now - 10s},
+      {"shop/web/19", S::kActive, false, kOldRevision, now - 10s},
+      {"shop/web/22", S::kActive, true, kTargetRevision, now - 10s},
+      {"shop/web/23", S::kActive, true, kTargetRevision, now - 10s},
+  };
+  ClusterRolloutStep step = plan_cluster_rollout(in);
+  EXPECT_TRUE(step.update.empty());
+  EXPECT_EQ(step.retire, (std::vector<std::string>{"shop/web/18", "shop/web/19"}));
+  EXPECT_EQ(step.create, 0);
+  EXPECT_FALSE(step.done);
+
+  in.members.erase(in.members.begin() + 2, in.members.begin() + 4);  // the two stopped
+  EXPECT_TRUE(plan_cluster_rollout(in).done);
+}
+
 }  // namespace
 }  // namespace tranche
