@@ -649,6 +649,15 @@ class FleetRolloutTest : public FleetTest {
     }
   }
 
+  // shop/web's two members deployed with `update` on `host`, started and Active.
+  void deploy_active(const Joined& host, const std::string& update) {
+    apply(rollout_app("1", update));
+    fleet_->tick();
+    start_all(host, *host.link);
+    healthy(host);
+    fleet_->tick();
+  }
+
   void healthy(const Joined& host) {
     std::vector<protocol::MemberReport> reports;
     for (const auto& [id, state] : states()) {
@@ -673,11 +682,7 @@ class FleetRolloutTest : public FleetTest {
 
 TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
   Joined a = join("a");
-  apply(rollout_app("1", "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}"));
-  fleet_->tick();
-  start_all(a, *a.link);
-  healthy(a);
-  fleet_->tick();
+  deploy_active(a, "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}");
   ASSERT_EQ(states(), (std::map<std::string, std::string>{{"shop/web/1", "Active"}, {"shop/web/2", "Active"}}));
 
   apply(rollout_app("2", "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}"));
@@ -732,11 +737,7 @@ TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
 // first start's result (four frames per member and change, for nothing).
 TEST_F(FleetRolloutTest, AMemberTheAgentRestartedItselfGetsNoStartCommand) {
   Joined a = join("a");
-  apply(rollout_app("1", "{method: in-place, maxUnavailable: 2, minReadySeconds: 0}"));
-  fleet_->tick();
-  start_all(a, *a.link);
-  healthy(a);
-  fleet_->tick();
+  deploy_active(a, "{method: in-place, maxUnavailable: 2, minReadySeconds: 0}");
   ASSERT_EQ(a.link->of_type("command", "start").size(), 2u);
 
   apply(rollout_app("2", "{method: in-place, maxUnavailable: 2, minReadySeconds: 0}"));
@@ -770,11 +771,7 @@ TEST_F(FleetRolloutTest, AMemberTheAgentRestartedItselfGetsNoStartCommand) {
 TEST_F(FleetRolloutTest, AFailingNewMemberRollsBackToThePreviousTemplates) {
   Joined a = join("a");
   const std::string policy = "{maxSurge: 1, maxUnavailable: 0, minReadySeconds: 0, maxFailures: 0}";
-  apply(rollout_app("1", policy));
-  fleet_->tick();
-  start_all(a, *a.link);
-  healthy(a);
-  fleet_->tick();
+  deploy_active(a, policy);
 
   apply(rollout_app("2", policy));
   fleet_->tick();
@@ -805,11 +802,7 @@ TEST_F(FleetRolloutTest, AFailingNewMemberRollsBackToThePreviousTemplates) {
 
 TEST_F(FleetRolloutTest, MaintenanceReplaceGivesEveryMarkedMemberASuccessor) {
   Joined a = join("a");
-  apply(rollout_app("1", "{maxSurge: 1, maxUnavailable: 0, minReadySeconds: 0}"));
-  fleet_->tick();
-  start_all(a, *a.link);
-  healthy(a);
-  fleet_->tick();
+  deploy_active(a, "{maxSurge: 1, maxUnavailable: 0, minReadySeconds: 0}");
   auto change = parse_operational_change(json{{"path", "web"}, {"maintenance", "replace"}});
   ASSERT_TRUE(apps_->set_operational_state("shop", *change, {"t", "t"}).has_value());
   for (int round = 0; round < 6; ++round) {
