@@ -361,19 +361,14 @@ ClusterRolloutStep plan_cluster_rollout(const ClusterRolloutInput& in) {
       if (still_available - 1 < desired - max_unavailable) {
         break;
       }
-      if (replace && old_kept > old_target) {
-        step.retire.emplace_back(m->id);
-        --old_kept;
-        --live;
-        --still_available;
-      } else if (!replace && new_live < new_target) {
+      if (!replace && new_live < new_target) {
         step.update.emplace_back(m->id);
         ++new_live;
         --still_available;
-      } else if (!replace && old_kept > old_target) {
-        // Scaled down meanwhile, and the target has its members: an old one
-        // left over is surplus, not one to update (nothing else retires it
-        // while the rollout holds the cluster).
+      } else if (old_kept > old_target) {
+        // Replaced by a new member (created below); or, in place, left over
+        // once the target has its members (scaled down meanwhile): surplus,
+        // which nothing else retires while the rollout holds the cluster.
         step.retire.emplace_back(m->id);
         --old_kept;
         --live;
