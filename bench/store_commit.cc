@@ -15,7 +15,6 @@
 // Prints a table, then one JSON line {"bench":"store_commit", ...}.
 
 #include <sys/vfs.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -37,11 +36,8 @@
 #include "engine/access.h"
 #include "engine/application_service.h"
 #include "model/manifest.h"
+#include "lib/machine.h"
 #include "store/store.h"
-
-#ifndef TRANCHE_BENCH_BUILD_TYPE
-#define TRANCHE_BENCH_BUILD_TYPE "unknown"
-#endif
 
 namespace tranche::bench {
 namespace {
@@ -109,35 +105,11 @@ class TempDir {
   fs::path path_;
 };
 
-std::string machine() {
-  std::string model = "unknown CPU";
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.starts_with("model name")) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) {
-        model = line.substr(colon + 1);
-        model.erase(0, model.find_first_not_of(" \t"));
-      }
-      break;
-    }
-  }
-  return model + ", " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs";
-}
-
 std::string load_average() {
   std::ifstream file("/proc/loadavg");
   std::string one, five, fifteen;
   file >> one >> five >> fifteen;
   return one + " " + five + " " + fifteen;
-}
-
-std::string build_type() {
-  std::string build = TRANCHE_BENCH_BUILD_TYPE;
-#ifdef TRANCHE_BENCH_SANITIZED
-  build += " (ASan+UBSan)";
-#endif
-  return build;
 }
 
 // The file system the store file lives on: fsync on tmpfs costs nothing, so

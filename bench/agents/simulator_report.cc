@@ -13,42 +13,16 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "lib/machine.h"
 #include "simulated_host.h"
 #include "simulator_options.h"
-
-#ifndef TRANCHE_BENCH_BUILD_TYPE
-#define TRANCHE_BENCH_BUILD_TYPE "unknown"
-#endif
 
 namespace tranche::sim {
 
 namespace {
-
-std::string machine() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  std::string model = "unknown CPU";
-  while (std::getline(in, line)) {
-    if (line.starts_with("model name")) {
-      const size_t colon = line.find(':');
-      model = line.substr(line.find_first_not_of(" \t", colon + 1));
-      break;
-    }
-  }
-  return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs";
-}
-
-std::string build_type() {
-  std::string build = TRANCHE_BENCH_BUILD_TYPE;
-#ifdef TRANCHE_BENCH_SANITIZED
-  build += " (ASan+UBSan)";
-#endif
-  return build;
-}
 
 using LagHistogram = std::array<uint64_t, kLagBuckets> Counters::*;
 
@@ -169,8 +143,8 @@ void print_report(const Options& options, const std::vector<std::unique_ptr<Shar
   const int64_t lag_p99 = lag_quantile(shards, &Counters::lag_ms, 0.99);
   const int64_t update_lag_p50 = lag_quantile(shards, &Counters::update_lag_ms, 0.50);
   const int64_t update_lag_p99 = lag_quantile(shards, &Counters::update_lag_ms, 0.99);
-  const std::string mach = machine();
-  const std::string build = build_type();
+  const std::string mach = bench::machine();
+  const std::string build = bench::build_type();
   std::printf("tranche-agent-simulator (simulated agents and members; not a real agent)\n");
   std::printf("machine: %s; build: %s; server %s; %d thread(s)\n\n", mach.c_str(), build.c_str(),
               options.server.c_str(), options.threads);
