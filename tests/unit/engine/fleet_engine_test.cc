@@ -43,7 +43,7 @@ class FleetEngineTest : public ::testing::Test {
   }
 
   using Joined = JoinedHost;
-  Joined three_clusters_to_restart();
+  Joined three_clusters_to_restart(bool all_at_once = true);
   void all_started_and_healthy(Joined& host);
 
   Joined join(const std::string& hostname, int64_t slots = 64) { return join_host(*fleet_, hostname, slots); }
@@ -502,7 +502,7 @@ void FleetEngineTest::all_started_and_healthy(Joined& host) {
 // group per cluster (a cluster's change is 40 mutations), and a maintenance
 // restart --all-at-once of the application accepted: the next pass changes
 // the 60 members.
-FleetEngineTest::Joined FleetEngineTest::three_clusters_to_restart() {
+FleetEngineTest::Joined FleetEngineTest::three_clusters_to_restart(bool all_at_once) {
   FleetOptions options{1s, 3s, 10s, "jt_secret"};
   options.mutations_per_group = 30;
   fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
@@ -521,7 +521,7 @@ FleetEngineTest::Joined FleetEngineTest::three_clusters_to_restart() {
   for (const auto& m : active) {
     EXPECT_EQ(m.state, "Active") << m.id;
   }
-  auto change = parse_operational_change(json{{"maintenance", "restart"}, {"allAtOnce", true}});
+  auto change = parse_operational_change(json{{"maintenance", "restart"}, {"allAtOnce", all_at_once}});
   EXPECT_TRUE(change.has_value());
   EXPECT_TRUE(apps_->set_operational_state("shop", *change, {"t", "t"}).has_value());
   return a;
@@ -593,6 +593,23 @@ TEST_F(FleetEngineTest, AMaintenanceWhoseMembersAreAllAtTheirAgentsWaitsForTheir
   fleet_->tick();
   EXPECT_EQ(store_->get_member("shop", member_of_a).value()->state, "Starting");
   EXPECT_EQ(live(), 61) << "the answer queued its cluster, and the pass found the new count";
+}
+
+// ...but a paced one, with marked members still Active (waiting for their
+// turn), stays in the queue: each pass looks at the application.
+TEST_F(FleetEngineTest, APacedMaintenanceWithMembersStillToTakeStaysQueued) {
+  Joined a = three_clusters_to_restart(/*all_at_once=*/false);
+  fleet_->tick();
+  const size_t taken = a.link->commands("maintenance").size();
+  ASSERT_GT(taken, 0u);
+  ASSERT_LT(taken, 60u) << "paced: the budget takes a few members of each cluster";
+  fleet_->tick();
+  ASSERT_TRUE(store_->commit(WriteBatch{{}, {PutClusterScale{{"shop", "a", 21, 20, "test", clock_.now()}}}}));
+  fleet_->tick();
+  const auto members = store_->list_members({.cluster = "a"}).value();
+  EXPECT_EQ(std::count_if(members.begin(), members.end(), [](const MemberRecord& m) { return m.state != "Terminated"; }),
+            21)
+      << "the next pass reconciled the application, and found the new count";
 }
 
 TEST_F(FleetEngineTest, AGroupRefusedInAPassStopsTheGroupsWrittenAfterItAndNoneOfThemIsActedOn) {
