@@ -495,6 +495,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     const bool busy = fleet.tick();
     last_pass_end = Steady::now();
     last_pass_took = last_pass_end - start;
+    metrics.record_pass(last_pass_took);
     return busy;
   };
   asio::steady_timer reconcile(io);

@@ -43,6 +43,11 @@ void Metrics::record_commit(std::chrono::nanoseconds latency, bool ok) {
   }
 }
 
+void Metrics::record_pass(std::chrono::nanoseconds took) {
+  std::lock_guard lock(mutex_);
+  pass_duration_.observe(std::chrono::duration<double>(took).count());
+}
+
 void Metrics::record_events_published(uint64_t count) {
   std::lock_guard lock(mutex_);
   events_published_ += count;
@@ -80,6 +85,9 @@ std::string Metrics::render() const {
   out += "# HELP tranche_store_commit_failures_total Store commits that failed.\n";
   out += "# TYPE tranche_store_commit_failures_total counter\n";
   out += fmt::format("tranche_store_commit_failures_total {}\n", commit_failures_);
+  out += "# HELP tranche_fleet_pass_duration_seconds Reconcile passes of the fleet, their store writes included.\n";
+  out += "# TYPE tranche_fleet_pass_duration_seconds histogram\n";
+  render_histogram(out, pass_duration_, "tranche_fleet_pass_duration_seconds", "");
   out += "# HELP tranche_events_published_total Events appended to the event log since start.\n";
   out += "# TYPE tranche_events_published_total counter\n";
   out += fmt::format("tranche_events_published_total {}\n", events_published_);

@@ -1,7 +1,7 @@
 #pragma once
 // Prometheus text exposition of the controller's own figures: requests by
-// route and code with latency histograms, store commit latency, events
-// published, and counters and histograms kept elsewhere (the fleet's
+// route and code with latency histograms, store commit latency, the
+// fleet's reconcile passes, events published, and counters and histograms kept elsewhere (the fleet's
 // rejected agent messages, its heartbeats' handling time), read when
 // rendering. Thread-safe; cheap enough for every request.
 
@@ -34,6 +34,8 @@ class Metrics {
   void record_request(const std::string& method, const std::string& route, int status,
                       std::chrono::nanoseconds latency);
   void record_commit(std::chrono::nanoseconds latency, bool ok);
+  // One reconcile pass of the fleet (Fleet::tick), its writes included.
+  void record_pass(std::chrono::nanoseconds took);
   void record_events_published(uint64_t count);
   // A counter kept by someone else, rendered as `name` with its HELP line;
   // `read` is called under the metrics' lock and must not block. A second
@@ -48,6 +50,7 @@ class Metrics {
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
   std::map<std::pair<std::string, std::string>, Histogram> request_latency_;
   Histogram commit_latency_;
+  Histogram pass_duration_;
   uint64_t commit_failures_ = 0;
   uint64_t events_published_ = 0;
   struct ExternalCounter {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <regex>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -268,6 +269,22 @@ TEST_F(Foundation, ALargeApplicationViewIsServedGzippedToClientsThatAcceptIt) {
   auto described = controller_->cli({"describe", "big/c79"});
   EXPECT_EQ(described.exit_code, 0) << described.err;
   EXPECT_NE(described.out.find("c79"), std::string::npos) << described.out;
+}
+
+// /metrics times the fleet's reconcile passes (they run every 100 ms).
+TEST_F(Foundation, ReconcilePassesAreTimedOnMetrics) {
+  const std::regex count("\ntranche_fleet_pass_duration_seconds_count ([0-9]+)\n");
+  std::string text;
+  std::smatch match;
+  const bool counted = wait_until(
+      [&] {
+        text = run({"/usr/bin/curl", "-sS", "-H", "Authorization: Bearer " + controller_->admin_token(),
+                    controller_->url() + "/metrics"})
+                   .out;
+        return std::regex_search(text, match, count) && std::stoll(match[1]) > 0;
+      },
+      5s);
+  EXPECT_TRUE(counted) << text;
 }
 
 TEST_F(Foundation, EventsFollowDeliversInOrder) {

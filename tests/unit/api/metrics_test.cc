@@ -15,6 +15,8 @@ TEST(Metrics, RendersPrometheusText) {
   m.record_commit(2ms, true);
   m.record_commit(2ms, false);
   m.record_events_published(3);
+  m.record_pass(40ms);
+  m.record_pass(300ms);
   const std::string text = m.render();
   EXPECT_NE(
       text.find("tranche_http_requests_total{method=\"GET\",route=\"/api/v1/applications/{app}\",code=\"200\"} 2"),
@@ -28,6 +30,9 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(text.find("tranche_store_commit_duration_seconds_count 2"), std::string::npos);
   EXPECT_NE(text.find("tranche_store_commit_failures_total 1"), std::string::npos);
   EXPECT_NE(text.find("tranche_events_published_total 3"), std::string::npos);
+  EXPECT_NE(text.find("tranche_fleet_pass_duration_seconds_bucket{le=\"0.05\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("tranche_fleet_pass_duration_seconds_bucket{le=\"0.5\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("tranche_fleet_pass_duration_seconds_count 2\n"), std::string::npos) << text;
 }
 
 TEST(Metrics, MethodLabelIsOneOfAFixedSet) {
