@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
                 "with --dev: serve TLS with a private CA and certificate made in the data dir (ca.crt to trust)");
   ctl->add_flag("--no-lb-drain", controller.no_lb_drain,
                 "control experiment: stop members without draining them from the load balancer first");
+  auto* log_format = ctl->add_option("--log-format", controller.log_format,
+                                     "text (the default) or json: one JSON object per log line");
   std::string heartbeat_interval;
   std::string heartbeat_timeout;
   ctl->add_option("--heartbeat-interval", heartbeat_interval, "how often agents report (default 2s)");
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
     if (haproxy->count() > 0) given.push_back("haproxy-socket");
     if (tls_cert->count() > 0) given.push_back("tls-cert");
     if (tls_key->count() > 0) given.push_back("tls-key");
+    if (log_format->count() > 0) given.push_back("log-format");
     exit_code = tranche::api::run_controller(controller, given);
   });
 

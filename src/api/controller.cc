@@ -27,6 +27,7 @@
 #include "api/controller_api.h"
 #include "api/controller_settings.h"
 #include "api/http_server.h"
+#include "api/log_format.h"
 #include "api/metrics.h"
 #include "common/atomic_file.h"
 #include "common/build_version.h"
@@ -257,6 +258,13 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
       return 2;
     }
   }
+  // Before the first line is logged.
+  auto log_format = parse_log_format(options.log_format);
+  if (!log_format) {
+    refuse_to_start(log_format.error().describe());
+    return 2;
+  }
+  use_log_format(*log_format);
   auto listen = parse_listen(options.listen);
   if (!listen) {
     refuse_to_start(listen.error().describe());

@@ -29,10 +29,12 @@ struct ControllerOptions {
   std::string tls_key;
   bool dev_tls = false;
   bool no_lb_drain = false;
+  std::string log_format = "text";  // or "json": api/log_format.h
 };
 
 // Reads `options.config_file` into the fields not set on the command line
-// (`flags_given` names them: "listen", "data-dir", "haproxy-socket", "tls-cert", "tls-key"). Errors name the key.
+// (`flags_given` names them: "listen", "data-dir", "haproxy-socket", "tls-cert", "tls-key", "log-format").
+// Errors name the key.
 int run_controller(ControllerOptions options, const std::vector<std::string>& flags_given);
 
 }  // namespace tranche::api

@@ -64,6 +64,8 @@ Status read_config(ControllerOptions& options, const std::vector<std::string>& f
         if (!given("tls-cert")) options.tls_certificate = value.as<std::string>();
       } else if (key == "tlsKey") {
         if (!given("tls-key")) options.tls_key = value.as<std::string>();
+      } else if (key == "logFormat") {
+        if (!given("log-format")) options.log_format = value.as<std::string>();
       } else if (key == "apiThreads") {
         options.threads = std::clamp(value.as<int>(), 1, 64);
       } else {

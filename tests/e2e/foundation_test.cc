@@ -465,6 +465,42 @@ TEST_F(Foundation, TimeBoxedSettingRevertsAcrossARestart) {
   EXPECT_EQ(app["autoscaling"]["effective"], "on");
 }
 
+// interfaces.md: the controller's log format is text or json. With json
+// every line it writes is one object, whatever a message holds; a format it
+// does not know refuses the start, naming the setting.
+TEST_F(Foundation, LogLinesAreJsonObjectsWhenAskedFor) {
+  Controller json_logs(dir_.path() / "json-logs");
+  json_logs.start({"--log-format", "json"});
+  ASSERT_EQ(json_logs.cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
+  const auto lines = [&] {
+    std::vector<std::string> out;
+    std::istringstream text(json_logs.process().out());
+    for (std::string line; std::getline(text, line);) {
+      out.push_back(line);
+    }
+    return out;
+  };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto all = lines();
+        return std::any_of(all.begin(), all.end(), [](const std::string& l) { return l.find("shop/") != l.npos; });
+      },
+      10s))
+      << json_logs.process().out();
+  for (const std::string& line : lines()) {
+    const json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(parsed.is_object()) << line;
+    EXPECT_TRUE(parsed["time"].is_string() && parsed["level"].is_string() && parsed["message"].is_string()) << line;
+  }
+  EXPECT_EQ(json_logs.stop(), 0);
+
+  write_file(dir_.path() / "xml.yaml", "logFormat: xml\n");
+  const auto refused = run({tranche_binary(), "controller", "--listen", "127.0.0.1:0", "--data-dir",
+                            (dir_.path() / "xml").string(), "--config", (dir_.path() / "xml.yaml").string()});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("logFormat: expected text or json, got 'xml'"), std::string::npos) << refused.err;
+}
+
 TEST_F(Foundation, UndeployKeepsHistoryAndSettings) {
   ASSERT_EQ(controller_->cli({"apply", "-f", manifest("shop.yaml", kShopV1).string()}).exit_code, 0);
   auto del = controller_->cli({"delete", "shop"});
