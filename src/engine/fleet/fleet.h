@@ -38,7 +38,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/build_version.h"
 #include "common/clock.h"
 #include "common/histogram.h"
 #include "engine/access.h"
@@ -46,6 +45,7 @@
 #include "engine/fleet/agent_inbox.h"
 #include "engine/fleet/agent_link.h"
 #include "engine/fleet/cluster_load.h"
+#include "engine/fleet/fleet_options.h"
 #include "engine/fleet/host_deadlines.h"
 #include "engine/fleet/member_state.h"
 #include "engine/fleet/work_queue.h"
@@ -59,31 +59,6 @@
 #include "store/store.h"
 
 namespace tranche {
-
-struct FleetOptions {
-  std::chrono::milliseconds heartbeat_interval{2000};
-  std::chrono::milliseconds heartbeat_timeout{6000};
-  std::chrono::milliseconds stop_grace{10000};
-  std::string join_token;  // the secret agents join with
-  // With a load balancer: hold every command that stops a member's process
-  // until its server is drained. Off only for the control experiment
-  // (`--no-lb-drain`): servers are still added and removed, without waiting.
-  bool drain_before_stop = true;
-  // Every application is reconciled at least this often, changed or not.
-  std::chrono::milliseconds resync_interval{10000};
-  // This controller's build, which agents' builds are judged against
-  // (protocol/versions.h, check_skew).
-  std::string controller_version = build_version();
-  // A pass's changes are written in groups of about this many mutations
-  // (closed between clusters), each group's commands sent once it is
-  // durable, while the next one is written.
-  size_t mutations_per_group = 20000;
-  // A rollout's batch is written ahead in groups of this many updates (a
-  // row and an event each), so that its first commands go out while the
-  // rest are written: a 10,000-member batch as one group took 0.1-0.3 s
-  // before any agent heard of it.
-  size_t updates_per_group = 2000;
-};
 
 class Fleet {
  public:
