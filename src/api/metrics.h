@@ -1,9 +1,10 @@
 #pragma once
 // Prometheus text exposition of the controller's own figures: requests by
 // route and code with latency histograms, store commit latency, the
-// fleet's reconcile passes, events published, and counters and histograms kept elsewhere (the fleet's
-// rejected agent messages, its heartbeats' handling time), read when
-// rendering. Thread-safe; cheap enough for every request.
+// fleet's reconcile passes, events published, and counters and histograms
+// kept elsewhere (the fleet's rejected agent messages, its heartbeats'
+// handling time), read when rendering. Thread-safe; cheap enough for every
+// request.
 
 #include <chrono>
 #include <cstdint>

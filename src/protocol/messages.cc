@@ -264,7 +264,7 @@ json to_json(const Hello& m) {
     members.push_back(std::move(x));
   }
   json j = {{"type", "hello"},    {"protocol", m.protocol}, {"hostname", m.hostname},
-            {"labels", m.labels}, {"slots", m.slots},       {"members", members}};
+            {"labels", m.labels}, {"slots", m.slots},       {"members", std::move(members)}};
   // Only a range says it: a hello of one version is what protocol 1 wrote.
   if (m.oldest_protocol != m.protocol) j["oldestProtocol"] = m.oldest_protocol;
   if (!m.host_id.empty()) j["hostId"] = m.host_id;
@@ -302,7 +302,7 @@ json to_json(const Heartbeat& m) {
     }
     members.push_back(std::move(x));
   }
-  return {{"type", "heartbeat"}, {"seq", m.seq}, {"members", members}};
+  return {{"type", "heartbeat"}, {"seq", m.seq}, {"members", std::move(members)}};
 }
 
 json to_json(const CommandSpec& spec) { return std::visit(SpecJson{}, spec); }
