@@ -77,9 +77,20 @@ PORT=${URL##*:}
   --update-time "$T" --duration 24h --progress 30s --stats-file "$WORK/sim-stats.json" \
   >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
 SIM_PID=$!
-ready_hosts() { # hosts connected and Ready, or -1 when the controller did not answer
-  api GET /hosts 2>/dev/null | jq '[.items[] | select(.connected and .state == "Ready")] | length' 2>/dev/null ||
+# Hosts connected and Ready, or -1 when the controller did not answer. Asked
+# twice a second while the restarted controller reconciles, so counted with
+# grep, not jq: parsing 10,000 hosts (2.2 MB) costs jq ~90 ms of CPU a call,
+# ~10 % of the machine in the seconds P5 measures; grep needs a quarter of
+# that. A count of each is enough: when both reach HOSTS, every host is both.
+ready_hosts() {
+  local body connected ready
+  body=$(api GET /hosts 2>/dev/null) || {
     echo -1
+    return
+  }
+  connected=$(grep -o '"connected":true' <<<"$body" | wc -l)
+  ready=$(grep -o '"state":"Ready"' <<<"$body" | wc -l)
+  echo $((connected < ready ? connected : ready))
 }
 deadline=$((SECONDS + 30 + 3 * HOSTS / 500))
 until [[ $(ready_hosts) -ge "$HOSTS" ]]; do
