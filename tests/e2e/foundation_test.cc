@@ -487,12 +487,14 @@ TEST_F(Foundation, LogLinesAreJsonObjectsWhenAskedFor) {
       },
       10s))
       << json_logs.process().out();
-  for (const std::string& line : lines()) {
+  EXPECT_EQ(json_logs.stop(), 0);  // read once it has exited: no line is half written
+  const auto all = lines();
+  ASSERT_GE(all.size(), 3u) << json_logs.process().out();
+  for (const std::string& line : all) {
     const json parsed = json::parse(line, nullptr, /*allow_exceptions=*/false);
     ASSERT_TRUE(parsed.is_object()) << line;
     EXPECT_TRUE(parsed["time"].is_string() && parsed["level"].is_string() && parsed["message"].is_string()) << line;
   }
-  EXPECT_EQ(json_logs.stop(), 0);
 
   write_file(dir_.path() / "xml.yaml", "logFormat: xml\n");
   const auto refused = run({tranche_binary(), "controller", "--listen", "127.0.0.1:0", "--data-dir",
