@@ -2,7 +2,9 @@
 // the shapes that dominate a large fleet: a heartbeat of 100 members (each
 // agent of P7's and P2's 1,000 hosts sends one every 2 s), encoded as an
 // agent does and decoded as the controller does, and a batch frame of 100
-// acks (a host's answer to a pass that gave it 100 commands).
+// acks (a host's answer to a pass that gave it 100 commands). Both are
+// also decoded by the document decoder alone, which is what the controller
+// falls back to for frames its scanner does not read (frame_scanner.h).
 //
 // Plain std::chrono loops: each case runs ITERATIONS times in a row, five
 // rounds interleaved so that background load hits every case alike; the
@@ -82,6 +84,10 @@ int main(int argc, char** argv) {
        [&] { sink += decode_agent_frame(hb_text).size(); }, {}},
       {"decode batch of 100 acks", "decode_ack_batch_us", acks_text.size(),
        [&] { sink += decode_agent_frame(acks_text).size(); }, {}},
+      {"decode heartbeat, document decoder", "decode_heartbeat_document_us", hb_text.size(),
+       [&] { sink += decode_agent_frame_from_document(hb_text).size(); }, {}},
+      {"decode batch of 100 acks, document decoder", "decode_ack_batch_document_us", acks_text.size(),
+       [&] { sink += decode_agent_frame_from_document(acks_text).size(); }, {}},
   };
   for (int round = 0; round < 5; ++round) {
     for (auto& c : cases) {

@@ -1,5 +1,7 @@
 #include "protocol/frames.h"
 
+#include "protocol/frame_scanner.h"
+
 namespace tranche::protocol {
 
 namespace {
@@ -62,6 +64,13 @@ Frame parse_frame(std::string_view text) {
 }
 
 std::vector<Result<AgentMessage>> decode_agent_frame(std::string_view text) {
+  if (auto scanned = scan_agent_frame(text)) {
+    return {std::make_move_iterator(scanned->begin()), std::make_move_iterator(scanned->end())};
+  }
+  return decode_agent_frame_from_document(text);
+}
+
+std::vector<Result<AgentMessage>> decode_agent_frame_from_document(std::string_view text) {
   Frame frame = parse_frame(text);
   std::vector<Result<AgentMessage>> out;
   out.reserve(frame.messages.size());

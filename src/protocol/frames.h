@@ -42,6 +42,11 @@ Frame parse_frame(std::string_view text);
 // Each message of an agent's frame decoded (decode_agent_message), in order;
 // in a batch, an error's field starts with the message's place
 // ("messages[2].result.data.pid").
+//
+// The frames agents send all the time are read by a scanner without a JSON
+// document (frame_scanner.h); the rest, and every one with an error, by
+// decode_agent_frame_from_document, the reference both must agree with.
 std::vector<Result<AgentMessage>> decode_agent_frame(std::string_view text);
+std::vector<Result<AgentMessage>> decode_agent_frame_from_document(std::string_view text);
 
 }  // namespace tranche::protocol

@@ -3,13 +3,16 @@
 // frame with decode_agent_frame(); the agent reads welcome, error and
 // command frames. Besides "no crash, leak or sanitizer report": whatever
 // decodes encodes (to_json) to a frame that decodes to the same value, which
-// is what lets either side trust the other's to_json.
+// is what lets either side trust the other's to_json; and wherever the
+// frame scanner reads a frame, the document decoder reads the same messages.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
+#include "protocol/frame_scanner.h"
 #include "protocol/frames.h"
 #include "protocol/messages.h"
 
@@ -32,6 +35,17 @@ void check_round_trip(const T& decoded, Parse parse, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+
+  if (const auto scanned = scan_agent_frame(text)) {
+    const auto reference = decode_agent_frame_from_document(text);
+    const bool same = reference.size() == scanned->size() &&
+                      std::equal(reference.begin(), reference.end(), scanned->begin(),
+                                 [](const auto& r, const AgentMessage& m) { return r && *r == m; });
+    if (!same) {
+      std::fprintf(stderr, "the frame scanner and the document decoder read this frame differently\n");
+      std::abort();
+    }
+  }
 
   for (const auto& message : decode_agent_frame(text)) {
     if (message) {
