@@ -294,7 +294,7 @@ asio::awaitable<void> SimHost::heartbeat_loop(std::shared_ptr<Conn> conn) {
     }
     c.heartbeats.fetch_add(1, std::memory_order_relaxed);
     c.member_reports.fetch_add(hb.members.size(), std::memory_order_relaxed);
-    send(protocol::to_json(hb).dump());
+    send(protocol::heartbeat_text(hb));
     due = next_heartbeat(now);
     conn->heartbeat_timer.expires_at(due);
     error_code ec;

@@ -291,11 +291,12 @@ class Agent final : public MemberSupervisor::Session {
   // Messages leave in order, what queued up while a frame was written in
   // one batch frame once protocol 3 is agreed; while disconnected they are
   // dropped (results stay in the journal and are replayed, state is re-sent).
-  void send(const json& message) {
+  void send(const json& message) { send_text(message.dump()); }
+  void send_text(std::string text) {
     if (!connected_) {
       return;
     }
-    outbox_.push_back(message.dump());
+    outbox_.push_back(std::move(text));
     if (!writing_) {
       writing_ = true;  // before the coroutine starts: it is only posted
       asio::co_spawn(io_, drain_outbox(), asio::detached);
@@ -460,7 +461,7 @@ class Agent final : public MemberSupervisor::Session {
         protocol::Heartbeat hb;
         hb.seq = ++heartbeat_seq_;
         hb.members = members_.heartbeat_reports();
-        send(protocol::to_json(hb));
+        send_text(protocol::heartbeat_text(hb));
         confirm_upgrade();
       }
       heartbeat_timer_.expires_after(heartbeat_interval_);

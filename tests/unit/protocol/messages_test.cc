@@ -5,6 +5,7 @@
 #include "protocol/messages.h"
 
 #include <functional>
+#include <limits>
 
 #include "protocol/frames.h"
 
@@ -76,6 +77,25 @@ TEST(Messages, HeartbeatRoundTrips) {
   ASSERT_TRUE(back.has_value()) << back.error().describe();
   ASSERT_TRUE(std::holds_alternative<Heartbeat>(*back));
   EXPECT_EQ(std::get<Heartbeat>(*back), hb);
+}
+
+TEST(Messages, AHeartbeatsTextIsTheSameJsonAsItsDocument) {
+  Heartbeat hb{18446744073709551615u,
+               {{"m1", "Running", true, MemberStats{0.1, -9223372036854775807 - 1}, 2147483647, {{"a", 1}, {"b", 65535}}},
+                {"m\"2\\\n\t\x01\x1f caf\xC3\xA9", "Exited", false, MemberStats{3, std::nullopt}, std::nullopt, {}},
+                {"m3", "Updating", false, MemberStats{1e-7, 0}, 1, {}},
+                {"m4", "Stopping", true, std::nullopt, std::nullopt, {{"x\"y", 80}}}}};
+  const std::string text = heartbeat_text(hb);
+  EXPECT_EQ(json::parse(text), to_json(hb)) << text;
+  auto back = decode_text(text);
+  ASSERT_TRUE(back.has_value()) << back.error().describe();
+  EXPECT_EQ(std::get<Heartbeat>(*back), hb);
+  EXPECT_EQ(heartbeat_text(Heartbeat{1, {}}), to_json(Heartbeat{1, {}}).dump());
+}
+
+TEST(Messages, AHeartbeatsTextWritesALoadThatIsNotANumberAsNull) {
+  const Heartbeat hb{1, {{"m1", "Running", true, MemberStats{std::numeric_limits<double>::infinity(), 1}, 10, {}}}};
+  EXPECT_EQ(json::parse(heartbeat_text(hb)), json::parse(to_json(hb).dump()));
 }
 
 TEST(Messages, ResultsRoundTripWithEachKindOfData) {
