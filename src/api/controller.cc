@@ -309,6 +309,13 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     }
     return 1;
   }
+  // Listening before the store is read (0.6 s at 100,000 members): see
+  // ListeningSocket. Connections are accepted once everything is loaded.
+  auto listening = ListeningSocket::open(listen->first, listen->second);
+  if (!listening) {
+    refuse_to_start("cannot listen on " + options.listen + ": " + listening.error().message);
+    return 1;
+  }
   if (auto ok = check_store_present(data_dir); !ok) {
     refuse_to_start(ok.error().describe());
     return 1;
@@ -436,7 +443,7 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
     contexts.push_back(connection_contexts.back().get());
   }
   HttpServer server(contexts, api, **store, fleet, metrics,
-                    HttpServerOptions{listen->first, listen->second, options.body_limit, options.max_connections,
+                    HttpServerOptions{options.body_limit, options.max_connections,
                                       options.max_unauthenticated_agents});
   auto credentials = server_credentials(options, data_dir, listen->first);
   if (!credentials) {
@@ -450,13 +457,8 @@ int run_controller(ControllerOptions options, const std::vector<std::string>& fl
       return 1;
     }
   }
-  unsigned short port = 0;
-  try {
-    port = server.start();
-  } catch (const std::exception& e) {
-    refuse_to_start("cannot listen on " + options.listen + ": " + e.what());
-    return 1;
-  }
+  const unsigned short port = listening->port();
+  server.start(std::move(*listening));
   const std::string url = format_server_url(tls, listen->first, port);
   if (auto ok = write_file_atomically(data_dir / "controller.url", url + "\n", 0644); !ok) {
     refuse_to_start(ok.error().describe());

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -167,19 +168,52 @@ Status HttpServer::enable_tls(const std::string& certificate_file, const std::st
   return {};
 }
 
-unsigned short HttpServer::start() {
+Result<ListeningSocket> ListeningSocket::open(const std::string& host, unsigned short port) {
+  asio::io_context io;  // only to open the socket: it is handed over by descriptor
+  tcp::acceptor acceptor(io);
+  error_code ec;
+  const tcp::endpoint endpoint(asio::ip::make_address(host, ec), port);
+  if (!ec) {
+    acceptor.open(endpoint.protocol(), ec);
+  }
+  if (!ec) {
+    set_close_on_exec(acceptor.native_handle());
+    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor.bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  const unsigned short bound = ec ? 0 : acceptor.local_endpoint(ec).port();
+  if (ec) {
+    return fail(ErrorCode::kUnavailable, ec.message());
+  }
+  const bool v6 = endpoint.protocol() == tcp::v6();
+  const int fd = acceptor.release(ec);
+  if (ec) {
+    return fail(ErrorCode::kInternal, ec.message());
+  }
+  return ListeningSocket(fd, v6, bound);
+}
+
+ListeningSocket::ListeningSocket(ListeningSocket&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), v6_(other.v6_), port_(other.port_) {}
+
+ListeningSocket::~ListeningSocket() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+void HttpServer::start(ListeningSocket socket) {
   auto& s = *state_;
   if (s.options.max_connections == 0) {
     s.options.max_connections = connection_cap_from_open_files_limit();
   }
-  tcp::endpoint endpoint(asio::ip::make_address(s.options.host), s.options.port);
-  s.acceptor.open(endpoint.protocol());
-  set_close_on_exec(s.acceptor.native_handle());
-  s.acceptor.set_option(asio::socket_base::reuse_address(true));
-  s.acceptor.bind(endpoint);
-  s.acceptor.listen(asio::socket_base::max_listen_connections);
+  s.acceptor.assign(socket.v6_ ? tcp::v6() : tcp::v4(), std::exchange(socket.fd_, -1));
   asio::co_spawn(s.io, s.accept_loop(), asio::detached);
-  return s.acceptor.local_endpoint().port();
 }
 
 void HttpServer::drain() {

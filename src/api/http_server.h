@@ -44,13 +44,36 @@ class ControllerApi;
 class Metrics;
 
 struct HttpServerOptions {
-  std::string host = "127.0.0.1";
-  unsigned short port = 7468;  // 0: any free port
   size_t body_limit = 1024 * 1024;
   // 0: derived from the open-files limit at start(), leaving room for the
   // store, logs and child processes.
   size_t max_connections = 0;
   size_t max_unauthenticated_agents = 1024;
+};
+
+// The listening socket, opened apart from the server and before it: the
+// controller opens it before it reads its store, so that what connects
+// while it starts (agents of a controller restarted in place, a CLI) waits
+// in the kernel's accept queue, as with systemd's socket activation, rather
+// than being refused and sent into its reconnect backoff.
+class ListeningSocket {
+ public:
+  // Binds host (an IP address) and port (0: any free port) and listens; the
+  // error says why it cannot.
+  static Result<ListeningSocket> open(const std::string& host, unsigned short port);
+  ListeningSocket(ListeningSocket&& other) noexcept;
+  ListeningSocket& operator=(ListeningSocket&&) = delete;
+  ~ListeningSocket();
+
+  unsigned short port() const { return port_; }
+
+ private:
+  friend class HttpServer;
+  ListeningSocket(int fd, bool v6, unsigned short port) : fd_(fd), v6_(v6), port_(port) {}
+
+  int fd_;
+  bool v6_;
+  unsigned short port_;
 };
 
 class HttpServer {
@@ -64,8 +87,8 @@ class HttpServer {
   // Serves every connection over TLS: the certificate chain and key of
   // these PEM files. Before start(); an error when they do not load or match.
   Status enable_tls(const std::string& certificate_file, const std::string& key_file);
-  // Binds and starts accepting; returns the bound port. Throws on bind failure.
-  unsigned short start();
+  // Starts accepting on `socket`.
+  void start(ListeningSocket socket);
   // Thread-safe; idempotent.
   void drain();
 

@@ -4,7 +4,8 @@
 // `tranche-next` (the next minor version) started on its port and data dir:
 // members keep running untouched, agents reconnect, the lock holds. And what
 // SIGTERM promises: in-flight requests finish, new connections are refused,
-// the process exits 0.
+// the process exits 0. And what a restart in place promises: connections
+// wait while the controller reads its store, they are not refused.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "harness.h"
 
@@ -254,6 +256,42 @@ TEST_F(UpgradeController, SigtermFinishesTheRequestInFlightRefusesNewConnections
   const json apps = get({"get", "apps", "-o", "json"});
   ASSERT_EQ(apps["items"].size(), 1u) << apps.dump();
   EXPECT_EQ(apps["items"][0]["name"], "shop");
+}
+
+// The restarted controller listens before it reads its store: what
+// connects meanwhile (here, while another process holds the store) waits in
+// the accept queue and is answered once the store is read, instead of being
+// refused and sent into its reconnect backoff.
+TEST_F(UpgradeController, AConnectionMadeWhileTheRestartedControllerReadsItsStoreIsAnswered) {
+  controller_.start();
+  const std::string address = "127.0.0.1:" + std::to_string(controller_.port());
+  ASSERT_EQ(controller_.stop(), 0);
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open((controller_.data_dir() / "tranche.db").c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;", nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(holder);
+  Process restarted({tranche_binary(), "controller", "--listen", address, "--data-dir", controller_.data_dir().string()},
+                    dir_.path(), "restarted");
+
+  int fd = -1;
+  const bool connected = wait_until(
+      [&] {
+        fd = dial(static_cast<unsigned short>(std::stoi(address.substr(address.rfind(':') + 1))));
+        return fd >= 0;
+      },
+      4s);  // the store's busy timeout is 5 s
+  const std::string log_when_connected = restarted.out();
+  const bool sent = connected && send_all(fd, "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  sqlite3_close(holder);
+  ASSERT_TRUE(connected) << "refused while the controller read its store\n" << restarted.err();
+  EXPECT_EQ(log_when_connected.find("serving"), std::string::npos) << log_when_connected;
+  ASSERT_TRUE(sent);
+  const std::string answer = read_to_end(fd);
+  ::close(fd);
+  EXPECT_EQ(answer.substr(0, 12), "HTTP/1.1 200") << answer << restarted.err();
+  restarted.signal(SIGTERM);
+  EXPECT_EQ(restarted.wait(10s), 0) << restarted.err();
 }
 
 }  // namespace
