@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 
@@ -184,7 +185,10 @@ Result<ListeningSocket> ListeningSocket::open(const std::string& host, unsigned 
     acceptor.bind(endpoint, ec);
   }
   if (!ec) {
-    acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    // As deep as the system allows (net.core.somaxconn caps it; SOMAXCONN,
+    // 4,096, would cap it even when an operator raised that for a fleet of
+    // more hosts, all reconnecting to a restarted controller at once).
+    acceptor.listen(std::numeric_limits<int>::max(), ec);
   }
   const unsigned short bound = ec ? 0 : acceptor.local_endpoint(ec).port();
   if (ec) {
