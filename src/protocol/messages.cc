@@ -269,9 +269,6 @@ void append_string(std::string& out, std::string_view s) {
       case '\\':
         out += "\\\\";
         break;
-      case '\n':
-        out += "\\n";
-        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char escaped[8];
