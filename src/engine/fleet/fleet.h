@@ -347,7 +347,6 @@ class Fleet {
   // Counts new failures and applies onFailure, persisted before anything acts
   // on them; false when this application must wait for the next tick.
   bool observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout);
-  std::vector<MemberEntry*> failed_members_of(const std::string& app, const std::string& cluster) const;
   // Takes the cluster's next rollout step; false when the rollout does not
   // own the cluster's members now (done, waiting or paused).
   bool drive_rollout(const ClusterRef& cluster, const std::vector<MemberEntry*>& members, int desired,
@@ -529,10 +528,6 @@ class Fleet {
   // cluster two or three times, and walking and sorting the index each time
   // was a fifth of the pass.
   mutable std::unordered_map<std::string, std::vector<MemberEntry*>> in_ordinal_order_;
-  // The members in state Failed, by id, kept where a member's state is set
-  // (remember(), set_states(), forget()): a rollout's pass counts new
-  // failures among these, not by walking 100,000 rolling members.
-  std::map<std::string, MemberEntry*> failed_;
   // Members whose state may call for a command not sent yet (entries of
   // members_, dropped by forget()).
   std::map<std::string, MemberEntry*> outstanding_;

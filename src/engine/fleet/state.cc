@@ -77,7 +77,6 @@ Status Fleet::reload_members() {
   by_host_.clear();
   in_ordinal_order_.clear();
   outstanding_.clear();
-  failed_.clear();
   for (auto& [record, state] : loaded) {
     remember(std::move(record), state);
   }
@@ -96,11 +95,6 @@ Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
   in_ordinal_order_.erase(cluster);
   by_host_[m.record.host][id] = &m;
   outstanding_.emplace(id, &m);
-  if (state == MemberState::kFailed) {
-    failed_[id] = &m;
-  } else {
-    failed_.erase(id);
-  }
   return m;
 }
 
@@ -118,7 +112,6 @@ void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
     }
   }
   outstanding_.erase(r.id);
-  failed_.erase(r.id);
   members_.erase(it);
 }
 
@@ -391,11 +384,6 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
     }
     batch.mutations.push_back(PutMember{m.record});
     batch.mutations.push_back(AppendEvent{std::move(event)});
-    if (to == MemberState::kFailed) {
-      failed_[m.record.id] = &m;
-    } else if (m.state == MemberState::kFailed) {
-      failed_.erase(m.record.id);
-    }
     m.state = to;
     m.command_sent = false;
     m.generation = staged_generation_;

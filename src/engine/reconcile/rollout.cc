@@ -92,21 +92,6 @@ void Fleet::stage_rollout(ActiveRollout& rollout, WriteBatch batch) {
   rollout.record = std::move(next);
 }
 
-// A cluster's members in state Failed, oldest first (the order their
-// failures are counted in).
-std::vector<Fleet::MemberEntry*> Fleet::failed_members_of(const std::string& app, const std::string& cluster) const {
-  std::vector<MemberEntry*> out;
-  const std::string prefix = app + "/";  // a member's id is "app/cluster/ordinal"
-  for (auto it = failed_.lower_bound(prefix); it != failed_.end() && it->first.starts_with(prefix); ++it) {
-    if (it->second->record.cluster == cluster) {
-      out.push_back(it->second);
-    }
-  }
-  std::sort(out.begin(), out.end(),
-            [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
-  return out;
-}
-
 // updates.md, "health gating": a member on the target revision that failed
 // counts once; beyond maxFailures the cluster's onFailure applies.
 bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout) {
@@ -121,8 +106,9 @@ bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout
     if (!spec) {
       continue;
     }
-    for (MemberEntry* m : failed_members_of(app.name, path)) {
-      if (m->record.revision == rollout.record.target_revision && progress.failed.insert(m->record.id).second) {
+    for (MemberEntry* m : members_of(app.name, path)) {
+      if (m->state == MemberState::kFailed && m->record.revision == rollout.record.target_revision &&
+          progress.failed.insert(m->record.id).second) {
         ++progress.failures;
         rollout.dirty = true;
         rollout.events.push_back(
