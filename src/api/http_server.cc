@@ -190,16 +190,15 @@ Result<ListeningSocket> ListeningSocket::open(const std::string& host, unsigned 
     // more hosts, all reconnecting to a restarted controller at once).
     acceptor.listen(std::numeric_limits<int>::max(), ec);
   }
-  const unsigned short bound = ec ? 0 : acceptor.local_endpoint(ec).port();
+  tcp::endpoint bound;
+  if (!ec) {
+    bound = acceptor.local_endpoint(ec);
+  }
+  const int fd = ec ? -1 : acceptor.release(ec);
   if (ec) {
     return fail(ErrorCode::kUnavailable, ec.message());
   }
-  const bool v6 = endpoint.protocol() == tcp::v6();
-  const int fd = acceptor.release(ec);
-  if (ec) {
-    return fail(ErrorCode::kInternal, ec.message());
-  }
-  return ListeningSocket(fd, v6, bound);
+  return ListeningSocket(fd, bound.protocol() == tcp::v6(), bound.port());
 }
 
 ListeningSocket::ListeningSocket(ListeningSocket&& other) noexcept

@@ -1,9 +1,6 @@
 #include "protocol/messages.h"
 
 #include <algorithm>
-#include <charconv>
-#include <cmath>
-#include <cstdio>
 #include <iterator>
 
 #include "protocol/json_reader.h"
@@ -255,49 +252,6 @@ const char* type_of(const CommandSpec& spec) {
   return kTypes[spec.index()];
 }
 
-// ---- heartbeat text ---------------------------------------------------------------
-
-// JSON's escapes for what must not appear raw in a string; other bytes
-// (UTF-8 included) are written as they are.
-void append_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
-template <class Number>
-void append_number(std::string& out, Number n) {
-  char digits[32];
-  const auto end = std::to_chars(std::begin(digits), std::end(digits), n).ptr;
-  out.append(digits, end);
-}
-
-// As nlohmann writes a number it cannot represent in JSON.
-void append_double(std::string& out, double d) {
-  if (std::isfinite(d)) {
-    append_number(out, d);
-  } else {
-    out += "null";
-  }
-}
-
 }  // namespace
 
 std::string Command::type() const { return type_of(spec); }
@@ -349,52 +303,6 @@ json to_json(const Heartbeat& m) {
     members.push_back(std::move(x));
   }
   return {{"type", "heartbeat"}, {"seq", m.seq}, {"members", std::move(members)}};
-}
-
-// The keys in the order to_json's objects (std::maps) write them.
-std::string heartbeat_text(const Heartbeat& m) {
-  std::string out;
-  out.reserve(64 + m.members.size() * 128);
-  out += R"({"members":[)";
-  for (size_t i = 0; i < m.members.size(); ++i) {
-    const MemberReport& r = m.members[i];
-    out += i == 0 ? R"({"healthy":)" : R"(,{"healthy":)";
-    out += r.healthy ? "true" : "false";
-    out += R"(,"id":)";
-    append_string(out, r.id);
-    if (r.pid) {
-      out += R"(,"pid":)";
-      append_number(out, *r.pid);
-    }
-    if (!r.ports.empty()) {
-      out += R"(,"ports":{)";
-      for (auto it = r.ports.begin(); it != r.ports.end(); ++it) {
-        if (it != r.ports.begin()) {
-          out += ',';
-        }
-        append_string(out, it->first);
-        out += ':';
-        append_number(out, it->second);
-      }
-      out += '}';
-    }
-    out += R"(,"state":)";
-    append_string(out, r.state);
-    if (r.stats) {
-      out += R"(,"stats":{"load":)";
-      append_double(out, r.stats->load);
-      if (r.stats->requests_in_flight) {
-        out += R"(,"requestsInFlight":)";
-        append_number(out, *r.stats->requests_in_flight);
-      }
-      out += '}';
-    }
-    out += '}';
-  }
-  out += R"(],"seq":)";
-  append_number(out, m.seq);
-  out += R"(,"type":"heartbeat"})";
-  return out;
 }
 
 json to_json(const CommandSpec& spec) { return std::visit(SpecJson{}, spec); }
