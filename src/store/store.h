@@ -182,6 +182,8 @@ class Store {
   virtual Result<std::optional<AgentUpgradeRecord>> latest_agent_upgrade() = 0;
 
   virtual Result<std::optional<MemberRecord>> get_member(const std::string& app, const std::string& id) = 0;
+  // Ordered by application, cluster and ordinal: the fleet reads each
+  // cluster's members oldest first from it (Fleet's rosters).
   virtual Result<std::vector<MemberRecord>> list_members(const MemberQuery& query) = 0;
 
   virtual Result<std::optional<HostRecord>> get_host(const std::string& id) = 0;

@@ -202,11 +202,7 @@ void Fleet::reconcile_hello(HostEntry& h, const protocol::Hello& hello) {
       }
       // Replaced meanwhile (the usual case) or still needed.
       const ClusterSpec* spec = cluster_spec(m);
-      int live = 0;
-      for (const MemberEntry* o : members_of(m.record.app, m.record.cluster)) {
-        live += is_live(o->state) ? 1 : 0;
-      }
-      if (spec == nullptr || live >= spec->members.desired) {
+      if (spec == nullptr || live_in(m.roster) >= spec->members.desired) {
         (void)set_state(m, MemberState::kStopping, "stale: replaced while host " + h.record.id + " was unreachable");
       } else if (m.active_when_lost) {
         (void)set_state(m, MemberState::kActive, "host " + h.record.id + " is back and still runs it, as it was");
@@ -376,6 +372,7 @@ void Fleet::on_report(MemberEntry& m, const protocol::MemberReport& report) {
     batch.mutations.push_back(PutMember{next});
     stage(std::move(batch));
     m.record = std::move(next);
+    note_change(m);
   }
   m.healthy = report.healthy;
   if (m.state == MemberState::kStarting) {
@@ -443,6 +440,7 @@ void Fleet::on_result(HostEntry& h, const protocol::CommandResult& result) {
       batch.mutations.push_back(PutMember{next});
       stage(std::move(batch));
       m.record = std::move(next);
+      note_change(m);
     }
   } else if (kind == "maintenance" && m.state == MemberState::kMaintenance && result.id == maintenance_command_id(m)) {
     if (result.ok) {

@@ -168,6 +168,7 @@ void Fleet::reconcile_pass() {
     return;
   }
   placement_.built = false;
+  forget_empty_rosters();
   mark_changed_applications(*apps);
   const TimePoint now = clock_.now();
   const bool check_loads = now >= next_load_check_;
@@ -231,8 +232,8 @@ void Fleet::reconcile_pass() {
       const std::string key = app.name + "/" + node.path;
       wanted.insert(key);
       if (observed && (app_dirty || work_.cluster_queued(app.name, node.path))) {
-        const bool done = reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, members_of(app.name, node.path),
-                                            switches, markers, *scales, rollout ? &*rollout : nullptr);
+        const bool done = reconcile_cluster(ClusterRef{&app, node.path, node.cluster}, switches, markers, *scales,
+                                            rollout ? &*rollout : nullptr);
         if (done) {
           work_.done_cluster(app.name, node.path);
         } else {

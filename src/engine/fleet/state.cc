@@ -5,7 +5,9 @@
 #include "engine/fleet/fleet.h"
 
 #include <algorithm>
+#include <cassert>
 #include <future>
+#include <limits>
 #include <map>
 #include <utility>
 
@@ -75,7 +77,7 @@ Status Fleet::reload_members() {
   members_.clear();
   by_cluster_.clear();
   by_host_.clear();
-  in_ordinal_order_.clear();
+  rosters_.clear();
   outstanding_.clear();
   for (auto& [record, state] : loaded) {
     remember(std::move(record), state);
@@ -89,18 +91,29 @@ Status Fleet::reload_members() {
 
 Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
   const std::string id = record.id;
+  if (auto known = members_.find(id); known != members_.end()) {
+    forget(known);  // its roster entry goes with it
+  }
   MemberEntry& m = members_[id] = MemberEntry{std::move(record), state};
   const std::string cluster = m.record.app + "/" + m.record.cluster;
   by_cluster_[cluster][id] = &m;
-  in_ordinal_order_.erase(cluster);
   by_host_[m.record.host][id] = &m;
   outstanding_.emplace(id, &m);
+  Roster& roster = rosters_[cluster];
+  m.roster = &roster;
+  m.slot = roster.entries.size();
+  roster.entries.emplace_back();
+  note_change(m);
   return m;
 }
 
 void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
-  const MemberRecord& r = it->second.record;
-  in_ordinal_order_.erase(r.app + "/" + r.cluster);
+  const MemberEntry& m = it->second;
+  const MemberRecord& r = m.record;
+  if (m.roster) {
+    m.roster->entries[m.slot] = RosterEntry{};  // a hole: a walk under way keeps its places
+    ++m.roster->holes;
+  }
   for (auto* index : {&by_cluster_, &by_host_}) {
     const std::string key = index == &by_cluster_ ? r.app + "/" + r.cluster : r.host;
     auto entry = index->find(key);
@@ -115,24 +128,60 @@ void Fleet::forget(std::map<std::string, MemberEntry>::iterator it) {
   members_.erase(it);
 }
 
-std::vector<Fleet::MemberEntry*> Fleet::members_of(const std::string& app, const std::string& cluster) const {
-  const std::string key = app + "/" + cluster;
-  auto cached = in_ordinal_order_.find(key);
-  if (cached == in_ordinal_order_.end()) {
-    auto index = by_cluster_.find(key);
-    if (index == by_cluster_.end()) {
-      return {};
-    }
-    std::vector<MemberEntry*> members;
-    members.reserve(index->second.size());
-    for (const auto& [id, m] : index->second) {
-      members.push_back(m);
-    }
-    std::sort(members.begin(), members.end(),
-              [](const MemberEntry* a, const MemberEntry* b) { return a->record.ordinal < b->record.ordinal; });
-    cached = in_ordinal_order_.emplace(key, std::move(members)).first;
+void Fleet::note_change(MemberEntry& m) {
+  m.roster->entries[m.slot] = RosterEntry{&m, m.record.id, m.state, m.record.revision, m.record.updated_at};
+}
+
+Fleet::Roster* Fleet::roster_of(const std::string& app, const std::string& cluster) const {
+  auto found = rosters_.find(app + "/" + cluster);
+  if (found == rosters_.end()) {
+    return nullptr;
   }
-  return cached->second;
+  Roster& roster = found->second;
+  if (roster.holes > 0) {
+    std::erase_if(roster.entries, [](const RosterEntry& e) { return e.member == nullptr; });
+    for (size_t i = 0; i < roster.entries.size(); ++i) {
+      roster.entries[i].member->slot = i;
+    }
+    roster.holes = 0;
+  }
+  if (roster.entries.empty()) {
+    return nullptr;  // erased by the next pass (forget_empty_rosters())
+  }
+#ifndef NDEBUG
+  int64_t ordinal = std::numeric_limits<int64_t>::min();
+  for (const RosterEntry& e : roster.entries) {
+    const MemberEntry& m = *e.member;
+    assert(e.id.data() == m.record.id.data() && e.id == m.record.id && e.state == m.state &&
+           e.revision == m.record.revision && e.since == m.record.updated_at && m.roster == &roster);
+    assert(m.record.ordinal > ordinal);
+    ordinal = m.record.ordinal;
+  }
+#endif
+  return &roster;
+}
+
+std::vector<Fleet::MemberEntry*> Fleet::members_of(const std::string& app, const std::string& cluster) const {
+  std::vector<MemberEntry*> members;
+  if (const Roster* roster = roster_of(app, cluster)) {
+    members.reserve(roster->entries.size());
+    for (const RosterEntry& e : roster->entries) {
+      members.push_back(e.member);
+    }
+  }
+  return members;
+}
+
+void Fleet::forget_empty_rosters() {
+  std::erase_if(rosters_, [](const auto& entry) { return entry.second.holes == entry.second.entries.size(); });
+}
+
+int Fleet::live_in(const Roster* roster) {
+  if (!roster) {
+    return 0;
+  }
+  return static_cast<int>(std::count_if(roster->entries.begin(), roster->entries.end(),
+                                        [](const RosterEntry& e) { return e.member && is_live(e.state); }));
 }
 
 namespace {
@@ -385,6 +434,7 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
     batch.mutations.push_back(PutMember{m.record});
     batch.mutations.push_back(AppendEvent{std::move(event)});
     m.state = to;
+    note_change(m);
     m.command_sent = false;
     m.generation = staged_generation_;
     outstanding_.emplace(m.record.id, &m);

@@ -51,6 +51,7 @@ void Fleet::record_healing(MemberEntry& m, std::optional<TimePoint> delayed_sinc
                                                    m.record.id, event, m.record.state, m.record.state, message)});
   stage(std::move(batch));
   m.record = std::move(next);
+  note_change(m);
 }
 
 }  // namespace tranche

@@ -49,14 +49,14 @@ bool Fleet::maintenance_at_agents(const std::string& app, const MaintenanceMarke
 // What is counted is the Active members, as the rollout planner does: a
 // member out for any other reason (failed, unreachable, being stopped, not
 // yet serving) has already spent the budget.
-void Fleet::start_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                              const MaintenanceMarkers& markers, int desired) {
+void Fleet::start_maintenance(const ClusterRef& cluster, const MaintenanceMarkers& markers, int desired) {
   if (markers.empty()) {
     return;  // no member is marked (each pass of a rollout of 100,000 asks)
   }
   if (!cluster.app->deployed && resolve(Command::kMaintenanceRestart, Command::kDelete) == Resolution::kCancels) {
     return;  // its members are being stopped: none starts a hook now
   }
+  const std::vector<MemberEntry*> members = members_of(cluster.app->name, cluster.path);
   int active = 0;
   for (const MemberEntry* m : members) {
     active += planned_state(*m) == MemberState::kActive ? 1 : 0;
@@ -268,13 +268,16 @@ bool Fleet::replace_waits_for_rollout(const ClusterRef& cluster, const Maintenan
   return true;
 }
 
-bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                                    const MaintenanceMarkers& markers, int desired) {
+bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const MaintenanceMarkers& markers, int desired) {
+  if (markers.empty()) {
+    return false;
+  }
+  const std::vector<MemberEntry*> members = members_of(cluster.app->name, cluster.path);
   auto marker = [&](const MemberEntry& m) -> const OperationalValueRecord* {
     auto it = markers.find(member_path(m.record));
     return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
   };
-  const bool marked = !markers.empty() && std::any_of(members.begin(), members.end(), [&](const MemberEntry* m) {
+  const bool marked = std::any_of(members.begin(), members.end(), [&](const MemberEntry* m) {
     return marker(*m) != nullptr && is_live(m->state);
   });
   if (!marked) {
@@ -302,7 +305,7 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const std::vector
       plan_cluster_rollout(ClusterRolloutInput{policy, desired, std::move(view), true, clock_.now()});
   for (const auto& id : step.retire) {
     MemberEntry& m = members_.at(id);
-    retire(m, "maintenance replace: " + replaced_by(m, members, desired));  // its marker ends with it
+    retire(m, "maintenance replace: " + replaced_by(m, desired));  // its marker ends with it
   }
   for (int i = 0; i < step.create; ++i) {
     if (!create_member(cluster, cluster.app->current_revision, "maintenance replace")) {

@@ -96,7 +96,7 @@ void Fleet::finish_perform(LockEntry& lock, bool succeeded, const std::string& m
   lock.record = std::move(next);
 }
 
-bool Fleet::drive_member_perform(const ClusterRef& cluster, const std::vector<MemberEntry*>& members) {
+bool Fleet::drive_member_perform(const ClusterRef& cluster) {
   auto found = locks_.find(cluster.app->name);
   if (found == locks_.end() || !found->second.detail.running() || found->second.detail.perform->member.empty()) {
     return false;
@@ -105,7 +105,7 @@ bool Fleet::drive_member_perform(const ClusterRef& cluster, const std::vector<Me
   MigrationPerform& perform = *lock.detail.perform;
   MemberEntry* m = nullptr;
   MemberEntry* successor = nullptr;
-  for (MemberEntry* e : members) {
+  for (MemberEntry* e : members_of(cluster.app->name, cluster.path)) {
     m = e->record.id == perform.member ? e : m;
     successor = !perform.successor.empty() && e->record.id == perform.successor ? e : successor;
   }
@@ -155,6 +155,7 @@ bool Fleet::drive_member_perform(const ClusterRef& cluster, const std::vector<Me
     if (!set_state(*m, MemberState::kUpdating,
                    fmt::format("{}: in-place update from revision {}", why, before.revision))) {
       m->record = before;
+      note_change(*m);
     }
     return true;
   }

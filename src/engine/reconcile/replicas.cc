@@ -109,23 +109,33 @@ void Fleet::retire(MemberEntry& m, const std::string& reason, std::vector<Mutati
   }
 }
 
-std::string Fleet::replaced_by(const MemberEntry& m, const std::vector<MemberEntry*>& members, int desired) {
+std::string Fleet::replaced_by(const MemberEntry& m, int desired) const {
   if (!m.successor.empty()) {
     return "replaced by " + m.successor;
   }
-  const auto live = std::count_if(members.begin(), members.end(), [](const MemberEntry* e) { return is_live(e->state); });
-  return live > desired ? fmt::format("removed as the cluster shrank to {}", desired) : "replaced by a new member";
+  return live_in(m.roster) > desired ? fmt::format("removed as the cluster shrank to {}", desired)
+                                     : "replaced by a new member";
 }
 
-bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                              const std::vector<OperationalValueRecord>& switches, const MaintenanceMarkers& markers,
-                              const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout) {
+bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& switches,
+                              const MaintenanceMarkers& markers, const std::vector<ClusterScaleRecord>& scales,
+                              ActiveRollout* rollout) {
   const TimePoint now = clock_.now();
-  std::vector<MemberEntry*> live;
+  Roster* roster = roster_of(cluster.app->name, cluster.path);
+  int live = 0;
   int held = 0;  // failing members that autohealing off keeps in place
-  relabel(cluster, members);
-  for (MemberEntry* member : members) {
-    MemberEntry& m = *member;
+  if (roster) {
+    relabel(cluster, *roster);
+  }
+  // Only members not Active have anything to do here: an Active one is
+  // counted, and its entry is all that is read of it.
+  for (size_t i = 0; roster && i < roster->entries.size(); ++i) {
+    const RosterEntry& entry = roster->entries[i];
+    if (!entry.member || entry.state == MemberState::kActive) {
+      live += entry.member ? 1 : 0;
+      continue;
+    }
+    MemberEntry& m = *entry.member;
     stop_if_drained(m);
     if (m.state == MemberState::kCreated) {
       // Placed but not started: the controller stopped between the two commits.
@@ -159,29 +169,30 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Membe
         retire(m, "cleaning up a failed member");  // a replacement follows below
       }
     }
-    if (is_live(m.state)) {
-      live.push_back(&m);
-    }
+    live += is_live(m.state) ? 1 : 0;
   }
   const int scaled = autoscale(cluster, switches, scales);
   // Failed members that autohealing off keeps are not compensated for.
-  start_maintenance(cluster, members, markers, scaled - held);
+  start_maintenance(cluster, markers, scaled - held);
   const int desired = cluster.app->deployed ? scaled : 0;
-  if (cluster.app->deployed && drive_member_perform(cluster, members)) {
+  if (cluster.app->deployed && drive_member_perform(cluster)) {
     return false;  // a migration perform owns the cluster's members for now
   }
   const bool replace_waits = cluster.app->deployed && replace_waits_for_rollout(cluster, markers, rollout);
-  if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
+  static const Roster kNoMembers;
+  if (rollout && cluster.app->deployed && drive_rollout(cluster, roster ? *roster : kNoMembers, desired - held, *rollout)) {
     return false;  // the rollout owns the cluster's members for now
   }
-  if (cluster.app->deployed && !replace_waits && replace_for_maintenance(cluster, members, markers, desired - held)) {
+  if (cluster.app->deployed && !replace_waits && replace_for_maintenance(cluster, markers, desired - held)) {
     return false;
   }
-  const int64_t revision = held_revision(cluster, members, rollout);
-  if (static_cast<int>(live.size()) > desired) {
-    scale_down(cluster, live, markers, desired);
+  const int64_t revision = held_revision(cluster, roster, rollout);
+  if (live > desired) {
+    std::vector<MemberEntry*> members = members_of(cluster.app->name, cluster.path);
+    std::erase_if(members, [](const MemberEntry* m) { return !is_live(m->state); });
+    scale_down(cluster, std::move(members), markers, desired);
   }
-  for (int missing = desired - static_cast<int>(live.size()) - held; missing > 0; --missing) {
+  for (int missing = desired - live - held; missing > 0; --missing) {
     if (!create_member(cluster, revision)) {
       break;
     }
@@ -250,11 +261,10 @@ void Fleet::scale_down(const ClusterRef& cluster, std::vector<MemberEntry*> live
 // servers moves on by itself. (Load windows move on with time too: a
 // settled cluster's autoscaler still runs each pass, see reconcile_pass.)
 bool Fleet::settled(const ClusterRef& cluster, int desired) const {
-  const std::string key = cluster.app->name + "/" + cluster.path;
   int present = 0;
-  if (auto index = by_cluster_.find(key); index != by_cluster_.end()) {
-    for (const auto& [id, m] : index->second) {
-      if (m->state != MemberState::kActive && !m->in_maintenance_at_agent()) {
+  if (const Roster* roster = roster_of(cluster.app->name, cluster.path)) {
+    for (const RosterEntry& e : roster->entries) {
+      if (e.state != MemberState::kActive && !e.member->in_maintenance_at_agent()) {
         return false;
       }
       ++present;

@@ -106,9 +106,14 @@ bool Fleet::observe_rollout(const ApplicationRecord& app, ActiveRollout& rollout
     if (!spec) {
       continue;
     }
-    for (MemberEntry* m : members_of(app.name, path)) {
-      if (m->state == MemberState::kFailed && m->record.revision == rollout.record.target_revision &&
-          progress.failed.insert(m->record.id).second) {
+    const Roster* roster = roster_of(app.name, path);
+    for (size_t i = 0; roster && i < roster->entries.size(); ++i) {
+      const RosterEntry& e = roster->entries[i];
+      if (e.state != MemberState::kFailed || e.revision != rollout.record.target_revision) {
+        continue;
+      }
+      const MemberEntry* m = e.member;
+      if (progress.failed.insert(m->record.id).second) {
         ++progress.failures;
         rollout.dirty = true;
         rollout.events.push_back(
@@ -175,8 +180,7 @@ void Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout,
   stage_rollout(rollout, std::move(batch));
 }
 
-int64_t Fleet::held_revision(const ClusterRef& cluster, const std::vector<MemberEntry*>& members,
-                             const ActiveRollout* rollout) const {
+int64_t Fleet::held_revision(const ClusterRef& cluster, const Roster* roster, const ActiveRollout* rollout) const {
   if (!rollout) {
     return cluster.app->current_revision;
   }
@@ -187,8 +191,9 @@ int64_t Fleet::held_revision(const ClusterRef& cluster, const std::vector<Member
   // Waiting or paused: heal onto what most members run, so that healing
   // neither rolls the cluster forward nor back.
   std::map<int64_t, int> count;
-  for (const MemberEntry* m : members) {
-    count[m->record.revision] += is_live(m->state) ? 1 : 0;
+  for (size_t i = 0; roster && i < roster->entries.size(); ++i) {
+    const RosterEntry& e = roster->entries[i];
+    count[e.revision] += e.member && is_live(e.state) ? 1 : 0;
   }
   int64_t best = cluster.app->current_revision;
   for (const auto& [revision, n] : count) {
@@ -199,8 +204,7 @@ int64_t Fleet::held_revision(const ClusterRef& cluster, const std::vector<Member
   return best;
 }
 
-bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEntry*>& members, int desired,
-                          ActiveRollout& rollout) {
+bool Fleet::drive_rollout(const ClusterRef& cluster, const Roster& roster, int desired, ActiveRollout& rollout) {
   ClusterProgress& progress = rollout.progress[cluster.path];
   const ClusterRolloutStatus before = progress.status;
   if (before == ClusterRolloutStatus::kDone) {
@@ -231,10 +235,13 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
   }
 
   std::vector<RolloutMember> view;
-  view.reserve(members.size());
-  for (const MemberEntry* m : members) {
-    view.push_back(RolloutMember{m->record.id, planned_state(*m), m->record.revision == rollout.record.target_revision,
-                                 m->record.revision, m->record.updated_at});
+  view.reserve(roster.entries.size());
+  for (const RosterEntry& e : roster.entries) {
+    if (e.member) {
+      const MemberState state = e.state == MemberState::kActive && balancer_ ? planned_state(*e.member) : e.state;
+      view.push_back(
+          RolloutMember{e.id, state, e.revision == rollout.record.target_revision, e.revision, e.since});
+    }
   }
   const bool promoted = rollout.record.promoted || rollout.phase == RolloutPhase::kRollingBack;
   const ClusterRolloutStep step = plan_cluster_rollout(
@@ -262,7 +269,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const std::vector<MemberEnt
         fmt::format("not Active within progressDeadlineSeconds ({}s)", cluster.spec->update.progress_deadline_seconds));
   }
   for (const auto& id : step.retire) {
-    retire(by_id(id), why + ": " + replaced_by(by_id(id), members, desired));
+    retire(by_id(id), why + ": " + replaced_by(by_id(id), desired));
   }
   for (const auto& id : step.update) {
     begin_update(by_id(id), cluster, rollout.record.id);
@@ -344,32 +351,34 @@ void Fleet::begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t roll
                  fmt::format("rollout {}: in-place update from revision {} to {}", rollout_id, before.revision,
                              m.record.revision))) {
     m.record = before;
+    note_change(m);
   }
 }
 
 // Asked of every member each pass while a rollout runs (90,000 of 100,000
 // on another revision): the answer is looked up once per revision found.
-void Fleet::relabel(const ClusterRef& cluster, const std::vector<MemberEntry*>& members) {
+void Fleet::relabel(const ClusterRef& cluster, const Roster& roster) {
   const int64_t current = cluster.app->current_revision;
   std::map<int64_t, bool> same;  // a revision found -> whether its member template is the current one
-  auto same_as_current = [&](const MemberEntry& m) {
-    auto [known, first] = same.try_emplace(m.record.revision, false);
+  auto same_as_current = [&](int64_t revision) {
+    auto [known, first] = same.try_emplace(revision, false);
     if (first) {
-      const auto key = std::tuple{cluster.app->name, cluster.path, m.record.revision, current};
+      const auto key = std::tuple{cluster.app->name, cluster.path, revision, current};
       auto cached = same_template_.find(key);
       if (cached == same_template_.end()) {
-        const ClusterSpec* mine = cluster_spec(m);
+        const ClusterSpec* mine = cluster_of(cluster.app->name, revision, cluster.path);
         cached = same_template_.emplace(key, mine && same_member_template(*mine, *cluster.spec)).first;
       }
       known->second = cached->second;
     }
     return known->second;
   };
-  for (MemberEntry* m : members) {
-    if (m->record.revision == current || !is_live(m->state) || m->state == MemberState::kUpdating ||
-        !same_as_current(*m)) {
+  for (const RosterEntry& e : roster.entries) {
+    if (!e.member || e.revision == current || !is_live(e.state) || e.state == MemberState::kUpdating ||
+        !same_as_current(e.revision)) {
       continue;
     }
+    MemberEntry* m = e.member;
     MemberRecord next = m->record;
     next.revision = current;
     WriteBatch batch;
@@ -378,6 +387,7 @@ void Fleet::relabel(const ClusterRef& cluster, const std::vector<MemberEntry*>& 
     spdlog::info("member {}: revision {} -> {} (same member template, nothing to change)", m->record.id,
                  m->record.revision, current);
     m->record = std::move(next);
+    note_change(*m);
   }
 }
 

@@ -732,6 +732,50 @@ TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
   }
 }
 
+// A restarted controller reads its members in id order ("web/10" before
+// "web/2"); a rollout still takes them oldest first, by ordinal.
+TEST_F(FleetRolloutTest, ARestartedControllerUpdatesMembersOldestFirst) {
+  Joined a = join("a");
+  auto twelve = [](const std::string& version) {
+    std::string app = rollout_app(version, "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}");
+    const std::string two = "{min: 1, max: 4, desired: 2}";
+    app.replace(app.find(two), two.size(), "{min: 1, max: 12, desired: 12}");
+    return app;
+  };
+  apply(twelve("1"));
+  fleet_->tick();
+  start_all(a, *a.link);
+  healthy(a);
+  fleet_->tick();
+  ASSERT_EQ(states().size(), 12u);
+  ASSERT_EQ(states()["shop/web/12"], "Active");
+
+  fleet_ = make_fleet();
+  std::vector<protocol::HelloMember> running;
+  for (int i = 1; i <= 12; ++i) {
+    running.push_back({"shop/web/" + std::to_string(i), 1, "Running", 100});
+  }
+  auto link = reconnect(a, running);
+  apply(twelve("2"));
+  std::vector<std::string> order;
+  for (int step = 0; step < 40 && phase() != "Succeeded"; ++step) {
+    fleet_->tick();
+    for (const auto& c : link->of_type("command", "update")) {
+      if (std::find(order.begin(), order.end(), c["id"]) == order.end()) {
+        order.push_back(c["id"]);
+        result(a, c["id"], true, json{{"pid", 200}, {"ports", json::object()}});
+      }
+    }
+    healthy(a);
+  }
+  ASSERT_EQ(phase(), "Succeeded");
+  std::vector<std::string> oldest_first;
+  for (int i = 1; i <= 12; ++i) {
+    oldest_first.push_back("update:shop/web/" + std::to_string(i) + ":2");
+  }
+  EXPECT_EQ(order, oldest_first);
+}
+
 // The agent restarts a member itself when it updates it in place or takes it
 // through a maintenance: a start command afterwards would only bring back the
 // first start's result (four frames per member and change, for nothing).

@@ -596,6 +596,10 @@ TEST(SqliteStore, ListMembersFilters) {
   EXPECT_THAT(ids({.app = "shop", .cluster = "web"}), ElementsAre("shop:web/0", "shop:web/1"));
   EXPECT_THAT(ids({.cluster = "web", .state = "Running"}), ElementsAre("cart:web/0", "shop:web/1"));
   EXPECT_THAT(ids({.app = "shop", .cluster = "web", .state = "Failed"}), ElementsAre("shop:web/0"));
+  // Oldest first within a cluster (the fleet's rosters rely on it), not in
+  // the order of ids.
+  commit(*store, {member("cart", "web", 10, "Running"), member("cart", "web", 2, "Running")});
+  EXPECT_THAT(ids({.app = "cart"}), ElementsAre("cart:web/0", "cart:web/2", "cart:web/10"));
 }
 
 // A member put again is written in place (an upsert): what is read back is
