@@ -361,8 +361,9 @@ class Fleet {
   void check_heartbeats();
   // Returns whether the cluster is settled (see settled()). `switches`:
   // the application's autoscaling and autohealing values (switches_of()).
-  bool reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& switches, const MaintenanceMarkers& markers,
-                         const std::vector<ClusterScaleRecord>& scales, ActiveRollout* rollout);
+  bool reconcile_cluster(const ClusterRef& cluster, const std::vector<OperationalValueRecord>& switches,
+                         const MaintenanceMarkers& markers, const std::vector<ClusterScaleRecord>& scales,
+                         ActiveRollout* rollout);
   // An application's values but its maintenance markers: what autoscaling
   // and autohealing resolve against, per cluster and per failed member. A
   // maintenance marks every member; a scan of all values per look-up cost

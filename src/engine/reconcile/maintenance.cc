@@ -277,9 +277,8 @@ bool Fleet::replace_for_maintenance(const ClusterRef& cluster, const Maintenance
     auto it = markers.find(member_path(m.record));
     return it != markers.end() && it->second->value == "replace" ? it->second : nullptr;
   };
-  const bool marked = std::any_of(members.begin(), members.end(), [&](const MemberEntry* m) {
-    return marker(*m) != nullptr && is_live(m->state);
-  });
+  const bool marked = std::any_of(members.begin(), members.end(),
+                                  [&](const MemberEntry* m) { return marker(*m) != nullptr && is_live(m->state); });
   if (!marked) {
     return false;
   }

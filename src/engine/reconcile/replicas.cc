@@ -180,7 +180,8 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
   }
   const bool replace_waits = cluster.app->deployed && replace_waits_for_rollout(cluster, markers, rollout);
   static const Roster kNoMembers;
-  if (rollout && cluster.app->deployed && drive_rollout(cluster, roster ? *roster : kNoMembers, desired - held, *rollout)) {
+  if (rollout && cluster.app->deployed &&
+      drive_rollout(cluster, roster ? *roster : kNoMembers, desired - held, *rollout)) {
     return false;  // the rollout owns the cluster's members for now
   }
   if (cluster.app->deployed && !replace_waits && replace_for_maintenance(cluster, markers, desired - held)) {

@@ -239,8 +239,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const Roster& roster, int d
   for (const RosterEntry& e : roster.entries) {
     if (e.member) {
       const MemberState state = e.state == MemberState::kActive && balancer_ ? planned_state(*e.member) : e.state;
-      view.push_back(
-          RolloutMember{e.id, state, e.revision == rollout.record.target_revision, e.revision, e.since});
+      view.push_back(RolloutMember{e.id, state, e.revision == rollout.record.target_revision, e.revision, e.since});
     }
   }
   const bool promoted = rollout.record.promoted || rollout.phase == RolloutPhase::kRollingBack;
