@@ -221,9 +221,11 @@ Result<std::optional<T>> one(Query& query, T (*read)(Row)) {
   return std::optional<T>(std::move(*row));
 }
 
+// `expected_rows`: room made at once, when the caller knows about how many.
 template <class T>
-Result<std::vector<T>> all(Query& query, T (*read)(Row)) {
+Result<std::vector<T>> all(Query& query, T (*read)(Row), size_t expected_rows = 0) {
   std::vector<T> rows;
+  rows.reserve(expected_rows);
   for (;;) {
     const int rc = query.step();
     if (rc == SQLITE_DONE) {

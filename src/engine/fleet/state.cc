@@ -60,27 +60,30 @@ Status Fleet::reload_members() {
   if (!members) {
     return std::unexpected(members.error());
   }
-  std::vector<std::pair<MemberRecord, MemberState>> loaded;
-  for (auto& m : *members) {
+  // Every state is read before the view is touched: an unknown one leaves it as it was.
+  std::vector<MemberState> states;
+  states.reserve(members->size());
+  for (const auto& m : *members) {
     auto state = member_state_from_string(m.state);
     if (!state) {
       return fail(ErrorCode::kInternal, "member " + m.id + " has unknown state " + m.state);
     }
-    // An id names one member for good: ordinals go on after the history's
-    // too (a reused id would overwrite a Terminated member's record).
-    const std::string key = m.app + "/" + m.cluster;
-    last_ordinal_[key] = std::max(last_ordinal_[key], m.ordinal);
-    if (*state != MemberState::kTerminated) {
-      loaded.emplace_back(std::move(m), *state);
-    }
+    states.push_back(*state);
   }
   members_.clear();
   by_cluster_.clear();
   by_host_.clear();
   rosters_.clear();
   outstanding_.clear();
-  for (auto& [record, state] : loaded) {
-    remember(std::move(record), state);
+  for (size_t i = 0; i < members->size(); ++i) {
+    MemberRecord& m = (*members)[i];
+    // An id names one member for good: ordinals go on after the history's
+    // too (a reused id would overwrite a Terminated member's record).
+    const std::string key = m.app + "/" + m.cluster;
+    last_ordinal_[key] = std::max(last_ordinal_[key], m.ordinal);
+    if (states[i] != MemberState::kTerminated) {
+      remember(std::move(m), states[i]);
+    }
   }
   // The agent upgrade as the store has it too (a refused group may have held its change).
   if (auto upgrade = load_agent_upgrade(); !upgrade) {
