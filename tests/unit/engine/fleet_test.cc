@@ -761,9 +761,10 @@ TEST_F(FleetRolloutTest, ARestartedControllerUpdatesMembersOldestFirst) {
   for (int step = 0; step < 40 && phase() != "Succeeded"; ++step) {
     fleet_->tick();
     for (const auto& c : link->of_type("command", "update")) {
-      if (std::find(order.begin(), order.end(), c["id"]) == order.end()) {
-        order.push_back(c["id"]);
-        result(a, c["id"], true, json{{"pid", 200}, {"ports", json::object()}});
+      const std::string id = c["id"];
+      if (std::find(order.begin(), order.end(), id) == order.end()) {
+        order.push_back(id);
+        result(a, id, true, json{{"pid", 200}, {"ports", json::object()}});
       }
     }
     healthy(a);
