@@ -733,14 +733,18 @@ TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
 }
 
 // A restarted controller reads its members in id order ("web/10" before
-// "web/2"); a rollout still takes them oldest first, by ordinal.
+// "web/2"); a rollout still takes them oldest first, by ordinal. The
+// application's name is long enough that member ids live on the heap, so
+// that a record replaced in place (a new pid, a new revision) moves its id.
 TEST_F(FleetRolloutTest, ARestartedControllerUpdatesMembersOldestFirst) {
   Joined a = join("a");
-  auto twelve = [](const std::string& version) {
-    std::string app = rollout_app(version, "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}");
+  const std::string app = "a-shop-with-a-long-name";
+  auto twelve = [&](const std::string& version) {
+    std::string text = rollout_app(version, "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}");
     const std::string two = "{min: 1, max: 4, desired: 2}";
-    app.replace(app.find(two), two.size(), "{min: 1, max: 12, desired: 12}");
-    return app;
+    text.replace(text.find(two), two.size(), "{min: 1, max: 12, desired: 12}");
+    text.replace(text.find("shop"), 4, app);
+    return text;
   };
   apply(twelve("1"));
   fleet_->tick();
@@ -748,17 +752,21 @@ TEST_F(FleetRolloutTest, ARestartedControllerUpdatesMembersOldestFirst) {
   healthy(a);
   fleet_->tick();
   ASSERT_EQ(states().size(), 12u);
-  ASSERT_EQ(states()["shop/web/12"], "Active");
+  ASSERT_EQ(states()[app + "/web/12"], "Active");
 
   fleet_ = make_fleet();
   std::vector<protocol::HelloMember> running;
   for (int i = 1; i <= 12; ++i) {
-    running.push_back({"shop/web/" + std::to_string(i), 1, "Running", 100});
+    running.push_back({app + "/web/" + std::to_string(i), 1, "Running", 100});
   }
   auto link = reconnect(a, running);
   apply(twelve("2"));
+  auto rollout_phase = [&] {
+    auto r = store_->latest_rollout(app).value();
+    return r ? r->phase : "none";
+  };
   std::vector<std::string> order;
-  for (int step = 0; step < 40 && phase() != "Succeeded"; ++step) {
+  for (int step = 0; step < 40 && rollout_phase() != "Succeeded"; ++step) {
     fleet_->tick();
     for (const auto& c : link->of_type("command", "update")) {
       const std::string id = c["id"];
@@ -767,12 +775,12 @@ TEST_F(FleetRolloutTest, ARestartedControllerUpdatesMembersOldestFirst) {
         result(a, id, true, json{{"pid", 200}, {"ports", json::object()}});
       }
     }
-    healthy(a);
+    healthy(a);  // pid 100 again: each updated member's record is replaced once more
   }
-  ASSERT_EQ(phase(), "Succeeded");
+  ASSERT_EQ(rollout_phase(), "Succeeded");
   std::vector<std::string> oldest_first;
   for (int i = 1; i <= 12; ++i) {
-    oldest_first.push_back("update:shop/web/" + std::to_string(i) + ":2");
+    oldest_first.push_back("update:" + app + "/web/" + std::to_string(i) + ":2");
   }
   EXPECT_EQ(order, oldest_first);
 }
