@@ -385,7 +385,7 @@ class Fleet {
   // own the cluster's members now (done, waiting or paused).
   bool drive_rollout(const ClusterRef& cluster, const Roster& roster, int desired, ActiveRollout& rollout);
   // The revision that healing creates members on while a rollout holds a cluster.
-  int64_t held_revision(const ClusterRef& cluster, const Roster* roster, const ActiveRollout* rollout) const;
+  int64_t held_revision(const ClusterRef& cluster, const Roster& roster, const ActiveRollout* rollout) const;
   void advance_rollout(const ApplicationRecord& app, ActiveRollout& rollout);
   void set_phase(ActiveRollout& rollout, RolloutPhase to, const std::string& reason);
   // Appends the record and the collected events to `batch` and stages it.

@@ -121,16 +121,16 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
                               const MaintenanceMarkers& markers, const std::vector<ClusterScaleRecord>& scales,
                               ActiveRollout* rollout) {
   const TimePoint now = clock_.now();
-  Roster* roster = roster_of(cluster.app->name, cluster.path);
+  static const Roster kNoMembers;
+  const Roster* found = roster_of(cluster.app->name, cluster.path);
+  const Roster& members = found ? *found : kNoMembers;
   int live = 0;
   int held = 0;  // failing members that autohealing off keeps in place
-  if (roster) {
-    relabel(cluster, *roster);
-  }
+  relabel(cluster, members);
   // Only members not Active have anything to do here: an Active one is
   // counted, and its entry is all that is read of it.
-  for (size_t i = 0; roster && i < roster->entries.size(); ++i) {
-    const RosterEntry& entry = roster->entries[i];
+  for (size_t i = 0; i < members.entries.size(); ++i) {
+    const RosterEntry& entry = members.entries[i];
     if (!entry.member || entry.state == MemberState::kActive) {
       live += entry.member ? 1 : 0;
       continue;
@@ -179,19 +179,17 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
     return false;  // a migration perform owns the cluster's members for now
   }
   const bool replace_waits = cluster.app->deployed && replace_waits_for_rollout(cluster, markers, rollout);
-  static const Roster kNoMembers;
-  if (rollout && cluster.app->deployed &&
-      drive_rollout(cluster, roster ? *roster : kNoMembers, desired - held, *rollout)) {
+  if (rollout && cluster.app->deployed && drive_rollout(cluster, members, desired - held, *rollout)) {
     return false;  // the rollout owns the cluster's members for now
   }
   if (cluster.app->deployed && !replace_waits && replace_for_maintenance(cluster, markers, desired - held)) {
     return false;
   }
-  const int64_t revision = held_revision(cluster, roster, rollout);
+  const int64_t revision = held_revision(cluster, members, rollout);
   if (live > desired) {
-    std::vector<MemberEntry*> members = members_of(cluster.app->name, cluster.path);
-    std::erase_if(members, [](const MemberEntry* m) { return !is_live(m->state); });
-    scale_down(cluster, std::move(members), markers, desired);
+    std::vector<MemberEntry*> live_members = members_of(cluster.app->name, cluster.path);
+    std::erase_if(live_members, [](const MemberEntry* m) { return !is_live(m->state); });
+    scale_down(cluster, std::move(live_members), markers, desired);
   }
   for (int missing = desired - live - held; missing > 0; --missing) {
     if (!create_member(cluster, revision)) {

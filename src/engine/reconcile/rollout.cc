@@ -180,7 +180,7 @@ void Fleet::begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout,
   stage_rollout(rollout, std::move(batch));
 }
 
-int64_t Fleet::held_revision(const ClusterRef& cluster, const Roster* roster, const ActiveRollout* rollout) const {
+int64_t Fleet::held_revision(const ClusterRef& cluster, const Roster& roster, const ActiveRollout* rollout) const {
   if (!rollout) {
     return cluster.app->current_revision;
   }
@@ -191,8 +191,7 @@ int64_t Fleet::held_revision(const ClusterRef& cluster, const Roster* roster, co
   // Waiting or paused: heal onto what most members run, so that healing
   // neither rolls the cluster forward nor back.
   std::map<int64_t, int> count;
-  for (size_t i = 0; roster && i < roster->entries.size(); ++i) {
-    const RosterEntry& e = roster->entries[i];
+  for (const RosterEntry& e : roster.entries) {
     count[e.revision] += e.member && is_live(e.state) ? 1 : 0;
   }
   int64_t best = cluster.app->current_revision;
