@@ -287,6 +287,30 @@ TEST_F(Foundation, ReconcilePassesAreTimedOnMetrics) {
   EXPECT_TRUE(counted) << text;
 }
 
+// The controller's heap grows in transparent huge pages
+// (src/common/huge_page_heap.cc). Where the kernel gives them only on request
+// (transparent_hugepage "madvise", Debian's default) nothing else asks.
+TEST_F(Foundation, TheControllersHeapGrowsInHugePages) {
+#ifndef TRANCHE_HUGE_PAGE_HEAP
+  GTEST_SKIP() << "built without tcmalloc: the heap is the system's or a sanitizer's";
+#endif
+  const std::string thp = read_file("/sys/kernel/mm/transparent_hugepage/enabled");
+  if (thp.empty() || thp.find("[never]") != std::string::npos) {
+    GTEST_SKIP() << "this kernel gives no transparent huge pages: '" << thp << "'";
+  }
+  const std::regex huge_kib("\nAnonHugePages: +([0-9]+) kB");
+  const fs::path smaps = "/proc/" + std::to_string(controller_->process().pid()) + "/smaps_rollup";
+  std::string text;
+  std::smatch match;
+  const bool huge = wait_until(
+      [&] {
+        text = read_file(smaps);
+        return std::regex_search(text, match, huge_kib) && std::stoll(match[1]) > 0;
+      },
+      5s);
+  EXPECT_TRUE(huge) << text;
+}
+
 TEST_F(Foundation, EventsFollowDeliversInOrder) {
   Process follower({tranche_binary(), "events", "--follow", "-o", "json", "--server", controller_->url(), "--token",
                     controller_->admin_token()},
