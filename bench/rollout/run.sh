@@ -321,10 +321,13 @@ epoch_of() { # an RFC 3339 UTC timestamp in epoch seconds (ms)
 }
 
 # Per batch, from the controller's member log lines (ms timestamps):
-# when the batch's first member went Updating, its last one, the last update
+# when the batch's first members went Updating, its last ones, the last update
 # result (Updating -> Starting), the last Starting -> Active, and the gap to
-# the next batch. Batches do not overlap in a rolling in-place rollout, so
-# the k-th group of BATCH "-> Updating" lines of the rollout is batch k.
+# the next batch. Updates are logged one line per group ("N members of
+# APP/CLUSTER Active -> Updating: rollout R: in-place update ..."), or per
+# member for a group of one. Batches do not overlap in a rolling in-place
+# rollout: the k-th BATCH updates of the rollout are batch k, and a result or
+# an Active belongs to the batch under way.
 batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max result_med result_span_med activate_med gap_med period_med"
   awk -v id="$1" -v u="$BATCH" -v t="$T_SECONDS" '
     function secs(line,   d, tm, p) {
@@ -342,23 +345,27 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
       for (i = 2; i <= n; i++) { x = s[i]; for (j = i - 1; j >= 1 && s[j] > x; j--) s[j + 1] = s[j]; s[j + 1] = x }
       return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
     }
+    / -> Updating: rollout [0-9]+: in-place update / {
+      if (index($0, "-> Updating: rollout " id ": in-place update") == 0) next
+      if ((i = index($0, "] member ")) > 0) { n = 1 }
+      else if ((i = index($0, "] ")) > 0 && match(substr($0, i + 2), /^[0-9]+ members of /)) { split(substr($0, i + 2), f, " "); n = f[1] }
+      else next
+      ts = secs($0)
+      b = int(n_upd / u); n_upd += n
+      if (!(b in first)) { first[b] = ts; nb = b + 1 }
+      lastupd[b] = ts
+      next
+    }
     / member [^ ]+ [A-Za-z]+ -> [A-Za-z]+: / {
-      i = index($0, "] member ")
-      if (i == 0) next
+      if (nb == 0 || (i = index($0, "] member ")) == 0) next
       split(substr($0, i + 9), f, " ")
-      m = f[1]; from = f[2]; to = f[4]; sub(/:$/, "", to)
-      if (to == "Updating" && index($0, "rollout " id ": in-place update") > 0) {
-        ts = secs($0)
-        b = int(n_upd / u); n_upd++
-        batch[m] = b
-        if (!(b in first)) { first[b] = ts; nb = b + 1 }
-        lastupd[b] = ts
-      } else if (from == "Updating" && to == "Starting" && (m in batch)) {
-        ts = secs($0); b = batch[m]; result[b] = ts; resulted[m] = 1
+      from = f[2]; to = f[4]; sub(/:$/, "", to)
+      b = nb - 1
+      if (from == "Updating" && to == "Starting") {
+        ts = secs($0); result[b] = ts
         if (!(b in rfirst)) rfirst[b] = ts
-      } else if (from == "Starting" && to == "Active" && (m in resulted)) {
-        ts = secs($0); b = batch[m]; active[b] = ts
-        delete batch[m]; delete resulted[m]
+      } else if (from == "Starting" && to == "Active" && (b in result)) {
+        active[b] = secs($0)
       }
     }
     END {

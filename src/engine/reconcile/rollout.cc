@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <map>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -269,10 +271,15 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const Roster& roster, int d
   for (const auto& id : step.retire) {
     retire(by_id(id), why + ": " + replaced_by(by_id(id), desired));
   }
-  for (const auto& id : step.update) {
-    begin_update(by_id(id), cluster, rollout.record.id);
-    // Each update stands on its own: a batch's first agents have their
-    // commands once their rows are durable, not once the last member's are.
+  // A batch's updates go in groups: a group's agents have their commands
+  // once its rows are durable, not once the last member's are.
+  const size_t group = std::max<size_t>(options_.updates_per_group, 1);
+  for (size_t first = 0; first < step.update.size(); first += group) {
+    std::vector<MemberEntry*> members;
+    for (size_t i = first; i < std::min(first + group, step.update.size()); ++i) {
+      members.push_back(&by_id(step.update[i]));
+    }
+    begin_updates(members, cluster, rollout.record.id);
     write_ahead_if_large(options_.updates_per_group * 2);
   }
   for (int i = 0; i < step.create; ++i) {
@@ -338,18 +345,30 @@ std::string Fleet::update_command_id(const MemberEntry& m) {
   return "update:" + m.record.id + ":" + std::to_string(m.record.revision);
 }
 
-// updates.md, "method: in-place": the member takes the target revision as it
+// updates.md, "method: in-place": a member takes the target revision as it
 // enters Updating, so the command id names the revision and a resent command
-// can never update it twice.
-void Fleet::begin_update(MemberEntry& m, const ClusterRef& cluster, int64_t rollout_id) {
-  const MemberRecord before = m.record;
-  m.record.revision = cluster.app->current_revision;
-  m.record.version = cluster.spec->artifact.version;
-  if (!set_state(m, MemberState::kUpdating,
-                 fmt::format("rollout {}: in-place update from revision {} to {}", rollout_id, before.revision,
-                             m.record.revision))) {
-    m.record = before;
-    note_change(m);
+// can never update it twice. One state change per revision the members come
+// from (in a rollout, nearly always one): one log line each, not one per
+// member.
+void Fleet::begin_updates(const std::vector<MemberEntry*>& members, const ClusterRef& cluster, int64_t rollout_id) {
+  std::map<int64_t, std::vector<MemberEntry*>> by_revision;
+  for (MemberEntry* m : members) {
+    by_revision[m->record.revision].push_back(m);
+  }
+  for (const auto& [from, moving] : by_revision) {
+    std::vector<std::string> versions;
+    for (MemberEntry* m : moving) {
+      versions.push_back(std::exchange(m->record.version, cluster.spec->artifact.version));
+      m->record.revision = cluster.app->current_revision;
+    }
+    if (!set_states(moving, MemberState::kUpdating,
+                    fmt::format("rollout {}: in-place update from revision {} to {}", rollout_id, from,
+                                cluster.app->current_revision))) {
+      for (size_t i = 0; i < moving.size(); ++i) {  // refused before any change: none of them moves
+        moving[i]->record.revision = from;
+        moving[i]->record.version = std::move(versions[i]);
+      }
+    }
   }
 }
 
