@@ -110,7 +110,7 @@ Result<std::string> Fleet::connect_and_stage(const protocol::Hello& hello, std::
   if (auto on_host = by_host_.find(host->record.id); on_host != by_host_.end()) {
     for (auto& [id, m] : on_host->second) {
       m->command_sent = false;  // a new connection: outstanding commands go out again
-      outstanding_.emplace(id, m);
+      outstanding_.try_emplace(id, m);
     }
   }
   reconcile_hello(*host, hello);

@@ -101,7 +101,7 @@ Fleet::MemberEntry& Fleet::remember(MemberRecord record, MemberState state) {
   const std::string cluster = m.record.app + "/" + m.record.cluster;
   by_cluster_[cluster][id] = &m;
   by_host_[m.record.host][id] = &m;
-  outstanding_.emplace(id, &m);
+  outstanding_.try_emplace(id, &m);
   Roster& roster = rosters_[cluster];
   m.roster = &roster;
   m.slot = roster.entries.size();
@@ -440,7 +440,7 @@ Status Fleet::set_states(const std::vector<MemberEntry*>& members, MemberState t
     note_change(m);
     m.command_sent = false;
     m.generation = staged_generation_;
-    outstanding_.emplace(m.record.id, &m);
+    outstanding_.try_emplace(m.record.id, &m);  // no node made when it is there already
     if (previous == nullptr || previous->cluster != m.record.cluster || previous->app != m.record.app) {
       work_.add_cluster(m.record.app, m.record.cluster);
     }
