@@ -347,8 +347,8 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
     }
     / -> Updating: rollout [0-9]+: in-place update / {
       if (index($0, "-> Updating: rollout " id ": in-place update") == 0) next
-      if ((i = index($0, "] member ")) > 0) { n = 1 }
-      else if ((i = index($0, "] ")) > 0 && match(substr($0, i + 2), /^[0-9]+ members of /)) { split(substr($0, i + 2), f, " "); n = f[1] }
+      if (index($0, "] member ") > 0) { n = 1 }
+      else if (match($0, /\] [0-9]+ members of /)) { n = substr($0, RSTART + 2, RLENGTH - 13) + 0 }
       else next
       ts = secs($0)
       b = int(n_upd / u); n_upd += n
