@@ -1,6 +1,7 @@
-// The heap of a binary linked with tcmalloc (the controller, the agent
-// simulator) in transparent huge pages of 2 MiB, where the kernel grants
-// them only on request (transparent_hugepage "madvise", Debian's default).
+// The heap of a binary linked with tcmalloc (`tranche`: the controller, the
+// agent and the CLI; the agent simulator) in transparent huge pages of
+// 2 MiB, where the kernel grants them only on request (transparent_hugepage
+// "madvise", Debian's default).
 //
 // Why: tcmalloc grows its heap about 1 MiB at a time, and each fresh 4 KiB
 // page costs a page fault at its first touch. A controller restarted at
