@@ -342,6 +342,11 @@ class Fleet {
   // members x markers on every tick.
   using MaintenanceMarkers = std::unordered_map<std::string, const OperationalValueRecord*>;
   static MaintenanceMarkers index_markers(const std::vector<OperationalValueRecord>& values);
+  // An application's operational values (nullptr when the store cannot say):
+  // from values_, read again when stale. Called at the top of a pass's turn
+  // for the application, the only place values_ changes: MaintenanceMarkers
+  // point into it.
+  const std::vector<OperationalValueRecord>* values_of(const std::string& app);
   void start_maintenance(const ClusterRef& cluster, const MaintenanceMarkers& markers, int desired);
   // `started`: the restarted process, when the agent said (a result's data).
   void resume_after_maintenance(MemberEntry& m, const std::string& message, const protocol::ProcessStarted* started);
@@ -499,6 +504,7 @@ class Fleet {
     std::vector<std::function<void()>> after_commit;
     size_t mutations = 0;
     bool last_never_conflicts = false;  // the last batch may take the next one in (stage())
+    std::set<std::string> apps_with_values;  // whose operational values it writes (values_ stale once it is answered)
     bool empty() const { return batches.empty() && after_commit.empty(); }
   };
   Staged staged_;
@@ -579,6 +585,15 @@ class Fleet {
   // (app, cluster, revision a, revision b) -> whether their member templates are equal.
   std::map<std::tuple<std::string, std::string, int64_t, int64_t>, bool> same_template_;
   std::map<std::string, int64_t> last_ordinal_;  // "app/cluster" -> highest ordinal handed out
+  // Each application's operational values as the store last gave them: a
+  // maintenance of 100,000 members holds 100,000 markers, which every pass
+  // of it read again otherwise. Stale once someone else's event names the
+  // application (mark_changed_applications()), once a group of the fleet's
+  // own that writes one is answered, and all of them at a resync or a
+  // refused group.
+  std::map<std::string, std::vector<OperationalValueRecord>> values_;
+  std::set<std::string> stale_values_;
+  bool all_values_stale_ = false;
   std::map<std::string, std::string> reported_failures_;
   // Applications with no maintenance command Running (complete_maintenance).
   std::set<std::string> maintenance_settled_;

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <iterator>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -91,6 +93,7 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
     forget_unused_revisions(apps);
   }
   if (resync || !last) {
+    all_values_stale_ = true;
     for (const auto& app : apps) {
       work_.add_application(app.name);
     }
@@ -98,11 +101,13 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
     for (uint64_t after = seen_seq_; after < *last;) {
       auto events = store_.list_events({after, std::nullopt, 10000});
       if (!events || events->empty()) {
+        all_values_stale_ = true;  // what changed is unknown
         break;
       }
       for (const auto& e : *events) {
         if (!e.app.empty()) {
           work_.add_application(e.app);
+          stale_values_.insert(e.app);
         }
         after = e.seq;
       }
@@ -112,6 +117,24 @@ void Fleet::mark_changed_applications(const std::vector<ApplicationRecord>& apps
     seen_seq_ = *last;
     own_events_ = 0;
   }
+}
+
+const std::vector<OperationalValueRecord>* Fleet::values_of(const std::string& app) {
+  if (std::exchange(all_values_stale_, false)) {
+    values_.clear();
+    stale_values_.clear();
+  }
+  const bool stale = stale_values_.erase(app) > 0;
+  if (auto cached = values_.find(app); cached != values_.end() && !stale) {
+    return &cached->second;
+  }
+  auto listed = store_.list_operational_values(app);
+  if (!listed) {
+    spdlog::error("reconcile: the operational values of {} cannot be read: {}", app, listed.error().describe());
+    values_.erase(app);  // read again next time
+    return nullptr;
+  }
+  return &(values_[app] = std::move(*listed));
 }
 
 // A long-lived controller sees many revisions; each index entry holds its
@@ -186,7 +209,7 @@ void Fleet::reconcile_pass() {
       continue;
     }
     const auto spec = spec_of(app.name, app.current_revision);
-    auto values = store_.list_operational_values(app.name);
+    const std::vector<OperationalValueRecord>* values = values_of(app.name);
     auto scales = store_.list_cluster_scales(app.name);
     if (!spec || !values || !scales) {
       continue;  // stays dirty: tried again next pass

@@ -210,6 +210,13 @@ constexpr size_t kMergedBatchMutations = 120;
 // savepoints cost the store more than the rows themselves.
 void Fleet::stage(WriteBatch batch) {
   staged_.mutations += batch.mutations.size();
+  for (const Mutation& m : batch.mutations) {
+    if (const auto* put = std::get_if<PutOperationalValue>(&m)) {
+      staged_.apps_with_values.insert(put->record.app);
+    } else if (const auto* deleted = std::get_if<DeleteOperationalValue>(&m)) {
+      staged_.apps_with_values.insert(deleted->app);
+    }
+  }
   if (!staged_.batches.empty() && staged_.last_never_conflicts && never_conflicts(batch) &&
       staged_.batches.back().mutations.size() + batch.mutations.size() <= kMergedBatchMutations) {
     auto& into = staged_.batches.back().mutations;
@@ -334,6 +341,8 @@ Status Fleet::commit_group(std::unique_lock<std::mutex>& lock, bool release_whil
 }
 
 Status Fleet::act_on_answer(Sealed sealed, const GroupResults& results) {
+  // Written or not (a refused batch), what the store holds is read again.
+  stale_values_.merge(sealed.group.apps_with_values);
   for (size_t i = 0; i < results.size(); ++i) {
     if (results[i]) {
       continue;
@@ -350,6 +359,7 @@ Status Fleet::act_on_answer(Sealed sealed, const GroupResults& results) {
     staged_ = Staged{};  // staged on top of what was not written
     sealed_.clear();  // what was written ahead of it too (each of those waits for it first)
     durable_generation_ = staged_generation_ - 1;
+    all_values_stale_ = true;
     if (auto reloaded = reload_members(); !reloaded) {
       spdlog::error("fleet: cannot reload members: {}", reloaded.error().describe());
     }

@@ -270,6 +270,50 @@ TEST_F(FleetEngineTest, ASettledClusterWaitsForAChangeOrTheResync) {
   EXPECT_EQ(live, 1);
 }
 
+// An application's operational values (100,000 maintenance markers during
+// an --all-at-once) are read once and kept: read again after an event names
+// the application, the fleet's own write of one, or the resync.
+TEST_F(FleetEngineTest, OperationalValuesAreReadAgainOnlyAfterAChangeIsAnnouncedOrTheResync) {
+  Joined a = join("a");
+  uint64_t seq = 0;
+  auto beat = [&] {  // what the agent runs: every member it started but web/1, which exits below
+    std::vector<protocol::MemberReport> reports;
+    for (const json& start : a.link->commands("start")) {
+      if (start["member"] != "shop/web/1") {
+        reports.push_back({start["member"], "Running", true, {}, 10, {}});
+      }
+    }
+    deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{++seq, reports}));
+  };
+  auto state_of = [&](const std::string& id) { return store_->get_member("shop", id).value()->state; };
+  apply(2);
+  fleet_->tick();
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{++seq, {{"shop/web/1", "Running", true, {}, 10, {}}}}));
+  beat();
+  clock_.advance(3s);  // minReadySeconds
+  deliver(*fleet_, a.id, protocol::to_json(protocol::Heartbeat{++seq, {{"shop/web/1", "Running", true, {}, 10, {}}}}));
+  beat();
+  fleet_->tick();
+  ASSERT_EQ(state_of("shop/web/2"), "Active");
+  // A maintenance marker written behind the fleet's back (no event)...
+  OperationalValueRecord marker{"shop",       "web/2", Setting::kMaintenance, "restart", std::nullopt,
+                                std::nullopt, "test",  clock_.now()};
+  marker.all_at_once = true;
+  ASSERT_TRUE(store_->commit(WriteBatch{{}, {PutOperationalValue{marker}}}));
+  // ...is not seen by a pass that reconciles the cluster for a reason of its
+  // own (web/1 exited): the values it read before stand...
+  deliver(*fleet_, a.id, protocol::to_json(protocol::AgentEvent{"exited", "shop/web/1", 1, "crashed"}));
+  fleet_->tick();
+  EXPECT_EQ(state_of("shop/web/2"), "Active");
+  // ...until the resync reads them again.
+  for (int i = 0; i < 10 && state_of("shop/web/2") == "Active"; ++i) {
+    clock_.advance(1s);
+    beat();
+    fleet_->tick();
+  }
+  EXPECT_EQ(state_of("shop/web/2"), "Maintenance");
+}
+
 TEST_F(FleetEngineTest, LogsAreAnsweredWhenTheAgentAnswersWithoutAThreadWaiting) {
   Joined a = join("a");
   apply(1);
