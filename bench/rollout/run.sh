@@ -327,7 +327,7 @@ epoch_of() { # an RFC 3339 UTC timestamp in epoch seconds (ms)
 # APP/CLUSTER Active -> Updating: rollout R: in-place update ..."), or per
 # member for a group of one. Batches do not overlap in a rolling in-place
 # rollout: the k-th BATCH updates of the rollout are batch k, and a result or
-# an Active belongs to the batch under way.
+# an Active belongs to the batch under way (until the next rollout's updates).
 batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max result_med result_span_med activate_med gap_med period_med"
   awk -v id="$1" -v u="$BATCH" -v t="$T_SECONDS" '
     function secs(line,   d, tm, p) {
@@ -346,7 +346,7 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
       return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
     }
     / -> Updating: rollout [0-9]+: in-place update / {
-      if (index($0, "-> Updating: rollout " id ": in-place update") == 0) next
+      if (index($0, "-> Updating: rollout " id ": in-place update") == 0) { over = nb > 0; next }  # the next rollout
       if (index($0, "] member ") > 0) { n = 1 }
       else if (match($0, /\] [0-9]+ members of /)) { n = substr($0, RSTART + 2, RLENGTH - 13) + 0 }
       else next
@@ -357,7 +357,7 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
       next
     }
     / member [^ ]+ [A-Za-z]+ -> [A-Za-z]+: / {
-      if (nb == 0 || (i = index($0, "] member ")) == 0) next
+      if (nb == 0 || over || (i = index($0, "] member ")) == 0) next
       split(substr($0, i + 9), f, " ")
       from = f[2]; to = f[4]; sub(/:$/, "", to)
       b = nb - 1
