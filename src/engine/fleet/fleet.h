@@ -342,10 +342,7 @@ class Fleet {
   // members x markers on every tick.
   using MaintenanceMarkers = std::unordered_map<std::string, const OperationalValueRecord*>;
   static MaintenanceMarkers index_markers(const std::vector<OperationalValueRecord>& values);
-  // An application's operational values (nullptr when the store cannot say):
-  // from values_, read again when stale. Called at the top of a pass's turn
-  // for the application, the only place values_ changes: MaintenanceMarkers
-  // point into it.
+  // An application's operational values from values_ (nullptr when the store cannot say).
   const std::vector<OperationalValueRecord>* values_of(const std::string& app);
   void start_maintenance(const ClusterRef& cluster, const MaintenanceMarkers& markers, int desired);
   // `started`: the restarted process, when the agent said (a result's data).
@@ -590,7 +587,8 @@ class Fleet {
   // of it read again otherwise. Stale once someone else's event names the
   // application (mark_changed_applications()), once a group of the fleet's
   // own that writes one is answered, and all of them at a resync or a
-  // refused group.
+  // refused group. Read again only by values_of(), at the top of a pass's
+  // turn for the application: MaintenanceMarkers point into these.
   std::map<std::string, std::vector<OperationalValueRecord>> values_;
   std::set<std::string> stale_values_;
   bool all_values_stale_ = false;
