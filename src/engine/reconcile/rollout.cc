@@ -272,14 +272,22 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const Roster& roster, int d
     retire(by_id(id), why + ": " + replaced_by(by_id(id), desired));
   }
   // A batch's updates go in groups: a group's agents have their commands
-  // once its rows are durable, not once the last member's are.
+  // once its rows are durable, not once the last member's are. Host by
+  // host: a host's members of the batch share a group, so its commands
+  // leave in one frame and its results come back together, rather than a
+  // frame for each group that holds one of them.
+  std::vector<MemberEntry*> updating;
+  updating.reserve(step.update.size());
+  for (const auto& id : step.update) {
+    updating.push_back(&by_id(id));
+  }
+  std::stable_sort(updating.begin(), updating.end(),
+                   [](const MemberEntry* a, const MemberEntry* b) { return a->record.host < b->record.host; });
   const size_t group = std::max<size_t>(options_.updates_per_group, 1);
-  for (size_t first = 0; first < step.update.size(); first += group) {
-    std::vector<MemberEntry*> members;
-    for (size_t i = first; i < std::min(first + group, step.update.size()); ++i) {
-      members.push_back(&by_id(step.update[i]));
-    }
-    begin_updates(members, cluster, rollout.record.id);
+  for (size_t first = 0; first < updating.size(); first += group) {
+    const auto from = updating.begin() + static_cast<std::ptrdiff_t>(first);
+    begin_updates({from, from + static_cast<std::ptrdiff_t>(std::min(group, updating.size() - first))}, cluster,
+                  rollout.record.id);
     write_ahead_if_large(options_.updates_per_group * 2);
   }
   for (int i = 0; i < step.create; ++i) {
