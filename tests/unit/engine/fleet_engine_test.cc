@@ -744,6 +744,39 @@ TEST_F(FleetEngineTest, ARolloutBatchIsWrittenInGroupsOfUpdatesEachSentOnceDurab
   }
 }
 
+// Placement spreads a cluster over its hosts, so a batch in ordinal order
+// would give every group a few of each host's members, and each host a
+// frame per group.
+TEST_F(FleetEngineTest, ARolloutBatchIsWrittenHostByHostSoEachHostHasItsUpdatesInOneBatch) {
+  FleetOptions options{1s, 3s, 10s, "jt_secret"};
+  options.updates_per_group = 10;
+  fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
+  ASSERT_TRUE(fleet_->load().has_value());
+  Joined a = join("a");
+  Joined b = join("b");
+  auto manifest = [](const std::string& version) {
+    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 30, desired: 20}\n"
+           "    update: {method: in-place, maxUnavailable: 20, minReadySeconds: 0}\n"
+           "    artifact: {version: \"" +
+           version + "\", command: [\"web\"]}\n";
+  };
+  ASSERT_TRUE(apps_->apply(manifest("1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  fleet_->tick();
+  all_started_and_healthy(a);
+  all_started_and_healthy(b);
+  ASSERT_EQ(a.link->commands("start").size(), 10u) << "placement spreads the cluster over both hosts";
+  ASSERT_TRUE(apps_->apply(manifest("2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  const size_t a_before = a.link->batches.size();
+  const size_t b_before = b.link->batches.size();
+
+  fleet_->tick();
+
+  EXPECT_EQ(a.link->commands("update").size(), 10u);
+  EXPECT_EQ(b.link->commands("update").size(), 10u);
+  EXPECT_EQ(std::vector<size_t>(a.link->batches.begin() + a_before, a.link->batches.end()), std::vector<size_t>{10});
+  EXPECT_EQ(std::vector<size_t>(b.link->batches.begin() + b_before, b.link->batches.end()), std::vector<size_t>{10});
+}
+
 TEST_F(FleetEngineTest, ADispatchSendsEachAgentItsCommandsInOneBatch) {
   Joined a = join("a");
   Joined b = join("b");
