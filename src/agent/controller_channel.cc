@@ -1,5 +1,6 @@
 #include "agent/controller_channel.h"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -70,6 +71,16 @@ class WebSocketChannel final : public ControllerChannel {
 using PlainChannel = WebSocketChannel<beast::tcp_stream>;
 using TlsChannel = WebSocketChannel<beast::ssl_stream<beast::tcp_stream>>;
 
+// Results, events and acks are small frames: none may wait in the kernel
+// for the ack of the one before it (Nagle's algorithm against the
+// controller's delayed ack). Only latency depends on it.
+void no_delay(tcp::socket& socket) {
+  error_code ec;
+  if (socket.set_option(tcp::no_delay(true), ec); ec) {
+    spdlog::debug("TCP_NODELAY not set on the connection to the controller: {}", ec.message());
+  }
+}
+
 // The WebSocket handshake on a connected (and, for TLS, secured) stream.
 template <class Channel>
 asio::awaitable<error_code> upgrade(Channel& channel, const ServerUrl& url) {
@@ -106,6 +117,7 @@ asio::awaitable<Result<std::unique_ptr<ControllerChannel>>> open_controller_chan
     co_await beast::get_lowest_layer(channel->ws())
         .async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
+      no_delay(beast::get_lowest_layer(channel->ws()).socket());
       ec = co_await upgrade(*channel, *url);
     }
     if (ec) {
@@ -129,6 +141,7 @@ asio::awaitable<Result<std::unique_ptr<ControllerChannel>>> open_controller_chan
   if (ec) {
     co_return cannot_connect(ec.message());
   }
+  no_delay(beast::get_lowest_layer(channel->ws()).socket());
   co_await tls.async_handshake(ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     const std::string trusted = ca_file.empty() ? "the system's CAs" : "CA " + ca_file;

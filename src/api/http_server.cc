@@ -96,6 +96,12 @@ asio::awaitable<void> HttpServer::State::accept_loop() {
       pause = kAcceptPauseMin;
     }
     set_close_on_exec(socket.native_handle());
+    // An agent's connection carries many small frames each way (commands,
+    // acks, results): none may wait in the kernel for the ack of the one
+    // before it (Nagle's algorithm against the peer's delayed ack).
+    if (socket.set_option(tcp::no_delay(true), ec); ec) {
+      spdlog::debug("TCP_NODELAY not set on a connection: {}", ec.message());
+    }
     auto conn = std::make_shared<Connection>(Connection{asio::make_strand(home)});
     bool full = false;
     {
