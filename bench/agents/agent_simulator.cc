@@ -14,7 +14,7 @@
 //   tranche-agent-simulator --server http://127.0.0.1:PORT --join-token T --hosts N
 //       [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]
 //       [--start-delay 0ms] [--update-time 0ms] [--maintenance-time 0ms] [--slots 10000]
-//       [--progress 10s] [--stats-file PATH] [--source-addresses K]
+//       [--progress 10s] [--stats-file PATH] [--update-trace PATH] [--source-addresses K]
 //       [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]
 //
 // At the end it closes every connection and prints its own counters as a
@@ -228,6 +228,9 @@ int main(int argc, char** argv) {
     t.join();
   }
 
+  if (!options.update_trace.empty()) {
+    write_update_trace(options.update_trace, shards);
+  }
   print_report(options, shards, at_end, ran_seconds, all_connected_after, clean);
   return 0;
 }

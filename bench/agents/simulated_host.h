@@ -129,7 +129,8 @@ class SimHost {
   asio::awaitable<void> heartbeat_loop(std::shared_ptr<Conn> conn);
   asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
   asio::awaitable<void> delayed_start(std::string command_id, std::string member);
-  asio::awaitable<void> finish_update(std::string command_id, std::string member, protocol::StartSpec spec);
+  asio::awaitable<void> finish_update(std::string command_id, std::string member, protocol::StartSpec spec,
+                                      int64_t arrived_ms);
   asio::awaitable<void> finish_maintenance(std::string command_id, std::string member);
   void on_maintenance(const protocol::Command& command);
   protocol::Hello hello() const;
@@ -170,6 +171,9 @@ struct Shard {
   tcp::endpoint endpoint;
   Clock::time_point epoch;  // heartbeat phases are relative to this
   Counters counters;
+  // --update-trace: {command arrived, result left} per update, Unix ms.
+  // Written only by the shard's thread, read after it ended.
+  std::vector<std::pair<int64_t, int64_t>> update_trace;
   int64_t next_pid = 100000;
   int next_port = 0;
   std::mt19937 rng{std::random_device{}()};

@@ -200,12 +200,14 @@ void SimHost::on_update(const protocol::Command& command) {
   it->second.state = "Updating";
   it->second.update_id = command.id;
   asio::co_spawn(shard_.io,
-                 finish_update(command.id, command.member, std::get<protocol::UpdateSpec>(command.spec).target),
+                 finish_update(command.id, command.member, std::get<protocol::UpdateSpec>(command.spec).target,
+                               shard_.options.update_trace.empty() ? 0 : wall_ms()),
                  asio::detached);
 }
 
 // A timer, not a sleep: the io thread serves the other hosts meanwhile.
-asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string member, protocol::StartSpec spec) {
+asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string member, protocol::StartSpec spec,
+                                             int64_t arrived_ms) {
   const Clock::time_point due = Clock::now() + shard_.options.update_time;
   asio::steady_timer timer(shard_.io);
   timer.expires_at(due);
@@ -234,6 +236,9 @@ asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string
   c.updates_done.fetch_add(1, std::memory_order_relaxed);
   if (m.has_health) {
     send_healthy(member);
+  }
+  if (!shard_.options.update_trace.empty()) {
+    shard_.update_trace.emplace_back(arrived_ms, wall_ms());
   }
 }
 

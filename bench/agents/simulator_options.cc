@@ -75,7 +75,8 @@ const char* kUsage =
     "usage: tranche-agent-simulator --server http://HOST:PORT (--join-token T | --join-token-file F) --hosts N\n"
     "         [--members-per-host M] [--duration 60s] [--connect-rate 500/s] [--threads 2]\n"
     "         [--start-delay 0ms] [--update-time 0ms] [--maintenance-time 0ms] [--slots 10000] [--progress 10s]\n"
-    "         [--stats-file PATH] [--source-addresses K] [--kill-hosts K [--kill-after D] [--kill-mode close|silent] [--kill-file PATH]]\n"
+    "         [--stats-file PATH] [--update-trace PATH] [--source-addresses K] [--kill-hosts K [--kill-after D] "
+    "[--kill-mode close|silent] [--kill-file PATH]]\n"
     "Simulates N agents (one WebSocket each) and the members the controller places on them.\n"
     "With --kill-hosts, K of them die abruptly after --kill-after, or on SIGUSR1.\n";
 
@@ -102,6 +103,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
         o.server = value;
       } else if (flag == "--stats-file") {
         o.stats_file = value;
+      } else if (flag == "--update-trace") {
+        o.update_trace = value;
       } else if (flag == "--source-addresses") {
         o.source_addresses = std::stoi(value);
       } else if (flag == "--kill-file") {

@@ -32,6 +32,9 @@ struct Options {
   int64_t slots = 10000;
   milliseconds progress = 10s;
   std::string stats_file;  // rewritten every second with the running totals (JSON)
+  // At the end, one line per in-place update: when its command arrived and
+  // when its result left, Unix ms (quality.md P2: where a batch's time goes).
+  std::string update_trace;
   // Host i connects from 127.0.0.(2 + i % K): one source address has ~28,000
   // ephemeral ports to one destination, fewer than 40,000 hosts need. 0: the
   // kernel picks the source.

@@ -136,6 +136,21 @@ void write_stats(const std::string& path, const std::vector<std::unique_ptr<Shar
   std::rename(tmp.c_str(), path.c_str());
 }
 
+void write_update_trace(const std::string& path, const std::vector<std::unique_ptr<Shard>>& shards) {
+  std::vector<std::pair<int64_t, int64_t>> all;
+  for (const auto& s : shards) {
+    all.insert(all.end(), s->update_trace.begin(), s->update_trace.end());
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::ofstream out(path, std::ios::trunc);
+  for (const auto& [arrived, left] : all) {
+    out << arrived << ' ' << left << '\n';
+  }
+  if (!out.flush()) {
+    std::fprintf(stderr, "simulator: cannot write the update trace to %s\n", path.c_str());
+  }
+}
+
 void print_report(const Options& options, const std::vector<std::unique_ptr<Shard>>& shards, const Totals& at_end,
                   double ran_seconds, std::optional<double> all_connected_after, bool clean) {
   const double hb_rate = static_cast<double>(at_end.heartbeats) / ran_seconds;

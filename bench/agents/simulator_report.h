@@ -37,6 +37,10 @@ Totals sum(const std::vector<std::unique_ptr<Shard>>& shards);
 void write_stats(const std::string& path, const std::vector<std::unique_ptr<Shard>>& shards, const Totals& t,
                  double seconds);
 
+// --update-trace: one line "ARRIVED_MS RESULT_MS" per in-place update, in
+// the order they ended, once the shards' threads have stopped.
+void write_update_trace(const std::string& path, const std::vector<std::unique_ptr<Shard>>& shards);
+
 // The end of a run: the counters' table and the JSON line, on stdout.
 // all_connected_after: seconds until every host was connected, if they were;
 // clean: every connection closed before the deadline.

@@ -242,7 +242,7 @@ api() { # METHOD PATH [curl args...]: the body on stdout; fails on a non-2xx ans
 "$SIMULATOR" --server "$URL" --join-token-file "$DATA/join.token" --hosts "$HOSTS" \
   --members-per-host $(((C + HOSTS - 1) / HOSTS)) --slots "$SLOTS" --update-time "$T" \
   --threads "$SIM_THREADS" --duration 24h --progress 10s --stats-file "$WORK/sim-stats.json" \
-  >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
+  --update-trace "$WORK/updates.trace" >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
 SIM_PID=$!
 deadline=$((SECONDS + 30 + 3 * HOSTS / 500))
 while :; do
@@ -323,13 +323,18 @@ epoch_of() { # an RFC 3339 UTC timestamp in epoch seconds (ms)
 # Per batch, from the controller's member log lines (ms timestamps):
 # when the batch's first members went Updating, its last ones, the last update
 # result (Updating -> Starting), the last Starting -> Active, and the gap to
-# the next batch. Updates are logged one line per group ("N members of
-# APP/CLUSTER Active -> Updating: rollout R: in-place update ..."), or per
-# member for a group of one. Batches do not overlap in a rolling in-place
+# the next batch. Updates and Actives are logged one line per group ("N
+# members of APP/CLUSTER Active -> Updating: rollout R: in-place update
+# ...", "N members of APP/CLUSTER Starting -> Active: ..."), or per member
+# for a group of one. Batches do not overlap in a rolling in-place
 # rollout: the k-th BATCH updates of the rollout are batch k, and a result or
 # an Active belongs to the batch under way (until the next rollout's updates).
+# Each batch's start and last result handled, in Unix seconds, go to
+# $WORK/batches-ROLLOUT_ID for agent_breakdown.
 batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max result_med result_span_med activate_med gap_med period_med"
-  awk -v id="$1" -v u="$BATCH" -v t="$T_SECONDS" '
+  local day0
+  day0=$(date -d "$(sed -n '1s/^\[\([0-9-]*\) .*/\1/p' "$WORK/controller.log")" +%s)
+  awk -v id="$1" -v u="$BATCH" -v t="$T_SECONDS" -v day0_epoch="$day0" -v starts="$WORK/batches-$1" '
     function secs(line,   d, tm, p) {
       # "[YYYY-MM-DD HH:MM:SS.mmm] ..."; a change of date adds a day
       d = substr(line, 2, 10)
@@ -356,6 +361,10 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
       lastupd[b] = ts
       next
     }
+    /\] [0-9]+ members of [^ ]+ Starting -> Active: / {
+      if (nb > 0 && !over && ((nb - 1) in result)) active[nb - 1] = secs($0)
+      next
+    }
     / member [^ ]+ [A-Za-z]+ -> [A-Za-z]+: / {
       if (nb == 0 || over || (i = index($0, "] member ")) == 0) next
       split(substr($0, i + 9), f, " ")
@@ -372,6 +381,7 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
       if (nb == 0) { print "0 -1 -1 -1 -1 -1 -1 -1"; exit }
       dmax = 0
       for (b = 0; b < nb; b++) {
+        printf("%.3f %.3f\n", day0_epoch + first[b], (b in result) ? day0_epoch + result[b] : -1) > starts
         disp[b + 1] = lastupd[b] - first[b]
         if (disp[b + 1] > dmax) dmax = disp[b + 1]
         res[b + 1] = (b in result) ? result[b] - first[b] - t : -1
@@ -499,6 +509,51 @@ UNREACHABLE=$(grep -c 'Ready -> Unreachable' "$WORK/controller.log" || true)
 stop_process "$SIM_PID" simulator
 SIM_PID=""
 SIM_JSON=$(grep '^{"bench"' "$WORK/simulator.out" | tail -n 1 || true)
+
+# Per batch, from the simulator's update trace (each update's command
+# arrival and result departure, Unix ms) against the batch starts and last
+# results handled of batch_breakdown: when the batch's first and last
+# commands reached their agents, when its last result left (less T), and how
+# long the controller took to handle that last result once it left.
+# Medians over the rollout's batches; an update belongs to the last batch
+# started before its command arrived.
+agent_breakdown() { # ROLLOUT_ID: prints "first_command_med last_command_med last_result_left_med handled_after_med"
+  [[ -s "$WORK/updates.trace" && -s "$WORK/batches-$1" ]] || { echo "-1 -1 -1 -1"; return; }
+  awk -v t="$T_SECONDS" '
+    function median(a, n,   i, j, x, s) {
+      if (n == 0) return -1
+      for (i = 1; i <= n; i++) s[i] = a[i]
+      for (i = 2; i <= n; i++) { x = s[i]; for (j = i - 1; j >= 1 && s[j] > x; j--) s[j + 1] = s[j]; s[j + 1] = x }
+      return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+    }
+    FNR == NR { start[nb] = $1; handled[nb] = $2; nb++; next }
+    {
+      arrived = $1 / 1000; left = $2 / 1000
+      if (arrived < start[0]) next
+      for (b = nb - 1; b > 0 && start[b] > arrived; b--) {}
+      if (!(b in afirst) || arrived < afirst[b]) afirst[b] = arrived
+      if (!(b in alast) || arrived > alast[b]) alast[b] = arrived
+      if (!(b in llast) || left > llast[b]) llast[b] = left
+    }
+    END {
+      n = 0
+      for (b = 0; b < nb; b++) {
+        if (!(b in afirst)) continue
+        n++
+        f[n] = afirst[b] - start[b]; l[n] = alast[b] - start[b]; r[n] = llast[b] - start[b] - t
+        h[n] = handled[b] > 0 ? handled[b] - llast[b] : -1
+      }
+      printf "%.3f %.3f %.3f %.3f\n", median(f, n), median(l, n), median(r, n), median(h, n)
+    }' "$WORK/batches-$1" "$WORK/updates.trace"
+}
+for ((i = 0; i < ROLLOUTS; i++)); do
+  id=$(jq -r ".[$i].id" <<<"$RESULTS_JSON")
+  read -r CMD_FIRST CMD_LAST LEFT_LAST HANDLED_AFTER < <(agent_breakdown "$id")
+  RESULTS_JSON=$(jq -c --argjson i "$i" --argjson f "$CMD_FIRST" --argjson l "$CMD_LAST" --argjson r "$LEFT_LAST" \
+    --argjson h "$HANDLED_AFTER" '.[$i] += {batch_first_command_at_agent_seconds_median: $f,
+      batch_last_command_at_agent_seconds_median: $l, batch_last_result_left_after_t_seconds_median: $r,
+      batch_last_result_handled_after_left_seconds_median: $h}' <<<"$RESULTS_JSON")
+done
 sim() { [[ -n "$SIM_JSON" ]] && jq -r ".$1 // \"n/a\"" <<<"$SIM_JSON" || echo n/a; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -530,10 +585,10 @@ load average $LOAD_BEFORE -> $LOAD_AFTER; compilers running $COMPILERS_BEFORE ->
 | simulator: duplicate update ids / refused / reconnects | $(sim update_duplicates) / $(sim updates_refused) / $(sim reconnects) |
 | hosts marked Unreachable | $UNREACHABLE |
 
-| rollout | wall (s) | seen by poll (s) | controller elapsed (s) | ratio | holds | apply (s) | CPU % | busiest thread: CPU % / waiting for a CPU % | batch: dispatch med/max (s) | result - T med (s) | results first to last med (s) | to Active med (s) | gap to next med (s) | period med (s) |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| rollout | wall (s) | seen by poll (s) | controller elapsed (s) | ratio | holds | apply (s) | CPU % | busiest thread: CPU % / waiting for a CPU % | batch: dispatch med/max (s) | commands at agents first/last med (s) | last result leaves - T / handled after it left med (s) | result - T med (s) | results first to last med (s) | to Active med (s) | gap to next med (s) | period med (s) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 EOF
-jq -r '.[] | "| \(.rollout) (\(.version)) | \(.wall_seconds) | \(.wall_seen_seconds) | \(.controller_elapsed_seconds * 1000 | round / 1000) | \(.overhead_ratio) | \(.bound_holds) | \(.apply_seconds) | \(.controller_cpu_percent) | \(.busiest_thread_cpu_percent) / \(.busiest_thread_runqueue_wait_percent) | \(.batch_dispatch_seconds_median) / \(.batch_dispatch_seconds_max) | \(.batch_result_after_t_seconds_median) | \(.batch_result_span_seconds_median) | \(.batch_activate_seconds_median) | \(.batch_gap_seconds_median) | \(.batch_period_seconds_median) |"' <<<"$RESULTS_JSON"
+jq -r '.[] | "| \(.rollout) (\(.version)) | \(.wall_seconds) | \(.wall_seen_seconds) | \(.controller_elapsed_seconds * 1000 | round / 1000) | \(.overhead_ratio) | \(.bound_holds) | \(.apply_seconds) | \(.controller_cpu_percent) | \(.busiest_thread_cpu_percent) / \(.busiest_thread_runqueue_wait_percent) | \(.batch_dispatch_seconds_median) / \(.batch_dispatch_seconds_max) | \(.batch_first_command_at_agent_seconds_median) / \(.batch_last_command_at_agent_seconds_median) | \(.batch_last_result_left_after_t_seconds_median) / \(.batch_last_result_handled_after_left_seconds_median) | \(.batch_result_after_t_seconds_median) | \(.batch_result_span_seconds_median) | \(.batch_activate_seconds_median) | \(.batch_gap_seconds_median) | \(.batch_period_seconds_median) |"' <<<"$RESULTS_JSON"
 echo
 jq -cn --arg machine "$MACHINE" --arg build "$BUILD" --arg fs "$FS" --argjson c "$C" --argjson hosts "$HOSTS" \
   --arg b "$B" --argjson batch "$BATCH" --argjson t "$T_SECONDS" --argjson batches "$BATCHES" \
