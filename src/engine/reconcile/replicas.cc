@@ -127,6 +127,8 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
   int live = 0;
   int held = 0;  // failing members that autohealing off keeps in place
   relabel(cluster, members);
+  std::vector<MemberEntry*> ready;  // Starting, healthy for minReadySeconds: Active together, below
+  const auto min_ready = std::chrono::seconds(cluster.spec->update.min_ready_seconds);
   // Only members not Active have anything to do here: an Active one is
   // counted, and its entry is all that is read of it.
   for (size_t i = 0; i < members.entries.size(); ++i) {
@@ -141,12 +143,8 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
       // Placed but not started: the controller stopped between the two commits.
       (void)set_state(m, MemberState::kStarting, "starting on " + m.record.host);
     }
-    if (m.state == MemberState::kStarting && m.healthy_since) {
-      const auto ready_for = now - *m.healthy_since;
-      if (ready_for >= std::chrono::seconds(cluster.spec->update.min_ready_seconds)) {
-        (void)set_state(m, MemberState::kActive,
-                        "healthy for " + format_duration(duration_cast<milliseconds>(ready_for)));
-      }
+    if (m.state == MemberState::kStarting && m.healthy_since && now - *m.healthy_since >= min_ready) {
+      ready.push_back(&m);
     }
     if (m.state == MemberState::kFailed || m.state == MemberState::kUnreachable) {
       if (cluster.app->deployed && resolve(switches, member_path(m.record), Setting::kAutohealing).effective == "off") {
@@ -170,6 +168,12 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
       }
     }
     live += is_live(m.state) ? 1 : 0;
+  }
+  // A batch's 10,000 members become Active in the same pass, which then
+  // starts the next batch: one change of many, not 10,000 of one.
+  if (!ready.empty()) {
+    (void)set_states(ready, MemberState::kActive,
+                     "healthy for minReadySeconds (" + format_duration(duration_cast<milliseconds>(min_ready)) + ")");
   }
   const int scaled = autoscale(cluster, switches, scales);
   // Failed members that autohealing off keeps are not compensated for.

@@ -147,6 +147,34 @@ TEST_F(FleetTest, HealthyForMinReadySecondsMakesActive) {
   EXPECT_EQ(states()["shop/web/2"], "Starting") << "never healthy";
 }
 
+// A batch's members become healthy at about the same time: they become
+// Active in the same pass, as one change (a batch of 10,000 is one log line
+// and one staged change per group, not 10,000), each with its own event.
+TEST_F(FleetTest, MembersHealthyForMinReadySecondsBecomeActiveTogetherEachWithItsEvent) {
+  Joined a = join("a");
+  apply();
+  fleet_->tick();
+  heartbeat(a, {{"shop/web/1", "Running", true, {}, 10, {}}, {"shop/web/2", "Running", true, {}, 11, {}}});
+  fleet_->tick();
+  const uint64_t before = store_->last_event_seq().value();
+  clock_.advance(2s);
+  fleet_->tick();
+  const std::vector<EventRecord> changed = store_->list_events({before, std::nullopt, 100}).value();
+  std::vector<EventRecord> active;
+  for (const EventRecord& e : changed) {
+    if (e.type == "MemberStateChanged" && e.to_json == "\"Active\"") {
+      active.push_back(e);
+    }
+  }
+  ASSERT_EQ(active.size(), 2u);
+  EXPECT_EQ(active[1].seq, active[0].seq + 1);
+  EXPECT_NE(active[0].member, active[1].member);
+  for (const EventRecord& e : active) {
+    EXPECT_EQ(e.from_json, "\"Starting\"") << e.member;
+    EXPECT_EQ(e.message, "healthy for minReadySeconds (2s)") << e.member;
+  }
+}
+
 TEST_F(FleetTest, DuplicateAndOutOfOrderResultsAreHarmless) {
   Joined a = join("a");
   Joined b = join("b");
