@@ -27,6 +27,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+#include "command_reader.h"
 #include "protocol/messages.h"
 
 namespace tranche::sim {
@@ -138,6 +139,7 @@ class SimHost {
   void on_frame(const std::string& text);
   void on_message(const std::string& type, const nlohmann::json& body);
   void on_command(const protocol::Command& command);
+  void on_ack(const std::string& id);
   void on_update(const protocol::Command& command);
   void send_healthy(const std::string& member);
   std::map<std::string, int> fake_ports(const std::vector<std::string>& names);
@@ -171,6 +173,7 @@ struct Shard {
   tcp::endpoint endpoint;
   Clock::time_point epoch;  // heartbeat phases are relative to this
   Counters counters;
+  CommandReader commands;  // the shard's hosts' commands, each distinct spec decoded once
   // --update-trace: {command arrived, result left} per update, Unix ms.
   // Written only by the shard's thread, read after it ended.
   std::vector<std::pair<int64_t, int64_t>> update_trace;

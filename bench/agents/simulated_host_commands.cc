@@ -20,6 +20,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "command_reader.h"
 #include "protocol/frames.h"
 #include "simulator_options.h"
 
@@ -31,10 +32,25 @@ void SimHost::on_frame(const std::string& text) {
   if (killed_) {
     return;  // --kill-mode silent: the connection is open, nobody listens
   }
-  for (const auto& message : protocol::parse_frame(text).messages) {
-    if (message) {
-      on_message(message->first, message->second);
+  for (const std::string_view message : frame_messages(text)) {
+    if (auto command = shard_.commands.read(message)) {
+      on_command(*command);
+    } else if (auto ack = read_ack(message)) {
+      on_ack(std::string(*ack));
+    } else {
+      for (const auto& read : protocol::parse_frame(message).messages) {
+        if (read) {
+          on_message(read->first, read->second);
+        }
+      }
     }
+  }
+}
+
+// The controller has a result: no need to replay it.
+void SimHost::on_ack(const std::string& id) {
+  if (unacked_results_.erase(id) > 0) {
+    shard_.counters.results_acked.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -49,10 +65,8 @@ void SimHost::on_message(const std::string& type, const nlohmann::json& body) {
       complete(header->id, false, "malformed " + header->type + " command: " + command.error().describe(), {});
     }
   } else if (type == "ack") {
-    // The controller has a result: no need to replay it.
-    auto ack = protocol::parse_ack(body);
-    if (ack && unacked_results_.erase(ack->id) > 0) {
-      shard_.counters.results_acked.fetch_add(1, std::memory_order_relaxed);
+    if (auto ack = protocol::parse_ack(body)) {
+      on_ack(ack->id);
     }
   } else if (type == "error") {
     auto error = protocol::parse_error_message(body);
