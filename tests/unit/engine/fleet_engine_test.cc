@@ -46,6 +46,22 @@ class FleetEngineTest : public ::testing::Test {
   Joined three_clusters_to_restart(bool all_at_once = true);
   void all_started_and_healthy(Joined& host);
 
+  // A fleet that writes a rollout's batch in groups of `updates` updates.
+  void use_updates_per_group(size_t updates) {
+    FleetOptions options{1s, 3s, 10s, "jt_secret"};
+    options.updates_per_group = updates;
+    fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
+    ASSERT_TRUE(fleet_->load().has_value());
+  }
+
+  // shop/web: `desired` members updated in place, all in one batch.
+  static std::string one_batch_manifest(int desired, const std::string& version) {
+    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: " + std::to_string(desired + 10) +
+           ", desired: " + std::to_string(desired) + "}\n    update: {method: in-place, maxUnavailable: " +
+           std::to_string(desired) + ", minReadySeconds: 0}\n    artifact: {version: \"" + version +
+           "\", command: [\"web\"]}\n";
+  }
+
   Joined join(const std::string& hostname, int64_t slots = 64) { return join_host(*fleet_, hostname, slots); }
 
   void apply(int members) {
@@ -700,21 +716,12 @@ TEST_F(FleetEngineTest, AGroupRefusedInAPassStopsTheGroupsWrittenAfterItAndNoneO
 }
 
 TEST_F(FleetEngineTest, ARolloutBatchIsWrittenInGroupsOfUpdatesEachSentOnceDurable) {
-  FleetOptions options{1s, 3s, 10s, "jt_secret"};
-  options.updates_per_group = 10;
-  fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
-  ASSERT_TRUE(fleet_->load().has_value());
+  use_updates_per_group(10);
   Joined a = join("a", 100);
-  auto manifest = [](const std::string& version) {
-    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 40, desired: 30}\n"
-           "    update: {method: in-place, maxUnavailable: 30, minReadySeconds: 0}\n"
-           "    artifact: {version: \"" +
-           version + "\", command: [\"web\"]}\n";
-  };
-  ASSERT_TRUE(apps_->apply(manifest("1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(one_batch_manifest(30, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
   all_started_and_healthy(a);
-  ASSERT_TRUE(apps_->apply(manifest("2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(one_batch_manifest(30, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   const auto first_seq = store_->last_event_seq().value();
   std::vector<std::string> sent_before_durable;
   a.link->on_send = [&](const json& message) {
@@ -748,24 +755,15 @@ TEST_F(FleetEngineTest, ARolloutBatchIsWrittenInGroupsOfUpdatesEachSentOnceDurab
 // would give every group a few of each host's members, and each host a
 // frame per group.
 TEST_F(FleetEngineTest, ARolloutBatchIsWrittenHostByHostSoEachHostHasItsUpdatesInOneBatch) {
-  FleetOptions options{1s, 3s, 10s, "jt_secret"};
-  options.updates_per_group = 10;
-  fleet_ = std::make_unique<Fleet>(*store_, clock_, options);
-  ASSERT_TRUE(fleet_->load().has_value());
+  use_updates_per_group(10);
   Joined a = join("a");
   Joined b = join("b");
-  auto manifest = [](const std::string& version) {
-    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 30, desired: 20}\n"
-           "    update: {method: in-place, maxUnavailable: 20, minReadySeconds: 0}\n"
-           "    artifact: {version: \"" +
-           version + "\", command: [\"web\"]}\n";
-  };
-  ASSERT_TRUE(apps_->apply(manifest("1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(one_batch_manifest(20, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
   all_started_and_healthy(a);
   all_started_and_healthy(b);
   ASSERT_EQ(a.link->commands("start").size(), 10u) << "placement spreads the cluster over both hosts";
-  ASSERT_TRUE(apps_->apply(manifest("2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(one_batch_manifest(20, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   const size_t a_before = a.link->batches.size();
   const size_t b_before = b.link->batches.size();
 
