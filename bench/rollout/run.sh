@@ -239,10 +239,16 @@ api() { # METHOD PATH [curl args...]: the body on stdout; fails on a non-2xx ans
 }
 
 # --- simulated hosts ----------------------------------------------------------
+# The update trace (agent_breakdown) from a simulator that writes one; an
+# older build's figures just lack that split.
+TRACE_ARGS=()
+if "$SIMULATOR" --help 2>/dev/null | grep -q -- --update-trace; then
+  TRACE_ARGS=(--update-trace "$WORK/updates.trace")
+fi
 "$SIMULATOR" --server "$URL" --join-token-file "$DATA/join.token" --hosts "$HOSTS" \
   --members-per-host $(((C + HOSTS - 1) / HOSTS)) --slots "$SLOTS" --update-time "$T" \
   --threads "$SIM_THREADS" --duration 24h --progress 10s --stats-file "$WORK/sim-stats.json" \
-  --update-trace "$WORK/updates.trace" >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
+  "${TRACE_ARGS[@]}" >"$WORK/simulator.out" 2>"$WORK/simulator.err" &
 SIM_PID=$!
 deadline=$((SECONDS + 30 + 3 * HOSTS / 500))
 while :; do
