@@ -170,10 +170,13 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
     live += is_live(m.state) ? 1 : 0;
   }
   // A batch's 10,000 members become Active in the same pass, which then
-  // starts the next batch: one change of many, not 10,000 of one.
+  // starts the next batch: one change of many, not 10,000 of one. Its
+  // rows are written from now on, while the rollout plans that batch: the
+  // batch's first updates are written after them.
   if (!ready.empty()) {
     (void)set_states(ready, MemberState::kActive,
                      "healthy for minReadySeconds (" + format_duration(duration_cast<milliseconds>(min_ready)) + ")");
+    write_ahead_if_large(options_.updates_per_group * 2);
   }
   const int scaled = autoscale(cluster, switches, scales);
   // Failed members that autohealing off keeps are not compensated for.

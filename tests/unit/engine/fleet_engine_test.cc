@@ -775,6 +775,44 @@ TEST_F(FleetEngineTest, ARolloutBatchIsWrittenHostByHostSoEachHostHasItsUpdatesI
   EXPECT_EQ(std::vector<size_t>(b.link->batches.begin() + b_before, b.link->batches.end()), std::vector<size_t>{10});
 }
 
+// The pass that starts a batch first makes the last of the batch before it
+// Active: those rows are written while the rollout plans, as a group of
+// their own, ahead of the batch's first updates (which stand on them).
+TEST_F(FleetEngineTest, TheActivesThatEndABatchAreWrittenAheadOfTheNextBatchsUpdates) {
+  use_updates_per_group(10);
+  Joined a = join("a");
+  auto manifest = [](const std::string& version) {
+    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 30, desired: 20}\n"
+           "    update: {method: in-place, maxUnavailable: 10, minReadySeconds: 0}\n"
+           "    artifact: {version: \"" +
+           version + "\", command: [\"web\"]}\n";
+  };
+  ASSERT_TRUE(apps_->apply(manifest("1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  fleet_->tick();
+  all_started_and_healthy(a);
+  ASSERT_TRUE(apps_->apply(manifest("2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  fleet_->tick();
+  const std::vector<json> first_batch = a.link->commands("update");
+  ASSERT_EQ(first_batch.size(), 10u);
+  for (const json& update : first_batch) {
+    deliver(*fleet_, a.id, result_message(update["id"], true, {{"pid", 100}, {"ports", json::object()}}));
+    deliver(*fleet_, a.id,
+            protocol::to_json(protocol::AgentEvent{"healthy", update["member"], std::nullopt, "passing"}));
+  }
+  const uint64_t seq_before = store_->last_event_seq().value();
+  const int commits_before = commits_;
+
+  fleet_->tick();
+
+  EXPECT_EQ(commits_ - commits_before, 2) << "the 10 Actives, then the next batch's 10 updates";
+  EXPECT_EQ(a.link->commands("update").size(), 20u);
+  const std::vector<EventRecord> events = store_->list_events({seq_before, std::nullopt, 100}).value();
+  ASSERT_EQ(events.size(), 20u);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].to_json, i < 10 ? "\"Active\"" : "\"Updating\"") << i;
+  }
+}
+
 TEST_F(FleetEngineTest, ADispatchSendsEachAgentItsCommandsInOneBatch) {
   Joined a = join("a");
   Joined b = join("b");
