@@ -170,9 +170,9 @@ bool Fleet::reconcile_cluster(const ClusterRef& cluster, const std::vector<Opera
     live += is_live(m.state) ? 1 : 0;
   }
   // A batch's 10,000 members become Active in the same pass, which then
-  // starts the next batch: one change of many, not 10,000 of one. Its
-  // rows are written from now on, while the rollout plans that batch: the
-  // batch's first updates are written after them.
+  // starts the next batch: one change of many, not 10,000 of one. When
+  // they are that many, their rows are written from now on, while the
+  // rollout plans that batch, whose first updates are written after them.
   if (!ready.empty()) {
     (void)set_states(ready, MemberState::kActive,
                      "healthy for minReadySeconds (" + format_duration(duration_cast<milliseconds>(min_ready)) + ")");
