@@ -20,7 +20,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
-#include "command_reader.h"
 #include "protocol/frames.h"
 #include "simulator_options.h"
 
