@@ -326,6 +326,15 @@ epoch_of() { # an RFC 3339 UTC timestamp in epoch seconds (ms)
   date -d "$1" +%s.%N 2>/dev/null || echo ""
 }
 
+# The median of a[1..n] (-1 for none), for the awk programs below.
+AWK_MEDIAN='
+    function median(a, n,   i, j, x, s) {
+      if (n == 0) return -1
+      for (i = 1; i <= n; i++) s[i] = a[i]
+      for (i = 2; i <= n; i++) { x = s[i]; for (j = i - 1; j >= 1 && s[j] > x; j--) s[j + 1] = s[j]; s[j + 1] = x }
+      return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+    }'
+
 # Per batch, from the controller's member log lines (ms timestamps):
 # when the batch's first members went Updating, its last ones, the last update
 # result (Updating -> Starting), the last Starting -> Active, and the gap to
@@ -340,7 +349,7 @@ epoch_of() { # an RFC 3339 UTC timestamp in epoch seconds (ms)
 batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max result_med result_span_med activate_med gap_med period_med"
   local day0
   day0=$(date -d "$(sed -n '1s/^\[\([0-9-]*\) .*/\1/p' "$WORK/controller.log")" +%s)
-  awk -v id="$1" -v u="$BATCH" -v t="$T_SECONDS" -v day0_epoch="$day0" -v starts="$WORK/batches-$1" '
+  awk -v id="$1" -v u="$BATCH" -v t="$T_SECONDS" -v day0_epoch="$day0" -v starts="$WORK/batches-$1" "$AWK_MEDIAN"'
     function secs(line,   d, tm, p) {
       # "[YYYY-MM-DD HH:MM:SS.mmm] ..."; a change of date adds a day
       d = substr(line, 2, 10)
@@ -349,12 +358,6 @@ batch_breakdown() { # ROLLOUT_ID: prints "batches dispatch_med dispatch_max resu
       if (day0 == "") { day0 = d }
       if (d != day0 && d != lastday) { days++; lastday = d }
       return days * 86400 + p[1] * 3600 + p[2] * 60 + p[3]
-    }
-    function median(a, n,   i, j, x, s) {
-      if (n == 0) return -1
-      for (i = 1; i <= n; i++) s[i] = a[i]
-      for (i = 2; i <= n; i++) { x = s[i]; for (j = i - 1; j >= 1 && s[j] > x; j--) s[j + 1] = s[j]; s[j + 1] = x }
-      return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
     }
     / -> Updating: rollout [0-9]+: in-place update / {
       if (index($0, "-> Updating: rollout " id ": in-place update") == 0) { over = nb > 0; next }  # the next rollout
@@ -525,13 +528,7 @@ SIM_JSON=$(grep '^{"bench"' "$WORK/simulator.out" | tail -n 1 || true)
 # started before its command arrived.
 agent_breakdown() { # ROLLOUT_ID: prints "first_command_med last_command_med last_result_left_med handled_after_med"
   [[ -s "$WORK/updates.trace" && -s "$WORK/batches-$1" ]] || { echo "-1 -1 -1 -1"; return; }
-  awk -v t="$T_SECONDS" '
-    function median(a, n,   i, j, x, s) {
-      if (n == 0) return -1
-      for (i = 1; i <= n; i++) s[i] = a[i]
-      for (i = 2; i <= n; i++) { x = s[i]; for (j = i - 1; j >= 1 && s[j] > x; j--) s[j + 1] = s[j]; s[j + 1] = x }
-      return n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
-    }
+  awk -v t="$T_SECONDS" "$AWK_MEDIAN"'
     FNR == NR { start[nb] = $1; handled[nb] = $2; nb++; next }
     {
       arrived = $1 / 1000; left = $2 / 1000
