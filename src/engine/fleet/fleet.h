@@ -31,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -393,7 +394,7 @@ class Fleet {
   // Appends the record and the collected events to `batch` and stages it.
   void stage_rollout(ActiveRollout& rollout, WriteBatch batch = {});
   void begin_rollback(const ApplicationRecord& app, ActiveRollout& rollout, const std::string& reason);
-  void begin_updates(const std::vector<MemberEntry*>& members, const ClusterRef& cluster, int64_t rollout_id);
+  void begin_updates(std::span<MemberEntry* const> members, const ClusterRef& cluster, int64_t rollout_id);
   static std::string update_command_id(const MemberEntry& m);
   // Members whose template equals their cluster's current one take the
   // current revision's number without being touched.

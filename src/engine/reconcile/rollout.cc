@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <map>
+#include <span>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -285,8 +286,7 @@ bool Fleet::drive_rollout(const ClusterRef& cluster, const Roster& roster, int d
                    [](const MemberEntry* a, const MemberEntry* b) { return a->record.host < b->record.host; });
   const size_t group = std::max<size_t>(options_.updates_per_group, 1);
   for (size_t first = 0; first < updating.size(); first += group) {
-    const auto from = updating.begin() + static_cast<std::ptrdiff_t>(first);
-    begin_updates({from, from + static_cast<std::ptrdiff_t>(std::min(group, updating.size() - first))}, cluster,
+    begin_updates(std::span(updating).subspan(first, std::min(group, updating.size() - first)), cluster,
                   rollout.record.id);
     write_ahead_if_large(options_.updates_per_group * 2);
   }
@@ -358,7 +358,7 @@ std::string Fleet::update_command_id(const MemberEntry& m) {
 // can never update it twice. One state change per revision the members come
 // from (in a rollout, nearly always one): one log line each, not one per
 // member.
-void Fleet::begin_updates(const std::vector<MemberEntry*>& members, const ClusterRef& cluster, int64_t rollout_id) {
+void Fleet::begin_updates(std::span<MemberEntry* const> members, const ClusterRef& cluster, int64_t rollout_id) {
   std::map<int64_t, std::vector<MemberEntry*>> by_revision;
   for (MemberEntry* m : members) {
     by_revision[m->record.revision].push_back(m);
