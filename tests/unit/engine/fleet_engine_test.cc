@@ -54,13 +54,14 @@ class FleetEngineTest : public ::testing::Test {
     ASSERT_TRUE(fleet_->load().has_value());
   }
 
-  // shop/web: `desired` members updated in place, all in one batch.
-  static std::string one_batch_manifest(int desired, const std::string& version) {
+  // shop/web: `desired` members updated in place, `batch` at a time.
+  static std::string in_place_manifest(int desired, int batch, const std::string& version) {
     return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: " + std::to_string(desired + 10) +
            ", desired: " + std::to_string(desired) + "}\n    update: {method: in-place, maxUnavailable: " +
-           std::to_string(desired) + ", minReadySeconds: 0}\n    artifact: {version: \"" + version +
+           std::to_string(batch) + ", minReadySeconds: 0}\n    artifact: {version: \"" + version +
            "\", command: [\"web\"]}\n";
   }
+
 
   Joined join(const std::string& hostname, int64_t slots = 64) { return join_host(*fleet_, hostname, slots); }
 
@@ -718,10 +719,10 @@ TEST_F(FleetEngineTest, AGroupRefusedInAPassStopsTheGroupsWrittenAfterItAndNoneO
 TEST_F(FleetEngineTest, ARolloutBatchIsWrittenInGroupsOfUpdatesEachSentOnceDurable) {
   use_updates_per_group(10);
   Joined a = join("a", 100);
-  ASSERT_TRUE(apps_->apply(one_batch_manifest(30, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(in_place_manifest(30, 30, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
   all_started_and_healthy(a);
-  ASSERT_TRUE(apps_->apply(one_batch_manifest(30, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(in_place_manifest(30, 30, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   const auto first_seq = store_->last_event_seq().value();
   std::vector<std::string> sent_before_durable;
   a.link->on_send = [&](const json& message) {
@@ -758,12 +759,12 @@ TEST_F(FleetEngineTest, ARolloutBatchIsWrittenHostByHostSoEachHostHasItsUpdatesI
   use_updates_per_group(10);
   Joined a = join("a");
   Joined b = join("b");
-  ASSERT_TRUE(apps_->apply(one_batch_manifest(20, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(in_place_manifest(20, 20, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
   all_started_and_healthy(a);
   all_started_and_healthy(b);
   ASSERT_EQ(a.link->commands("start").size(), 10u) << "placement spreads the cluster over both hosts";
-  ASSERT_TRUE(apps_->apply(one_batch_manifest(20, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(in_place_manifest(20, 20, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   const size_t a_before = a.link->batches.size();
   const size_t b_before = b.link->batches.size();
 
@@ -781,16 +782,10 @@ TEST_F(FleetEngineTest, ARolloutBatchIsWrittenHostByHostSoEachHostHasItsUpdatesI
 TEST_F(FleetEngineTest, TheActivesThatEndABatchAreWrittenAheadOfTheNextBatchsUpdates) {
   use_updates_per_group(10);
   Joined a = join("a");
-  auto manifest = [](const std::string& version) {
-    return "application: shop\nclusters:\n  - name: web\n    members: {min: 1, max: 30, desired: 20}\n"
-           "    update: {method: in-place, maxUnavailable: 10, minReadySeconds: 0}\n"
-           "    artifact: {version: \"" +
-           version + "\", command: [\"web\"]}\n";
-  };
-  ASSERT_TRUE(apps_->apply(manifest("1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(in_place_manifest(20, 10, "1"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
   all_started_and_healthy(a);
-  ASSERT_TRUE(apps_->apply(manifest("2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
+  ASSERT_TRUE(apps_->apply(in_place_manifest(20, 10, "2"), ManifestFormat::kYaml, false, {"t", "t"}).has_value());
   fleet_->tick();
   const std::vector<json> first_batch = a.link->commands("update");
   ASSERT_EQ(first_batch.size(), 10u);
