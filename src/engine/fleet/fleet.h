@@ -46,9 +46,11 @@
 #include "engine/fleet/agent_inbox.h"
 #include "engine/fleet/agent_link.h"
 #include "engine/fleet/cluster_load.h"
+#include "engine/fleet/entries.h"
 #include "engine/fleet/fleet_options.h"
 #include "engine/fleet/host_deadlines.h"
 #include "engine/fleet/member_state.h"
+#include "engine/fleet/staged_group.h"
 #include "engine/fleet/work_queue.h"
 #include "engine/migration.h"
 #include "engine/reconcile/balancer_sync.h"
@@ -203,61 +205,15 @@ class Fleet {
   // welcomed, so it has no token of its own; its next join takes this record.
   static constexpr const char* kHostRefused = "Refused";
 
-  struct HostEntry {
-    HostRecord record;
-    std::shared_ptr<AgentLink> link;
-    std::string address;  // its agent's, as last connected
-    TimePoint last_seen{};  // as of the last message the fleet handled (deadlines_ knows better)
-    std::string agent_version;  // as its agent last said (memory only: it says again on reconnecting)
-    int protocol = 0;           // agreed with its agent on its last welcome; 0: none since start
-    std::string refused;        // why its agent was last refused; empty once one is welcomed
-  };
-  struct MemberEntry;
-  // A cluster's members in ordinal order (the order rollouts and
-  // maintenance replace members in), each with what the pass's walks decide
-  // by, side by side: a pass over a 100,000-member cluster reads a few MB in
-  // sequence instead of visiting 100,000 entries scattered over the heap,
-  // which cost ~10 ms in cache misses per walk, several walks a pass. Kept by
-  // remember(), forget() and note_change(); a member that left leaves a
-  // hole (member null) until roster_of() next closes it.
-  struct RosterEntry {
-    MemberEntry* member = nullptr;
-    std::string_view id;  // member->record.id
-    MemberState state = MemberState::kCreated;
-    int64_t revision = 0;
-    TimePoint since{};  // member->record.updated_at: when it entered `state`
-  };
-  // Members are appended in ordinal order: the store lists them so, and a
-  // new member's ordinal is its cluster's highest yet.
-  struct Roster {
-    std::vector<RosterEntry> entries;
-    size_t holes = 0;
-  };
-  struct MemberEntry {
-    MemberRecord record;
-    MemberState state = MemberState::kCreated;
-    bool healthy = false;
-    std::optional<TimePoint> healthy_since;
-    std::optional<protocol::MemberStats> stats;
-    bool command_sent = false;  // what its current state calls for went out on the current link, or nothing is owed
-    uint64_t generation = 0;    // of the group its latest change was staged in
-    ClusterLoad* load = nullptr;  // its cluster's, once it reported one (loads_ never erases)
-    // It was Active when its host fell silent: if the host comes back still
-    // running it, it is Active again at once (a blip must not cost a member
-    // its availability, or a rollout would retire it without charging its
-    // maxUnavailable).
-    bool active_when_lost = false;
-    // Being replaced (maintenance replace, a replace rollout): the member
-    // created to take its place, from then until it leaves (pair_successors).
-    std::string successor;
-    // Its place in its cluster's roster (note_change()).
-    Roster* roster = nullptr;
-    size_t slot = 0;
-
-    // In its maintenance step with the command at its agent: only the
-    // agent's answer (which queues its cluster) moves it on.
-    bool in_maintenance_at_agent() const { return state == MemberState::kMaintenance && command_sent; }
-  };
+  // What the view holds per host and member (entries.h).
+  using HostEntry = fleet::HostEntry;
+  using MemberEntry = fleet::MemberEntry;
+  using RosterEntry = fleet::RosterEntry;
+  using Roster = fleet::Roster;
+  // The group commit's units (staged_group.h).
+  using Staged = fleet::StagedGroup;
+  using Sealed = fleet::SealedGroup;
+  using GroupResults = fleet::GroupResults;
   struct ClusterRef {
     const ApplicationRecord* app;
     std::string path;
@@ -324,7 +280,6 @@ class Fleet {
   // sealed group is written in turn; with `dispatch_each` the commands that
   // each one made durable go out before the next is written.
   Status commit_staged(std::unique_lock<std::mutex>& lock, bool release_while_writing, bool dispatch_each = false);
-  struct Sealed;
   Status commit_group(std::unique_lock<std::mutex>& lock, bool release_while_writing, Sealed sealed);
   // After a refused group: the view as the store has it (links kept).
   Status reload_members();
@@ -497,14 +452,6 @@ class Fleet {
 
   std::mutex commit_mu_;  // taken before mu_, never after
   mutable std::mutex mu_;
-  struct Staged {
-    std::vector<WriteBatch> batches;
-    std::vector<std::function<void()>> after_commit;
-    size_t mutations = 0;
-    bool last_never_conflicts = false;  // the last batch may take the next one in (stage())
-    std::set<std::string> apps_with_values;  // whose operational values it writes (values_ stale once it is answered)
-    bool empty() const { return batches.empty() && after_commit.empty(); }
-  };
   Staged staged_;
   uint64_t staged_generation_ = 1;   // the group being staged now
   uint64_t durable_generation_ = 0;  // the newest group written
@@ -512,14 +459,6 @@ class Fleet {
   // commit_staged(): each is its own store group (one fsync), so that a
   // pass that changes 100,000 members sends the first ones' commands while
   // the store writes the next ones.
-  using GroupResults = std::vector<Result<CommitResult>>;
-  struct Sealed {
-    Staged group;
-    uint64_t generation = 0;
-    // The store's answer when the group is written ahead (its batches were
-    // handed over); commit_staged() takes it, in order, as if it wrote it.
-    std::shared_future<GroupResults> written;
-  };
   std::deque<Sealed> sealed_;
   // Closes the group being staged; the caller vouches that nothing staged
   // so far needs anything staged after it to be durable with it.
@@ -617,19 +556,7 @@ class Fleet {
   // Taken after mu_ (drain_inbox adds a batch) or alone (a reader).
   mutable std::mutex heartbeat_handling_mu_;
   Histogram heartbeat_handling_;
-  // The hosts as placement sees them, built at most once per pass (when a
-  // member is placed) and kept up to date by each placement: placing a
-  // member scans the cluster's candidate hosts, copying and matching nothing.
-  struct PlacementView {
-    bool built = false;
-    int placed = 0;  // members placed in this pass
-    std::vector<HostCapacity> hosts;  // in id order
-    std::unordered_map<std::string, size_t> position;
-    // "app/cluster@revision" -> the schedulable hosts with its labels, best first
-    std::unordered_map<std::string, CandidateQueue> candidates;
-    // "app/cluster" -> its members on hosts[i]
-    std::unordered_map<std::string, std::vector<int>> in_cluster;
-  };
+  // Built at most once per pass, when a member is placed (view_placement()).
   PlacementView placement_;
   // A pass places at most this many members, so that it commits, sends their
   // start commands and lets go of the view within a bounded time; a large

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "model/manifest.h"
@@ -60,6 +61,20 @@ class CandidateQueue {
   static Entry entry(const std::vector<HostCapacity>& hosts, const std::vector<int>& in_cluster, size_t position);
   static bool worse(const Entry& a, const Entry& b);
   std::vector<Entry> heap_;  // a min-heap by (in_cluster, -free, position)
+};
+
+// The hosts as a pass's placements see them, kept up to date by each
+// placement: placing a member scans its cluster's candidate hosts, copying
+// and matching nothing.
+struct PlacementView {
+  bool built = false;
+  int placed = 0;                   // members placed in this pass
+  std::vector<HostCapacity> hosts;  // in id order
+  std::unordered_map<std::string, size_t> position;
+  // "app/cluster@revision" -> the schedulable hosts with its labels, best first
+  std::unordered_map<std::string, CandidateQueue> candidates;
+  // "app/cluster" -> its members on hosts[i]
+  std::unordered_map<std::string, std::vector<int>> in_cluster;
 };
 
 }  // namespace tranche
