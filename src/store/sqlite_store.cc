@@ -1,7 +1,8 @@
 // The embedded Store backend: one SQLite connection behind a mutex, WAL
-// journal, synchronous=FULL, cached prepared statements, times as INTEGER
-// Unix milliseconds and maps as JSON text. Here its reads, its watchers and
-// the opening of a database; a commit's writes are in sqlite_writes.cc. See
+// journal (checkpointed by a connection of its own: wal_checkpointer.h),
+// synchronous=FULL, cached prepared statements, times as INTEGER Unix
+// milliseconds and maps as JSON text. Here its reads, its watchers and the
+// opening of a database; a commit's writes are in sqlite_writes.cc. See
 // README.md.
 
 #include <sqlite3.h>
@@ -30,6 +31,7 @@ int64_t sql_limit(size_t limit) {
 }  // namespace
 
 SqliteStore::~SqliteStore() {
+  checkpointer_.reset();
   for (auto& [sql, stmt] : statements_) {
     sqlite3_finalize(stmt);
   }
@@ -347,7 +349,17 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteStoreOptions& optio
   if (auto set = exec(db.get(), "PRAGMA journal_mode = WAL"); !set) {
     return std::unexpected(set.error());
   }
-  return std::make_unique<sqlite::SqliteStore>(db.release(), *version);
+  // A file's log is checkpointed off the commit path (wal_checkpointer.h);
+  // "" names a database in memory.
+  std::unique_ptr<sqlite::WalCheckpointer> checkpointer;
+  if (const char* file = sqlite3_db_filename(db.get(), "main"); file != nullptr && *file != '\0') {
+    auto attached = sqlite::WalCheckpointer::attach(db.get(), file);
+    if (!attached) {
+      return std::unexpected(attached.error());
+    }
+    checkpointer = std::move(*attached);
+  }
+  return std::make_unique<sqlite::SqliteStore>(db.release(), *version, std::move(checkpointer));
 }
 
 }  // namespace tranche

@@ -8,20 +8,25 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "store/sqlite_statements.h"
 #include "store/store.h"
+#include "store/wal_checkpointer.h"
 
 namespace tranche::sqlite {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(sqlite3* db, int version) : db_(db), version_(version) {}
+  // `checkpointer`: null for a database in memory (no write-ahead log).
+  SqliteStore(sqlite3* db, int version, std::unique_ptr<WalCheckpointer> checkpointer)
+      : db_(db), version_(version), checkpointer_(std::move(checkpointer)) {}
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
@@ -108,6 +113,7 @@ class SqliteStore final : public Store {
   sqlite3* db_;
   std::map<std::string, sqlite3_stmt*, std::less<>> statements_;
   const int version_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // stopped before db_ closes
 
   // Recursive: a callback may call watch()/unwatch() on its own thread.
   std::recursive_mutex watch_mu_;
