@@ -29,8 +29,8 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::attach(sqlite3* writer
 }
 
 WalCheckpointer::~WalCheckpointer() {
-  sqlite3_wal_autocheckpoint(
-      writer_, CheckpointThresholds{}.wake_pages);  // replaces the hook: nothing calls this object any more
+  // Replaces the hook: nothing calls this object any more.
+  sqlite3_wal_autocheckpoint(writer_, CheckpointThresholds{}.wake_pages);
   thread_.request_stop();
   thread_.join();
   sqlite3_close_v2(own_);
@@ -62,9 +62,7 @@ void WalCheckpointer::run(const std::stop_token& stop) {
   while (wake_.wait(lock, stop, [this] { return wanted_; })) {
     wanted_ = false;
     lock.unlock();
-    int logged = 0;
-    int copied = 0;
-    const int rc = sqlite3_wal_checkpoint_v2(own_, "main", SQLITE_CHECKPOINT_PASSIVE, &logged, &copied);
+    const int rc = sqlite3_wal_checkpoint_v2(own_, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     if (rc != SQLITE_OK) {
       // The log keeps its pages, and grows until a later checkpoint (or the
       // commit's own, past inline_pages) copies them: no write is lost.

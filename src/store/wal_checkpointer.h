@@ -61,7 +61,7 @@ class WalCheckpointer {
   std::condition_variable_any wake_;
   bool wanted_ = false;
   int completed_ = 0;
-  std::jthread thread_;  // last: started once the rest is set, stopped first
+  std::jthread thread_;  // started by attach(), stopped first by the destructor
 };
 
 }  // namespace tranche::sqlite
