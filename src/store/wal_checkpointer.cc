@@ -36,8 +36,9 @@ WalCheckpointer::~WalCheckpointer() {
   sqlite3_close_v2(own_);
 }
 
-int WalCheckpointer::completed() const {
-  std::lock_guard lock(mu_);
+int WalCheckpointer::completed(int count, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  done_.wait_for(lock, timeout, [&] { return completed_ >= count; });
   return completed_;
 }
 
@@ -69,7 +70,10 @@ void WalCheckpointer::run(const std::stop_token& stop) {
       spdlog::warn("store: checkpoint of the write-ahead log failed: {}", sqlite3_errmsg(own_));
     }
     lock.lock();
-    completed_ += rc == SQLITE_OK ? 1 : 0;
+    if (rc == SQLITE_OK) {
+      ++completed_;
+      done_.notify_all();
+    }
   }
 }
 

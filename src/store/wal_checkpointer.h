@@ -13,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -44,8 +45,9 @@ class WalCheckpointer {
   WalCheckpointer(const WalCheckpointer&) = delete;
   WalCheckpointer& operator=(const WalCheckpointer&) = delete;
 
-  // Checkpoints completed on the thread so far (for tests).
-  int completed() const;
+  // Checkpoints completed on the thread so far, once there are `count` or
+  // `timeout` has passed (for tests: a wait on the event, not a poll).
+  int completed(int count = 0, std::chrono::milliseconds timeout = {}) const;
 
  private:
   WalCheckpointer(sqlite3* writer, sqlite3* own, CheckpointThresholds thresholds)
@@ -58,7 +60,8 @@ class WalCheckpointer {
   sqlite3* own_;
   const CheckpointThresholds thresholds_;
   mutable std::mutex mu_;
-  std::condition_variable_any wake_;
+  std::condition_variable_any wake_;      // the thread: a checkpoint is wanted
+  mutable std::condition_variable done_;  // completed(): one was made
   bool wanted_ = false;
   int completed_ = 0;
   std::jthread thread_;  // started by attach(), stopped first by the destructor

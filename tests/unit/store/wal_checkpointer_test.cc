@@ -11,7 +11,6 @@
 #include <climits>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 #include "store_test_util.h"
 
@@ -60,11 +59,7 @@ TEST_F(WalCheckpointerTest, ALogPastTheWakeThresholdIsCopiedByTheCheckpointersTh
   attach({.wake_pages = 100, .inline_pages = INT_MAX});
   write_pages(200);
 
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while ((checkpointer_->completed() == 0 || database_pages() < 200) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_GE(checkpointer_->completed(), 1);
+  ASSERT_GE(checkpointer_->completed(1, std::chrono::seconds(10)), 1);
   EXPECT_GE(database_pages(), 200u);
 }
 
