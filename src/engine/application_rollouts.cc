@@ -5,6 +5,8 @@
 // other.
 
 #include <algorithm>
+#include <map>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -97,22 +99,32 @@ Result<std::optional<int64_t>> ApplicationService::start_rollout(const Current& 
   }
 
   // Which clusters have members whose template differs from the new one.
+  // Compared once per revision and cluster, not per member: a comparison
+  // builds both clusters' JSON (1.2 s for an apply at 100,000 members).
   std::map<int64_t, std::shared_ptr<const ApplicationSpec>> specs;
+  std::map<std::pair<int64_t, std::string>, bool> changes;  // (revision, cluster) -> template differs
   std::map<std::string, int> to_change;
   for (const auto& m : members) {
-    const ClusterSpec* wanted = find_cluster(spec, m.cluster);
-    if (!wanted || !member_is_live(m)) {
+    if (!member_is_live(m)) {
       continue;
     }
-    auto& old = specs[m.revision];
-    if (!old) {
-      auto parsed = spec_at(app, m.revision);
-      if (parsed) {
-        old = std::move(*parsed);
+    auto known = changes.find({m.revision, m.cluster});
+    if (known == changes.end()) {
+      const ClusterSpec* wanted = find_cluster(spec, m.cluster);
+      auto& old = specs[m.revision];
+      if (!old) {
+        auto parsed = spec_at(app, m.revision);
+        if (parsed) {
+          old = std::move(*parsed);
+        }
       }
+      const ClusterSpec* running = old ? find_cluster(*old, m.cluster) : nullptr;
+      known = changes
+                  .emplace(std::pair{m.revision, m.cluster},
+                           wanted && (!running || !same_member_template(*running, *wanted)))
+                  .first;
     }
-    const ClusterSpec* running = old ? find_cluster(*old, m.cluster) : nullptr;
-    if (!running || !same_member_template(*running, *wanted)) {
+    if (known->second) {
       ++to_change[m.cluster];
     }
   }
