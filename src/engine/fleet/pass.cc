@@ -228,8 +228,19 @@ void Fleet::reconcile_pass() {
       }
       continue;
     }
-    visited.insert(app.name);
     std::optional<ActiveRollout> rollout = load_rollout(app);
+    if (rollout && rollout->record.target_revision != app.current_revision) {
+      // A running rollout always targets its application's current revision
+      // (an apply writes both in one commit). This one was read after the
+      // applications were: an apply landed in between, and the pass's record
+      // is the older one. Planned against it, members would be updated "to"
+      // the revision they leave, then replaced. The next pass reads both.
+      spdlog::info("reconcile: {}'s rollout {} targets revision {}, read after revision {}: reconciled next pass",
+                   app.name, rollout->record.id, rollout->record.target_revision, app.current_revision);
+      work_.add_application(app.name);
+      continue;
+    }
+    visited.insert(app.name);
     if (!rollout) {
       phases_seen_.erase(app.name);
     } else {

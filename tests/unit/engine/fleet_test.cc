@@ -3,6 +3,7 @@
 
 #include "engine/fleet/fleet.h"
 #include "fake_agent_link.h"
+#include "interposed_store.h"
 
 #include <gtest/gtest.h>
 
@@ -758,6 +759,35 @@ TEST_F(FleetRolloutTest, InPlaceUpdatesEachMemberOnceAcrossAControllerRestart) {
     EXPECT_EQ(m.version, "2") << m.id;
     EXPECT_EQ(m.state, "Active") << m.id;
   }
+}
+
+// An apply that commits while a pass reads (after the applications, before
+// the rollout) starts a rollout to a revision the pass's record of the
+// application does not have yet. Planned against that record, the first
+// member was updated "from revision 1 to 1" and then replaced by a new
+// member (seen in P5 at 100,000 members: 8,901 replaced, 105,148 updates).
+TEST_F(FleetRolloutTest, AnApplyDuringAPassIsRolledOutToItsOwnRevision) {
+  Joined a = join("a");
+  deploy_active(a, "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}");
+  InterposedStore racing(*store_);
+  fleet_ = std::make_unique<Fleet>(racing, clock_, FleetOptions{1s, 3s, 10s, "jt_secret"});
+  ASSERT_TRUE(fleet_->load().has_value());  // its first pass visits every application
+  auto link = reconnect(a, {{"shop/web/1", 1, "Running", 100}, {"shop/web/2", 1, "Running", 100}});
+  racing.before_next_latest_rollout(
+      [&] { apply(rollout_app("2", "{method: in-place, maxUnavailable: 1, minReadySeconds: 0}")); });
+  fleet_->tick();  // reads revision 1, then the apply's rollout to revision 2
+  fleet_->tick();
+
+  const auto web1 = store_->get_member("shop", "shop/web/1").value().value();
+  EXPECT_EQ(web1.state, "Updating");
+  EXPECT_EQ(web1.revision, 2);
+  std::set<std::string> ids;
+  for (const auto& c : link->of_type("command", "update")) {
+    ids.insert(c["id"]);
+  }
+  EXPECT_EQ(ids, std::set<std::string>{"update:shop/web/1:2"});
+  EXPECT_EQ(states().size(), 2u) << "no member replaced";
+  fleet_.reset();  // before `racing`, which it reads through
 }
 
 // A restarted controller reads its members in id order ("web/10" before
