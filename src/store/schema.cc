@@ -11,20 +11,13 @@
 #include <string>
 #include <utility>
 
+#include "store/sqlite_statements.h"
 #include "store/store.h"
 
 namespace tranche::schema {
 namespace {
 
-Status exec(sqlite3* db, const char* sql) {
-  char* message = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message != nullptr ? message : sqlite3_errmsg(db);
-    sqlite3_free(message);
-    return fail(ErrorCode::kUnavailable, "store migration: " + text);
-  }
-  return {};
-}
+Status exec(sqlite3* db, const char* sql) { return sqlite::exec(db, sql, "store migration"); }
 
 // Version 1: the first release.
 Status step_0_to_1(sqlite3* db) {

@@ -1,5 +1,6 @@
 #pragma once
-// Internal to the SQLite backend (sqlite_store.cc, sqlite_writes.cc): a
+// Internal to the SQLite backend (sqlite_store.cc, sqlite_writes.cc,
+// schema.cc, wal_checkpointer.cc): SQL without results run at once, a
 // cached statement in use, and the tables' rows read back as records. See
 // README.md, "SQLite backend".
 
@@ -19,6 +20,18 @@
 #include "store/store.h"
 
 namespace tranche::sqlite {
+
+// Runs `sql`, statements without results (PRAGMAs, DDL, BEGIN/COMMIT); a
+// failure is kUnavailable, `context` then SQLite's message.
+inline Status exec(sqlite3* db, const char* sql, std::string_view context) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message != nullptr ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    return fail(ErrorCode::kUnavailable, std::string(context) + ": " + text);
+  }
+  return {};
+}
 
 // Column lists in the order of the records' fields: rows are read back with
 // one braced initializer and written with one bind() in that same order.

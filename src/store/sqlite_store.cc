@@ -280,13 +280,6 @@ void SqliteStore::notify(uint64_t seq) {
 namespace tranche {
 namespace {
 
-Status exec(sqlite3* db, const char* sql) {
-  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return fail(ErrorCode::kUnavailable, std::string("store: ") + sqlite3_errmsg(db));
-  }
-  return {};
-}
-
 // PRAGMA quick_check before anything else: a damaged database is refused
 // here rather than served with reads that fail later (every reconcile pass).
 // O(size of the database), read-only; it does not check indexes against
@@ -336,7 +329,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteStoreOptions& optio
   }
   // Connection settings only: nothing is written before the schema version
   // is known, so a store newer than this binary is left untouched.
-  if (auto set = exec(db.get(), "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL"); !set) {
+  if (auto set = sqlite::exec(db.get(), "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL", "store"); !set) {
     return std::unexpected(set.error());
   }
   auto version = schema::migrate(db.get(), schema::current_version());
@@ -346,7 +339,7 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteStoreOptions& optio
     return std::unexpected(std::move(error));
   }
   // Persistent; a no-op when already WAL ("memory" for ":memory:").
-  if (auto set = exec(db.get(), "PRAGMA journal_mode = WAL"); !set) {
+  if (auto set = sqlite::exec(db.get(), "PRAGMA journal_mode = WAL", "store"); !set) {
     return std::unexpected(set.error());
   }
   // A file's log is checkpointed off the commit path (wal_checkpointer.h);

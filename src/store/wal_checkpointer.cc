@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "store/sqlite_statements.h"
+
 namespace tranche::sqlite {
 
 Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::attach(sqlite3* writer, const std::string& path,
@@ -16,11 +18,9 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::attach(sqlite3* writer
     return fail(ErrorCode::kUnavailable, "cannot open store " + path + " to checkpoint it: " + why);
   }
   // A checkpoint syncs the log before it copies and the database after.
-  if (char* error = nullptr; sqlite3_exec(raw, "PRAGMA synchronous = FULL", nullptr, nullptr, &error) != SQLITE_OK) {
-    std::string why = error != nullptr ? error : sqlite3_errmsg(raw);
-    sqlite3_free(error);
+  if (auto set = exec(raw, "PRAGMA synchronous = FULL", "store " + path); !set) {
     sqlite3_close_v2(raw);
-    return fail(ErrorCode::kUnavailable, "store " + path + ": " + why);
+    return std::unexpected(set.error());
   }
   std::unique_ptr<WalCheckpointer> checkpointer(new WalCheckpointer(writer, raw, thresholds));
   checkpointer->thread_ = std::jthread([self = checkpointer.get()](const std::stop_token& stop) { self->run(stop); });
