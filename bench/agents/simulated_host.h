@@ -28,6 +28,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "command_reader.h"
+#include "due_work.h"
 #include "protocol/messages.h"
 
 namespace tranche::sim {
@@ -129,10 +130,11 @@ class SimHost {
   void bind_source(tcp::socket& socket, boost::system::error_code& ec) const;
   asio::awaitable<void> heartbeat_loop(std::shared_ptr<Conn> conn);
   asio::awaitable<void> drain(std::shared_ptr<Conn> conn);
-  asio::awaitable<void> delayed_start(std::string command_id, std::string member);
-  asio::awaitable<void> finish_update(std::string command_id, std::string member, protocol::StartSpec spec,
-                                      int64_t arrived_ms);
-  asio::awaitable<void> finish_maintenance(std::string command_id, std::string member);
+  // What DueWork runs once --start-delay, --update-time, --maintenance-time passed.
+  void finish_start(const std::string& command_id, const std::string& member);
+  void finish_update(const std::string& command_id, const std::string& member, const protocol::StartSpec& spec,
+                     int64_t arrived_ms, Clock::time_point due);
+  void finish_maintenance(const std::string& command_id, const std::string& member);
   void on_maintenance(const protocol::Command& command);
   protocol::Hello hello() const;
   void send(std::string text);
@@ -169,6 +171,7 @@ struct Shard {
   Shard(const Options& options, tcp::endpoint endpoint, Clock::time_point epoch)
       : options(options), endpoint(endpoint), epoch(epoch) {}
   asio::io_context io{1};
+  DueWork due{io};  // the hosts' delayed starts, updates and maintenance restarts
   const Options& options;
   tcp::endpoint endpoint;
   Clock::time_point epoch;  // heartbeat phases are relative to this

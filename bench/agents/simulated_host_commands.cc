@@ -2,7 +2,7 @@
 // command at once and answers start, stop, logs, in-place update and
 // maintenance as the real agent does, without processes or hooks (the
 // update and maintenance take exactly --update-time and --maintenance-time
-// on a timer of the host's io thread), replays results until they are
+// on its shard's DueWork), replays results until they are
 // acknowledged, and records when maintenance commands arrived.
 
 #include <utility>  // before Asio: coroutine support needs it on g++ 12
@@ -14,18 +14,12 @@
 #include <optional>
 #include <variant>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "protocol/frames.h"
 #include "simulator_options.h"
 
 namespace tranche::sim {
-
-using boost::system::error_code;
 
 void SimHost::on_frame(const std::string& text) {
   if (killed_) {
@@ -144,7 +138,8 @@ void SimHost::on_command(const protocol::Command& command) {
     members_[command.member] = std::move(m);
     c.members.fetch_add(1, std::memory_order_relaxed);
     if (delayed) {
-      asio::co_spawn(shard_.io, delayed_start(command.id, command.member), asio::detached);
+      shard_.due.after(shard_.options.start_delay,
+                       [this, id = command.id, member = command.member](auto) { finish_start(id, member); });
     } else {
       complete(command.id, true, "started", data);
       if (has_health) {
@@ -168,14 +163,10 @@ void SimHost::on_command(const protocol::Command& command) {
   }
 }
 
-asio::awaitable<void> SimHost::delayed_start(std::string command_id, std::string member) {
-  asio::steady_timer timer(shard_.io);
-  timer.expires_after(shard_.options.start_delay);
-  error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+void SimHost::finish_start(const std::string& command_id, const std::string& member) {
   auto it = members_.find(member);
   if (it == members_.end() || it->second.state != "Starting") {
-    co_return;  // stopped meanwhile
+    return;  // stopped meanwhile
   }
   it->second.state = "Running";
   complete(command_id, true, "started", protocol::ProcessStarted{it->second.pid, it->second.ports});
@@ -212,23 +203,19 @@ void SimHost::on_update(const protocol::Command& command) {
   c.updates.fetch_add(1, std::memory_order_relaxed);
   it->second.state = "Updating";
   it->second.update_id = command.id;
-  asio::co_spawn(shard_.io,
-                 finish_update(command.id, command.member, std::get<protocol::UpdateSpec>(command.spec).target,
-                               shard_.options.update_trace.empty() ? 0 : wall_ms()),
-                 asio::detached);
+  shard_.due.after(
+      shard_.options.update_time,
+      [this, id = command.id, member = command.member, spec = std::get<protocol::UpdateSpec>(command.spec).target,
+       arrived_ms = shard_.options.update_trace.empty() ? 0 : wall_ms()](Clock::time_point due) {
+        finish_update(id, member, spec, arrived_ms, due);
+      });
 }
 
-// A timer, not a sleep: the io thread serves the other hosts meanwhile.
-asio::awaitable<void> SimHost::finish_update(std::string command_id, std::string member, protocol::StartSpec spec,
-                                             int64_t arrived_ms) {
-  const Clock::time_point due = Clock::now() + shard_.options.update_time;
-  asio::steady_timer timer(shard_.io);
-  timer.expires_at(due);
-  error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+void SimHost::finish_update(const std::string& command_id, const std::string& member, const protocol::StartSpec& spec,
+                            int64_t arrived_ms, Clock::time_point due) {
   auto it = members_.find(member);
   if (it == members_.end() || it->second.update_id != command_id) {
-    co_return;  // stopped meanwhile: the stop answered for it
+    return;  // stopped meanwhile: the stop answered for it
   }
   Counters& c = shard_.counters;
   const int64_t lag = std::chrono::duration_cast<milliseconds>(Clock::now() - due).count();
@@ -275,17 +262,14 @@ void SimHost::on_maintenance(const protocol::Command& command) {
   c.maintenances.fetch_add(1, std::memory_order_relaxed);
   it->second.state = "Maintenance";
   it->second.maintenance_id = command.id;
-  asio::co_spawn(shard_.io, finish_maintenance(command.id, command.member), asio::detached);
+  shard_.due.after(shard_.options.maintenance_time,
+                   [this, id = command.id, member = command.member](auto) { finish_maintenance(id, member); });
 }
 
-asio::awaitable<void> SimHost::finish_maintenance(std::string command_id, std::string member) {
-  asio::steady_timer timer(shard_.io);
-  timer.expires_after(shard_.options.maintenance_time);
-  error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+void SimHost::finish_maintenance(const std::string& command_id, const std::string& member) {
   auto it = members_.find(member);
   if (it == members_.end() || it->second.maintenance_id != command_id || it->second.state != "Maintenance") {
-    co_return;  // stopped meanwhile
+    return;  // stopped meanwhile
   }
   SimMember& m = it->second;
   m.pid = shard_.next_pid++;
