@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,8 +34,12 @@ class SqliteStore final : public Store {
 
   int schema_version() const override { return version_; }
 
-  Result<CommitResult> commit(const WriteBatch& batch) override { return std::move(commit_group({batch}).front()); }
-  std::vector<Result<CommitResult>> commit_group(const std::vector<WriteBatch>& batches) override;
+  // The batch is not copied: an application's maintenance marks may be
+  // 100,000 mutations.
+  Result<CommitResult> commit(const WriteBatch& batch) override { return std::move(write_group({&batch, 1}).front()); }
+  std::vector<Result<CommitResult>> commit_group(const std::vector<WriteBatch>& batches) override {
+    return write_group(batches);
+  }
 
   Result<std::optional<ApplicationRecord>> get_application(const std::string& name) override;
   Result<std::vector<ApplicationRecord>> list_applications() override;
@@ -78,7 +83,8 @@ class SqliteStore final : public Store {
 
   // One transaction for the group; each batch under a savepoint, so that a
   // conflict rolls back that batch alone (and gives its seqs back).
-  Status commit_group_locked(const std::vector<WriteBatch>& batches, std::vector<Result<CommitResult>>& results);
+  std::vector<Result<CommitResult>> write_group(std::span<const WriteBatch> batches);
+  Status write_group_locked(std::span<const WriteBatch> batches, std::vector<Result<CommitResult>>& results);
   Status apply_batch(const WriteBatch& batch, EventCounter& events, CommitResult& result);
   // One per kind of Mutation; mu_ held, inside the batch's savepoint.
   Status apply(const PutApplication& m, EventCounter&, CommitResult&);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <utility>
 #include <variant>
@@ -18,13 +19,13 @@
 
 namespace tranche::sqlite {
 
-std::vector<Result<CommitResult>> SqliteStore::commit_group(const std::vector<WriteBatch>& batches) {
+std::vector<Result<CommitResult>> SqliteStore::write_group(std::span<const WriteBatch> batches) {
   std::vector<Result<CommitResult>> results;
   uint64_t newest = 0;
   {
     std::lock_guard lock(mu_);
     const auto started = std::chrono::steady_clock::now();
-    Status done = commit_group_locked(batches, results);
+    Status done = write_group_locked(batches, results);
     if (!done && sqlite3_get_autocommit(db_) == 0) {  // some errors roll back by themselves
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     }
@@ -45,8 +46,8 @@ std::vector<Result<CommitResult>> SqliteStore::commit_group(const std::vector<Wr
   return results;
 }
 
-Status SqliteStore::commit_group_locked(const std::vector<WriteBatch>& batches,
-                                        std::vector<Result<CommitResult>>& results) {
+Status SqliteStore::write_group_locked(std::span<const WriteBatch> batches,
+                                       std::vector<Result<CommitResult>>& results) {
   if (auto begun = query("BEGIN IMMEDIATE").run(); !begun) {
     return begun;
   }
