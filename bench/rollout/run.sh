@@ -42,6 +42,11 @@
 #   TIMEOUT                deadline for the whole script (sum of the above + 120 s)
 #   CLI_TIMEOUT (20)       seconds any one HTTP call may take
 #   KEEP (0)               1: keep the work dir (logs, manifests) and say where
+#   PERF                   a file: `perf record` of the controller over the
+#                          first rollout, from just before its apply to its
+#                          Succeeded, with PERF_OPTS (-F 299 --call-graph
+#                          dwarf,16384); it perturbs the figures: for where
+#                          the time goes, not for the table
 #
 # On any exit (also Ctrl-C, or the TIMEOUT watchdog) the simulator and the
 # controller are stopped (SIGTERM, SIGKILL after 10 s) and the work dir is
@@ -428,6 +433,13 @@ for ((r = 1; r <= ROLLOUTS; r++)); do
   c0=$(cpu_ticks "$CONTROLLER_PID")
   s0=$(cpu_ticks "$SIM_PID")
   thread_sched "$CONTROLLER_PID" >"$WORK/threads-$r.0"
+  PERF_PID=""
+  if [[ $r -eq 1 && -n "${PERF:-}" ]]; then
+    # shellcheck disable=SC2086
+    perf record ${PERF_OPTS:--F 299 --call-graph dwarf,16384} -p "$CONTROLLER_PID" -o "$PERF" >"$WORK/perf.out" 2>&1 &
+    PERF_PID=$!
+    sleep 1 # perf attaches to every thread
+  fi
   T_REQ=$(now)
   apply "$version" >"$WORK/apply-$version.json" || die "apply of $version failed: $(cat "$WORK/apply-$version.json")"
   T0=$(now)
@@ -470,6 +482,11 @@ for ((r = 1; r <= ROLLOUTS; r++)); do
     fi
     sleep "$POLL"
   done
+  if [[ -n "$PERF_PID" ]]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    note "perf data in $PERF"
+  fi
   c1=$(cpu_ticks "$CONTROLLER_PID")
   s1=$(cpu_ticks "$SIM_PID")
   thread_sched "$CONTROLLER_PID" >"$WORK/threads-$r.1"
