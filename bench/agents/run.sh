@@ -53,6 +53,8 @@ die() {
   exit 1
 }
 now() { date +%s.%N; }
+# shellcheck source=bench/lib/perf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/perf.sh"
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 TRANCHE=${1:-build/src/tranche}
@@ -116,7 +118,7 @@ stop_process() { # PID NAME
 
 cleanup() {
   local status=$?
-  [[ -n "${PERF_PID:-}" ]] && kill -INT "$PERF_PID" 2>/dev/null && wait "$PERF_PID" 2>/dev/null
+  perf_stop
   stop_process "$SIM_PID" simulator
   stop_process "$CONTROLLER_PID" controller
   if [[ $status -ne 0 ]]; then
@@ -250,19 +252,8 @@ count_members() { # prints "placed active", or "-1 -1" when the controller did n
   fi
 }
 
-PERF_PID=""
-stop_perf() {
-  [[ -n "$PERF_PID" ]] || return 0
-  kill -INT "$PERF_PID" 2>/dev/null || true
-  wait "$PERF_PID" 2>/dev/null || true
-  PERF_PID=""
-  echo "agents: perf data in $PERF" >&2
-}
-if [[ -n "${PERF:-}" && $MEMBERS -gt 0 ]]; then
-  # shellcheck disable=SC2086
-  perf record ${PERF_OPTS:--F 199 --call-graph dwarf,16384} -p "$CONTROLLER_PID" -o "$PERF" >"$WORK/perf.out" 2>&1 &
-  PERF_PID=$!
-  sleep 1 # perf attaches to every thread
+if [[ $MEMBERS -gt 0 ]]; then
+  perf_start "-F 199 --call-graph dwarf,16384"
 fi
 T_APPLY=$(now)
 if [[ $MEMBERS -gt 0 ]]; then
@@ -292,7 +283,7 @@ while [[ $MEMBERS -gt 0 ]]; do
   fi
   if [[ -z "$PLACEMENT_SECONDS" && "$placed" -ge "$MEMBERS" ]]; then
     PLACEMENT_SECONDS=$(elapsed "$T_APPLY" "$t")
-    stop_perf
+    perf_stop
   fi
   if [[ "$active" -ge "$MEMBERS" ]]; then
     ACTIVE_SECONDS=$(elapsed "$T_APPLY" "$t")

@@ -53,6 +53,8 @@ wall_ms() { date +%s%3N; }
 
 # shellcheck source=bench/lib/binaries.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/binaries.sh"
+# shellcheck source=bench/lib/perf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/perf.sh"
 find_binaries "$@"
 
 M=${M:-10000}
@@ -142,13 +144,7 @@ note "all $M members Active after ${ACTIVE_SECONDS} s"
 sleep 2 # a few quiet heartbeats
 
 # --- the command ------------------------------------------------------------------
-PERF_PID=""
-if [[ -n "${PERF:-}" ]]; then
-  # shellcheck disable=SC2086
-  perf record ${PERF_OPTS:--F 299 --call-graph dwarf,16384} -p "$CONTROLLER_PID" -o "$PERF" >"$WORK/perf.out" 2>&1 &
-  PERF_PID=$!
-  sleep 1 # perf attaches to every thread
-fi
+perf_start "-F 299 --call-graph dwarf,16384"
 # The body `tranche set maintenance restart simfan --all-at-once` sends.
 T0=$(wall_ms)
 curl -sS --fail-with-body --max-time 300 -X PUT -H "Authorization: Bearer $TOKEN" \
@@ -182,11 +178,7 @@ while :; do
 done
 [[ "$(arrived)" -gt 0 ]] || die "no maintenance command arrived within ${FANOUT_TIMEOUT} s"
 sleep 1.2 # the stats file is rewritten every second: the last arrivals are in it now
-if [[ -n "$PERF_PID" ]]; then
-  kill -INT "$PERF_PID" 2>/dev/null || true
-  wait "$PERF_PID" 2>/dev/null || true
-  note "perf data in $PERF"
-fi
+perf_stop
 cp "$WORK/sim-stats.json" "$WORK/fanout-stats.json"
 FANOUT=$(jq -c --argjson t1 "$T1" '
   def q(p): sort | .[((length - 1) * p | floor)];

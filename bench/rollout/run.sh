@@ -65,6 +65,8 @@ calc() { awk "BEGIN { printf \"%.3f\", $* }"; }
 
 # shellcheck source=bench/lib/binaries.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/binaries.sh"
+# shellcheck source=bench/lib/perf.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/perf.sh"
 find_binaries "$@"
 
 C=${C:-1000}
@@ -433,12 +435,8 @@ for ((r = 1; r <= ROLLOUTS; r++)); do
   c0=$(cpu_ticks "$CONTROLLER_PID")
   s0=$(cpu_ticks "$SIM_PID")
   thread_sched "$CONTROLLER_PID" >"$WORK/threads-$r.0"
-  PERF_PID=""
-  if [[ $r -eq 1 && -n "${PERF:-}" ]]; then
-    # shellcheck disable=SC2086
-    perf record ${PERF_OPTS:--F 299 --call-graph dwarf,16384} -p "$CONTROLLER_PID" -o "$PERF" >"$WORK/perf.out" 2>&1 &
-    PERF_PID=$!
-    sleep 1 # perf attaches to every thread
+  if [[ $r -eq 1 ]]; then
+    perf_start "-F 299 --call-graph dwarf,16384"
   fi
   T_REQ=$(now)
   apply "$version" >"$WORK/apply-$version.json" || die "apply of $version failed: $(cat "$WORK/apply-$version.json")"
@@ -482,11 +480,7 @@ for ((r = 1; r <= ROLLOUTS; r++)); do
     fi
     sleep "$POLL"
   done
-  if [[ -n "$PERF_PID" ]]; then
-    kill -INT "$PERF_PID" 2>/dev/null || true
-    wait "$PERF_PID" 2>/dev/null || true
-    note "perf data in $PERF"
-  fi
+  perf_stop
   c1=$(cpu_ticks "$CONTROLLER_PID")
   s1=$(cpu_ticks "$SIM_PID")
   thread_sched "$CONTROLLER_PID" >"$WORK/threads-$r.1"
